@@ -1,0 +1,510 @@
+//! JWT verification for every service: a key set (JWKS URL, file or in-process), a
+//! verifier that pins algorithms and checks `iss`/`aud`/`exp`/`nbf`, a cache of verified
+//! tokens, and a tower layer that puts [`Claims`] into the request.
+
+use crate::problem::ApiError;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The audience of user access tokens: the platform API as a whole.
+pub const PLATFORM_AUDIENCE: &str = "veche";
+
+/// Only asymmetric algorithms verify. `none` and HMAC are never accepted, so a public
+/// key can never be abused as an HMAC secret.
+const ALLOWED: [Algorithm; 4] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::PS256];
+
+/// Clock skew we forgive on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// What a token is for: a person's session, or one service calling another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenUse {
+    Access,
+    Service,
+}
+
+/// The claims Veche puts in its tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// A user id, or `service:<name>` for service tokens.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub token_use: TokenUse,
+    /// The session this access token belongs to (absent on service tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+impl Claims {
+    /// The user behind an access token; `None` for service tokens.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self.token_use {
+            TokenUse::Access => Uuid::parse_str(&self.sub).ok(),
+            TokenUse::Service => None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.token_use == TokenUse::Access && self.roles.iter().any(|r| r == "admin")
+    }
+
+    /// The calling service's name, for service tokens.
+    pub fn service(&self) -> Option<&str> {
+        match self.token_use {
+            TokenUse::Service => self.sub.strip_prefix("service:"),
+            TokenUse::Access => None,
+        }
+    }
+}
+
+/// Why a token was refused. The message goes to the caller; it never echoes the token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the Authorization header must be `Bearer <token>`")]
+    BadHeader,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token names no known signing key")]
+    UnknownKey,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    Immature,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token was issued by someone else")]
+    Issuer,
+    #[error("the token is meant for someone else")]
+    Audience,
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("the signing keys could not be loaded")]
+    KeysUnavailable,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::KeysUnavailable => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Unauthorized(e.to_string()),
+        }
+    }
+}
+
+/// Where verification keys come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A JWKS document at a URL (`/.well-known/jwks.json` of the users service).
+    Url(String),
+    /// A JWKS document in a local file (a mounted Secret or ConfigMap).
+    File(PathBuf),
+    /// Keys handed over in-process (`veche up`), read afresh on every refresh.
+    Provider(Arc<dyn Fn() -> JwkSet + Send + Sync>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url(u) => write!(f, "Url({u})"),
+            Self::File(p) => write!(f, "File({})", p.display()),
+            Self::Provider(_) => f.write_str("Provider"),
+        }
+    }
+}
+
+/// Verifies tokens for one service. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: KeySource,
+    issuer: String,
+    /// Audiences this service accepts: the platform's, and its own name for service tokens.
+    audiences: Vec<String>,
+    keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
+    /// Serialises refreshes and remembers the last one, so a flood of tokens with a
+    /// made-up `kid` costs at most one fetch per interval.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
+    min_refresh_interval: Duration,
+    http: reqwest::Client,
+    cache: Mutex<TokenCache>,
+}
+
+/// Verified tokens by SHA-256 of their text, until their expiry. A hit still checks `exp`,
+/// so caching never lengthens a token's life; it only skips the signature check.
+struct TokenCache {
+    entries: HashMap<[u8; 32], Arc<Claims>>,
+    capacity: usize,
+}
+
+impl TokenCache {
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
+        self.entries.get(key).filter(|c| c.exp + LEEWAY_SECS > now).cloned()
+    }
+
+    fn insert(&mut self, key: [u8; 32], claims: Arc<Claims>, now: u64) {
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, c| c.exp + LEEWAY_SECS > now);
+            if self.entries.len() >= self.capacity {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(key, claims);
+    }
+}
+
+impl Verifier {
+    /// `service` is this service's own name (the audience of service tokens sent to it).
+    pub fn new(source: KeySource, issuer: impl Into<String>, service: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                issuer: issuer.into(),
+                audiences: vec![PLATFORM_AUDIENCE.to_owned(), service.to_owned()],
+                keys: RwLock::new(HashMap::new()),
+                refresh: tokio::sync::Mutex::new(None),
+                min_refresh_interval: Duration::from_secs(10),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap_or_default(),
+                cache: Mutex::new(TokenCache { entries: HashMap::new(), capacity: 100_000 }),
+            }),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Verifies a compact JWS and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.lock_cache().get(&digest, now) {
+            return Ok(hit);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let (alg, key) = match self.key(&kid) {
+            Some(k) => k,
+            None => {
+                self.refresh_keys(false).await?;
+                self.key(&kid).ok_or(AuthError::UnknownKey)?
+            }
+        };
+        // The key decides the algorithm, never the token: an RSA key only verifies RS256.
+        if alg != header.alg {
+            return Err(AuthError::Algorithm);
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&self.inner.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
+        let claims = Arc::new(data.claims);
+        self.lock_cache().insert(digest, claims.clone(), now);
+        Ok(claims)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        // A panic while holding this lock cannot leave the map half-written in a way
+        // that matters (it is a cache), so poisoning is ignored.
+        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.get(kid).cloned()
+    }
+
+    /// Loads the key set. `force` skips the rate limit (start-up, readiness).
+    pub async fn refresh_keys(&self, force: bool) -> Result<(), AuthError> {
+        let mut last = self.inner.refresh.lock().await;
+        if !force && last.is_some_and(|t| t.elapsed() < self.inner.min_refresh_interval) {
+            return Ok(());
+        }
+        let set = self.fetch().await.map_err(|e| {
+            tracing::warn!(error = %e, source = ?self.inner.source, "could not load signing keys");
+            AuthError::KeysUnavailable
+        });
+        *last = Some(Instant::now());
+        let set = set?;
+        let keys = keys_from_set(&set);
+        let changed = {
+            let mut current = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
+            let changed = current.len() != keys.len() || keys.keys().any(|k| !current.contains_key(k));
+            *current = keys;
+            changed
+        };
+        if changed {
+            // A removed key must stop verifying now, not when its cached tokens expire.
+            self.lock_cache().entries.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether at least one key is loaded: a service without keys is not ready.
+    pub fn has_keys(&self) -> bool {
+        !self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    async fn fetch(&self) -> anyhow::Result<JwkSet> {
+        Ok(match &self.inner.source {
+            KeySource::Url(url) => {
+                self.inner.http.get(url).send().await?.error_for_status()?.json().await?
+            }
+            KeySource::File(path) => serde_json::from_slice(&tokio::fs::read(path).await?)?,
+            KeySource::Provider(f) => f(),
+        })
+    }
+}
+
+/// Usable keys of a set: those with a `kid` and an asymmetric algorithm we accept.
+fn keys_from_set(set: &JwkSet) -> HashMap<String, (Algorithm, DecodingKey)> {
+    set.keys
+        .iter()
+        .filter_map(|jwk: &Jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            let alg = match jwk.common.key_algorithm? {
+                KeyAlgorithm::RS256 => Algorithm::RS256,
+                KeyAlgorithm::PS256 => Algorithm::PS256,
+                KeyAlgorithm::ES256 => Algorithm::ES256,
+                KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+                _ => return None,
+            };
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some((kid, (alg, key)))
+        })
+        .collect()
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => AuthError::Expired,
+        K::ImmatureSignature => AuthError::Immature,
+        K::InvalidSignature => AuthError::Signature,
+        K::InvalidIssuer => AuthError::Issuer,
+        K::InvalidAudience => AuthError::Audience,
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => AuthError::Algorithm,
+        K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => AuthError::Malformed,
+        _ => AuthError::Invalid,
+    }
+}
+
+/// Reads `Authorization: Bearer <token>`; `None` when the header is absent.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, AuthError>> {
+    let value = headers.get(AUTHORIZATION)?;
+    let parsed = value.to_str().ok().and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    });
+    Some(parsed.ok_or(AuthError::BadHeader))
+}
+
+/// A tower layer: a request with a bearer token either carries verified [`Claims`] on
+/// to the handler or is answered 401 here; a request without one passes untouched, and
+/// the handler's extractor decides whether it needed one.
+#[derive(Clone)]
+pub struct JwtLayer {
+    verifier: Verifier,
+}
+
+impl JwtLayer {
+    pub fn new(verifier: Verifier) -> Self {
+        Self { verifier }
+    }
+}
+
+impl<S> tower::Layer<S> for JwtLayer {
+    type Service = JwtService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtService { inner, verifier: self.verifier.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct JwtService<S> {
+    inner: S,
+    verifier: Verifier,
+}
+
+impl<S> tower::Service<Request> for JwtService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // The clone that was polled ready is the one that serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            let token = match bearer_token(req.headers()) {
+                None => return inner.call(req).await,
+                Some(Err(e)) => return Ok(ApiError::from(e).into_response()),
+                Some(Ok(t)) => t.to_owned(),
+            };
+            match verifier.verify(&token).await {
+                Ok(claims) => {
+                    req.extensions_mut().insert(claims);
+                    inner.call(req).await
+                }
+                Err(e) => Ok(ApiError::from(e).into_response()),
+            }
+        })
+    }
+}
+
+/// Any authenticated caller: a user or a service.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Claims>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Arc<Claims>>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
+    }
+}
+
+/// A signed-in person (an access token, not a service token).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub claims: Arc<Claims>,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.claims.is_admin()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Caller(claims) = Caller::from_request_parts(parts, state).await?;
+        let id = claims
+            .user_id()
+            .ok_or_else(|| ApiError::Forbidden("this endpoint is for users, not services".into()))?;
+        Ok(AuthUser { id, claims })
+    }
+}
+
+/// A signed-in user with the platform `admin` role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub AuthUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.is_admin() {
+            Ok(Admin(user))
+        } else {
+            Err(ApiError::Forbidden("platform administrators only".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_forms() {
+        let mut h = http::HeaderMap::new();
+        assert!(bearer_token(&h).is_none());
+        h.insert(AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&h).unwrap().unwrap(), "abc");
+        h.insert(AUTHORIZATION, "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer_token(&h).unwrap().unwrap(), "abc");
+        h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(bearer_token(&h).unwrap().is_err());
+        h.insert(AUTHORIZATION, "Bearer".parse().unwrap());
+        assert!(bearer_token(&h).unwrap().is_err());
+    }
+
+    #[test]
+    fn cache_forgets_expired_tokens() {
+        let claims = |exp| {
+            Arc::new(Claims {
+                iss: "i".into(),
+                sub: "s".into(),
+                aud: "a".into(),
+                exp,
+                nbf: 0,
+                iat: 0,
+                jti: "j".into(),
+                token_use: TokenUse::Access,
+                sid: None,
+                email: None,
+                email_verified: None,
+                roles: vec![],
+            })
+        };
+        let mut cache = TokenCache { entries: HashMap::new(), capacity: 2 };
+        cache.insert([1; 32], claims(100), 0);
+        assert!(cache.get(&[1; 32], 50).is_some());
+        assert!(cache.get(&[1; 32], 100 + LEEWAY_SECS).is_none());
+        cache.insert([2; 32], claims(10), 0);
+        cache.insert([3; 32], claims(1000), 200);
+        assert!(cache.get(&[2; 32], 200).is_none());
+        assert!(cache.get(&[3; 32], 200).is_some());
+    }
+}

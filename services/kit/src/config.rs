@@ -1,0 +1,61 @@
+//! Settings every service shares. Each is a flag and a `VECHE_*` variable; the defaults
+//! work on a laptop.
+
+use crate::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VECHE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded store, keys and the development mailbox.
+    #[arg(long, env = "VECHE_DATA_DIR", default_value = "./veche-data")]
+    pub data_dir: PathBuf,
+
+    /// Log format: text (for people) or json (for collectors).
+    #[arg(long, env = "VECHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "VECHE_BODY_LIMIT", default_value_t = 256 * 1024)]
+    pub body_limit: usize,
+
+    /// Longest a request may take before it is answered 503, in seconds.
+    #[arg(long, env = "VECHE_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// How long shutdown waits for in-flight requests, in seconds.
+    #[arg(long, env = "VECHE_SHUTDOWN_GRACE", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HttpArgs {
+    fn default() -> Self {
+        Self { body_limit: 256 * 1024, request_timeout_secs: 30, shutdown_grace_secs: 20, trust_forwarded_for: false }
+    }
+}
+
+impl HttpArgs {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

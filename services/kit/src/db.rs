@@ -1,0 +1,243 @@
+//! The embedded store's plumbing: one SQLite file per service, WAL mode, migrations at
+//! start-up, and a small pool that runs every call on Tokio's blocking threads.
+//!
+//! SQLite allows one writer at a time, so writes go through a single connection (no
+//! `SQLITE_BUSY` dances) while reads share several. We hand-roll the pool rather than use
+//! deadpool-sqlite because that one pings each connection on checkout, an extra
+//! blocking hop on every query.
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Errors from the store plumbing. Domain stores wrap these.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("migration {version} failed: {source}")]
+    Migration { version: usize, source: rusqlite::Error },
+    #[error("the database task was cancelled or panicked")]
+    Task,
+    #[error("the database pool is closed")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A handful of connections handed out one at a time.
+struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Pool {
+    fn new(conns: Vec<Connection>) -> Self {
+        let n = conns.len();
+        Self { idle: Mutex::new(conns), permits: Semaphore::new(n) }
+    }
+
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.permits.acquire().await.map_err(|_| DbError::Closed)?;
+        let pool = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // The permit guarantees a connection is idle.
+            let mut conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(DbError::Closed)?;
+            let result = f(&mut conn);
+            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            result
+        })
+        .await
+        .map_err(|_| DbError::Task)?;
+        drop(permit);
+        result
+    }
+}
+
+/// A service's SQLite database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    writer: Arc<Pool>,
+    readers: Arc<Pool>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+/// Migrations are plain SQL scripts, applied in order; `PRAGMA user_version` remembers how
+/// many ran. Never edit a released one: append a new one.
+pub type Migrations = &'static [&'static str];
+
+impl Db {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: impl AsRef<Path>, migrations: Migrations) -> Result<Self, DbError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, 16);
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || -> Result<Db, DbError> {
+            let mut writer = open_conn(&p, false)?;
+            migrate(&mut writer, migrations)?;
+            let readers = (0..readers).map(|_| open_conn(&p, true)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Db { writer: Arc::new(Pool::new(vec![writer])), readers: Arc::new(Pool::new(readers)), path: p })
+        })
+        .await
+        .map_err(|_| DbError::Task)?
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside one write transaction, committed when `f` returns `Ok`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let outcome = self
+            .writer
+            .run(move |conn| {
+                // IMMEDIATE takes the write lock up front, so a read-then-write inside `f`
+                // cannot be invalidated by another writer (there is none, but other
+                // processes may open the file).
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                match f(&tx) {
+                    Ok(v) => {
+                        tx.commit()?;
+                        Ok(Ok(v))
+                    }
+                    Err(e) => Ok(Err(e)),
+                }
+            })
+            .await;
+        match outcome {
+            Ok(inner) => inner,
+            Err(e) => Err(E::from(e)),
+        }
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match self.readers.run(move |conn| Ok(f(conn))).await {
+            Ok(inner) => inner,
+            Err(e) => Err(E::from(e)),
+        }
+    }
+
+    /// A cheap query that proves the file is readable: the readiness probe.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(DbError::from)).await
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    if !read_only {
+        // WAL lets readers proceed while the writer writes; NORMAL sync is durable
+        // across application crashes and loses at most the last commits on power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, migrations: Migrations) -> Result<(), DbError> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in migrations.iter().enumerate().skip(applied) {
+        let version = i + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).map_err(|source| DbError::Migration { version, source })?;
+        tx.pragma_update(None, "user_version", version as i64)?;
+        tx.commit()?;
+        tracing::info!(version, "applied migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIGRATIONS: Migrations = &[
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+        "ALTER TABLE t ADD COLUMN w TEXT;",
+    ];
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let db = Db::open(&path, MIGRATIONS).await.unwrap();
+        db.write(|tx| tx.execute("INSERT INTO t (v, w) VALUES ('a', 'b')", []).map_err(DbError::from))
+            .await
+            .unwrap();
+        drop(db);
+        let db = Db::open(&path, MIGRATIONS).await.unwrap();
+        let n: i64 = db
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let mode: String = db
+            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(DbError::from))
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
+        let r: Result<(), DbError> = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t (v) VALUES ('a')", [])?;
+                Err(DbError::Closed)
+            })
+            .await;
+        assert!(r.is_err());
+        let n: i64 = db
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
+        let r = db.read(|c| c.execute("INSERT INTO t (v) VALUES ('a')", []).map_err(DbError::from)).await;
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! What every Veche service shares, written once.
+//!
+//! - [`config`]: flags and `VECHE_*` variables common to all services;
+//! - [`telemetry`]: logs;
+//! - [`problem`] and [`extract`]: errors as `application/problem+json`;
+//! - [`auth`]: JWT verification (JWKS, cache, tower layer, extractors);
+//! - [`service_token`]: tokens for calling another service;
+//! - [`db`]: the embedded SQLite store's plumbing;
+//! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
+//! - [`secret`] and [`page`]: random tokens and cursor pagination.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod extract;
+pub mod page;
+pub mod problem;
+pub mod secret;
+pub mod server;
+pub mod service_token;
+pub mod telemetry;
+
+pub use problem::{ApiError, FieldError, Violations};
+
+/// Seconds since the Unix epoch, the unit of JWT times and of our stored timestamps.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// RFC 3339 in UTC, the wire format of every time.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
