@@ -26,7 +26,12 @@ pub const PLATFORM_AUDIENCE: &str = "veche";
 
 /// Only asymmetric algorithms verify. `none` and HMAC are never accepted, so a public
 /// key can never be abused as an HMAC secret.
-const ALLOWED: [Algorithm; 4] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::PS256];
+const ALLOWED: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::PS256,
+];
 
 /// Clock skew we forgive on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
@@ -170,7 +175,10 @@ struct TokenCache {
 
 impl TokenCache {
     fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
-        self.entries.get(key).filter(|c| c.exp + LEEWAY_SECS > now).cloned()
+        self.entries
+            .get(key)
+            .filter(|c| c.exp + LEEWAY_SECS > now)
+            .cloned()
     }
 
     fn insert(&mut self, key: [u8; 32], claims: Arc<Claims>, now: u64) {
@@ -199,7 +207,10 @@ impl Verifier {
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap_or_default(),
-                cache: Mutex::new(TokenCache { entries: HashMap::new(), capacity: 100_000 }),
+                cache: Mutex::new(TokenCache {
+                    entries: HashMap::new(),
+                    capacity: 100_000,
+                }),
             }),
         }
     }
@@ -237,7 +248,8 @@ impl Verifier {
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&self.inner.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
         let claims = Arc::new(data.claims);
         self.lock_cache().insert(digest, claims.clone(), now);
         Ok(claims)
@@ -269,7 +281,8 @@ impl Verifier {
         let keys = keys_from_set(&set);
         let changed = {
             let mut current = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
-            let changed = current.len() != keys.len() || keys.keys().any(|k| !current.contains_key(k));
+            let changed =
+                current.len() != keys.len() || keys.keys().any(|k| !current.contains_key(k));
             *current = keys;
             changed
         };
@@ -282,13 +295,25 @@ impl Verifier {
 
     /// Whether at least one key is loaded: a service without keys is not ready.
     pub fn has_keys(&self) -> bool {
-        !self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     async fn fetch(&self) -> anyhow::Result<JwkSet> {
         Ok(match &self.inner.source {
             KeySource::Url(url) => {
-                self.inner.http.get(url).send().await?.error_for_status()?.json().await?
+                self.inner
+                    .http
+                    .get(url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?
             }
             KeySource::File(path) => serde_json::from_slice(&tokio::fs::read(path).await?)?,
             KeySource::Provider(f) => f(),
@@ -329,15 +354,23 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
-/// Reads `Authorization: Bearer <token>`; `None` when the header is absent.
+/// Reads `Authorization: Bearer <token>`; `None` when there is no bearer credential
+/// (no header, or another scheme such as the Basic of the token endpoint).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, AuthError>> {
     let value = headers.get(AUTHORIZATION)?;
-    let parsed = value.to_str().ok().and_then(|v| {
-        let (scheme, token) = v.split_once(' ')?;
-        let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-    });
-    Some(parsed.ok_or(AuthError::BadHeader))
+    let Ok(value) = value.to_str() else {
+        return Some(Err(AuthError::BadHeader));
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    Some(if token.is_empty() {
+        Err(AuthError::BadHeader)
+    } else {
+        Ok(token)
+    })
 }
 
 /// A tower layer: a request with a bearer token either carries verified [`Claims`] on
@@ -358,7 +391,10 @@ impl<S> tower::Layer<S> for JwtLayer {
     type Service = JwtService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtService { inner, verifier: self.verifier.clone() }
+        JwtService {
+            inner,
+            verifier: self.verifier.clone(),
+        }
     }
 }
 
@@ -438,10 +474,24 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Caller(claims) = Caller::from_request_parts(parts, state).await?;
-        let id = claims
-            .user_id()
-            .ok_or_else(|| ApiError::Forbidden("this endpoint is for users, not services".into()))?;
+        let id = claims.user_id().ok_or_else(|| {
+            ApiError::Forbidden("this endpoint is for users, not services".into())
+        })?;
         Ok(AuthUser { id, claims })
+    }
+}
+
+/// `Option<AuthUser>`: `None` for anonymous callers, still an error for service tokens.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+        if parts.extensions.get::<Arc<Claims>>().is_none() {
+            return Ok(None);
+        }
+        <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -475,7 +525,10 @@ mod tests {
         h.insert(AUTHORIZATION, "bearer  abc ".parse().unwrap());
         assert_eq!(bearer_token(&h).unwrap().unwrap(), "abc");
         h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(bearer_token(&h).unwrap().is_err());
+        assert!(
+            bearer_token(&h).is_none(),
+            "other schemes are not ours to judge"
+        );
         h.insert(AUTHORIZATION, "Bearer".parse().unwrap());
         assert!(bearer_token(&h).unwrap().is_err());
     }
@@ -498,7 +551,10 @@ mod tests {
                 roles: vec![],
             })
         };
-        let mut cache = TokenCache { entries: HashMap::new(), capacity: 2 };
+        let mut cache = TokenCache {
+            entries: HashMap::new(),
+            capacity: 2,
+        };
         cache.insert([1; 32], claims(100), 0);
         assert!(cache.get(&[1; 32], 50).is_some());
         assert!(cache.get(&[1; 32], 100 + LEEWAY_SECS).is_none());

@@ -46,7 +46,12 @@ pub struct HttpArgs {
 
 impl Default for HttpArgs {
     fn default() -> Self {
-        Self { body_limit: 256 * 1024, request_timeout_secs: 30, shutdown_grace_secs: 20, trust_forwarded_for: false }
+        Self {
+            body_limit: 256 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+            trust_forwarded_for: false,
+        }
     }
 }
 

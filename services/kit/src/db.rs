@@ -18,7 +18,10 @@ pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration {version} failed: {source}")]
-    Migration { version: usize, source: rusqlite::Error },
+    Migration {
+        version: usize,
+        source: rusqlite::Error,
+    },
     #[error("the database task was cancelled or panicked")]
     Task,
     #[error("the database pool is closed")]
@@ -36,7 +39,10 @@ struct Pool {
 impl Pool {
     fn new(conns: Vec<Connection>) -> Self {
         let n = conns.len();
-        Self { idle: Mutex::new(conns), permits: Semaphore::new(n) }
+        Self {
+            idle: Mutex::new(conns),
+            permits: Semaphore::new(n),
+        }
     }
 
     async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
@@ -48,9 +54,17 @@ impl Pool {
         let pool = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             // The permit guarantees a connection is idle.
-            let mut conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(DbError::Closed)?;
+            let mut conn = pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .ok_or(DbError::Closed)?;
             let result = f(&mut conn);
-            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            pool.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
             result
         })
         .await
@@ -85,13 +99,21 @@ impl Db {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, 16);
+        let readers = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .clamp(2, 16);
         let p = path.clone();
         tokio::task::spawn_blocking(move || -> Result<Db, DbError> {
             let mut writer = open_conn(&p, false)?;
             migrate(&mut writer, migrations)?;
-            let readers = (0..readers).map(|_| open_conn(&p, true)).collect::<Result<Vec<_>, _>>()?;
-            Ok(Db { writer: Arc::new(Pool::new(vec![writer])), readers: Arc::new(Pool::new(readers)), path: p })
+            let readers = (0..readers)
+                .map(|_| open_conn(&p, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Db {
+                writer: Arc::new(Pool::new(vec![writer])),
+                readers: Arc::new(Pool::new(readers)),
+                path: p,
+            })
         })
         .await
         .map_err(|_| DbError::Task)?
@@ -114,7 +136,8 @@ impl Db {
                 // IMMEDIATE takes the write lock up front, so a read-then-write inside `f`
                 // cannot be invalidated by another writer (there is none, but other
                 // processes may open the file).
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 match f(&tx) {
                     Ok(v) => {
                         tx.commit()?;
@@ -145,13 +168,19 @@ impl Db {
 
     /// A cheap query that proves the file is readable: the readiness probe.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(DbError::from)).await
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(DbError::from)
+        })
+        .await
     }
 }
 
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
     let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -172,11 +201,13 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
 }
 
 fn migrate(conn: &mut Connection, migrations: Migrations) -> Result<(), DbError> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let applied: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in migrations.iter().enumerate().skip(applied) {
         let version = i + 1;
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(|source| DbError::Migration { version, source })?;
+        tx.execute_batch(sql)
+            .map_err(|source| DbError::Migration { version, source })?;
         tx.pragma_update(None, "user_version", version as i64)?;
         tx.commit()?;
         tracing::info!(version, "applied migration");
@@ -198,18 +229,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let db = Db::open(&path, MIGRATIONS).await.unwrap();
-        db.write(|tx| tx.execute("INSERT INTO t (v, w) VALUES ('a', 'b')", []).map_err(DbError::from))
-            .await
-            .unwrap();
+        db.write(|tx| {
+            tx.execute("INSERT INTO t (v, w) VALUES ('a', 'b')", [])
+                .map_err(DbError::from)
+        })
+        .await
+        .unwrap();
         drop(db);
         let db = Db::open(&path, MIGRATIONS).await.unwrap();
         let n: i64 = db
-            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from))
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .map_err(DbError::from)
+            })
             .await
             .unwrap();
         assert_eq!(n, 1);
         let mode: String = db
-            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(DbError::from))
+            .read(|c| {
+                c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(DbError::from)
+            })
             .await
             .unwrap();
         assert_eq!(mode, "wal");
@@ -227,7 +267,10 @@ mod tests {
             .await;
         assert!(r.is_err());
         let n: i64 = db
-            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from))
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .map_err(DbError::from)
+            })
             .await
             .unwrap();
         assert_eq!(n, 0);
@@ -237,7 +280,12 @@ mod tests {
     async fn readers_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
-        let r = db.read(|c| c.execute("INSERT INTO t (v) VALUES ('a')", []).map_err(DbError::from)).await;
+        let r = db
+            .read(|c| {
+                c.execute("INSERT INTO t (v) VALUES ('a')", [])
+                    .map_err(DbError::from)
+            })
+            .await;
         assert!(r.is_err());
     }
 }

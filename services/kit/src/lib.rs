@@ -1,7 +1,7 @@
 //! What every Veche service shares, written once.
 //!
 //! - [`config`]: flags and `VECHE_*` variables common to all services;
-//! - [`telemetry`]: logs;
+//! - [`telemetry`]: logs (text or JSON);
 //! - [`problem`] and [`extract`]: errors as `application/problem+json`;
 //! - [`auth`]: JWT verification (JWKS, cache, tower layer, extractors);
 //! - [`service_token`]: tokens for calling another service;
@@ -31,6 +31,9 @@ pub fn now_unix() -> i64 {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

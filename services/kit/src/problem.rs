@@ -24,7 +24,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -152,7 +155,10 @@ impl ApiError {
             Self::TooManyRequests { retry_after } => {
                 Some(format!("retry after {} s", retry_after.as_secs().max(1)))
             }
-            Self::Validation(_) | Self::MethodNotAllowed | Self::PayloadTooLarge | Self::Internal(_) => None,
+            Self::Validation(_)
+            | Self::MethodNotAllowed
+            | Self::PayloadTooLarge
+            | Self::Internal(_) => None,
         };
         Problem {
             type_uri: format!("{TYPE_BASE}{}", self.kind()),
@@ -225,7 +231,11 @@ impl Violations {
     }
 
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
     }
 }
 
@@ -238,7 +248,10 @@ mod tests {
         let p = ApiError::field("email", "is not an email address").to_problem();
         assert_eq!(p.type_uri, "https://veche.dev/problems/validation");
         assert_eq!(p.status, 422);
-        assert_eq!(p.errors, vec![FieldError::new("email", "is not an email address")]);
+        assert_eq!(
+            p.errors,
+            vec![FieldError::new("email", "is not an email address")]
+        );
     }
 
     #[test]
@@ -250,7 +263,10 @@ mod tests {
 
     #[test]
     fn rate_limit_says_when_to_retry() {
-        let r = ApiError::TooManyRequests { retry_after: Duration::from_secs(7) }.into_response();
+        let r = ApiError::TooManyRequests {
+            retry_after: Duration::from_secs(7),
+        }
+        .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);

@@ -18,11 +18,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// Checks whether a service can serve: its store answers, its keys are loaded.
-pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// One service as the bootstrap sees it: routes (state applied), its OpenAPI document
 /// and its readiness check.
@@ -51,7 +54,10 @@ pub fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        10.0,
+                    ],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
@@ -80,8 +86,14 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         });
         checks.push((service.name, service.ready));
     }
-    let openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
-    let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
+    let openapi = openapi
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .unwrap_or_default();
+    let ops = Ops {
+        checks: Arc::new(checks),
+        openapi: Arc::new(openapi),
+        metrics: metrics_handle(),
+    };
     let ops_routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -94,11 +106,17 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         .merge(ops_routes)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(move |req, next| enforce_timeout(timeout, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            enforce_timeout(timeout, req, next)
+        }))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |req, next| reject_declared_oversize(body_limit, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            reject_declared_oversize(body_limit, req, next)
+        }))
         .layer(middleware::from_fn(record_metrics))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
         .layer(TraceLayer::new_for_http().make_span_with(make_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
@@ -107,7 +125,11 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
 /// A request's span: every log line inside it carries the request id and, when the
 /// caller sent a W3C `traceparent`, its trace id.
 fn make_span(req: &Request) -> tracing::Span {
-    let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("");
     let trace_id = req
         .headers()
         .get("traceparent")
@@ -120,9 +142,15 @@ fn make_span(req: &Request) -> tracing::Span {
 /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');
-    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(version, 2) && hex(trace, 32) && hex(parent, 16) && hex(flags, 2) && trace != "0".repeat(32)).then_some(trace)
+    (hex(version, 2)
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace != "0".repeat(32))
+    .then_some(trace)
 }
 
 async fn enforce_timeout(limit: Duration, req: Request, next: Next) -> Response {
@@ -147,14 +175,28 @@ async fn reject_declared_oversize(limit: usize, req: Request, next: Next) -> Res
 
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let in_flight = metrics::gauge!("http_requests_in_flight");
+    in_flight.increment(1.0);
+    // Decrement even when the client goes away and the future is dropped.
+    struct Done(metrics::Gauge);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.decrement(1.0);
+        }
+    }
+    let _done = Done(in_flight);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -173,13 +215,20 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         (StatusCode::OK, "ready").into_response()
     } else {
         tracing::warn!(?failures, "not ready");
-        ApiError::Unavailable(format!("not ready: {}", serde_json::Value::Object(failures))).into_response()
+        ApiError::Unavailable(format!(
+            "not ready: {}",
+            serde_json::Value::Object(failures)
+        ))
+        .into_response()
     }
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
     let mut r = ops.metrics.render().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     r
 }
 
@@ -187,9 +236,33 @@ async fn openapi_doc(State(ops): State<Ops>) -> Json<serde_json::Value> {
     Json((*ops.openapi).clone())
 }
 
+/// The socket peer of a request, when the server recorded it (in-process calls have none).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the
 /// service sits behind a proxy it trusts.
-pub fn client_ip(req_headers: &http::HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trust_forwarded: bool) -> Option<IpAddr> {
+pub fn client_ip(
+    req_headers: &http::HeaderMap,
+    peer: Peer,
+    trust_forwarded: bool,
+) -> Option<IpAddr> {
     if trust_forwarded
         && let Some(ip) = req_headers
             .get("x-forwarded-for")
@@ -199,7 +272,7 @@ pub fn client_ip(req_headers: &http::HeaderMap, peer: Option<&ConnectInfo<Socket
     {
         return Some(ip);
     }
-    peer.map(|c| c.0.ip())
+    peer.0.map(|a| a.ip())
 }
 
 /// Waits for SIGTERM (Kubernetes) or Ctrl-C (a person).
@@ -230,11 +303,14 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = tx.send(());
-        });
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => return result,
@@ -243,7 +319,10 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result,
         Err(_) => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the grace period");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests outlived the grace period"
+            );
             Ok(())
         }
     }
@@ -257,7 +336,10 @@ mod tests {
     fn traceparent_parsing() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(trace_id_of(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(trace_id_of("garbage"), None);
         assert_eq!(trace_id_of("00-xyz-00f067aa0ba902b7-01"), None);
     }

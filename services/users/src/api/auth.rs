@@ -1,0 +1,504 @@
+//! `/api/v1/auth/*`: registration, login, token refresh and logout, email verification,
+//! password reset, and the service token endpoint.
+
+use crate::App;
+use crate::model::{self, Purpose, User, UserView};
+use crate::store::{NewSession, NewUser, Refresh};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use kit::auth::AuthUser;
+use kit::extract::Json;
+use kit::secret::{new_token, token_hash};
+use kit::server::Peer;
+use kit::{ApiError, Violations, now_unix};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Verification links live a day; reset links an hour (OWASP Forgot Password).
+const VERIFY_TTL: i64 = 24 * 3600;
+const RESET_TTL: i64 = 3600;
+/// At most one mail of each kind per account per minute.
+const MAIL_COOLDOWN: i64 = 60;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "anna@example.org")]
+    pub email: String,
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+    #[schema(example = "Anna")]
+    pub display_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub token: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirmRequest {
+    pub token: String,
+    pub password: String,
+}
+
+/// Tokens and emails are bounded before any work is done on them.
+const TOKEN_MAX: usize = 128;
+
+fn client_ip(app: &App, headers: &HeaderMap, peer: Peer) -> Option<std::net::IpAddr> {
+    kit::server::client_ip(headers, peer, app.trust_forwarded_for)
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, description = "email taken", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
+pub async fn register(
+    State(app): State<App>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let email = model::normalize_email(&req.email);
+    let mut v = Violations::new();
+    v.check(
+        model::is_valid_email(&email),
+        "email",
+        "is not an email address",
+    );
+    model::check_display_name(&mut v, &req.display_name);
+    model::check_password(
+        &mut v,
+        "password",
+        &req.password,
+        app.config.password_min_length,
+        &email,
+    );
+    v.into_result()?;
+    let hash = app.passwords.hash(req.password).await?;
+    let new = NewUser {
+        email,
+        password_hash: Some(hash),
+        display_name: req.display_name.trim().to_owned(),
+        roles: Vec::new(),
+        email_verified: false,
+    };
+    let user = app.store.create_user(new, now_unix()).await?;
+    send_verification(&app, &user).await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem),
+              (status = 429, body = kit::problem::Problem)))]
+pub async fn login(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let email = model::normalize_email(&req.email);
+    if email.len() > 254 || req.password.chars().count() > model::PASSWORD_MAX {
+        return Err(ApiError::Unauthorized("invalid email or password".into()));
+    }
+    let ip = client_ip(&app, &headers, peer);
+    let now = now_unix();
+    app.throttle
+        .check(&email, ip, now as u64)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let user = app.store.user_by_email(&email).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    // Always one argon2 verification, so "no such user" takes as long as "wrong password".
+    let ok = app.passwords.verify(req.password, stored).await?;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            app.throttle.failed(&email, ip, now as u64);
+            return Err(ApiError::Unauthorized("invalid email or password".into()));
+        }
+    };
+    app.throttle.succeeded(&email);
+    if user.disabled {
+        return Err(ApiError::Forbidden("this account is disabled".into()));
+    }
+    if app.config.require_verified_email && !user.email_verified {
+        return Err(ApiError::Forbidden(
+            "verify your email address before logging in".into(),
+        ));
+    }
+    let refresh = new_token();
+    let session = app
+        .store
+        .create_session(
+            NewSession {
+                user_id: user.id,
+                refresh_hash: token_hash(&refresh),
+                expires_at: now + app.config.refresh_token_ttl,
+                user_agent: user_agent(&headers),
+                ip: ip.map(|i| i.to_string()),
+            },
+            now,
+        )
+        .await?;
+    token_pair(&app, &user, session.id, refresh, now).map(Json)
+}
+
+fn token_pair(
+    app: &App,
+    user: &User,
+    session_id: uuid::Uuid,
+    refresh_token: String,
+    now: i64,
+) -> Result<TokenPair, ApiError> {
+    let access_token = app
+        .issuer
+        .access_token(user, session_id, now)
+        .map_err(ApiError::internal)?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: app.config.access_token_ttl,
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem)))]
+pub async fn refresh(
+    State(app): State<App>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
+    if req.refresh_token.len() > TOKEN_MAX {
+        return Err(invalid());
+    }
+    let now = now_unix();
+    let next = new_token();
+    let outcome = app
+        .store
+        .rotate_refresh(
+            token_hash(&req.refresh_token),
+            token_hash(&next),
+            now,
+            now + app.config.refresh_token_ttl,
+        )
+        .await?;
+    match outcome {
+        Refresh::Rotated { session, user } => {
+            token_pair(&app, &user, session.id, next, now).map(Json)
+        }
+        Refresh::Reused => {
+            tracing::warn!("a spent refresh token was presented again; its session is revoked");
+            Err(invalid())
+        }
+        Refresh::Invalid => Err(invalid()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "the session is ended (also when it already was)")))]
+pub async fn logout(
+    State(app): State<App>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    if req.refresh_token.len() <= TOKEN_MAX {
+        app.store
+            .end_session_by_refresh(token_hash(&req.refresh_token), now_unix())
+            .await?;
+    }
+    // Idempotent: logging out twice, or with a stale token, is not an error worth showing.
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses((status = 204), (status = 410, description = "unknown, spent or expired token", body = kit::problem::Problem)))]
+pub async fn verify_email(
+    State(app): State<App>,
+    Json(req): Json<TokenRequest>,
+) -> Result<StatusCode, ApiError> {
+    let gone = || ApiError::Gone("this verification link is invalid, used or expired".into());
+    if req.token.len() > TOKEN_MAX {
+        return Err(gone());
+    }
+    match app
+        .store
+        .verify_email(token_hash(&req.token), now_unix())
+        .await?
+    {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(gone()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "a new link is on its way if the account exists and is unverified")))]
+pub async fn resend_verification(
+    State(app): State<App>,
+    caller: Option<AuthUser>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    // The body is optional: a signed-in caller needs none.
+    let body: EmailRequest = if body.is_empty() {
+        EmailRequest::default()
+    } else {
+        kit::extract::parse_json(&body)?
+    };
+    let user = match (caller, body.email) {
+        (Some(me), _) => app.store.user_by_id(me.id).await?,
+        (None, Some(email)) => {
+            app.store
+                .user_by_email(&model::normalize_email(&email))
+                .await?
+        }
+        (None, None) => return Err(ApiError::field("email", "is required when not signed in")),
+    };
+    if let Some(user) = user.filter(|u| !u.email_verified && !u.disabled) {
+        send_verification(&app, &user).await?;
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "a reset link is on its way if the account exists")))]
+pub async fn password_reset(
+    State(app): State<App>,
+    Json(req): Json<EmailRequest>,
+) -> Result<StatusCode, ApiError> {
+    let email = model::normalize_email(req.email.as_deref().unwrap_or_default());
+    if !model::is_valid_email(&email) {
+        return Err(ApiError::field("email", "is not an email address"));
+    }
+    // The same answer whether or not the account exists (OWASP Forgot Password).
+    if let Some(user) = app
+        .store
+        .user_by_email(&email)
+        .await?
+        .filter(|u| !u.disabled)
+        && cooled_down(&app, user.id, Purpose::ResetPassword)
+    {
+        let token = new_token();
+        let now = now_unix();
+        app.store
+            .create_one_time(
+                user.id,
+                Purpose::ResetPassword,
+                token_hash(&token),
+                now + RESET_TTL,
+                now,
+            )
+            .await?;
+        let link = format!(
+            "{}/reset-password?token={token}",
+            app.config.public_url.trim_end_matches('/')
+        );
+        app.mailer.send(
+            &user.email,
+            "Reset your Veche password",
+            format!(
+                "Hello {},\n\nSomeone asked to reset the password of your Veche account.\n\
+                 If it was you, open this link within an hour:\n\n{link}\n\n\
+                 If it was not you, ignore this message; your password stays as it is.\n",
+                user.profile.display_name
+            ),
+        );
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirmRequest,
+    responses((status = 204, description = "password changed; every session of the account is ended"),
+              (status = 410, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
+pub async fn password_reset_confirm(
+    State(app): State<App>,
+    Json(req): Json<ResetConfirmRequest>,
+) -> Result<StatusCode, ApiError> {
+    let mut v = Violations::new();
+    model::check_password(
+        &mut v,
+        "password",
+        &req.password,
+        app.config.password_min_length,
+        "",
+    );
+    v.into_result()?;
+    if req.token.len() > TOKEN_MAX {
+        return Err(ApiError::Gone(
+            "this reset link is invalid, used or expired".into(),
+        ));
+    }
+    let hash = app.passwords.hash(req.password).await?;
+    match app
+        .store
+        .reset_password(token_hash(&req.token), hash, now_unix())
+        .await?
+    {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(ApiError::Gone(
+            "this reset link is invalid, used or expired".into(),
+        )),
+    }
+}
+
+/// Whether an account may be sent another mail of this kind now (and notes that it is).
+fn cooled_down(app: &App, user: uuid::Uuid, purpose: Purpose) -> bool {
+    let now = now_unix();
+    let mut sent = app.mail_cooldown.lock().unwrap_or_else(|p| p.into_inner());
+    if sent.len() > 100_000 {
+        sent.retain(|_, at| now - *at < MAIL_COOLDOWN);
+    }
+    let key = (user, purpose.as_str());
+    match sent.get(&key) {
+        Some(at) if now - at < MAIL_COOLDOWN => false,
+        _ => {
+            sent.insert(key, now);
+            true
+        }
+    }
+}
+
+async fn send_verification(app: &App, user: &User) -> Result<(), ApiError> {
+    if !cooled_down(app, user.id, Purpose::VerifyEmail) {
+        return Ok(());
+    }
+    let token = new_token();
+    let now = now_unix();
+    app.store
+        .create_one_time(
+            user.id,
+            Purpose::VerifyEmail,
+            token_hash(&token),
+            now + VERIFY_TTL,
+            now,
+        )
+        .await?;
+    let link = format!(
+        "{}/verify-email?token={token}",
+        app.config.public_url.trim_end_matches('/')
+    );
+    app.mailer.send(
+        &user.email,
+        "Confirm your email for Veche",
+        format!(
+            "Hello {},\n\nConfirm that this is your address by opening this link within a day:\n\n{link}\n\n\
+             If you did not sign up for Veche, ignore this message.\n",
+            user.profile.display_name
+        ),
+    );
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCredentialsRequest {
+    /// Must be `client_credentials`.
+    pub grant_type: String,
+    /// The service the token is for (`organizations`, `events`, ...).
+    pub audience: String,
+    /// Alternatively to HTTP Basic authentication.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceTokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// Services that may be a token's audience.
+const AUDIENCES: [&str; 5] = ["users", "organizations", "events", "analytics", "gateway"];
+
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
+    request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = ServiceTokenResponse), (status = 401, body = kit::problem::Problem)))]
+pub async fn service_token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ServiceTokenResponse>, ApiError> {
+    let req: ClientCredentialsRequest = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::BadRequest(format!("form body: {e}")))?;
+    if req.grant_type != "client_credentials" {
+        return Err(ApiError::field(
+            "grant_type",
+            "only client_credentials is supported",
+        ));
+    }
+    if !AUDIENCES.contains(&req.audience.as_str()) {
+        return Err(ApiError::field("audience", "is not a Veche service"));
+    }
+    let (id, secret) = basic_credentials(&headers)
+        .or_else(|| Some((req.client_id.clone()?, req.client_secret.clone()?)))
+        .ok_or_else(|| ApiError::Unauthorized("client credentials are required".into()))?;
+    let known = app.config.service_clients.0.get(&id);
+    // Compare against something even for unknown clients, in constant time.
+    let ok = kit::secret::constant_time_eq(
+        kit::secret::token_hash(known.map_or("", String::as_str)).as_bytes(),
+        kit::secret::token_hash(&secret).as_bytes(),
+    ) && known.is_some();
+    if !ok {
+        return Err(ApiError::Unauthorized(
+            "unknown client or wrong secret".into(),
+        ));
+    }
+    let token = app
+        .issuer
+        .service_token(&id, &req.audience, now_unix())
+        .map_err(ApiError::internal)?;
+    Ok(Json(ServiceTokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: app.config.service_token_ttl,
+    }))
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}

@@ -1,0 +1,94 @@
+//! Routes of the users service, and its OpenAPI document.
+
+pub mod admin;
+pub mod auth;
+pub mod me;
+pub mod well_known;
+
+use crate::App;
+use axum::Router;
+use axum::routing::{get, post};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/auth/register", post(auth::register))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/verify-email", post(auth::verify_email))
+        .route(
+            "/api/v1/auth/verify-email/resend",
+            post(auth::resend_verification),
+        )
+        .route("/api/v1/auth/password-reset", post(auth::password_reset))
+        .route(
+            "/api/v1/auth/password-reset/confirm",
+            post(auth::password_reset_confirm),
+        )
+        .route("/api/v1/auth/token", post(auth::service_token))
+        .route(
+            "/api/v1/users/me",
+            get(me::get_me).patch(me::patch_me).delete(me::delete_me),
+        )
+        .route(
+            "/api/v1/users/me/preferences",
+            get(me::get_preferences).put(me::put_preferences),
+        )
+        .route("/api/v1/users/me/sessions", get(me::sessions))
+        .route(
+            "/api/v1/users/me/sessions/{id}",
+            axum::routing::delete(me::end_session),
+        )
+        .route("/api/v1/users", get(admin::list))
+        .route(
+            "/api/v1/users/{id}",
+            get(admin::get).patch(admin::patch).delete(admin::delete),
+        )
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(well_known::openid_configuration),
+        )
+        .with_state(app)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Veche API", description = "The events platform's HTTP API. Errors are application/problem+json (RFC 9457)."),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout, auth::verify_email, auth::resend_verification,
+        auth::password_reset, auth::password_reset_confirm, auth::service_token,
+        me::get_me, me::patch_me, me::delete_me, me::get_preferences, me::put_preferences, me::sessions, me::end_session,
+        admin::list, admin::get, admin::patch, admin::delete,
+        well_known::jwks, well_known::openid_configuration,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Accounts, sessions and tokens"),
+         (name = "profile", description = "The signed-in person's account"),
+         (name = "admin", description = "Account administration (platform admins)"),
+         (name = "discovery", description = "Keys and metadata of the token issuer"))
+)]
+struct UsersApi;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    UsersApi::openapi()
+}

@@ -1,0 +1,315 @@
+//! The users service: accounts, sessions, profiles, preferences, administration, and the
+//! platform's token issuer (JWKS, OpenID configuration, service tokens).
+//!
+//! Rooms: [`model`] (types, validation), [`store`] (trait and SQLite backend), [`api`]
+//! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
+//! [`throttle`], [`mail`]. This file assembles them.
+
+pub mod api;
+pub mod keys;
+pub mod mail;
+pub mod model;
+pub mod password;
+pub mod store;
+pub mod throttle;
+pub mod tokens;
+
+use crate::keys::{KeyRing, RotationPolicy};
+use crate::store::{NewUser, SqliteStore, UserStore};
+use kit::auth::{JwtLayer, KeySource, Verifier};
+use kit::config::HttpArgs;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name this service answers to as an audience and in logs.
+pub const SERVICE: &str = "users";
+
+/// Settings of the users service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UsersConfig {
+    /// The URL people and frontends reach the platform at; links in mail point here,
+    /// and it is the token issuer unless `--issuer` says otherwise.
+    #[arg(
+        long,
+        env = "VECHE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+
+    /// The `iss` of every token (defaults to the public URL).
+    #[arg(long, env = "VECHE_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "VECHE_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl: i64,
+
+    /// Lifetime of a session without use (each refresh extends it), in seconds.
+    #[arg(long, env = "VECHE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl: i64,
+
+    /// Lifetime of service tokens, in seconds.
+    #[arg(long, env = "VECHE_SERVICE_TOKEN_TTL", default_value_t = 300)]
+    pub service_token_ttl: i64,
+
+    /// Directory of signing keys (`key-<unix time>.pem`); default `<data dir>/keys`.
+    #[arg(long, env = "VECHE_SIGNING_KEYS_DIR")]
+    pub signing_keys_dir: Option<PathBuf>,
+
+    /// Rotate the signing key after this many days (0: never rotate here, e.g. when the
+    /// operator rotates the Secret).
+    #[arg(long, env = "VECHE_KEY_ROTATION_DAYS", default_value_t = 90)]
+    pub key_rotation_days: i64,
+
+    /// Refuse to log in accounts whose email is not verified.
+    #[arg(long, env = "VECHE_REQUIRE_VERIFIED_EMAIL", default_value_t = false)]
+    pub require_verified_email: bool,
+
+    /// Shortest password accepted.
+    #[arg(long, env = "VECHE_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub password_min_length: usize,
+
+    /// SMTP server URL (`smtps://user:password@host:465`); without it, mail is written
+    /// to `<data dir>/mail`.
+    #[arg(long, env = "VECHE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of platform mail.
+    #[arg(
+        long,
+        env = "VECHE_MAIL_FROM",
+        default_value = "Veche <no-reply@veche.local>"
+    )]
+    pub mail_from: String,
+
+    /// Email of an administrator to create at start when there is none.
+    #[arg(long, env = "VECHE_BOOTSTRAP_ADMIN_EMAIL")]
+    pub bootstrap_admin_email: Option<String>,
+
+    /// Password of that administrator (from a Secret; never logged).
+    #[arg(long, env = "VECHE_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<String>,
+
+    /// Service clients allowed to get service tokens: `name=secret,name=secret`.
+    #[arg(long, env = "VECHE_SERVICE_CLIENTS", hide_env_values = true, value_parser = parse_clients, default_value = "")]
+    pub service_clients: Clients,
+}
+
+/// Service clients by name, with their secrets.
+#[derive(Clone, Default)]
+pub struct Clients(pub HashMap<String, String>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+fn parse_clients(s: &str) -> Result<Clients, String> {
+    let mut map = HashMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, secret) = pair.split_once('=').ok_or("expected name=secret pairs")?;
+        if name.is_empty() || secret.len() < 16 {
+            return Err(format!(
+                "client `{name}` needs a name and a secret of at least 16 characters"
+            ));
+        }
+        map.insert(name.to_owned(), secret.to_owned());
+    }
+    Ok(Clients(map))
+}
+
+impl UsersConfig {
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| self.public_url.trim_end_matches('/').to_owned())
+    }
+
+    /// Defaults for tests and embedding: everything as on the command line without flags.
+    pub fn defaults() -> Self {
+        use clap::{Args, FromArgMatches};
+        let cmd = Self::augment_args(clap::Command::new("users").no_binary_name(true));
+        let matches = cmd
+            .try_get_matches_from(Vec::<String>::new())
+            .expect("defaults parse");
+        Self::from_arg_matches(&matches).expect("defaults parse")
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn UserStore>,
+    pub issuer: tokens::Issuer,
+    pub passwords: password::Passwords,
+    pub throttle: Arc<throttle::LoginThrottle>,
+    /// When each account was last sent mail of each kind (at most one a minute).
+    pub mail_cooldown: Arc<std::sync::Mutex<HashMap<(uuid::Uuid, &'static str), i64>>>,
+    pub mailer: mail::Mailer,
+    pub config: Arc<UsersConfig>,
+    pub trust_forwarded_for: bool,
+}
+
+/// The assembled service, and its keys for in-process verifiers.
+pub struct Built {
+    pub service: kit::server::Service,
+    pub keys: KeyRing,
+    pub app: App,
+}
+
+/// Opens the store and keys under `data_dir` and assembles the router.
+pub async fn build(config: UsersConfig, data_dir: &Path, http: &HttpArgs) -> anyhow::Result<Built> {
+    let store = SqliteStore::open(data_dir.join("users.db")).await?;
+    let now = kit::now_unix();
+    let rotate_after = if config.key_rotation_days > 0 {
+        config.key_rotation_days * 86_400
+    } else {
+        i64::MAX / 2
+    };
+    let policy = RotationPolicy {
+        rotate_after,
+        publish_ahead: 60,
+        token_lifetime: config.access_token_ttl + 60,
+    };
+    let key_dir = config
+        .signing_keys_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("keys"));
+    let generate = config.signing_keys_dir.is_none();
+    let keys = KeyRing::load(&key_dir, policy, generate, now)?;
+    if generate {
+        keys.rotate(now)?;
+    }
+    let mailer = mail::Mailer::new(
+        config.smtp_url.as_deref(),
+        data_dir.join("mail"),
+        &config.mail_from,
+    )?;
+    let app = App {
+        store: Arc::new(store),
+        issuer: tokens::Issuer {
+            keys: keys.clone(),
+            issuer: config.issuer(),
+            access_ttl: config.access_token_ttl,
+            service_ttl: config.service_token_ttl,
+        },
+        passwords: password::Passwords::default(),
+        throttle: Arc::new(throttle::LoginThrottle::new(throttle::Policy::default())),
+        mail_cooldown: Arc::default(),
+        mailer,
+        config: Arc::new(config),
+        trust_forwarded_for: http.trust_forwarded_for,
+    };
+    bootstrap_admin(&app).await?;
+    spawn_key_maintenance(keys.clone(), generate);
+
+    let verifier = local_verifier(&keys, &app.config.issuer());
+    verifier.refresh_keys(true).await?;
+    let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
+    let ready_store = app.store.clone();
+    let ready: kit::server::ReadyCheck = Arc::new(move || {
+        let store = ready_store.clone();
+        let verifier = verifier.clone();
+        Box::pin(async move {
+            store.ping().await.map_err(|e| format!("store: {e}"))?;
+            if !verifier.has_keys() {
+                return Err("no signing keys".into());
+            }
+            Ok(())
+        })
+    });
+    let service = kit::server::Service {
+        name: SERVICE,
+        router,
+        openapi: api::openapi(),
+        ready,
+    };
+    Ok(Built { service, keys, app })
+}
+
+/// A verifier that reads the ring directly: the issuer trusts its own keys in-process.
+pub fn local_verifier(keys: &KeyRing, issuer: &str) -> Verifier {
+    let keys = keys.clone();
+    Verifier::new(
+        KeySource::Provider(Arc::new(move || keys.jwks())),
+        issuer,
+        SERVICE,
+    )
+}
+
+/// Creates the configured administrator when the platform has none.
+async fn bootstrap_admin(app: &App) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (
+        &app.config.bootstrap_admin_email,
+        &app.config.bootstrap_admin_password,
+    ) else {
+        return Ok(());
+    };
+    if app.store.has_admin().await? {
+        return Ok(());
+    }
+    create_admin(app, email, password, "Administrator").await?;
+    tracing::info!("created the bootstrap administrator");
+    Ok(())
+}
+
+/// Creates a verified account with the admin role (`veche admin create`, bootstrap).
+pub async fn create_admin(
+    app: &App,
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> anyhow::Result<model::User> {
+    let email = model::normalize_email(email);
+    let mut v = kit::Violations::new();
+    v.check(
+        model::is_valid_email(&email),
+        "email",
+        "is not an email address",
+    );
+    model::check_password(
+        &mut v,
+        "password",
+        password,
+        app.config.password_min_length,
+        &email,
+    );
+    if let Err(kit::ApiError::Validation(errors)) = v.into_result() {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect();
+        anyhow::bail!("{}", list.join("; "));
+    }
+    let hash = app.passwords.hash(password.to_owned()).await?;
+    let new = NewUser {
+        email,
+        password_hash: Some(hash),
+        display_name: display_name.to_owned(),
+        roles: vec![model::ROLE_ADMIN.to_owned()],
+        email_verified: true,
+    };
+    Ok(app.store.create_user(new, kit::now_unix()).await?)
+}
+
+/// Hourly: rotate generated keys when due; pick up keys a Secret update brought.
+fn spawn_key_maintenance(keys: KeyRing, owns_keys: bool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let result = if owns_keys {
+                keys.rotate(kit::now_unix()).map(|_| ())
+            } else {
+                keys.reload()
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "signing key maintenance failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,456 @@
+//! Users' domain types and their validation. No I/O here.
+
+use kit::Violations;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Longest email address SMTP can carry (RFC 5321 path limit minus the brackets).
+const EMAIL_MAX: usize = 254;
+/// OWASP: allow long passphrases, but bound the work one request can ask of argon2.
+pub const PASSWORD_MAX: usize = 128;
+const NAME_MAX: usize = 100;
+const URL_MAX: usize = 2048;
+const BIO_MAX: usize = 2000;
+const CITY_MAX: usize = 100;
+const INTERESTS_MAX: usize = 30;
+const INTEREST_MAX: usize = 50;
+
+/// Platform roles. `admin` may manage every user.
+pub const ROLE_ADMIN: &str = "admin";
+pub const KNOWN_ROLES: [&str; 1] = [ROLE_ADMIN];
+
+/// A stored account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub roles: Vec<String>,
+    pub profile: Profile,
+    pub preferences: Preferences,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a person shows of themselves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Profile {
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub city: Option<String>,
+    #[serde(default)]
+    pub interests: Vec<String>,
+}
+
+/// How a person wants the platform to behave. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    /// BCP 47 language tag, e.g. `ru` or `en-GB`.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// IANA time zone name.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    #[serde(default)]
+    pub notifications: Notifications,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default = "yes")]
+    pub email: bool,
+    #[serde(default = "yes")]
+    pub event_reminders: bool,
+    #[serde(default)]
+    pub marketing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_language() -> String {
+    "en".into()
+}
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self {
+            email: true,
+            event_reminders: true,
+            marketing: false,
+        }
+    }
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            language: default_language(),
+            time_zone: default_time_zone(),
+            notifications: Notifications::default(),
+        }
+    }
+}
+
+impl Preferences {
+    pub fn validate(&self) -> Result<(), kit::ApiError> {
+        let mut v = Violations::new();
+        v.check(
+            is_language_tag(&self.language),
+            "language",
+            "must be a BCP 47 language tag such as `ru` or `en-GB`",
+        );
+        v.check(
+            self.time_zone.parse::<chrono_tz::Tz>().is_ok(),
+            "time_zone",
+            "must be an IANA time zone such as `Europe/Moscow`",
+        );
+        v.into_result()
+    }
+}
+
+/// `ru`, `en-GB`, `zh-Hant-TW`: letters and digits in dash-separated subtags.
+fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let primary = parts.next().unwrap_or("");
+    (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && s.len() <= 35
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Lower-cases and trims an address so `Anna@Example.ORG ` and `anna@example.org` are one
+/// account. Lower-casing the local part is not RFC-pure, but every large provider treats
+/// it case-insensitively and people type it both ways.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A pragmatic address check: one `@`, a non-empty local part, a dotted domain of
+/// letters, digits and hyphens, no spaces. Deliverability is proven by verification mail.
+pub fn is_valid_email(email: &str) -> bool {
+    if email.len() > EMAIL_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let labels_ok = domain.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    });
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && domain.contains('.')
+        && labels_ok
+}
+
+/// Checks a new password. No composition rules (OWASP, NIST 800-63B): length is what counts.
+pub fn check_password(
+    v: &mut Violations,
+    field: &str,
+    password: &str,
+    min_len: usize,
+    email: &str,
+) {
+    let n = password.chars().count();
+    if n < min_len {
+        v.add(field, format!("must be at least {min_len} characters"));
+    } else if n > PASSWORD_MAX {
+        v.add(field, format!("must be at most {PASSWORD_MAX} characters"));
+    } else if !email.is_empty() && normalize_email(password) == normalize_email(email) {
+        v.add(field, "must not be your email address");
+    }
+}
+
+fn check_len(v: &mut Violations, field: &str, value: &str, max: usize) {
+    if value.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    }
+}
+
+pub fn check_display_name(v: &mut Violations, name: &str) {
+    if name.trim().is_empty() {
+        v.add("display_name", "must not be empty");
+    }
+    check_len(v, "display_name", name, NAME_MAX);
+}
+
+/// An http(s) URL, for avatars and links.
+pub fn is_web_url(s: &str) -> bool {
+    s.len() <= URL_MAX
+        && url::Url::parse(s)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// A change to a profile: absent fields stay as they are, `null` clears an optional one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    /// Absent keeps the name; `null` is refused (everyone has a name).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub avatar_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub bio: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub city: Option<Option<String>>,
+    pub interests: Option<Vec<String>>,
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+impl ProfilePatch {
+    /// Applies the patch to a profile, validating the result.
+    pub fn apply(self, profile: &Profile) -> Result<Profile, kit::ApiError> {
+        let mut next = profile.clone();
+        let mut v = Violations::new();
+        match self.display_name {
+            Some(Some(name)) => {
+                check_display_name(&mut v, &name);
+                next.display_name = name.trim().to_owned();
+            }
+            Some(None) => v.add("display_name", "must not be null"),
+            None => {}
+        }
+        if let Some(url) = self.avatar_url {
+            if let Some(u) = &url {
+                v.check(is_web_url(u), "avatar_url", "must be an http or https URL");
+            }
+            next.avatar_url = url;
+        }
+        if let Some(bio) = self.bio {
+            if let Some(b) = &bio {
+                check_len(&mut v, "bio", b, BIO_MAX);
+            }
+            next.bio = bio;
+        }
+        if let Some(city) = self.city {
+            if let Some(c) = &city {
+                check_len(&mut v, "city", c, CITY_MAX);
+            }
+            next.city = city.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        }
+        if let Some(interests) = self.interests {
+            next.interests = normalize_interests(&mut v, interests);
+        }
+        v.into_result().map(|_| next)
+    }
+}
+
+/// Trims, drops empties and duplicates, and bounds the list.
+fn normalize_interests(v: &mut Violations, interests: Vec<String>) -> Vec<String> {
+    if interests.len() > INTERESTS_MAX {
+        v.add("interests", format!("at most {INTERESTS_MAX} interests"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, raw) in interests.into_iter().enumerate() {
+        let item = raw.trim().to_owned();
+        if item.chars().count() > INTEREST_MAX {
+            v.add(
+                format!("interests[{i}]"),
+                format!("must be at most {INTEREST_MAX} characters"),
+            );
+        } else if !item.is_empty() && !out.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub city: Option<String>,
+    pub interests: Vec<String>,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            email_verified: u.email_verified,
+            display_name: u.profile.display_name.clone(),
+            avatar_url: u.profile.avatar_url.clone(),
+            bio: u.profile.bio.clone(),
+            city: u.profile.city.clone(),
+            interests: u.profile.interests.clone(),
+            roles: u.roles.clone(),
+            disabled: u.disabled,
+            created_at: kit::rfc3339(u.created_at),
+            updated_at: kit::rfc3339(u.updated_at),
+        }
+    }
+}
+
+/// A signed-in device or browser.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether the token used for this request belongs to this session.
+    pub current: bool,
+}
+
+/// What single-use tokens are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(normalize_email("  Anna@Example.ORG "), "anna@example.org");
+        for good in ["a@b.co", "first.last+tag@sub.example.com", "иван@почта.рф"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@@b.co",
+            "a b@c.co",
+            "a@-b.co",
+            "a@b..co",
+            &format!("{}@b.co", "x".repeat(65)),
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_length_not_composition() {
+        let mut v = Violations::new();
+        check_password(&mut v, "password", "correct horse battery", 12, "a@b.co");
+        assert!(v.is_empty());
+        let mut v = Violations::new();
+        check_password(&mut v, "password", "short", 12, "a@b.co");
+        assert!(!v.is_empty());
+        let mut v = Violations::new();
+        check_password(
+            &mut v,
+            "password",
+            &"x".repeat(PASSWORD_MAX + 1),
+            12,
+            "a@b.co",
+        );
+        assert!(!v.is_empty());
+        let mut v = Violations::new();
+        check_password(
+            &mut v,
+            "password",
+            "Anna@Example.org",
+            12,
+            "anna@example.org",
+        );
+        assert!(!v.is_empty());
+    }
+
+    #[test]
+    fn preferences_fill_defaults_and_reject_unknown_zones() {
+        let p: Preferences = serde_json::from_str(r#"{"language":"ru"}"#).unwrap();
+        assert_eq!(p.time_zone, "UTC");
+        assert!(p.notifications.email);
+        assert!(p.validate().is_ok());
+        let p: Preferences = serde_json::from_str(r#"{"time_zone":"Mars/Olympus"}"#).unwrap();
+        assert!(p.validate().is_err());
+        let p: Preferences = serde_json::from_str(r#"{"language":"english!"}"#).unwrap();
+        assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn profile_patch_keeps_absent_and_clears_null() {
+        let profile = Profile {
+            display_name: "Anna".into(),
+            city: Some("Kazan".into()),
+            ..Default::default()
+        };
+        let patch: ProfilePatch = serde_json::from_str(r#"{"bio":"hi","city":null}"#).unwrap();
+        let next = patch.apply(&profile).unwrap();
+        assert_eq!(next.display_name, "Anna");
+        assert_eq!(next.bio.as_deref(), Some("hi"));
+        assert_eq!(next.city, None);
+    }
+
+    #[test]
+    fn profile_patch_validates() {
+        let profile = Profile {
+            display_name: "Anna".into(),
+            ..Default::default()
+        };
+        let patch: ProfilePatch =
+            serde_json::from_str(r#"{"display_name":" ","avatar_url":"javascript:alert(1)"}"#)
+                .unwrap();
+        match patch.apply(&profile) {
+            Err(kit::ApiError::Validation(errors)) => assert_eq!(errors.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn interests_are_trimmed_and_deduplicated() {
+        let mut v = Violations::new();
+        let out = normalize_interests(
+            &mut v,
+            vec![" Music ".into(), "music".into(), "".into(), "Chess".into()],
+        );
+        assert_eq!(out, vec!["Music", "Chess"]);
+        assert!(v.is_empty());
+    }
+}
