@@ -176,6 +176,40 @@ impl Db {
     }
 }
 
+/// Row helpers shared by every SQLite store: ids are UUID text, lists and documents JSON.
+pub mod row {
+    use rusqlite::types::Type;
+    use uuid::Uuid;
+
+    pub fn uuid(s: String) -> rusqlite::Result<Uuid> {
+        Uuid::parse_str(&s)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
+        serde_json::from_str(&s)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+    }
+
+    pub fn to_json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    }
+
+    /// Escapes `%`, `_` and `\\` for a `LIKE ... ESCAPE '\\'` substring pattern.
+    pub fn like_substring(q: &str) -> String {
+        let mut out = String::with_capacity(q.len() + 2);
+        out.push('%');
+        for c in q.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('%');
+        out
+    }
+}
+
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY

@@ -6,6 +6,8 @@
 //! - [`auth`]: JWT verification (JWKS, cache, tower layer, extractors);
 //! - [`service_token`]: tokens for calling another service;
 //! - [`db`]: the embedded SQLite store's plumbing;
+//! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
+//! - [`outbox`]: domain facts written with the change they describe;
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
 //! - [`secret`] and [`page`]: random tokens and cursor pagination.
 
@@ -13,6 +15,8 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod mail;
+pub mod outbox;
 pub mod page;
 pub mod problem;
 pub mod secret;

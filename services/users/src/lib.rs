@@ -2,12 +2,11 @@
 //! platform's token issuer (JWKS, OpenID configuration, service tokens).
 //!
 //! Rooms: [`model`] (types, validation), [`store`] (trait and SQLite backend), [`api`]
-//! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
-//! [`throttle`], [`mail`]. This file assembles them.
+//! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`] and
+//! [`throttle`]. This file assembles them.
 
 pub mod api;
 pub mod keys;
-pub mod mail;
 pub mod model;
 pub mod password;
 pub mod store;
@@ -148,7 +147,7 @@ pub struct App {
     pub throttle: Arc<throttle::LoginThrottle>,
     /// When each account was last sent mail of each kind (at most one a minute).
     pub mail_cooldown: Arc<std::sync::Mutex<HashMap<(uuid::Uuid, &'static str), i64>>>,
-    pub mailer: mail::Mailer,
+    pub mailer: kit::mail::Mailer,
     pub config: Arc<UsersConfig>,
     pub trust_forwarded_for: bool,
 }
@@ -183,7 +182,7 @@ pub async fn build(config: UsersConfig, data_dir: &Path, http: &HttpArgs) -> any
     if generate {
         keys.rotate(now)?;
     }
-    let mailer = mail::Mailer::new(
+    let mailer = kit::mail::Mailer::new(
         config.smtp_url.as_deref(),
         data_dir.join("mail"),
         &config.mail_from,

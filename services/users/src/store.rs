@@ -7,6 +7,9 @@
 
 use crate::model::{Preferences, Profile, Purpose, User};
 use async_trait::async_trait;
+use kit::db::row::{
+    json as parse_json, like_substring as like_pattern, to_json, uuid as parse_uuid,
+};
 use kit::db::{Db, DbError, Migrations};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use std::path::Path;
@@ -153,7 +156,8 @@ pub trait UserStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-const MIGRATIONS: Migrations = &[r#"
+const MIGRATIONS: Migrations = &[
+    r#"
 CREATE TABLE users (
     id              TEXT PRIMARY KEY,
     email           TEXT NOT NULL UNIQUE,
@@ -204,16 +208,9 @@ CREATE TABLE one_time_tokens (
 );
 CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, purpose);
 
--- Domain facts for analytics, written in the same transaction as the change they
--- describe; a relay delivers them at least once, analytics deduplicates by id.
-CREATE TABLE outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    kind        TEXT NOT NULL,
-    payload     TEXT NOT NULL,
-    occurred_at INTEGER NOT NULL
-);
-"#];
+"#,
+    kit::outbox::TABLE,
+];
 
 /// The embedded backend: one SQLite file.
 #[derive(Clone, Debug)]
@@ -231,22 +228,6 @@ impl SqliteStore {
 
 const USER_COLUMNS: &str = "id, email, password_hash, display_name, avatar_url, bio, city, interests, \
      preferences, roles, email_verified, disabled, created_at, updated_at";
-
-fn parse_uuid(s: String) -> rusqlite::Result<Uuid> {
-    Uuid::parse_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -300,34 +281,6 @@ fn end_all_sessions(tx: &Transaction<'_>, user_id: Uuid, now: i64) -> rusqlite::
     )
 }
 
-/// Records a domain fact in the outbox, inside the caller's transaction.
-fn record_fact(
-    tx: &Transaction<'_>,
-    kind: &str,
-    payload: serde_json::Value,
-    now: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO outbox (id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4)",
-        params![Uuid::new_v4().to_string(), kind, payload.to_string(), now],
-    )?;
-    Ok(())
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
-fn like_pattern(q: &str) -> String {
-    let mut out = String::with_capacity(q.len() + 2);
-    out.push('%');
-    for c in q.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// Spends a single-use token of `purpose`; returns its user when it was live.
 fn spend_one_time(
     tx: &Transaction<'_>,
@@ -372,10 +325,10 @@ impl UserStore for SqliteStore {
                 if inserted == 0 {
                     return Err(StoreError::EmailTaken);
                 }
-                record_fact(
+                kit::outbox::record(
                     tx,
                     "user.signed_up",
-                    serde_json::json!({ "user_id": id }),
+                    &serde_json::json!({ "user_id": id }),
                     now,
                 )?;
                 require_user(tx, id)
@@ -463,12 +416,8 @@ impl UserStore for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
-                record_fact(
-                    tx,
-                    "user.deleted",
-                    serde_json::json!({ "user_id": id }),
-                    kit::now_unix(),
-                )?;
+                let fact = serde_json::json!({ "user_id": id });
+                kit::outbox::record(tx, "user.deleted", &fact, kit::now_unix())?;
                 Ok(())
             })
             .await

@@ -88,7 +88,7 @@ async fn write_to_dir(
     );
     let content = format!(
         "From: {from}\nTo: {to}\nSubject: {subject}\nDate: {}\n\n{text}",
-        kit::rfc3339(now.unix_timestamp())
+        crate::rfc3339(now.unix_timestamp())
     );
     // Write then rename, so a reader never sees half a message.
     let tmp = dir.join(format!(".{name}"));
