@@ -26,12 +26,7 @@ pub const PLATFORM_AUDIENCE: &str = "veche";
 
 /// Only asymmetric algorithms verify. `none` and HMAC are never accepted, so a public
 /// key can never be abused as an HMAC secret.
-const ALLOWED: [Algorithm; 4] = [
-    Algorithm::RS256,
-    Algorithm::ES256,
-    Algorithm::EdDSA,
-    Algorithm::PS256,
-];
+const ALLOWED: [Algorithm; 4] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::PS256];
 
 /// Clock skew we forgive on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
@@ -175,10 +170,7 @@ struct TokenCache {
 
 impl TokenCache {
     fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
-        self.entries
-            .get(key)
-            .filter(|c| c.exp + LEEWAY_SECS > now)
-            .cloned()
+        self.entries.get(key).filter(|c| c.exp + LEEWAY_SECS > now).cloned()
     }
 
     fn insert(&mut self, key: [u8; 32], claims: Arc<Claims>, now: u64) {
@@ -203,14 +195,8 @@ impl Verifier {
                 keys: RwLock::new(HashMap::new()),
                 refresh: tokio::sync::Mutex::new(None),
                 min_refresh_interval: Duration::from_secs(10),
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_default(),
-                cache: Mutex::new(TokenCache {
-                    entries: HashMap::new(),
-                    capacity: 100_000,
-                }),
+                http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+                cache: Mutex::new(TokenCache { entries: HashMap::new(), capacity: 100_000 }),
             }),
         }
     }
@@ -248,8 +234,7 @@ impl Verifier {
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&self.inner.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
         let claims = Arc::new(data.claims);
         self.lock_cache().insert(digest, claims.clone(), now);
         Ok(claims)
@@ -281,8 +266,7 @@ impl Verifier {
         let keys = keys_from_set(&set);
         let changed = {
             let mut current = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
-            let changed =
-                current.len() != keys.len() || keys.keys().any(|k| !current.contains_key(k));
+            let changed = current.len() != keys.len() || keys.keys().any(|k| !current.contains_key(k));
             *current = keys;
             changed
         };
@@ -295,26 +279,12 @@ impl Verifier {
 
     /// Whether at least one key is loaded: a service without keys is not ready.
     pub fn has_keys(&self) -> bool {
-        !self
-            .inner
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        !self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
     async fn fetch(&self) -> anyhow::Result<JwkSet> {
         Ok(match &self.inner.source {
-            KeySource::Url(url) => {
-                self.inner
-                    .http
-                    .get(url)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?
-            }
+            KeySource::Url(url) => self.inner.http.get(url).send().await?.error_for_status()?.json().await?,
             KeySource::File(path) => serde_json::from_slice(&tokio::fs::read(path).await?)?,
             KeySource::Provider(f) => f(),
         })
@@ -366,11 +336,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, AuthError>
         return None;
     }
     let token = rest.trim();
-    Some(if token.is_empty() {
-        Err(AuthError::BadHeader)
-    } else {
-        Ok(token)
-    })
+    Some(if token.is_empty() { Err(AuthError::BadHeader) } else { Ok(token) })
 }
 
 /// A tower layer: a request with a bearer token either carries verified [`Claims`] on
@@ -391,10 +357,7 @@ impl<S> tower::Layer<S> for JwtLayer {
     type Service = JwtService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtService {
-            inner,
-            verifier: self.verifier.clone(),
-        }
+        JwtService { inner, verifier: self.verifier.clone() }
     }
 }
 
@@ -474,9 +437,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Caller(claims) = Caller::from_request_parts(parts, state).await?;
-        let id = claims.user_id().ok_or_else(|| {
-            ApiError::Forbidden("this endpoint is for users, not services".into())
-        })?;
+        let id =
+            claims.user_id().ok_or_else(|| ApiError::Forbidden("this endpoint is for users, not services".into()))?;
         Ok(AuthUser { id, claims })
     }
 }
@@ -489,9 +451,7 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for AuthUser {
         if parts.extensions.get::<Arc<Claims>>().is_none() {
             return Ok(None);
         }
-        <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)
-            .await
-            .map(Some)
+        <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Some)
     }
 }
 
@@ -504,11 +464,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let user = AuthUser::from_request_parts(parts, state).await?;
-        if user.is_admin() {
-            Ok(Admin(user))
-        } else {
-            Err(ApiError::Forbidden("platform administrators only".into()))
-        }
+        if user.is_admin() { Ok(Admin(user)) } else { Err(ApiError::Forbidden("platform administrators only".into())) }
     }
 }
 
@@ -525,10 +481,7 @@ mod tests {
         h.insert(AUTHORIZATION, "bearer  abc ".parse().unwrap());
         assert_eq!(bearer_token(&h).unwrap().unwrap(), "abc");
         h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(
-            bearer_token(&h).is_none(),
-            "other schemes are not ours to judge"
-        );
+        assert!(bearer_token(&h).is_none(), "other schemes are not ours to judge");
         h.insert(AUTHORIZATION, "Bearer".parse().unwrap());
         assert!(bearer_token(&h).unwrap().is_err());
     }
@@ -551,10 +504,7 @@ mod tests {
                 roles: vec![],
             })
         };
-        let mut cache = TokenCache {
-            entries: HashMap::new(),
-            capacity: 2,
-        };
+        let mut cache = TokenCache { entries: HashMap::new(), capacity: 2 };
         cache.insert([1; 32], claims(100), 0);
         assert!(cache.get(&[1; 32], 50).is_some());
         assert!(cache.get(&[1; 32], 100 + LEEWAY_SECS).is_none());

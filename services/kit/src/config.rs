@@ -22,6 +22,64 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+}
+
+/// Where the rest of the platform is, and who this service is to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlatformArgs {
+    /// The URL people and frontends reach the platform at; links in mail point here,
+    /// and it is the token issuer unless `--issuer` says otherwise.
+    #[arg(long, env = "VECHE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// The `iss` of every token (defaults to the public URL).
+    #[arg(long, env = "VECHE_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Base URL of the users service (keys, service tokens); default: the public URL.
+    #[arg(long, env = "VECHE_USERS_URL")]
+    pub users_url: Option<String>,
+
+    /// Base URL of the organizations service; default: the public URL.
+    #[arg(long, env = "VECHE_ORGANIZATIONS_URL")]
+    pub organizations_url: Option<String>,
+
+    /// This service's secret as a client of the token endpoint (its name is the id).
+    #[arg(long, env = "VECHE_SERVICE_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+}
+
+impl PlatformArgs {
+    fn base(url: &str) -> String {
+        url.trim_end_matches('/').to_owned()
+    }
+
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| Self::base(&self.public_url))
+    }
+
+    pub fn public_url(&self) -> String {
+        Self::base(&self.public_url)
+    }
+
+    pub fn users_url(&self) -> String {
+        Self::base(self.users_url.as_deref().unwrap_or(&self.public_url))
+    }
+
+    pub fn organizations_url(&self) -> String {
+        Self::base(self.organizations_url.as_deref().unwrap_or(&self.public_url))
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.users_url())
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/api/v1/auth/token", self.users_url())
+    }
 }
 
 /// Limits of the HTTP server.
@@ -46,12 +104,7 @@ pub struct HttpArgs {
 
 impl Default for HttpArgs {
     fn default() -> Self {
-        Self {
-            body_limit: 256 * 1024,
-            request_timeout_secs: 30,
-            shutdown_grace_secs: 20,
-            trust_forwarded_for: false,
-        }
+        Self { body_limit: 256 * 1024, request_timeout_secs: 30, shutdown_grace_secs: 20, trust_forwarded_for: false }
     }
 }
 

@@ -18,10 +18,7 @@ pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration {version} failed: {source}")]
-    Migration {
-        version: usize,
-        source: rusqlite::Error,
-    },
+    Migration { version: usize, source: rusqlite::Error },
     #[error("the database task was cancelled or panicked")]
     Task,
     #[error("the database pool is closed")]
@@ -39,10 +36,7 @@ struct Pool {
 impl Pool {
     fn new(conns: Vec<Connection>) -> Self {
         let n = conns.len();
-        Self {
-            idle: Mutex::new(conns),
-            permits: Semaphore::new(n),
-        }
+        Self { idle: Mutex::new(conns), permits: Semaphore::new(n) }
     }
 
     async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
@@ -54,17 +48,9 @@ impl Pool {
         let pool = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             // The permit guarantees a connection is idle.
-            let mut conn = pool
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop()
-                .ok_or(DbError::Closed)?;
+            let mut conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(DbError::Closed)?;
             let result = f(&mut conn);
-            pool.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result
         })
         .await
@@ -99,21 +85,13 @@ impl Db {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let readers = std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .clamp(2, 16);
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, 16);
         let p = path.clone();
         tokio::task::spawn_blocking(move || -> Result<Db, DbError> {
             let mut writer = open_conn(&p, false)?;
             migrate(&mut writer, migrations)?;
-            let readers = (0..readers)
-                .map(|_| open_conn(&p, true))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Db {
-                writer: Arc::new(Pool::new(vec![writer])),
-                readers: Arc::new(Pool::new(readers)),
-                path: p,
-            })
+            let readers = (0..readers).map(|_| open_conn(&p, true)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Db { writer: Arc::new(Pool::new(vec![writer])), readers: Arc::new(Pool::new(readers)), path: p })
         })
         .await
         .map_err(|_| DbError::Task)?
@@ -136,8 +114,7 @@ impl Db {
                 // IMMEDIATE takes the write lock up front, so a read-then-write inside `f`
                 // cannot be invalidated by another writer (there is none, but other
                 // processes may open the file).
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 match f(&tx) {
                     Ok(v) => {
                         tx.commit()?;
@@ -168,11 +145,7 @@ impl Db {
 
     /// A cheap query that proves the file is readable: the readiness probe.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(DbError::from)
-        })
-        .await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(DbError::from)).await
     }
 }
 
@@ -182,13 +155,11 @@ pub mod row {
     use uuid::Uuid;
 
     pub fn uuid(s: String) -> rusqlite::Result<Uuid> {
-        Uuid::parse_str(&s)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+        Uuid::parse_str(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
     }
 
     pub fn json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
-        serde_json::from_str(&s)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+        serde_json::from_str(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
     }
 
     pub fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -212,9 +183,7 @@ pub mod row {
 
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
     let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -235,13 +204,11 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, DbError> {
 }
 
 fn migrate(conn: &mut Connection, migrations: Migrations) -> Result<(), DbError> {
-    let applied: usize =
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in migrations.iter().enumerate().skip(applied) {
         let version = i + 1;
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|source| DbError::Migration { version, source })?;
+        tx.execute_batch(sql).map_err(|source| DbError::Migration { version, source })?;
         tx.pragma_update(None, "user_version", version as i64)?;
         tx.commit()?;
         tracing::info!(version, "applied migration");
@@ -253,39 +220,22 @@ fn migrate(conn: &mut Connection, migrations: Migrations) -> Result<(), DbError>
 mod tests {
     use super::*;
 
-    const MIGRATIONS: Migrations = &[
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
-        "ALTER TABLE t ADD COLUMN w TEXT;",
-    ];
+    const MIGRATIONS: Migrations =
+        &["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);", "ALTER TABLE t ADD COLUMN w TEXT;"];
 
     #[tokio::test]
     async fn migrations_apply_once_and_data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let db = Db::open(&path, MIGRATIONS).await.unwrap();
-        db.write(|tx| {
-            tx.execute("INSERT INTO t (v, w) VALUES ('a', 'b')", [])
-                .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+        db.write(|tx| tx.execute("INSERT INTO t (v, w) VALUES ('a', 'b')", []).map_err(DbError::from)).await.unwrap();
         drop(db);
         let db = Db::open(&path, MIGRATIONS).await.unwrap();
-        let n: i64 = db
-            .read(|c| {
-                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-                    .map_err(DbError::from)
-            })
-            .await
-            .unwrap();
+        let n: i64 =
+            db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
         assert_eq!(n, 1);
-        let mode: String = db
-            .read(|c| {
-                c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                    .map_err(DbError::from)
-            })
-            .await
-            .unwrap();
+        let mode: String =
+            db.read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -300,13 +250,8 @@ mod tests {
             })
             .await;
         assert!(r.is_err());
-        let n: i64 = db
-            .read(|c| {
-                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-                    .map_err(DbError::from)
-            })
-            .await
-            .unwrap();
+        let n: i64 =
+            db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
         assert_eq!(n, 0);
     }
 
@@ -314,12 +259,7 @@ mod tests {
     async fn readers_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
-        let r = db
-            .read(|c| {
-                c.execute("INSERT INTO t (v) VALUES ('a')", [])
-                    .map_err(DbError::from)
-            })
-            .await;
+        let r = db.read(|c| c.execute("INSERT INTO t (v) VALUES ('a')", []).map_err(DbError::from)).await;
         assert!(r.is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! - [`db`]: the embedded SQLite store's plumbing;
 //! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
 //! - [`outbox`]: domain facts written with the change they describe;
+//! - [`platform`]: where the rest of the platform is (keys, peers, credentials);
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
 //! - [`secret`] and [`page`]: random tokens and cursor pagination.
 
@@ -18,6 +19,7 @@ pub mod extract;
 pub mod mail;
 pub mod outbox;
 pub mod page;
+pub mod platform;
 pub mod problem;
 pub mod secret;
 pub mod server;
@@ -35,9 +37,6 @@ pub fn now_unix() -> i64 {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }

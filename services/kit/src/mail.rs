@@ -28,18 +28,13 @@ impl Mailer {
     /// the file mailbox at `dir`.
     pub fn new(smtp_url: Option<&str>, dir: PathBuf, from: &str) -> anyhow::Result<Self> {
         let transport = match smtp_url {
-            Some(url) => {
-                Transport::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build())
-            }
+            Some(url) => Transport::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build()),
             None => {
                 std::fs::create_dir_all(&dir)?;
                 Transport::Dir(dir)
             }
         };
-        Ok(Self {
-            transport,
-            from: from.parse()?,
-        })
+        Ok(Self { transport, from: from.parse()? })
     }
 
     pub fn send(&self, to: &str, subject: &str, text: String) {
@@ -51,9 +46,7 @@ impl Mailer {
                     Ok(message) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 },
-                Transport::Dir(dir) => write_to_dir(dir, &from, &to, &subject, &text)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Transport::Dir(dir) => write_to_dir(dir, &from, &to, &subject, &text).await.map_err(|e| e.to_string()),
             };
             // The recipient is personal data; the log says only that sending failed.
             if let Err(e) = sent {
@@ -64,12 +57,7 @@ impl Mailer {
 }
 
 fn compose(from: Mailbox, to: &str, subject: &str, text: String) -> anyhow::Result<Message> {
-    Ok(Message::builder()
-        .from(from)
-        .to(to.parse()?)
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(text)?)
+    Ok(Message::builder().from(from).to(to.parse()?).subject(subject).header(ContentType::TEXT_PLAIN).body(text)?)
 }
 
 /// One file per message, named so that `ls` lists them in the order they were sent.
@@ -81,15 +69,9 @@ async fn write_to_dir(
     text: &str,
 ) -> std::io::Result<()> {
     let now = time::OffsetDateTime::now_utc();
-    let name = format!(
-        "{}-{}.txt",
-        now.unix_timestamp_nanos(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let content = format!(
-        "From: {from}\nTo: {to}\nSubject: {subject}\nDate: {}\n\n{text}",
-        crate::rfc3339(now.unix_timestamp())
-    );
+    let name = format!("{}-{}.txt", now.unix_timestamp_nanos(), uuid::Uuid::new_v4().simple());
+    let content =
+        format!("From: {from}\nTo: {to}\nSubject: {subject}\nDate: {}\n\n{text}", crate::rfc3339(now.unix_timestamp()));
     // Write then rename, so a reader never sees half a message.
     let tmp = dir.join(format!(".{name}"));
     tokio::fs::write(&tmp, content).await?;

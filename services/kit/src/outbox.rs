@@ -19,20 +19,8 @@ CREATE TABLE outbox (
 ";
 
 /// Records a fact inside the caller's transaction.
-pub fn record(
-    tx: &Transaction<'_>,
-    kind: &str,
-    payload: &serde_json::Value,
-    now: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO outbox (id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        Uuid::new_v4().to_string(),
-        kind,
-        payload.to_string(),
-        now
-    ])?;
+pub fn record(tx: &Transaction<'_>, kind: &str, payload: &serde_json::Value, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO outbox (id, kind, payload, occurred_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![Uuid::new_v4().to_string(), kind, payload.to_string(), now])?;
     Ok(())
 }

@@ -28,10 +28,7 @@ pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::field(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        )),
+        Some(_) => Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIMIT}"))),
     }
 }
 

@@ -24,10 +24,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -152,13 +149,8 @@ impl ApiError {
             | Self::Gone(d)
             | Self::UnsupportedMediaType(d)
             | Self::Unavailable(d) => Some(d.clone()),
-            Self::TooManyRequests { retry_after } => {
-                Some(format!("retry after {} s", retry_after.as_secs().max(1)))
-            }
-            Self::Validation(_)
-            | Self::MethodNotAllowed
-            | Self::PayloadTooLarge
-            | Self::Internal(_) => None,
+            Self::TooManyRequests { retry_after } => Some(format!("retry after {} s", retry_after.as_secs().max(1))),
+            Self::Validation(_) | Self::MethodNotAllowed | Self::PayloadTooLarge | Self::Internal(_) => None,
         };
         Problem {
             type_uri: format!("{TYPE_BASE}{}", self.kind()),
@@ -200,9 +192,7 @@ impl IntoResponse for ApiError {
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
 }
 
@@ -231,11 +221,7 @@ impl Violations {
     }
 
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }
 }
 
@@ -248,10 +234,7 @@ mod tests {
         let p = ApiError::field("email", "is not an email address").to_problem();
         assert_eq!(p.type_uri, "https://veche.dev/problems/validation");
         assert_eq!(p.status, 422);
-        assert_eq!(
-            p.errors,
-            vec![FieldError::new("email", "is not an email address")]
-        );
+        assert_eq!(p.errors, vec![FieldError::new("email", "is not an email address")]);
     }
 
     #[test]
@@ -263,10 +246,7 @@ mod tests {
 
     #[test]
     fn rate_limit_says_when_to_retry() {
-        let r = ApiError::TooManyRequests {
-            retry_after: Duration::from_secs(7),
-        }
-        .into_response();
+        let r = ApiError::TooManyRequests { retry_after: Duration::from_secs(7) }.into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);

@@ -18,14 +18,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Checks whether a service can serve: its store answers, its keys are loaded.
-pub type ReadyCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// One service as the bootstrap sees it: routes (state applied), its OpenAPI document
 /// and its readiness check.
@@ -54,10 +51,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        10.0,
-                    ],
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
@@ -86,14 +80,8 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         });
         checks.push((service.name, service.ready));
     }
-    let openapi = openapi
-        .map(|d| serde_json::to_value(d).unwrap_or_default())
-        .unwrap_or_default();
-    let ops = Ops {
-        checks: Arc::new(checks),
-        openapi: Arc::new(openapi),
-        metrics: metrics_handle(),
-    };
+    let openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
+    let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
     let ops_routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -106,17 +94,11 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         .merge(ops_routes)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(move |req, next| {
-            enforce_timeout(timeout, req, next)
-        }))
+        .layer(middleware::from_fn(move |req, next| enforce_timeout(timeout, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |req, next| {
-            reject_declared_oversize(body_limit, req, next)
-        }))
+        .layer(middleware::from_fn(move |req, next| reject_declared_oversize(body_limit, req, next)))
         .layer(middleware::from_fn(record_metrics))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(make_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
@@ -125,32 +107,17 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
 /// A request's span: every log line inside it carries the request id and, when the
 /// caller sent a W3C `traceparent`, its trace id.
 fn make_span(req: &Request) -> tracing::Span {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("");
-    let trace_id = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(trace_id_of)
-        .unwrap_or("");
+    let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
+    let trace_id = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of).unwrap_or("");
     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id, trace_id)
 }
 
 /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(version, 2)
-        && hex(trace, 32)
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && trace != "0".repeat(32))
-    .then_some(trace)
+    (hex(version, 2) && hex(trace, 32) && hex(parent, 16) && hex(flags, 2) && trace != "0".repeat(32)).then_some(trace)
 }
 
 async fn enforce_timeout(limit: Duration, req: Request, next: Next) -> Response {
@@ -162,11 +129,8 @@ async fn enforce_timeout(limit: Duration, req: Request, next: Next) -> Response 
 
 /// A body that announces itself as too large is refused before a byte of it is read.
 async fn reject_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
@@ -185,18 +149,14 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         }
     }
     let _done = Done(in_flight);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -215,20 +175,13 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         (StatusCode::OK, "ready").into_response()
     } else {
         tracing::warn!(?failures, "not ready");
-        ApiError::Unavailable(format!(
-            "not ready: {}",
-            serde_json::Value::Object(failures)
-        ))
-        .into_response()
+        ApiError::Unavailable(format!("not ready: {}", serde_json::Value::Object(failures))).into_response()
     }
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
     let mut r = ops.metrics.render().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 
@@ -243,26 +196,14 @@ pub struct Peer(pub Option<SocketAddr>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-        ))
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
     }
 }
 
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the
 /// service sits behind a proxy it trusts.
-pub fn client_ip(
-    req_headers: &http::HeaderMap,
-    peer: Peer,
-    trust_forwarded: bool,
-) -> Option<IpAddr> {
+pub fn client_ip(req_headers: &http::HeaderMap, peer: Peer, trust_forwarded: bool) -> Option<IpAddr> {
     if trust_forwarded
         && let Some(ip) = req_headers
             .get("x-forwarded-for")
@@ -303,14 +244,11 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(());
+        });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => return result,
@@ -319,10 +257,7 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result,
         Err(_) => {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "in-flight requests outlived the grace period"
-            );
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the grace period");
             Ok(())
         }
     }
@@ -336,10 +271,7 @@ mod tests {
     fn traceparent_parsing() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(trace_id_of(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_eq!(
-            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
-        );
+        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id_of("garbage"), None);
         assert_eq!(trace_id_of("00-xyz-00f067aa0ba902b7-01"), None);
     }

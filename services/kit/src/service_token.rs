@@ -46,15 +46,8 @@ pub struct ServiceTokens {
 
 impl ServiceTokens {
     pub fn new(credentials: ClientCredentials) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        Self {
-            credentials,
-            http,
-            cache: tokio::sync::Mutex::new(HashMap::new()),
-        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self { credentials, http, cache: tokio::sync::Mutex::new(HashMap::new()) }
     }
 
     /// A valid token for calling `audience`.
@@ -68,10 +61,7 @@ impl ServiceTokens {
         let response: TokenResponse = self
             .http
             .post(&self.credentials.token_url)
-            .basic_auth(
-                &self.credentials.client_id,
-                Some(&self.credentials.client_secret),
-            )
+            .basic_auth(&self.credentials.client_id, Some(&self.credentials.client_secret))
             .form(&[("grant_type", "client_credentials"), ("audience", audience)])
             .send()
             .await?
@@ -80,10 +70,7 @@ impl ServiceTokens {
             .await?;
         let lifetime = Duration::from_secs(response.expires_in);
         let refresh_at = Instant::now() + lifetime.saturating_sub(EARLY_REFRESH);
-        cache.insert(
-            audience.to_owned(),
-            (response.access_token.clone(), refresh_at),
-        );
+        cache.insert(audience.to_owned(), (response.access_token.clone(), refresh_at));
         Ok(response.access_token)
     }
 }

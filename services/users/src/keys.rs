@@ -61,17 +61,8 @@ pub enum KeyError {
 impl KeyRing {
     /// Loads the keys in `dir`, generating the first one when there is none and
     /// `generate` allows (a read-only Secret mount does not).
-    pub fn load(
-        dir: impl Into<PathBuf>,
-        policy: RotationPolicy,
-        generate: bool,
-        now: i64,
-    ) -> Result<Self, KeyError> {
-        let ring = Self {
-            dir: dir.into(),
-            policy,
-            keys: Arc::new(RwLock::new(Vec::new())),
-        };
+    pub fn load(dir: impl Into<PathBuf>, policy: RotationPolicy, generate: bool, now: i64) -> Result<Self, KeyError> {
+        let ring = Self { dir: dir.into(), policy, keys: Arc::new(RwLock::new(Vec::new())) };
         ring.reload()?;
         if ring.read().is_empty() {
             if !generate {
@@ -105,18 +96,14 @@ impl KeyRing {
     /// Creates and stores a new RSA-2048 key.
     pub fn generate(&self, now: i64) -> Result<(), KeyError> {
         use aws_lc_rs::encoding::AsDer;
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|_| KeyError::Generate)?;
+        let pair =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
         let der = pair.as_der().map_err(|_| KeyError::Generate)?;
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
         std::fs::create_dir_all(&self.dir)?;
         // Several keys may be made within one second (tests); never overwrite one.
         let mut created_at = now;
-        while self
-            .dir
-            .join(format!("{PREFIX}{created_at}{SUFFIX}"))
-            .exists()
-        {
+        while self.dir.join(format!("{PREFIX}{created_at}{SUFFIX}")).exists() {
             created_at += 1;
         }
         let path = self.dir.join(format!("{PREFIX}{created_at}{SUFFIX}"));
@@ -148,8 +135,7 @@ impl KeyRing {
     pub fn sign<T: Serialize>(&self, claims: &T, now: i64) -> Result<String, KeyError> {
         let keys = self.read();
         let created: Vec<i64> = keys.iter().map(|k| k.created_at).collect();
-        let index =
-            signing_index(&created, now, self.policy.publish_ahead).ok_or(KeyError::Empty)?;
+        let index = signing_index(&created, now, self.policy.publish_ahead).ok_or(KeyError::Empty)?;
         let key = &keys[index];
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());
@@ -158,9 +144,7 @@ impl KeyRing {
 
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: self.read().iter().map(|k| k.public.clone()).collect(),
-        }
+        JwkSet { keys: self.read().iter().map(|k| k.public.clone()).collect() }
     }
 }
 
@@ -170,12 +154,7 @@ fn signing_index(created_sorted: &[i64], now: i64, publish_ahead: i64) -> Option
     if created_sorted.is_empty() {
         return None;
     }
-    Some(
-        created_sorted
-            .iter()
-            .rposition(|&c| c <= now - publish_ahead)
-            .unwrap_or(0),
-    )
+    Some(created_sorted.iter().rposition(|&c| c <= now - publish_ahead).unwrap_or(0))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -206,29 +185,18 @@ fn plan_rotation(created_sorted: &[i64], now: i64, policy: &RotationPolicy) -> R
 
 fn created_at_of(path: &Path) -> Option<i64> {
     let name = path.file_name()?.to_str()?;
-    name.strip_prefix(PREFIX)?
-        .strip_suffix(SUFFIX)?
-        .parse()
-        .ok()
+    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
 }
 
 fn load_key(path: &Path, created_at: i64) -> Result<Key, KeyError> {
     let bad = |e: String| KeyError::File(path.to_path_buf(), e);
     let pem = std::fs::read(path)?;
     let encoding = EncodingKey::from_rsa_pem(&pem).map_err(|e| bad(e.to_string()))?;
-    let mut public =
-        Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| bad(e.to_string()))?;
-    let kid = public
-        .thumbprint(ThumbprintHash::SHA256)
-        .map_err(|e| bad(e.to_string()))?;
+    let mut public = Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| bad(e.to_string()))?;
+    let kid = public.thumbprint(ThumbprintHash::SHA256).map_err(|e| bad(e.to_string()))?;
     public.common.key_id = Some(kid.clone());
     public.common.public_key_use = Some(PublicKeyUse::Signature);
-    Ok(Key {
-        kid,
-        created_at,
-        encoding,
-        public,
-    })
+    Ok(Key { kid, created_at, encoding, public })
 }
 
 /// Private keys are readable by their owner only.
@@ -248,11 +216,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const POLICY: RotationPolicy = RotationPolicy {
-        rotate_after: 1000,
-        publish_ahead: 60,
-        token_lifetime: 900,
-    };
+    const POLICY: RotationPolicy = RotationPolicy { rotate_after: 1000, publish_ahead: 60, token_lifetime: 900 };
 
     #[test]
     fn first_key_signs_at_once_and_a_new_one_only_after_publication() {
@@ -264,32 +228,11 @@ mod tests {
 
     #[test]
     fn rotation_adds_a_key_when_due_and_retires_after_tokens_expire() {
-        assert_eq!(
-            plan_rotation(&[], 0, &POLICY),
-            RotationPlan {
-                generate: true,
-                retire: vec![]
-            }
-        );
-        assert_eq!(
-            plan_rotation(&[0], 999, &POLICY),
-            RotationPlan {
-                generate: false,
-                retire: vec![]
-            }
-        );
-        assert_eq!(
-            plan_rotation(&[0], 1000, &POLICY),
-            RotationPlan {
-                generate: true,
-                retire: vec![]
-            }
-        );
+        assert_eq!(plan_rotation(&[], 0, &POLICY), RotationPlan { generate: true, retire: vec![] });
+        assert_eq!(plan_rotation(&[0], 999, &POLICY), RotationPlan { generate: false, retire: vec![] });
+        assert_eq!(plan_rotation(&[0], 1000, &POLICY), RotationPlan { generate: true, retire: vec![] });
         // Key 0 stopped signing at 1060; its last token expires at 1960.
-        assert_eq!(
-            plan_rotation(&[0, 1000], 1960, &POLICY).retire,
-            Vec::<i64>::new()
-        );
+        assert_eq!(plan_rotation(&[0, 1000], 1960, &POLICY).retire, Vec::<i64>::new());
         assert_eq!(plan_rotation(&[0, 1000], 1961, &POLICY).retire, vec![0]);
     }
 
@@ -317,9 +260,6 @@ mod tests {
     #[test]
     fn a_read_only_mount_without_keys_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            KeyRing::load(dir.path(), POLICY, false, 0),
-            Err(KeyError::Empty)
-        ));
+        assert!(matches!(KeyRing::load(dir.path(), POLICY, false, 0), Err(KeyError::Empty)));
     }
 }

@@ -16,9 +16,9 @@ pub mod tokens;
 use crate::keys::{KeyRing, RotationPolicy};
 use crate::store::{NewUser, SqliteStore, UserStore};
 use kit::auth::{JwtLayer, KeySource, Verifier};
-use kit::config::HttpArgs;
+use kit::config::CommonArgs;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +28,6 @@ pub const SERVICE: &str = "users";
 /// Settings of the users service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UsersConfig {
-    /// The URL people and frontends reach the platform at; links in mail point here,
-    /// and it is the token issuer unless `--issuer` says otherwise.
-    #[arg(
-        long,
-        env = "VECHE_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub public_url: String,
-
-    /// The `iss` of every token (defaults to the public URL).
-    #[arg(long, env = "VECHE_ISSUER")]
-    pub issuer: Option<String>,
-
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "VECHE_ACCESS_TOKEN_TTL", default_value_t = 900)]
     pub access_token_ttl: i64,
@@ -76,11 +63,7 @@ pub struct UsersConfig {
     pub smtp_url: Option<String>,
 
     /// Sender of platform mail.
-    #[arg(
-        long,
-        env = "VECHE_MAIL_FROM",
-        default_value = "Veche <no-reply@veche.local>"
-    )]
+    #[arg(long, env = "VECHE_MAIL_FROM", default_value = "Veche <no-reply@veche.local>")]
     pub mail_from: String,
 
     /// Email of an administrator to create at start when there is none.
@@ -111,9 +94,7 @@ fn parse_clients(s: &str) -> Result<Clients, String> {
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, secret) = pair.split_once('=').ok_or("expected name=secret pairs")?;
         if name.is_empty() || secret.len() < 16 {
-            return Err(format!(
-                "client `{name}` needs a name and a secret of at least 16 characters"
-            ));
+            return Err(format!("client `{name}` needs a name and a secret of at least 16 characters"));
         }
         map.insert(name.to_owned(), secret.to_owned());
     }
@@ -121,19 +102,11 @@ fn parse_clients(s: &str) -> Result<Clients, String> {
 }
 
 impl UsersConfig {
-    pub fn issuer(&self) -> String {
-        self.issuer
-            .clone()
-            .unwrap_or_else(|| self.public_url.trim_end_matches('/').to_owned())
-    }
-
     /// Defaults for tests and embedding: everything as on the command line without flags.
     pub fn defaults() -> Self {
         use clap::{Args, FromArgMatches};
         let cmd = Self::augment_args(clap::Command::new("users").no_binary_name(true));
-        let matches = cmd
-            .try_get_matches_from(Vec::<String>::new())
-            .expect("defaults parse");
+        let matches = cmd.try_get_matches_from(Vec::<String>::new()).expect("defaults parse");
         Self::from_arg_matches(&matches).expect("defaults parse")
     }
 }
@@ -149,6 +122,8 @@ pub struct App {
     pub mail_cooldown: Arc<std::sync::Mutex<HashMap<(uuid::Uuid, &'static str), i64>>>,
     pub mailer: kit::mail::Mailer,
     pub config: Arc<UsersConfig>,
+    /// Where people reach the platform: the base of links in mail.
+    pub public_url: String,
     pub trust_forwarded_for: bool,
 }
 
@@ -159,39 +134,26 @@ pub struct Built {
     pub app: App,
 }
 
-/// Opens the store and keys under `data_dir` and assembles the router.
-pub async fn build(config: UsersConfig, data_dir: &Path, http: &HttpArgs) -> anyhow::Result<Built> {
+/// Opens the store and keys under the data directory and assembles the router.
+pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<Built> {
+    let data_dir = common.data_dir.as_path();
+    let issuer = common.platform.issuer();
     let store = SqliteStore::open(data_dir.join("users.db")).await?;
     let now = kit::now_unix();
-    let rotate_after = if config.key_rotation_days > 0 {
-        config.key_rotation_days * 86_400
-    } else {
-        i64::MAX / 2
-    };
-    let policy = RotationPolicy {
-        rotate_after,
-        publish_ahead: 60,
-        token_lifetime: config.access_token_ttl + 60,
-    };
-    let key_dir = config
-        .signing_keys_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("keys"));
+    let rotate_after = if config.key_rotation_days > 0 { config.key_rotation_days * 86_400 } else { i64::MAX / 2 };
+    let policy = RotationPolicy { rotate_after, publish_ahead: 60, token_lifetime: config.access_token_ttl + 60 };
+    let key_dir = config.signing_keys_dir.clone().unwrap_or_else(|| data_dir.join("keys"));
     let generate = config.signing_keys_dir.is_none();
     let keys = KeyRing::load(&key_dir, policy, generate, now)?;
     if generate {
         keys.rotate(now)?;
     }
-    let mailer = kit::mail::Mailer::new(
-        config.smtp_url.as_deref(),
-        data_dir.join("mail"),
-        &config.mail_from,
-    )?;
+    let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
     let app = App {
         store: Arc::new(store),
         issuer: tokens::Issuer {
             keys: keys.clone(),
-            issuer: config.issuer(),
+            issuer: issuer.clone(),
             access_ttl: config.access_token_ttl,
             service_ttl: config.service_token_ttl,
         },
@@ -200,12 +162,13 @@ pub async fn build(config: UsersConfig, data_dir: &Path, http: &HttpArgs) -> any
         mail_cooldown: Arc::default(),
         mailer,
         config: Arc::new(config),
-        trust_forwarded_for: http.trust_forwarded_for,
+        public_url: common.platform.public_url(),
+        trust_forwarded_for: common.http.trust_forwarded_for,
     };
     bootstrap_admin(&app).await?;
     spawn_key_maintenance(keys.clone(), generate);
 
-    let verifier = local_verifier(&keys, &app.config.issuer());
+    let verifier = local_verifier(&keys, &issuer);
     verifier.refresh_keys(true).await?;
     let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
     let ready_store = app.store.clone();
@@ -220,31 +183,20 @@ pub async fn build(config: UsersConfig, data_dir: &Path, http: &HttpArgs) -> any
             Ok(())
         })
     });
-    let service = kit::server::Service {
-        name: SERVICE,
-        router,
-        openapi: api::openapi(),
-        ready,
-    };
+    let service = kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready };
     Ok(Built { service, keys, app })
 }
 
 /// A verifier that reads the ring directly: the issuer trusts its own keys in-process.
 pub fn local_verifier(keys: &KeyRing, issuer: &str) -> Verifier {
     let keys = keys.clone();
-    Verifier::new(
-        KeySource::Provider(Arc::new(move || keys.jwks())),
-        issuer,
-        SERVICE,
-    )
+    Verifier::new(KeySource::Provider(Arc::new(move || keys.jwks())), issuer, SERVICE)
 }
 
 /// Creates the configured administrator when the platform has none.
 async fn bootstrap_admin(app: &App) -> anyhow::Result<()> {
-    let (Some(email), Some(password)) = (
-        &app.config.bootstrap_admin_email,
-        &app.config.bootstrap_admin_password,
-    ) else {
+    let (Some(email), Some(password)) = (&app.config.bootstrap_admin_email, &app.config.bootstrap_admin_password)
+    else {
         return Ok(());
     };
     if app.store.has_admin().await? {
@@ -256,31 +208,13 @@ async fn bootstrap_admin(app: &App) -> anyhow::Result<()> {
 }
 
 /// Creates a verified account with the admin role (`veche admin create`, bootstrap).
-pub async fn create_admin(
-    app: &App,
-    email: &str,
-    password: &str,
-    display_name: &str,
-) -> anyhow::Result<model::User> {
+pub async fn create_admin(app: &App, email: &str, password: &str, display_name: &str) -> anyhow::Result<model::User> {
     let email = model::normalize_email(email);
     let mut v = kit::Violations::new();
-    v.check(
-        model::is_valid_email(&email),
-        "email",
-        "is not an email address",
-    );
-    model::check_password(
-        &mut v,
-        "password",
-        password,
-        app.config.password_min_length,
-        &email,
-    );
+    v.check(model::is_valid_email(&email), "email", "is not an email address");
+    model::check_password(&mut v, "password", password, app.config.password_min_length, &email);
     if let Err(kit::ApiError::Validation(errors)) = v.into_result() {
-        let list: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{} {}", e.field, e.message))
-            .collect();
+        let list: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
         anyhow::bail!("{}", list.join("; "));
     }
     let hash = app.passwords.hash(password.to_owned()).await?;
@@ -301,11 +235,7 @@ fn spawn_key_maintenance(keys: KeyRing, owns_keys: bool) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let result = if owns_keys {
-                keys.rotate(kit::now_unix()).map(|_| ())
-            } else {
-                keys.reload()
-            };
+            let result = if owns_keys { keys.rotate(kit::now_unix()).map(|_| ()) } else { keys.reload() };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "signing key maintenance failed");
             }

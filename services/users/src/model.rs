@@ -83,32 +83,20 @@ fn default_time_zone() -> String {
 
 impl Default for Notifications {
     fn default() -> Self {
-        Self {
-            email: true,
-            event_reminders: true,
-            marketing: false,
-        }
+        Self { email: true, event_reminders: true, marketing: false }
     }
 }
 
 impl Default for Preferences {
     fn default() -> Self {
-        Self {
-            language: default_language(),
-            time_zone: default_time_zone(),
-            notifications: Notifications::default(),
-        }
+        Self { language: default_language(), time_zone: default_time_zone(), notifications: Notifications::default() }
     }
 }
 
 impl Preferences {
     pub fn validate(&self) -> Result<(), kit::ApiError> {
         let mut v = Violations::new();
-        v.check(
-            is_language_tag(&self.language),
-            "language",
-            "must be a BCP 47 language tag such as `ru` or `en-GB`",
-        );
+        v.check(is_language_tag(&self.language), "language", "must be a BCP 47 language tag such as `ru` or `en-GB`");
         v.check(
             self.time_zone.parse::<chrono_tz::Tz>().is_ok(),
             "time_zone",
@@ -151,21 +139,11 @@ pub fn is_valid_email(email: &str) -> bool {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     });
-    !local.is_empty()
-        && local.len() <= 64
-        && !local.contains('@')
-        && domain.contains('.')
-        && labels_ok
+    !local.is_empty() && local.len() <= 64 && !local.contains('@') && domain.contains('.') && labels_ok
 }
 
 /// Checks a new password. No composition rules (OWASP, NIST 800-63B): length is what counts.
-pub fn check_password(
-    v: &mut Violations,
-    field: &str,
-    password: &str,
-    min_len: usize,
-    email: &str,
-) {
+pub fn check_password(v: &mut Violations, field: &str, password: &str, min_len: usize, email: &str) {
     let n = password.chars().count();
     if n < min_len {
         v.add(field, format!("must be at least {min_len} characters"));
@@ -191,9 +169,7 @@ pub fn check_display_name(v: &mut Violations, name: &str) {
 
 /// An http(s) URL, for avatars and links.
 pub fn is_web_url(s: &str) -> bool {
-    s.len() <= URL_MAX
-        && url::Url::parse(s)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    s.len() <= URL_MAX && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// A change to a profile: absent fields stay as they are, `null` clears an optional one.
@@ -272,10 +248,7 @@ fn normalize_interests(v: &mut Violations, interests: Vec<String>) -> Vec<String
     for (i, raw) in interests.into_iter().enumerate() {
         let item = raw.trim().to_owned();
         if item.chars().count() > INTEREST_MAX {
-            v.add(
-                format!("interests[{i}]"),
-                format!("must be at most {INTEREST_MAX} characters"),
-            );
+            v.add(format!("interests[{i}]"), format!("must be at most {INTEREST_MAX} characters"));
         } else if !item.is_empty() && !out.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
             out.push(item);
         }
@@ -359,17 +332,9 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.example.com", "иван@почта.рф"] {
             assert!(is_valid_email(good), "{good}");
         }
-        for bad in [
-            "",
-            "a",
-            "a@b",
-            "@b.co",
-            "a@@b.co",
-            "a b@c.co",
-            "a@-b.co",
-            "a@b..co",
-            &format!("{}@b.co", "x".repeat(65)),
-        ] {
+        for bad in
+            ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@-b.co", "a@b..co", &format!("{}@b.co", "x".repeat(65))]
+        {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }
@@ -383,22 +348,10 @@ mod tests {
         check_password(&mut v, "password", "short", 12, "a@b.co");
         assert!(!v.is_empty());
         let mut v = Violations::new();
-        check_password(
-            &mut v,
-            "password",
-            &"x".repeat(PASSWORD_MAX + 1),
-            12,
-            "a@b.co",
-        );
+        check_password(&mut v, "password", &"x".repeat(PASSWORD_MAX + 1), 12, "a@b.co");
         assert!(!v.is_empty());
         let mut v = Violations::new();
-        check_password(
-            &mut v,
-            "password",
-            "Anna@Example.org",
-            12,
-            "anna@example.org",
-        );
+        check_password(&mut v, "password", "Anna@Example.org", 12, "anna@example.org");
         assert!(!v.is_empty());
     }
 
@@ -416,11 +369,7 @@ mod tests {
 
     #[test]
     fn profile_patch_keeps_absent_and_clears_null() {
-        let profile = Profile {
-            display_name: "Anna".into(),
-            city: Some("Kazan".into()),
-            ..Default::default()
-        };
+        let profile = Profile { display_name: "Anna".into(), city: Some("Kazan".into()), ..Default::default() };
         let patch: ProfilePatch = serde_json::from_str(r#"{"bio":"hi","city":null}"#).unwrap();
         let next = patch.apply(&profile).unwrap();
         assert_eq!(next.display_name, "Anna");
@@ -430,13 +379,9 @@ mod tests {
 
     #[test]
     fn profile_patch_validates() {
-        let profile = Profile {
-            display_name: "Anna".into(),
-            ..Default::default()
-        };
+        let profile = Profile { display_name: "Anna".into(), ..Default::default() };
         let patch: ProfilePatch =
-            serde_json::from_str(r#"{"display_name":" ","avatar_url":"javascript:alert(1)"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"display_name":" ","avatar_url":"javascript:alert(1)"}"#).unwrap();
         match patch.apply(&profile) {
             Err(kit::ApiError::Validation(errors)) => assert_eq!(errors.len(), 2),
             other => panic!("{other:?}"),
@@ -446,10 +391,7 @@ mod tests {
     #[test]
     fn interests_are_trimmed_and_deduplicated() {
         let mut v = Violations::new();
-        let out = normalize_interests(
-            &mut v,
-            vec![" Music ".into(), "music".into(), "".into(), "Chess".into()],
-        );
+        let out = normalize_interests(&mut v, vec![" Music ".into(), "music".into(), "".into(), "Chess".into()]);
         assert_eq!(out, vec!["Music", "Chess"]);
         assert!(v.is_empty());
     }

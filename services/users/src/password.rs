@@ -18,9 +18,7 @@ pub struct Passwords {
 impl Default for Passwords {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self {
-            permits: Arc::new(Semaphore::new(cores)),
-        }
+        Self { permits: Arc::new(Semaphore::new(cores)) }
     }
 }
 
@@ -34,10 +32,7 @@ impl Passwords {
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
         let _permit = self.permits.acquire().await?;
         tokio::task::spawn_blocking(move || {
-            argon2()
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| anyhow::anyhow!("{e}"))
+            argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
         })
         .await?
     }
@@ -49,11 +44,8 @@ impl Passwords {
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
-            let parsed = PasswordHash::new(&phc)
-                .map_err(|e| anyhow::anyhow!("stored hash is unreadable: {e}"))?;
-            let ok = argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
+            let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash is unreadable: {e}"))?;
+            let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
             Ok(known && ok)
         })
         .await?
@@ -64,10 +56,7 @@ impl Passwords {
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        argon2()
-            .hash_password(kit::secret::new_token().as_bytes())
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        argon2().hash_password(kit::secret::new_token().as_bytes()).map(|h| h.to_string()).unwrap_or_default()
     })
 }
 
@@ -80,11 +69,7 @@ mod tests {
         let p = Passwords::default();
         let h = p.hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(
-            p.verify("correct horse battery".into(), Some(h.clone()))
-                .await
-                .unwrap()
-        );
+        assert!(p.verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
         assert!(!p.verify("wrong".into(), Some(h)).await.unwrap());
         assert!(!p.verify("anything".into(), None).await.unwrap());
     }

@@ -7,9 +7,7 @@
 
 use crate::model::{Preferences, Profile, Purpose, User};
 use async_trait::async_trait;
-use kit::db::row::{
-    json as parse_json, like_substring as like_pattern, to_json, uuid as parse_uuid,
-};
+use kit::db::row::{json as parse_json, like_substring as like_pattern, to_json, uuid as parse_uuid};
 use kit::db::{Db, DbError, Migrations};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use std::path::Path;
@@ -146,12 +144,7 @@ pub trait UserStore: Send + Sync + 'static {
     /// Spends a verification token and marks the email verified.
     async fn verify_email(&self, hash: String, now: i64) -> Result<Option<Uuid>>;
     /// Spends a reset token, sets the new password and ends every session of the user.
-    async fn reset_password(
-        &self,
-        hash: String,
-        password_hash: String,
-        now: i64,
-    ) -> Result<Option<Uuid>>;
+    async fn reset_password(&self, hash: String, password_hash: String, now: i64) -> Result<Option<Uuid>>;
 
     async fn ping(&self) -> Result<()>;
 }
@@ -220,9 +213,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            db: Db::open(path, MIGRATIONS).await?,
-        })
+        Ok(Self { db: Db::open(path, MIGRATIONS).await? })
     }
 }
 
@@ -282,12 +273,7 @@ fn end_all_sessions(tx: &Transaction<'_>, user_id: Uuid, now: i64) -> rusqlite::
 }
 
 /// Spends a single-use token of `purpose`; returns its user when it was live.
-fn spend_one_time(
-    tx: &Transaction<'_>,
-    hash: &str,
-    purpose: Purpose,
-    now: i64,
-) -> rusqlite::Result<Option<Uuid>> {
+fn spend_one_time(tx: &Transaction<'_>, hash: &str, purpose: Purpose, now: i64) -> rusqlite::Result<Option<Uuid>> {
     let user: Option<String> = tx
         .query_row(
             "UPDATE one_time_tokens SET used_at = ?3
@@ -325,12 +311,7 @@ impl UserStore for SqliteStore {
                 if inserted == 0 {
                     return Err(StoreError::EmailTaken);
                 }
-                kit::outbox::record(
-                    tx,
-                    "user.signed_up",
-                    &serde_json::json!({ "user_id": id }),
-                    now,
-                )?;
+                kit::outbox::record(tx, "user.signed_up", &serde_json::json!({ "user_id": id }), now)?;
                 require_user(tx, id)
             })
             .await
@@ -344,11 +325,9 @@ impl UserStore for SqliteStore {
         let email = email.to_owned();
         self.db
             .read(move |c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE email = ?1"
-                ))?
-                .query_row([email], user_from_row)
-                .optional()?)
+                Ok(c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"))?
+                    .query_row([email], user_from_row)
+                    .optional()?)
             })
             .await
     }
@@ -482,13 +461,7 @@ impl UserStore for SqliteStore {
             .await
     }
 
-    async fn rotate_refresh(
-        &self,
-        presented: String,
-        new_hash: String,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Refresh> {
+    async fn rotate_refresh(&self, presented: String, new_hash: String, now: i64, expires_at: i64) -> Result<Refresh> {
         self.db
             .write(move |tx| {
                 let found: Option<(String, Option<i64>)> = tx
@@ -629,12 +602,7 @@ impl UserStore for SqliteStore {
             .await
     }
 
-    async fn reset_password(
-        &self,
-        hash: String,
-        password_hash: String,
-        now: i64,
-    ) -> Result<Option<Uuid>> {
+    async fn reset_password(&self, hash: String, password_hash: String, now: i64) -> Result<Option<Uuid>> {
         self.db
             .write(move |tx| {
                 let Some(user_id) = spend_one_time(tx, &hash, Purpose::ResetPassword, now)? else { return Ok(None) };
@@ -660,9 +628,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path().join("users.db"))
-            .await
-            .unwrap();
+        let s = SqliteStore::open(dir.path().join("users.db")).await.unwrap();
         (dir, s)
     }
 
@@ -680,10 +646,7 @@ mod tests {
     async fn duplicate_email_is_refused() {
         let (_d, s) = store().await;
         s.create_user(new_user("a@b.co"), 1).await.unwrap();
-        assert!(matches!(
-            s.create_user(new_user("a@b.co"), 2).await,
-            Err(StoreError::EmailTaken)
-        ));
+        assert!(matches!(s.create_user(new_user("a@b.co"), 2).await, Err(StoreError::EmailTaken)));
     }
 
     #[tokio::test]
@@ -692,36 +655,15 @@ mod tests {
         let u = s.create_user(new_user("a@b.co"), 1).await.unwrap();
         let session = s
             .create_session(
-                NewSession {
-                    user_id: u.id,
-                    refresh_hash: "r1".into(),
-                    expires_at: 1000,
-                    user_agent: None,
-                    ip: None,
-                },
+                NewSession { user_id: u.id, refresh_hash: "r1".into(), expires_at: 1000, user_agent: None, ip: None },
                 1,
             )
             .await
             .unwrap();
-        assert!(matches!(
-            s.rotate_refresh("r1".into(), "r2".into(), 2, 1000)
-                .await
-                .unwrap(),
-            Refresh::Rotated { .. }
-        ));
-        assert!(matches!(
-            s.rotate_refresh("r1".into(), "r3".into(), 3, 1000)
-                .await
-                .unwrap(),
-            Refresh::Reused
-        ));
+        assert!(matches!(s.rotate_refresh("r1".into(), "r2".into(), 2, 1000).await.unwrap(), Refresh::Rotated { .. }));
+        assert!(matches!(s.rotate_refresh("r1".into(), "r3".into(), 3, 1000).await.unwrap(), Refresh::Reused));
         // The thief's replay also ended the legitimate holder's current token.
-        assert!(matches!(
-            s.rotate_refresh("r2".into(), "r4".into(), 4, 1000)
-                .await
-                .unwrap(),
-            Refresh::Invalid
-        ));
+        assert!(matches!(s.rotate_refresh("r2".into(), "r4".into(), 4, 1000).await.unwrap(), Refresh::Invalid));
         assert!(!s.session_is_live(session.id, 5).await.unwrap());
     }
 
@@ -729,22 +671,10 @@ mod tests {
     async fn one_time_tokens_are_single_use_and_expire() {
         let (_d, s) = store().await;
         let u = s.create_user(new_user("a@b.co"), 1).await.unwrap();
-        s.create_one_time(u.id, Purpose::VerifyEmail, "t".into(), 100, 1)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.verify_email("t".into(), 101).await.unwrap(),
-            None,
-            "expired"
-        );
-        s.create_one_time(u.id, Purpose::VerifyEmail, "t2".into(), 100, 1)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.reset_password("t2".into(), "x".into(), 2).await.unwrap(),
-            None,
-            "wrong purpose"
-        );
+        s.create_one_time(u.id, Purpose::VerifyEmail, "t".into(), 100, 1).await.unwrap();
+        assert_eq!(s.verify_email("t".into(), 101).await.unwrap(), None, "expired");
+        s.create_one_time(u.id, Purpose::VerifyEmail, "t2".into(), 100, 1).await.unwrap();
+        assert_eq!(s.reset_password("t2".into(), "x".into(), 2).await.unwrap(), None, "wrong purpose");
         assert_eq!(s.verify_email("t2".into(), 2).await.unwrap(), Some(u.id));
         assert_eq!(s.verify_email("t2".into(), 3).await.unwrap(), None, "spent");
         assert!(s.user_by_id(u.id).await.unwrap().unwrap().email_verified);
@@ -754,38 +684,16 @@ mod tests {
     async fn search_pages_newest_first_and_escapes_wildcards() {
         let (_d, s) = store().await;
         for i in 0..5 {
-            s.create_user(new_user(&format!("u{i}@x.co")), i)
-                .await
-                .unwrap();
+            s.create_user(new_user(&format!("u{i}@x.co")), i).await.unwrap();
         }
         s.create_user(new_user("percent%@x.co"), 10).await.unwrap();
-        let page = s
-            .search_users(UserQuery {
-                q: None,
-                after: None,
-                limit: 4,
-            })
-            .await
-            .unwrap();
+        let page = s.search_users(UserQuery { q: None, after: None, limit: 4 }).await.unwrap();
         assert_eq!(page[0].email, "percent%@x.co");
         let last = page.last().unwrap();
-        let rest = s
-            .search_users(UserQuery {
-                q: None,
-                after: Some((last.created_at, last.id)),
-                limit: 4,
-            })
-            .await
-            .unwrap();
+        let rest =
+            s.search_users(UserQuery { q: None, after: Some((last.created_at, last.id)), limit: 4 }).await.unwrap();
         assert_eq!(page.len() + rest.len(), 6);
-        let hits = s
-            .search_users(UserQuery {
-                q: Some("%".into()),
-                after: None,
-                limit: 10,
-            })
-            .await
-            .unwrap();
+        let hits = s.search_users(UserQuery { q: Some("%".into()), after: None, limit: 10 }).await.unwrap();
         assert_eq!(hits.len(), 1);
     }
 }

@@ -53,11 +53,7 @@ const SWEEP_AT: usize = 100_000;
 
 impl LoginThrottle {
     pub fn new(policy: Policy) -> Self {
-        Self {
-            policy,
-            accounts: Mutex::default(),
-            addresses: Mutex::default(),
-        }
+        Self { policy, accounts: Mutex::default(), addresses: Mutex::default() }
     }
 
     /// `Err(wait)` when the attempt must not even be checked.
@@ -85,10 +81,7 @@ impl LoginThrottle {
             sweep(&mut accounts, now, window);
             let r = accounts.entry(account.to_owned()).or_default();
             if now >= r.first_failure + window && r.locked_until <= now {
-                *r = Record {
-                    first_failure: now,
-                    ..Record::default()
-                };
+                *r = Record { first_failure: now, ..Record::default() };
             }
             r.failures += 1;
             if r.failures > self.policy.free_failures {
@@ -102,10 +95,7 @@ impl LoginThrottle {
             sweep(&mut addresses, now, window);
             let r = addresses.entry(ip).or_default();
             if now >= r.first_failure + window {
-                *r = Record {
-                    first_failure: now,
-                    ..Record::default()
-                };
+                *r = Record { first_failure: now, ..Record::default() };
             }
             r.failures += 1;
         }
@@ -133,10 +123,7 @@ mod tests {
     use super::*;
 
     fn throttle() -> LoginThrottle {
-        LoginThrottle::new(Policy {
-            per_ip_failures: 10,
-            ..Policy::default()
-        })
+        LoginThrottle::new(Policy { per_ip_failures: 10, ..Policy::default() })
     }
 
     #[test]
@@ -151,10 +138,7 @@ mod tests {
         assert_eq!(t.check("a", None, 100), Err(Duration::from_secs(1)));
         t.failed("a", None, 101);
         assert_eq!(t.check("a", None, 101), Err(Duration::from_secs(2)));
-        assert!(
-            t.check("b", None, 101).is_ok(),
-            "other accounts are unaffected"
-        );
+        assert!(t.check("b", None, 101).is_ok(), "other accounts are unaffected");
     }
 
     #[test]
@@ -175,10 +159,7 @@ mod tests {
             t.failed(&format!("user{i}"), Some(ip), 100);
         }
         assert!(t.check("fresh", Some(ip), 100).is_err());
-        assert!(
-            t.check("fresh", Some("10.0.0.2".parse().unwrap()), 100)
-                .is_ok()
-        );
+        assert!(t.check("fresh", Some("10.0.0.2".parse().unwrap()), 100).is_ok());
         assert!(t.check("fresh", Some(ip), 100 + 15 * 60).is_ok());
     }
 

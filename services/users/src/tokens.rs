@@ -16,12 +16,7 @@ pub struct Issuer {
 
 impl Issuer {
     /// An access token for a person's session.
-    pub fn access_token(
-        &self,
-        user: &User,
-        session_id: Uuid,
-        now: i64,
-    ) -> Result<String, KeyError> {
+    pub fn access_token(&self, user: &User, session_id: Uuid, now: i64) -> Result<String, KeyError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user.id.to_string(),
@@ -40,12 +35,7 @@ impl Issuer {
     }
 
     /// A token for service `client` to call service `audience`.
-    pub fn service_token(
-        &self,
-        client: &str,
-        audience: &str,
-        now: i64,
-    ) -> Result<String, KeyError> {
+    pub fn service_token(&self, client: &str, audience: &str, now: i64) -> Result<String, KeyError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: format!("service:{client}"),

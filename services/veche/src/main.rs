@@ -6,19 +6,26 @@
 //! - `veche admin create` makes an administrator without a default password anywhere.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kit::auth::KeySource;
 use kit::config::CommonArgs;
+use kit::platform::Context;
 use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use users::UsersConfig;
 
 #[derive(Parser)]
-#[command(
-    name = "veche",
-    version,
-    about = "Veche: the backend of an events platform"
-)]
+#[command(name = "veche", version, about = "Veche: the backend of an events platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Settings of every service; each service reads its own.
+#[derive(clap::Args, Clone)]
+struct Services {
+    #[command(flatten)]
+    users: UsersConfig,
 }
 
 #[derive(Subcommand)]
@@ -28,7 +35,7 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
-        users: UsersConfig,
+        services: Services,
     },
     /// Run one service (the container entrypoint).
     Serve {
@@ -36,7 +43,7 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
-        users: UsersConfig,
+        services: Services,
     },
     /// Administration tasks.
     Admin {
@@ -45,10 +52,21 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ServiceName {
     Users,
 }
+
+impl ServiceName {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Users => users::SERVICE,
+        }
+    }
+}
+
+/// The services that call others, and so are clients of the token endpoint.
+const CLIENTS: [&str; 4] = ["organizations", "events", "analytics", "gateway"];
 
 #[derive(Subcommand)]
 enum AdminCommand {
@@ -70,24 +88,12 @@ enum AdminCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { common, users } => run(common, users, "up").await,
-        Command::Serve {
-            service: ServiceName::Users,
-            common,
-            users,
-        } => run(common, users, "users").await,
-        Command::Admin {
-            command:
-                AdminCommand::Create {
-                    email,
-                    display_name,
-                    common,
-                    users,
-                },
-        } => {
+        Command::Up { common, services } => up(common, services).await,
+        Command::Serve { service, common, services } => serve(service, common, services).await,
+        Command::Admin { command: AdminCommand::Create { email, display_name, common, users } } => {
             kit::telemetry::init(common.log_format);
             let password = read_password()?;
-            let built = users::build(users, &common.data_dir, &common.http).await?;
+            let built = users::build(users, &common).await?;
             let user = users::create_admin(&built.app, &email, &password, &display_name).await?;
             println!("created administrator {} ({})", user.email, user.id);
             Ok(())
@@ -95,28 +101,68 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run(common: CommonArgs, users: UsersConfig, what: &str) -> anyhow::Result<()> {
+/// Every service on one listener. Services find each other at this process's own
+/// address, verify tokens with the users service's keys in-process, and get service
+/// tokens with secrets made up at start (they never leave the process).
+async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()> {
     kit::telemetry::init(common.log_format);
-    let built = users::build(users, &common.data_dir, &common.http).await?;
-    let router = kit::server::app(vec![built.service], &common.http);
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %common.data_dir.display(), mode = what, "Veche is listening");
-    if what == "up" {
-        eprintln!(
-            "Veche is up at http://{addr}  (data: {}, API docs: http://{addr}/openapi.json, mail: {}/mail)",
-            common.data_dir.display(),
-            common.data_dir.display()
-        );
+    let own = format!("http://{}", loopback_of(addr));
+    common.platform.users_url.get_or_insert_with(|| own.clone());
+    common.platform.organizations_url.get_or_insert_with(|| own.clone());
+
+    let mut secrets = std::collections::HashMap::new();
+    for client in CLIENTS {
+        let secret = kit::secret::new_token();
+        services.users.service_clients.0.entry(client.to_owned()).or_insert_with(|| secret.clone());
+        secrets.insert(client, secret);
     }
-    kit::server::serve(
-        listener,
-        router,
-        kit::server::shutdown_signal(),
-        common.http.shutdown_grace(),
-    )
-    .await?;
+    let users = users::build(services.users.clone(), &common).await?;
+    let keys = users.keys.clone();
+    let in_process = KeySource::Provider(Arc::new(move || keys.jwks()));
+    let context_for = |client: &str| {
+        let mut common = common.clone();
+        common.platform.client_secret = secrets.get(client).cloned();
+        Context { common, keys: in_process.clone() }
+    };
+    let _ = context_for;
+    let built = vec![users.service];
+
+    let router = kit::server::app(built, &common.http);
+    eprintln!(
+        "Veche is up at http://{addr}  (data: {dir}, API: http://{addr}/openapi.json, mail: {dir}/mail)",
+        dir = common.data_dir.display()
+    );
+    run(listener, router, &common).await
+}
+
+async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> anyhow::Result<()> {
+    kit::telemetry::init(common.log_format);
+    let listener = tokio::net::TcpListener::bind(common.listen).await?;
+    let built = match service {
+        ServiceName::Users => users::build(services.users, &common).await?.service,
+    };
+    tracing::info!(service = service.name(), "serving one service");
+    let router = kit::server::app(vec![built], &common.http);
+    run(listener, router, &common).await
+}
+
+async fn run(listener: tokio::net::TcpListener, router: axum::Router, common: &CommonArgs) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %common.data_dir.display(), "Veche is listening");
+    kit::server::serve(listener, router, kit::server::shutdown_signal(), common.http.shutdown_grace()).await?;
     Ok(())
+}
+
+/// The address this process can call itself at (a wildcard bind answers on loopback).
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip =
+            if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
 }
 
 fn read_password() -> anyhow::Result<String> {

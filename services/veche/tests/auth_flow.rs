@@ -25,20 +25,10 @@ async fn register_verify_login_refresh_logout() {
 
     // The verification mail's link verifies the address, once.
     let mail = v.wait_mail("anna@example.org", "verify-email?token=");
-    assert!(
-        mail.contains(&v.base),
-        "links point at the public URL: {mail}"
-    );
+    assert!(mail.contains(&v.base), "links point at the public URL: {mail}");
     let token = token_in(&mail);
-    assert_eq!(
-        post(&v, "/api/v1/auth/verify-email", json!({"token": token}))
-            .await
-            .status,
-        204
-    );
-    post(&v, "/api/v1/auth/verify-email", json!({"token": token}))
-        .await
-        .assert_problem(410);
+    assert_eq!(post(&v, "/api/v1/auth/verify-email", json!({"token": token})).await.status, 204);
+    post(&v, "/api/v1/auth/verify-email", json!({"token": token})).await.assert_problem(410);
 
     let r = login(&v, "ANNA@example.org", PASSWORD).await;
     assert_eq!(r.status, 200);
@@ -50,12 +40,7 @@ async fn register_verify_login_refresh_logout() {
     assert_eq!(me.body["email_verified"], true);
 
     // Refresh rotates: a new pair, and the old refresh token is spent.
-    let r = post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh}),
-    )
-    .await;
+    let r = post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
     assert_eq!(r.status, 200, "{r:?}");
     let refresh2 = r.body["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh);
@@ -63,52 +48,20 @@ async fn register_verify_login_refresh_logout() {
     assert_eq!(get_auth(&v, "/api/v1/users/me", &access2).await.status, 200);
 
     // Logout ends the session: its refresh token no longer works.
-    assert_eq!(
-        post(
-            &v,
-            "/api/v1/auth/logout",
-            json!({"refresh_token": refresh2})
-        )
-        .await
-        .status,
-        204
-    );
-    post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh2}),
-    )
-    .await
-    .assert_problem(401);
+    assert_eq!(post(&v, "/api/v1/auth/logout", json!({"refresh_token": refresh2})).await.status, 204);
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh2})).await.assert_problem(401);
 }
 
 #[tokio::test]
 async fn reused_refresh_token_revokes_the_session() {
     let v = Veche::start();
     let (_, refresh) = signed_up(&v, "reuse@example.org").await;
-    let r = post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh}),
-    )
-    .await;
+    let r = post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
     let current = r.body["refresh_token"].as_str().unwrap().to_owned();
     // Someone replays the spent token: refused, and the whole session ends...
-    post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh}),
-    )
-    .await
-    .assert_problem(401);
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await.assert_problem(401);
     // ...so even the legitimate holder's current token is dead.
-    post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": current}),
-    )
-    .await
-    .assert_problem(401);
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": current})).await.assert_problem(401);
 }
 
 #[tokio::test]
@@ -136,13 +89,9 @@ async fn failed_logins_are_throttled_per_account_but_successes_are_not() {
     let v = Veche::start();
     signed_up(&v, "victim@example.org").await;
     for _ in 0..5 {
-        login(&v, "victim@example.org", "guess guess guess")
-            .await
-            .assert_problem(401);
+        login(&v, "victim@example.org", "guess guess guess").await.assert_problem(401);
     }
-    login(&v, "victim@example.org", "guess guess guess")
-        .await
-        .assert_problem(401);
+    login(&v, "victim@example.org", "guess guess guess").await.assert_problem(401);
     let r = login(&v, "victim@example.org", PASSWORD).await;
     r.assert_problem(429);
     assert!(r.headers.contains_key("retry-after"));
@@ -160,12 +109,7 @@ async fn a_restart_keeps_users_sessions_and_keys() {
     // The access token still verifies: the signing key was persisted.
     assert_eq!(get_auth(&v, "/api/v1/users/me", &access).await.status, 200);
     // The session survived: its refresh token rotates.
-    let r = post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh}),
-    )
-    .await;
+    let r = post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(login(&v, "persist@example.org", PASSWORD).await.status, 200);
 }
@@ -174,67 +118,25 @@ async fn a_restart_keeps_users_sessions_and_keys() {
 async fn password_reset_changes_the_password_and_ends_every_session() {
     let v = Veche::start();
     let (_, refresh) = signed_up(&v, "forgot@example.org").await;
-    assert_eq!(
-        post(
-            &v,
-            "/api/v1/auth/password-reset",
-            json!({"email": "Forgot@example.org"})
-        )
-        .await
-        .status,
-        202
-    );
+    assert_eq!(post(&v, "/api/v1/auth/password-reset", json!({"email": "Forgot@example.org"})).await.status, 202);
     // Unknown addresses get the same answer, and no mail.
-    assert_eq!(
-        post(
-            &v,
-            "/api/v1/auth/password-reset",
-            json!({"email": "ghost@example.org"})
-        )
-        .await
-        .status,
-        202
-    );
+    assert_eq!(post(&v, "/api/v1/auth/password-reset", json!({"email": "ghost@example.org"})).await.status, 202);
     let token = token_in(&v.wait_mail("forgot@example.org", "reset-password?token="));
 
-    post(
-        &v,
-        "/api/v1/auth/password-reset/confirm",
-        json!({"token": token, "password": "short"}),
-    )
-    .await
-    .assert_problem(422);
-    let r = post(
-        &v,
-        "/api/v1/auth/password-reset/confirm",
-        json!({"token": token, "password": "a brand new passphrase"}),
-    )
-    .await;
-    assert_eq!(r.status, 204, "{r:?}");
-    post(
-        &v,
-        "/api/v1/auth/password-reset/confirm",
-        json!({"token": token, "password": "another new passphrase"}),
-    )
-    .await
-    .assert_problem(410);
-
-    post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": refresh}),
-    )
-    .await
-    .assert_problem(401);
-    login(&v, "forgot@example.org", PASSWORD)
+    post(&v, "/api/v1/auth/password-reset/confirm", json!({"token": token, "password": "short"}))
         .await
-        .assert_problem(401);
-    assert_eq!(
-        login(&v, "forgot@example.org", "a brand new passphrase")
-            .await
-            .status,
-        200
-    );
+        .assert_problem(422);
+    let r =
+        post(&v, "/api/v1/auth/password-reset/confirm", json!({"token": token, "password": "a brand new passphrase"}))
+            .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    post(&v, "/api/v1/auth/password-reset/confirm", json!({"token": token, "password": "another new passphrase"}))
+        .await
+        .assert_problem(410);
+
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await.assert_problem(401);
+    login(&v, "forgot@example.org", PASSWORD).await.assert_problem(401);
+    assert_eq!(login(&v, "forgot@example.org", "a brand new passphrase").await.status, 200);
     assert_eq!(v.mails_to("ghost@example.org"), 0);
 }
 
@@ -242,16 +144,9 @@ async fn password_reset_changes_the_password_and_ends_every_session() {
 async fn unverified_accounts_can_be_refused_by_setting() {
     let v = Veche::start_with(&[("VECHE_REQUIRE_VERIFIED_EMAIL", "true")]);
     assert_eq!(register(&v, "strict@example.org").await.status, 201);
-    login(&v, "strict@example.org", PASSWORD)
-        .await
-        .assert_problem(403);
+    login(&v, "strict@example.org", PASSWORD).await.assert_problem(403);
     let token = token_in(&v.wait_mail("strict@example.org", "verify-email?token="));
-    assert_eq!(
-        post(&v, "/api/v1/auth/verify-email", json!({"token": token}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(post(&v, "/api/v1/auth/verify-email", json!({"token": token})).await.status, 204);
     assert_eq!(login(&v, "strict@example.org", PASSWORD).await.status, 200);
 }
 
@@ -283,13 +178,9 @@ async fn profile_preferences_and_sessions() {
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["time_zone"], "Europe/Moscow");
-    send(
-        c.put(v.url("/api/v1/users/me/preferences"))
-            .bearer_auth(&access)
-            .json(&json!({"time_zone": "Moon/Base"})),
-    )
-    .await
-    .assert_problem(422);
+    send(c.put(v.url("/api/v1/users/me/preferences")).bearer_auth(&access).json(&json!({"time_zone": "Moon/Base"})))
+        .await
+        .assert_problem(422);
 
     // A second login is a second session; ending it kills its refresh token.
     let second = login(&v, "me@example.org", PASSWORD).await;
@@ -297,37 +188,15 @@ async fn profile_preferences_and_sessions() {
     let list = sessions.body.as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
-    let other = list.iter().find(|s| s["current"] == false).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = send(
-        c.delete(v.url(&format!("/api/v1/users/me/sessions/{other}")))
-            .bearer_auth(&access),
-    )
-    .await;
+    let other = list.iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_owned();
+    let r = send(c.delete(v.url(&format!("/api/v1/users/me/sessions/{other}"))).bearer_auth(&access)).await;
     assert_eq!(r.status, 204);
-    post(
-        &v,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": second.body["refresh_token"]}),
-    )
-    .await
-    .assert_problem(401);
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": second.body["refresh_token"]})).await.assert_problem(401);
 
     // Deleting the account: gone for good.
-    assert_eq!(
-        send(c.delete(v.url("/api/v1/users/me")).bearer_auth(&access))
-            .await
-            .status,
-        204
-    );
-    get_auth(&v, "/api/v1/users/me", &access)
-        .await
-        .assert_problem(401);
-    login(&v, "me@example.org", PASSWORD)
-        .await
-        .assert_problem(401);
+    assert_eq!(send(c.delete(v.url("/api/v1/users/me")).bearer_auth(&access)).await.status, 204);
+    get_auth(&v, "/api/v1/users/me", &access).await.assert_problem(401);
+    login(&v, "me@example.org", PASSWORD).await.assert_problem(401);
 }
 
 #[tokio::test]
@@ -361,19 +230,10 @@ async fn sigterm_drains_in_flight_requests() {
         if in_flight >= 5.0 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "logins never showed up in flight"
-        );
+        assert!(std::time::Instant::now() < deadline, "logins never showed up in flight");
     }
     let pid = v.pid().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     for l in logins {
         assert_eq!(l.await.unwrap().expect("in-flight request answered"), 200);
     }

@@ -14,34 +14,22 @@ fn part(token: &str, i: usize) -> Value {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[tokio::test]
 async fn access_tokens_verify_against_the_published_jwks_independently() {
     let v = Veche::start();
     let (access, _) = signed_up(&v, "jwks@example.org").await;
-    let jwks = send(client().get(v.url("/.well-known/jwks.json")))
-        .await
-        .body;
-    let discovery = send(client().get(v.url("/.well-known/openid-configuration")))
-        .await
-        .body;
+    let jwks = send(client().get(v.url("/.well-known/jwks.json"))).await.body;
+    let discovery = send(client().get(v.url("/.well-known/openid-configuration"))).await.body;
     assert_eq!(discovery["jwks_uri"], v.url("/.well-known/jwks.json"));
     assert_eq!(discovery["issuer"], v.base);
 
     let header = part(&access, 0);
     assert_eq!(header["alg"], "RS256");
     let kid = header["kid"].as_str().expect("a kid");
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid is published");
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid is published");
     assert_eq!(jwk["kty"], "RSA");
     assert_eq!(jwk["use"], "sig");
     assert!(jwk.get("d").is_none(), "no private parts are published");
@@ -62,11 +50,8 @@ async fn access_tokens_verify_against_the_published_jwks_independently() {
     let claims = part(&access, 1);
     assert_eq!(claims["iss"], v.base);
     assert_eq!(claims["aud"], "veche");
-    let (iat, exp, nbf) = (
-        claims["iat"].as_u64().unwrap(),
-        claims["exp"].as_u64().unwrap(),
-        claims["nbf"].as_u64().unwrap(),
-    );
+    let (iat, exp, nbf) =
+        (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap(), claims["nbf"].as_u64().unwrap());
     assert!(nbf <= now() + 1 && exp > now() && exp - iat == 900);
     assert_eq!(claims["email"], "jwks@example.org");
     assert_eq!(claims["email_verified"], false);
@@ -78,12 +63,7 @@ async fn access_tokens_verify_against_the_published_jwks_independently() {
 /// so only the claim under test is wrong.
 fn sign_with_real_key(v: &Veche, header_kid: &str, claims: &Value) -> String {
     let keys = v.data.join("keys");
-    let file = std::fs::read_dir(&keys)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(file).unwrap()).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(header_kid.to_owned());
@@ -107,73 +87,30 @@ async fn forged_tokens_are_rejected() {
 
     let mut forged: Vec<(&str, String)> = Vec::new();
     // alg none, no signature.
-    forged.push((
-        "alg none",
-        format!(
-            "{}.{}.",
-            enc(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
-            enc(&claims)
-        ),
-    ));
+    forged.push(("alg none", format!("{}.{}.", enc(&json!({"alg": "none", "typ": "JWT", "kid": kid})), enc(&claims))));
     // HS256 keyed with the public key's bytes (the classic algorithm-confusion attack).
-    let jwks = send(client().get(v.url("/.well-known/jwks.json")))
-        .await
-        .body;
+    let jwks = send(client().get(v.url("/.well-known/jwks.json"))).await.body;
     let jwk = &jwks["keys"][0];
     let public_bytes = serde_json::to_vec(jwk).unwrap();
-    let hs_input = format!(
-        "{}.{}",
-        enc(&json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
-        enc(&claims)
-    );
+    let hs_input = format!("{}.{}", enc(&json!({"alg": "HS256", "typ": "JWT", "kid": kid})), enc(&claims));
     let tag = aws_lc_rs::hmac::sign(
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public_bytes),
         hs_input.as_bytes(),
     );
-    forged.push((
-        "HS256 with the public key",
-        format!("{hs_input}.{}", B64.encode(tag.as_ref())),
-    ));
+    forged.push(("HS256 with the public key", format!("{hs_input}.{}", B64.encode(tag.as_ref()))));
     let n_bytes = B64.decode(jwk["n"].as_str().unwrap()).unwrap();
-    let tag = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &n_bytes),
-        hs_input.as_bytes(),
-    );
-    forged.push((
-        "HS256 with the modulus",
-        format!("{hs_input}.{}", B64.encode(tag.as_ref())),
-    ));
+    let tag =
+        aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &n_bytes), hs_input.as_bytes());
+    forged.push(("HS256 with the modulus", format!("{hs_input}.{}", B64.encode(tag.as_ref()))));
     // Properly signed, but expired, not yet valid, or for someone else.
-    forged.push((
-        "expired",
-        sign_with_real_key(&v, kid, &with("exp", json!(now() - 3600))),
-    ));
-    forged.push((
-        "not yet valid",
-        sign_with_real_key(&v, kid, &with("nbf", json!(now() + 3600))),
-    ));
-    forged.push((
-        "wrong issuer",
-        sign_with_real_key(&v, kid, &with("iss", json!("https://evil.example"))),
-    ));
-    forged.push((
-        "wrong audience",
-        sign_with_real_key(&v, kid, &with("aud", json!("someone-else"))),
-    ));
-    forged.push((
-        "unknown kid",
-        sign_with_real_key(&v, "no-such-key", &claims),
-    ));
+    forged.push(("expired", sign_with_real_key(&v, kid, &with("exp", json!(now() - 3600)))));
+    forged.push(("not yet valid", sign_with_real_key(&v, kid, &with("nbf", json!(now() + 3600)))));
+    forged.push(("wrong issuer", sign_with_real_key(&v, kid, &with("iss", json!("https://evil.example")))));
+    forged.push(("wrong audience", sign_with_real_key(&v, kid, &with("aud", json!("someone-else")))));
+    forged.push(("unknown kid", sign_with_real_key(&v, "no-such-key", &claims)));
     // Tampered payload under the original signature.
     let sig = access.rsplit('.').next().unwrap();
-    forged.push((
-        "tampered payload",
-        format!(
-            "{}.{}.{sig}",
-            enc(&header),
-            enc(&with("roles", json!(["admin"])))
-        ),
-    ));
+    forged.push(("tampered payload", format!("{}.{}.{sig}", enc(&header), enc(&with("roles", json!(["admin"]))))));
     forged.push(("garbage", "not.a.jwt".to_owned()));
     forged.push(("truncated", access[..access.len() - 10].to_owned()));
 
@@ -194,42 +131,28 @@ async fn service_tokens_are_for_their_audience_only() {
         client_id: "events".into(),
         client_secret: secret.into(),
     });
-    let token = tokens
-        .token_for("organizations")
-        .await
-        .expect("a service token");
+    let token = tokens.token_for("organizations").await.expect("a service token");
     // Cached: asking again gives the same token without a round trip.
     assert_eq!(tokens.token_for("organizations").await.unwrap(), token);
 
     let jwks = kit::auth::KeySource::Url(v.url("/.well-known/jwks.json"));
     let organizations = kit::auth::Verifier::new(jwks.clone(), v.base.clone(), "organizations");
-    let claims = organizations
-        .verify(&token)
-        .await
-        .expect("the callee accepts it");
+    let claims = organizations.verify(&token).await.expect("the callee accepts it");
     assert_eq!(claims.service(), Some("events"));
     assert!(claims.user_id().is_none());
     let analytics = kit::auth::Verifier::new(jwks, v.base.clone(), "analytics");
-    assert!(matches!(
-        analytics.verify(&token).await,
-        Err(kit::auth::AuthError::Audience)
-    ));
+    assert!(matches!(analytics.verify(&token).await, Err(kit::auth::AuthError::Audience)));
 
     // A service token is not a person: user endpoints refuse it.
     let users_token = tokens.token_for("users").await.unwrap();
-    get_auth(&v, "/api/v1/users/me", &users_token)
-        .await
-        .assert_problem(403);
+    get_auth(&v, "/api/v1/users/me", &users_token).await.assert_problem(403);
 
     // Wrong secret, unknown client.
     let bad = send(
         client()
             .post(v.url("/api/v1/auth/token"))
             .basic_auth("events", Some("wrong-secret-wrong-secret"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", "organizations"),
-            ]),
+            .form(&[("grant_type", "client_credentials"), ("audience", "organizations")]),
     )
     .await;
     bad.assert_problem(401);
@@ -237,10 +160,7 @@ async fn service_tokens_are_for_their_audience_only() {
         client()
             .post(v.url("/api/v1/auth/token"))
             .basic_auth("nobody", Some(secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("audience", "organizations"),
-            ]),
+            .form(&[("grant_type", "client_credentials"), ("audience", "organizations")]),
     )
     .await;
     bad.assert_problem(401);

@@ -38,54 +38,29 @@ pub async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
     let limit = page::limit(p.limit)?;
-    let after = p
-        .cursor
-        .as_deref()
-        .map(page::decode_cursor::<(i64, Uuid)>)
-        .transpose()?;
-    let q =
-        p.q.map(|q| q.trim().to_lowercase())
-            .filter(|q| !q.is_empty());
+    let after = p.cursor.as_deref().map(page::decode_cursor::<(i64, Uuid)>).transpose()?;
+    let q = p.q.map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty());
     if q.as_ref().is_some_and(|q| q.chars().count() > 100) {
         return Err(ApiError::field("q", "must be at most 100 characters"));
     }
     // One extra row tells whether there is a next page.
-    let mut users = app
-        .store
-        .search_users(UserQuery {
-            q,
-            after,
-            limit: limit + 1,
-        })
-        .await?;
+    let mut users = app.store.search_users(UserQuery { q, after, limit: limit + 1 }).await?;
     let next_cursor = if users.len() > limit as usize {
         users.truncate(limit as usize);
-        users
-            .last()
-            .map(|u| page::encode_cursor(&(u.created_at, u.id)))
+        users.last().map(|u| page::encode_cursor(&(u.created_at, u.id)))
     } else {
         None
     };
-    Ok(Json(Page {
-        items: users.iter().map(UserView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(Page { items: users.iter().map(UserView::from).collect(), next_cursor }))
 }
 
 async fn find(app: &App, id: Uuid) -> Result<User, ApiError> {
-    app.store
-        .user_by_id(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+    app.store.user_by_id(id).await?.ok_or_else(|| ApiError::NotFound("no such user".into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = UserView), (status = 404, body = kit::problem::Problem)))]
-pub async fn get(
-    State(app): State<App>,
-    _: Admin,
-    Path(id): Path<Uuid>,
-) -> Result<Json<UserView>, ApiError> {
+pub async fn get(State(app): State<App>, _: Admin, Path(id): Path<Uuid>) -> Result<Json<UserView>, ApiError> {
     Ok(Json(UserView::from(&find(&app, id).await?)))
 }
 
@@ -103,10 +78,7 @@ pub async fn patch(
         let mut out: Vec<String> = Vec::new();
         for (i, role) in roles.into_iter().enumerate() {
             if !KNOWN_ROLES.contains(&role.as_str()) {
-                v.add(
-                    format!("roles[{i}]"),
-                    format!("unknown role; known roles: {}", KNOWN_ROLES.join(", ")),
-                );
+                v.add(format!("roles[{i}]"), format!("unknown role; known roles: {}", KNOWN_ROLES.join(", ")));
             } else if !out.contains(&role) {
                 out.push(role);
             }
@@ -115,34 +87,20 @@ pub async fn patch(
     });
     v.into_result()?;
     let target = find(&app, id).await?;
-    let demotes = roles
-        .as_ref()
-        .is_some_and(|r| !r.iter().any(|x| x == ROLE_ADMIN));
+    let demotes = roles.as_ref().is_some_and(|r| !r.iter().any(|x| x == ROLE_ADMIN));
     if target.id == me.id && (change.disabled == Some(true) || demotes) {
-        return Err(ApiError::Conflict(
-            "you cannot disable yourself or remove your own admin role".into(),
-        ));
+        return Err(ApiError::Conflict("you cannot disable yourself or remove your own admin role".into()));
     }
-    let change = AdminChange {
-        disabled: change.disabled,
-        roles,
-        email_verified: change.email_verified,
-    };
+    let change = AdminChange { disabled: change.disabled, roles, email_verified: change.email_verified };
     let user = app.store.admin_update(id, change, now_unix()).await?;
     Ok(Json(UserView::from(&user)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = kit::problem::Problem), (status = 409, body = kit::problem::Problem)))]
-pub async fn delete(
-    State(app): State<App>,
-    Admin(me): Admin,
-    Path(id): Path<Uuid>,
-) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(app): State<App>, Admin(me): Admin, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if id == me.id {
-        return Err(ApiError::Conflict(
-            "delete your own account with DELETE /api/v1/users/me".into(),
-        ));
+        return Err(ApiError::Conflict("delete your own account with DELETE /api/v1/users/me".into()));
     }
     let target = find(&app, id).await?;
     ensure_not_last_admin(&app, &target).await?;
@@ -157,19 +115,9 @@ pub(crate) async fn ensure_not_last_admin(app: &App, user: &User) -> Result<(), 
     }
     let others = app
         .store
-        .search_users(UserQuery {
-            q: None,
-            after: None,
-            limit: u32::MAX,
-        })
+        .search_users(UserQuery { q: None, after: None, limit: u32::MAX })
         .await?
         .into_iter()
         .any(|u| u.id != user.id && !u.disabled && u.roles.iter().any(|r| r == ROLE_ADMIN));
-    if others {
-        Ok(())
-    } else {
-        Err(ApiError::Conflict(
-            "the last administrator cannot be removed".into(),
-        ))
-    }
+    if others { Ok(()) } else { Err(ApiError::Conflict("the last administrator cannot be removed".into())) }
 }

@@ -83,34 +83,18 @@ fn client_ip(app: &App, headers: &HeaderMap, peer: Peer) -> Option<std::net::IpA
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(256).collect())
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect())
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 409, description = "email taken", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
-pub async fn register(
-    State(app): State<App>,
-    Json(req): Json<RegisterRequest>,
-) -> Result<Response, ApiError> {
+pub async fn register(State(app): State<App>, Json(req): Json<RegisterRequest>) -> Result<Response, ApiError> {
     let email = model::normalize_email(&req.email);
     let mut v = Violations::new();
-    v.check(
-        model::is_valid_email(&email),
-        "email",
-        "is not an email address",
-    );
+    v.check(model::is_valid_email(&email), "email", "is not an email address");
     model::check_display_name(&mut v, &req.display_name);
-    model::check_password(
-        &mut v,
-        "password",
-        &req.password,
-        app.config.password_min_length,
-        &email,
-    );
+    model::check_password(&mut v, "password", &req.password, app.config.password_min_length, &email);
     v.into_result()?;
     let hash = app.passwords.hash(req.password).await?;
     let new = NewUser {
@@ -140,9 +124,7 @@ pub async fn login(
     }
     let ip = client_ip(&app, &headers, peer);
     let now = now_unix();
-    app.throttle
-        .check(&email, ip, now as u64)
-        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    app.throttle.check(&email, ip, now as u64).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let user = app.store.user_by_email(&email).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     // Always one argon2 verification, so "no such user" takes as long as "wrong password".
@@ -159,9 +141,7 @@ pub async fn login(
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
     if app.config.require_verified_email && !user.email_verified {
-        return Err(ApiError::Forbidden(
-            "verify your email address before logging in".into(),
-        ));
+        return Err(ApiError::Forbidden("verify your email address before logging in".into()));
     }
     let refresh = new_token();
     let session = app
@@ -187,24 +167,13 @@ fn token_pair(
     refresh_token: String,
     now: i64,
 ) -> Result<TokenPair, ApiError> {
-    let access_token = app
-        .issuer
-        .access_token(user, session_id, now)
-        .map_err(ApiError::internal)?;
-    Ok(TokenPair {
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: app.config.access_token_ttl,
-    })
+    let access_token = app.issuer.access_token(user, session_id, now).map_err(ApiError::internal)?;
+    Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: app.config.access_token_ttl })
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem)))]
-pub async fn refresh(
-    State(app): State<App>,
-    Json(req): Json<RefreshRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
+pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<Json<TokenPair>, ApiError> {
     let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
     if req.refresh_token.len() > TOKEN_MAX {
         return Err(invalid());
@@ -213,17 +182,10 @@ pub async fn refresh(
     let next = new_token();
     let outcome = app
         .store
-        .rotate_refresh(
-            token_hash(&req.refresh_token),
-            token_hash(&next),
-            now,
-            now + app.config.refresh_token_ttl,
-        )
+        .rotate_refresh(token_hash(&req.refresh_token), token_hash(&next), now, now + app.config.refresh_token_ttl)
         .await?;
     match outcome {
-        Refresh::Rotated { session, user } => {
-            token_pair(&app, &user, session.id, next, now).map(Json)
-        }
+        Refresh::Rotated { session, user } => token_pair(&app, &user, session.id, next, now).map(Json),
         Refresh::Reused => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
             Err(invalid())
@@ -234,14 +196,9 @@ pub async fn refresh(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "the session is ended (also when it already was)")))]
-pub async fn logout(
-    State(app): State<App>,
-    Json(req): Json<RefreshRequest>,
-) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
     if req.refresh_token.len() <= TOKEN_MAX {
-        app.store
-            .end_session_by_refresh(token_hash(&req.refresh_token), now_unix())
-            .await?;
+        app.store.end_session_by_refresh(token_hash(&req.refresh_token), now_unix()).await?;
     }
     // Idempotent: logging out twice, or with a stale token, is not an error worth showing.
     Ok(StatusCode::NO_CONTENT)
@@ -249,19 +206,12 @@ pub async fn logout(
 
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
     responses((status = 204), (status = 410, description = "unknown, spent or expired token", body = kit::problem::Problem)))]
-pub async fn verify_email(
-    State(app): State<App>,
-    Json(req): Json<TokenRequest>,
-) -> Result<StatusCode, ApiError> {
+pub async fn verify_email(State(app): State<App>, Json(req): Json<TokenRequest>) -> Result<StatusCode, ApiError> {
     let gone = || ApiError::Gone("this verification link is invalid, used or expired".into());
     if req.token.len() > TOKEN_MAX {
         return Err(gone());
     }
-    match app
-        .store
-        .verify_email(token_hash(&req.token), now_unix())
-        .await?
-    {
+    match app.store.verify_email(token_hash(&req.token), now_unix()).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(gone()),
     }
@@ -275,18 +225,10 @@ pub async fn resend_verification(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     // The body is optional: a signed-in caller needs none.
-    let body: EmailRequest = if body.is_empty() {
-        EmailRequest::default()
-    } else {
-        kit::extract::parse_json(&body)?
-    };
+    let body: EmailRequest = if body.is_empty() { EmailRequest::default() } else { kit::extract::parse_json(&body)? };
     let user = match (caller, body.email) {
         (Some(me), _) => app.store.user_by_id(me.id).await?,
-        (None, Some(email)) => {
-            app.store
-                .user_by_email(&model::normalize_email(&email))
-                .await?
-        }
+        (None, Some(email)) => app.store.user_by_email(&model::normalize_email(&email)).await?,
         (None, None) => return Err(ApiError::field("email", "is required when not signed in")),
     };
     if let Some(user) = user.filter(|u| !u.email_verified && !u.disabled) {
@@ -297,37 +239,19 @@ pub async fn resend_verification(
 
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailRequest,
     responses((status = 202, description = "a reset link is on its way if the account exists")))]
-pub async fn password_reset(
-    State(app): State<App>,
-    Json(req): Json<EmailRequest>,
-) -> Result<StatusCode, ApiError> {
+pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest>) -> Result<StatusCode, ApiError> {
     let email = model::normalize_email(req.email.as_deref().unwrap_or_default());
     if !model::is_valid_email(&email) {
         return Err(ApiError::field("email", "is not an email address"));
     }
     // The same answer whether or not the account exists (OWASP Forgot Password).
-    if let Some(user) = app
-        .store
-        .user_by_email(&email)
-        .await?
-        .filter(|u| !u.disabled)
+    if let Some(user) = app.store.user_by_email(&email).await?.filter(|u| !u.disabled)
         && cooled_down(&app, user.id, Purpose::ResetPassword)
     {
         let token = new_token();
         let now = now_unix();
-        app.store
-            .create_one_time(
-                user.id,
-                Purpose::ResetPassword,
-                token_hash(&token),
-                now + RESET_TTL,
-                now,
-            )
-            .await?;
-        let link = format!(
-            "{}/reset-password?token={token}",
-            app.config.public_url.trim_end_matches('/')
-        );
+        app.store.create_one_time(user.id, Purpose::ResetPassword, token_hash(&token), now + RESET_TTL, now).await?;
+        let link = format!("{}/reset-password?token={token}", app.public_url);
         app.mailer.send(
             &user.email,
             "Reset your Veche password",
@@ -350,29 +274,15 @@ pub async fn password_reset_confirm(
     Json(req): Json<ResetConfirmRequest>,
 ) -> Result<StatusCode, ApiError> {
     let mut v = Violations::new();
-    model::check_password(
-        &mut v,
-        "password",
-        &req.password,
-        app.config.password_min_length,
-        "",
-    );
+    model::check_password(&mut v, "password", &req.password, app.config.password_min_length, "");
     v.into_result()?;
     if req.token.len() > TOKEN_MAX {
-        return Err(ApiError::Gone(
-            "this reset link is invalid, used or expired".into(),
-        ));
+        return Err(ApiError::Gone("this reset link is invalid, used or expired".into()));
     }
     let hash = app.passwords.hash(req.password).await?;
-    match app
-        .store
-        .reset_password(token_hash(&req.token), hash, now_unix())
-        .await?
-    {
+    match app.store.reset_password(token_hash(&req.token), hash, now_unix()).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(ApiError::Gone(
-            "this reset link is invalid, used or expired".into(),
-        )),
+        None => Err(ApiError::Gone("this reset link is invalid, used or expired".into())),
     }
 }
 
@@ -399,19 +309,8 @@ async fn send_verification(app: &App, user: &User) -> Result<(), ApiError> {
     }
     let token = new_token();
     let now = now_unix();
-    app.store
-        .create_one_time(
-            user.id,
-            Purpose::VerifyEmail,
-            token_hash(&token),
-            now + VERIFY_TTL,
-            now,
-        )
-        .await?;
-    let link = format!(
-        "{}/verify-email?token={token}",
-        app.config.public_url.trim_end_matches('/')
-    );
+    app.store.create_one_time(user.id, Purpose::VerifyEmail, token_hash(&token), now + VERIFY_TTL, now).await?;
+    let link = format!("{}/verify-email?token={token}", app.public_url);
     app.mailer.send(
         &user.email,
         "Confirm your email for Veche",
@@ -453,13 +352,10 @@ pub async fn service_token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<ServiceTokenResponse>, ApiError> {
-    let req: ClientCredentialsRequest = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| ApiError::BadRequest(format!("form body: {e}")))?;
+    let req: ClientCredentialsRequest =
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::BadRequest(format!("form body: {e}")))?;
     if req.grant_type != "client_credentials" {
-        return Err(ApiError::field(
-            "grant_type",
-            "only client_credentials is supported",
-        ));
+        return Err(ApiError::field("grant_type", "only client_credentials is supported"));
     }
     if !AUDIENCES.contains(&req.audience.as_str()) {
         return Err(ApiError::field("audience", "is not a Veche service"));
@@ -474,14 +370,9 @@ pub async fn service_token(
         kit::secret::token_hash(&secret).as_bytes(),
     ) && known.is_some();
     if !ok {
-        return Err(ApiError::Unauthorized(
-            "unknown client or wrong secret".into(),
-        ));
+        return Err(ApiError::Unauthorized("unknown client or wrong secret".into()));
     }
-    let token = app
-        .issuer
-        .service_token(&id, &req.audience, now_unix())
-        .map_err(ApiError::internal)?;
+    let token = app.issuer.service_token(&id, &req.audience, now_unix()).map_err(ApiError::internal)?;
     Ok(Json(ServiceTokenResponse {
         access_token: token,
         token_type: "Bearer",
@@ -495,9 +386,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))

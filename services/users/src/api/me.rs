@@ -13,9 +13,7 @@ use uuid::Uuid;
 pub(crate) async fn current_user(app: &App, me: &AuthUser) -> Result<crate::model::User, ApiError> {
     match app.store.user_by_id(me.id).await? {
         Some(u) if !u.disabled => Ok(u),
-        _ => Err(ApiError::Unauthorized(
-            "the account no longer exists or is disabled".into(),
-        )),
+        _ => Err(ApiError::Unauthorized("the account no longer exists or is disabled".into())),
     }
 }
 
@@ -34,19 +32,13 @@ pub async fn patch_me(
 ) -> Result<Json<UserView>, ApiError> {
     let user = current_user(&app, &me).await?;
     let profile = patch.apply(&user.profile)?;
-    let user = app
-        .store
-        .update_profile(user.id, profile, now_unix())
-        .await?;
+    let user = app.store.update_profile(user.id, profile, now_unix()).await?;
     Ok(Json(UserView::from(&user)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me/preferences", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = Preferences)))]
-pub async fn get_preferences(
-    State(app): State<App>,
-    me: AuthUser,
-) -> Result<Json<Preferences>, ApiError> {
+pub async fn get_preferences(State(app): State<App>, me: AuthUser) -> Result<Json<Preferences>, ApiError> {
     Ok(Json(current_user(&app, &me).await?.preferences))
 }
 
@@ -59,25 +51,13 @@ pub async fn put_preferences(
 ) -> Result<Json<Preferences>, ApiError> {
     preferences.validate()?;
     let user = current_user(&app, &me).await?;
-    Ok(Json(
-        app.store
-            .set_preferences(user.id, preferences, now_unix())
-            .await?
-            .preferences,
-    ))
+    Ok(Json(app.store.set_preferences(user.id, preferences, now_unix()).await?.preferences))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me/sessions", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = Vec<SessionView>)))]
-pub async fn sessions(
-    State(app): State<App>,
-    me: AuthUser,
-) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let current = me
-        .claims
-        .sid
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok());
+pub async fn sessions(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<SessionView>>, ApiError> {
+    let current = me.claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
     let sessions = app.store.sessions(me.id, now_unix()).await?;
     Ok(Json(
         sessions
@@ -97,11 +77,7 @@ pub async fn sessions(
 
 #[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", tag = "profile", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = kit::problem::Problem)))]
-pub async fn end_session(
-    State(app): State<App>,
-    me: AuthUser,
-    Path(id): Path<Uuid>,
-) -> Result<StatusCode, ApiError> {
+pub async fn end_session(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if app.store.end_session(me.id, id, now_unix()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

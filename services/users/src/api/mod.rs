@@ -18,39 +18,18 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/verify-email", post(auth::verify_email))
-        .route(
-            "/api/v1/auth/verify-email/resend",
-            post(auth::resend_verification),
-        )
+        .route("/api/v1/auth/verify-email/resend", post(auth::resend_verification))
         .route("/api/v1/auth/password-reset", post(auth::password_reset))
-        .route(
-            "/api/v1/auth/password-reset/confirm",
-            post(auth::password_reset_confirm),
-        )
+        .route("/api/v1/auth/password-reset/confirm", post(auth::password_reset_confirm))
         .route("/api/v1/auth/token", post(auth::service_token))
-        .route(
-            "/api/v1/users/me",
-            get(me::get_me).patch(me::patch_me).delete(me::delete_me),
-        )
-        .route(
-            "/api/v1/users/me/preferences",
-            get(me::get_preferences).put(me::put_preferences),
-        )
+        .route("/api/v1/users/me", get(me::get_me).patch(me::patch_me).delete(me::delete_me))
+        .route("/api/v1/users/me/preferences", get(me::get_preferences).put(me::put_preferences))
         .route("/api/v1/users/me/sessions", get(me::sessions))
-        .route(
-            "/api/v1/users/me/sessions/{id}",
-            axum::routing::delete(me::end_session),
-        )
+        .route("/api/v1/users/me/sessions/{id}", axum::routing::delete(me::end_session))
         .route("/api/v1/users", get(admin::list))
-        .route(
-            "/api/v1/users/{id}",
-            get(admin::get).patch(admin::patch).delete(admin::delete),
-        )
+        .route("/api/v1/users/{id}", get(admin::get).patch(admin::patch).delete(admin::delete))
         .route("/.well-known/jwks.json", get(well_known::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(well_known::openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
         .with_state(app)
 }
 
@@ -79,12 +58,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }

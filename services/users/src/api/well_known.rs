@@ -12,18 +12,15 @@ use serde_json::json;
 pub async fn jwks(State(app): State<App>) -> Response {
     let mut r = Json(app.issuer.keys.jwks()).into_response();
     // Verifiers may cache briefly; rotation publishes new keys a minute ahead.
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=60"),
-    );
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=60"));
     r
 }
 
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
     responses((status = 200, description = "OpenID Connect discovery metadata (the subset Veche implements)")))]
 pub async fn openid_configuration(State(app): State<App>) -> Json<serde_json::Value> {
-    let issuer = app.config.issuer();
-    let base = app.config.public_url.trim_end_matches('/');
+    let issuer = app.issuer.issuer.clone();
+    let base = app.public_url;
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),

@@ -21,11 +21,7 @@ pub struct Veche {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Veche {
@@ -40,10 +36,7 @@ impl Veche {
             base: String::new(),
             data: dir.path().to_path_buf(),
             port: free_port(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             _dir: Some(dir),
         };
         v.spawn();
@@ -53,12 +46,9 @@ impl Veche {
     fn spawn(&mut self) {
         self.base = format!("http://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.data.join(format!(
-                "veche-{}.log",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            )))
+            "veche-{}.log",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        )))
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
         cmd.arg("up")
@@ -121,19 +111,13 @@ impl Veche {
             if let Some(text) = newest_mail(&self.mail_dir(), to, needle) {
                 return text;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no mail to {to} containing {needle}"
-            );
+            assert!(Instant::now() < deadline, "no mail to {to} containing {needle}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn mails_to(&self, to: &str) -> usize {
-        mails(&self.mail_dir())
-            .into_iter()
-            .filter(|m| m.contains(&format!("To: {to}")))
-            .count()
+        mails(&self.mail_dir()).into_iter().filter(|m| m.contains(&format!("To: {to}"))).count()
     }
 }
 
@@ -145,9 +129,7 @@ fn ready(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
         return false;
     }
     let mut head = [0u8; 12];
@@ -161,38 +143,25 @@ impl Drop for Veche {
 }
 
 fn mails(dir: &Path) -> Vec<String> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut names: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     names.retain(|p| p.extension().is_some_and(|e| e == "txt"));
     names.sort();
-    names
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect()
+    names.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
 }
 
 fn newest_mail(dir: &Path, to: &str, needle: &str) -> Option<String> {
-    mails(dir)
-        .into_iter()
-        .rev()
-        .find(|m| m.contains(&format!("To: {to}")) && m.contains(needle))
+    mails(dir).into_iter().rev().find(|m| m.contains(&format!("To: {to}")) && m.contains(needle))
 }
 
 /// The token of the first `?token=` link in a mail.
 pub fn token_in(mail: &str) -> String {
     let start = mail.find("token=").expect("a link with a token") + "token=".len();
-    mail[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// A response reduced to what tests look at.
@@ -208,20 +177,10 @@ pub async fn send(req: reqwest::RequestBuilder) -> Reply {
     let r = req.send().await.expect("request");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = r.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Reply {
-        status,
-        content_type,
-        body,
-        headers,
-    }
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply { status, content_type, body, headers }
 }
 
 impl Reply {
@@ -229,13 +188,7 @@ impl Reply {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(self.content_type, "application/problem+json", "{self:?}");
         assert_eq!(self.body["status"], status, "{self:?}");
-        assert!(
-            self.body["type"]
-                .as_str()
-                .unwrap()
-                .starts_with("https://veche.dev/problems/"),
-            "{self:?}"
-        );
+        assert!(self.body["type"].as_str().unwrap().starts_with("https://veche.dev/problems/"), "{self:?}");
         self
     }
 }
@@ -249,21 +202,11 @@ pub async fn get_auth(v: &Veche, path: &str, token: &str) -> Reply {
 }
 
 pub async fn register(v: &Veche, email: &str) -> Reply {
-    post(
-        v,
-        "/api/v1/auth/register",
-        json!({"email": email, "password": PASSWORD, "display_name": "Test"}),
-    )
-    .await
+    post(v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "Test"})).await
 }
 
 pub async fn login(v: &Veche, email: &str, password: &str) -> Reply {
-    post(
-        v,
-        "/api/v1/auth/login",
-        json!({"email": email, "password": password}),
-    )
-    .await
+    post(v, "/api/v1/auth/login", json!({"email": email, "password": password})).await
 }
 
 /// Registers and logs in; returns (access token, refresh token).
@@ -271,10 +214,7 @@ pub async fn signed_up(v: &Veche, email: &str) -> (String, String) {
     assert_eq!(register(v, email).await.status, 201);
     let r = login(v, email, PASSWORD).await;
     assert_eq!(r.status, 200, "{r:?}");
-    (
-        r.body["access_token"].as_str().unwrap().to_owned(),
-        r.body["refresh_token"].as_str().unwrap().to_owned(),
-    )
+    (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned())
 }
 
 /// Creates an administrator with the real `veche admin create`, and logs in.
@@ -286,11 +226,7 @@ pub async fn admin(v: &Veche, email: &str) -> String {
         .env("VECHE_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = login(v, email, PASSWORD).await;
     assert_eq!(r.status, 200, "{r:?}");
     r.body["access_token"].as_str().unwrap().to_owned()
@@ -304,14 +240,9 @@ pub fn raw_oversized_post(v: &Veche, path: &str, size: usize, chunked: bool) -> 
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", v.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let framing = if chunked {
-        "Transfer-Encoding: chunked".to_owned()
-    } else {
-        format!("Content-Length: {size}")
-    };
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
-    );
+    let framing = if chunked { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {size}") };
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n\r\n");
     s.write_all(head.as_bytes()).unwrap();
     let mut writer = s.try_clone().unwrap();
     let feeder = std::thread::spawn(move || {
@@ -319,9 +250,7 @@ pub fn raw_oversized_post(v: &Veche, path: &str, size: usize, chunked: bool) -> 
         let mut sent = 0;
         while sent < size {
             let ok = if chunked {
-                writer
-                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                    .is_ok()
+                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_ok()
                     && writer.write_all(&chunk).is_ok()
                     && writer.write_all(b"\r\n").is_ok()
             } else {

@@ -1,0 +1,65 @@
+//! What a service needs to know about the rest of the platform at run time: the shared
+//! settings, where token keys come from, and its own credentials as a client.
+
+use crate::auth::{KeySource, Verifier};
+use crate::config::CommonArgs;
+use crate::server::ReadyCheck;
+use crate::service_token::{ClientCredentials, ServiceTokens};
+use std::future::Future;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Context {
+    pub common: CommonArgs,
+    /// In `veche up`, the users service's key ring in-process; alone, its JWKS URL.
+    pub keys: KeySource,
+}
+
+impl Context {
+    /// A context for a service running alone: keys come from the users service's JWKS.
+    pub fn standalone(common: CommonArgs) -> Self {
+        let keys = KeySource::Url(common.platform.jwks_url());
+        Self { common, keys }
+    }
+
+    /// A verifier for `service` (which also accepts service tokens addressed to it).
+    pub fn verifier(&self, service: &str) -> Verifier {
+        Verifier::new(self.keys.clone(), self.common.platform.issuer(), service)
+    }
+
+    /// Service tokens for calls `service` makes, when it has a client secret.
+    pub fn service_tokens(&self, service: &str) -> Option<Arc<ServiceTokens>> {
+        let secret = self.common.platform.client_secret.clone()?;
+        Some(Arc::new(ServiceTokens::new(ClientCredentials {
+            token_url: self.common.platform.token_url(),
+            client_id: service.to_owned(),
+            client_secret: secret,
+        })))
+    }
+
+    /// The database file of a service under the data directory.
+    pub fn db_path(&self, service: &str) -> std::path::PathBuf {
+        self.common.data_dir.join(format!("{service}.db"))
+    }
+}
+
+/// Readiness of a typical service: its store answers and it holds verification keys
+/// (fetching them if it has none yet: the issuer may have started after it).
+pub fn ready_check<F, Fut>(verifier: Verifier, store_ping: F) -> ReadyCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let store_ping = Arc::new(store_ping);
+    Arc::new(move || {
+        let verifier = verifier.clone();
+        let store_ping = store_ping.clone();
+        Box::pin(async move {
+            store_ping().await.map_err(|e| format!("store: {e}"))?;
+            if !verifier.has_keys() {
+                verifier.refresh_keys(false).await.map_err(|e| format!("keys: {e}"))?;
+            }
+            if verifier.has_keys() { Ok(()) } else { Err("no token verification keys".into()) }
+        })
+    })
+}
