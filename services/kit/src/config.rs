@@ -31,9 +31,10 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlatformArgs {
     /// The URL people and frontends reach the platform at; links in mail point here,
-    /// and it is the token issuer unless `--issuer` says otherwise.
-    #[arg(long, env = "VECHE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
-    pub public_url: String,
+    /// and it is the token issuer unless `--issuer` says otherwise. `veche up` defaults
+    /// it to its own address; a lone service to `http://127.0.0.1:8080`.
+    #[arg(long, env = "VECHE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     /// The `iss` of every token (defaults to the public URL).
     #[arg(long, env = "VECHE_ISSUER")]
@@ -58,19 +59,19 @@ impl PlatformArgs {
     }
 
     pub fn issuer(&self) -> String {
-        self.issuer.clone().unwrap_or_else(|| Self::base(&self.public_url))
+        self.issuer.clone().unwrap_or_else(|| self.public_url())
     }
 
     pub fn public_url(&self) -> String {
-        Self::base(&self.public_url)
+        Self::base(self.public_url.as_deref().unwrap_or("http://127.0.0.1:8080"))
     }
 
     pub fn users_url(&self) -> String {
-        Self::base(self.users_url.as_deref().unwrap_or(&self.public_url))
+        self.users_url.as_deref().map(Self::base).unwrap_or_else(|| self.public_url())
     }
 
     pub fn organizations_url(&self) -> String {
-        Self::base(self.organizations_url.as_deref().unwrap_or(&self.public_url))
+        self.organizations_url.as_deref().map(Self::base).unwrap_or_else(|| self.public_url())
     }
 
     pub fn jwks_url(&self) -> String {

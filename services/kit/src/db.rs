@@ -78,9 +78,17 @@ impl std::fmt::Debug for Db {
 /// many ran. Never edit a released one: append a new one.
 pub type Migrations = &'static [&'static str];
 
+/// Per-connection set-up, e.g. registering application-defined SQL functions.
+pub type Setup = fn(&Connection) -> rusqlite::Result<()>;
+
 impl Db {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: impl AsRef<Path>, migrations: Migrations) -> Result<Self, DbError> {
+        Self::open_with(path, migrations, |_| Ok(())).await
+    }
+
+    /// Like [`Db::open`], running `setup` on every connection (to register SQL functions).
+    pub async fn open_with(path: impl AsRef<Path>, migrations: Migrations, setup: Setup) -> Result<Self, DbError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -89,8 +97,15 @@ impl Db {
         let p = path.clone();
         tokio::task::spawn_blocking(move || -> Result<Db, DbError> {
             let mut writer = open_conn(&p, false)?;
+            setup(&writer)?;
             migrate(&mut writer, migrations)?;
-            let readers = (0..readers).map(|_| open_conn(&p, true)).collect::<Result<Vec<_>, _>>()?;
+            let readers = (0..readers)
+                .map(|_| {
+                    let c = open_conn(&p, true)?;
+                    setup(&c)?;
+                    Ok(c)
+                })
+                .collect::<Result<Vec<_>, DbError>>()?;
             Ok(Db { writer: Arc::new(Pool::new(vec![writer])), readers: Arc::new(Pool::new(readers)), path: p })
         })
         .await

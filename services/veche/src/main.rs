@@ -26,6 +26,8 @@ struct Cli {
 struct Services {
     #[command(flatten)]
     users: UsersConfig,
+    #[command(flatten)]
+    events: events::EventsConfig,
 }
 
 #[derive(Subcommand)]
@@ -55,12 +57,14 @@ enum Command {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ServiceName {
     Users,
+    Events,
 }
 
 impl ServiceName {
     fn name(self) -> &'static str {
         match self {
             Self::Users => users::SERVICE,
+            Self::Events => events::SERVICE,
         }
     }
 }
@@ -109,6 +113,7 @@ async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let addr = listener.local_addr()?;
     let own = format!("http://{}", loopback_of(addr));
+    common.platform.public_url.get_or_insert_with(|| own.clone());
     common.platform.users_url.get_or_insert_with(|| own.clone());
     common.platform.organizations_url.get_or_insert_with(|| own.clone());
 
@@ -126,8 +131,7 @@ async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()
         common.platform.client_secret = secrets.get(client).cloned();
         Context { common, keys: in_process.clone() }
     };
-    let _ = context_for;
-    let built = vec![users.service];
+    let built = vec![users.service, events::build(services.events, &context_for(events::SERVICE)).await?];
 
     let router = kit::server::app(built, &common.http);
     eprintln!(
@@ -142,6 +146,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let built = match service {
         ServiceName::Users => users::build(services.users, &common).await?.service,
+        ServiceName::Events => events::build(services.events, &Context::standalone(common.clone())).await?,
     };
     tracing::info!(service = service.name(), "serving one service");
     let router = kit::server::app(vec![built], &common.http);

@@ -1,0 +1,135 @@
+//! `/api/v1/events`: create, read, change, publish, cancel, delete, search, `.ics`.
+
+use super::{Access, access, calendar_response};
+use crate::App;
+use crate::model::{EventInput, EventView, Status, merge_patch};
+use crate::search::SearchParams;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kit::auth::AuthUser;
+use kit::extract::{Json, Path, Query};
+use kit::page::{Page, encode_cursor};
+use kit::{ApiError, now_unix};
+use uuid::Uuid;
+
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])), request_body = EventInput,
+    responses((status = 201, body = EventView), (status = 403, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
+pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<EventInput>) -> Result<Response, ApiError> {
+    let input = input.validate()?;
+    if !me.is_admin() {
+        let role = app.orgs.role(input.organization_id, me.id).await?;
+        if !role.is_some_and(|r| r.manages_events()) {
+            return Err(ApiError::Forbidden("only admins of the organization may create its events".into()));
+        }
+    }
+    let event = app.store.create(input, me.id, now_unix()).await?;
+    Ok((StatusCode::CREATED, Json(EventView::from(&event))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(SearchParams),
+    responses((status = 200, body = Page<EventView>), (status = 422, body = kit::problem::Problem)))]
+pub async fn search(
+    State(app): State<App>,
+    me: Option<AuthUser>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<Page<EventView>>, ApiError> {
+    let mut search = params.validate()?;
+    // An organization's own view (drafts, cancelled, unlisted) is for its members.
+    if let (Some(org), Some(_)) = (search.organization_id, &search.statuses) {
+        let allowed = match &me {
+            Some(me) if me.is_admin() => true,
+            Some(me) => app.orgs.role(org, me.id).await?.is_some(),
+            None => false,
+        };
+        if !allowed {
+            return Err(ApiError::Forbidden("only members see an organization's unpublished events".into()));
+        }
+    } else {
+        search.statuses = None;
+    }
+    let (events, next) = app.store.search(search, now_unix()).await?;
+    Ok(Json(Page { items: events.iter().map(EventView::from).collect(), next_cursor: next.map(|c| encode_cursor(&c)) }))
+}
+
+/// `{id}` or `{id}.ics`.
+fn parse_id(raw: &str) -> Result<(Uuid, bool), ApiError> {
+    let (id, ics) = match raw.strip_suffix(".ics") {
+        Some(id) => (id, true),
+        None => (raw, false),
+    };
+    Uuid::parse_str(id).map(|u| (u, ics)).map_err(|_| ApiError::NotFound("no such event".into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = String, Path, description = "event id; `{id}.ics` gives iCalendar")),
+    responses((status = 200, body = EventView), (status = 404, body = kit::problem::Problem)))]
+pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let (id, ics) = parse_id(&raw)?;
+    let (event, _) = access(&app, id, me.as_ref(), Access::Read).await?;
+    app.views.record(event.id, me.as_ref().map(|m| m.id));
+    if ics {
+        let body = crate::ics::calendar(&event.input.title, &[&event], &app.public_url, jiff::Timestamp::now());
+        return Ok(calendar_response(body, &format!("{}.ics", event.id)));
+    }
+    Ok(Json(EventView::from(&event)).into_response())
+}
+
+#[utoipa::path(patch, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body(content = serde_json::Value, description = "a JSON Merge Patch (RFC 7396) of the event's fields"),
+    responses((status = 200, body = EventView), (status = 403, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
+pub async fn patch(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventView>, ApiError> {
+    let json_like = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("application/merge-patch+json"));
+    if !json_like {
+        return Err(ApiError::UnsupportedMediaType("expected application/merge-patch+json or application/json".into()));
+    }
+    let patch: serde_json::Value = kit::extract::parse_json(&body)?;
+    if !patch.is_object() {
+        return Err(ApiError::field("", "a merge patch is a JSON object"));
+    }
+    let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
+    let mut doc = serde_json::to_value(&event.input).map_err(ApiError::internal)?;
+    merge_patch(&mut doc, &patch);
+    let input: EventInput = kit::extract::parse_json(doc.to_string().as_bytes())?;
+    if input.organization_id != event.input.organization_id {
+        return Err(ApiError::field("organization_id", "an event cannot move to another organization"));
+    }
+    let input = input.validate()?;
+    let updated = app.store.update(id, input, now_unix()).await?;
+    Ok(Json(EventView::from(&updated)))
+}
+
+async fn transition(app: App, me: AuthUser, id: Uuid, status: Status) -> Result<Json<EventView>, ApiError> {
+    access(&app, id, Some(&me), Access::Manage).await?;
+    let event = app.store.set_status(id, status, now_unix()).await?;
+    Ok(Json(EventView::from(&event)))
+}
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/publish", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventView), (status = 409, body = kit::problem::Problem)))]
+pub async fn publish(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
+    transition(app, me, id, Status::Published).await
+}
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventView), (status = 409, body = kit::problem::Problem)))]
+pub async fn cancel(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
+    transition(app, me, id, Status::Cancelled).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = kit::problem::Problem), (status = 404, body = kit::problem::Problem)))]
+pub async fn delete(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+    access(&app, id, Some(&me), Access::Manage).await?;
+    app.store.delete(id, now_unix()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

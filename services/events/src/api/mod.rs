@@ -1,0 +1,153 @@
+//! Routes of the events service, the one access rule they share, and the OpenAPI document.
+
+pub mod events;
+pub mod registrations;
+
+use crate::App;
+use crate::model::{Event, Status};
+use crate::orgs::OrgRole;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kit::ApiError;
+use kit::auth::AuthUser;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use uuid::Uuid;
+
+/// What a caller wants to do with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// See it (and register for it).
+    Read,
+    /// Change, publish, cancel, delete it; see and check in its attendees.
+    Manage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Forbidden,
+    /// The caller may not know the event exists.
+    Hidden,
+}
+
+/// The rule: published and cancelled events are visible to all; drafts only to the
+/// organization's members; managing takes an organization admin or owner; platform
+/// admins may do anything. Someone who cannot see an event learns nothing (404).
+pub fn decide(status: Status, role: Option<OrgRole>, platform_admin: bool, want: Access) -> Decision {
+    if platform_admin {
+        return Decision::Allow;
+    }
+    let visible = status != Status::Draft || role.is_some();
+    match want {
+        _ if !visible => Decision::Hidden,
+        Access::Read => Decision::Allow,
+        Access::Manage if role.is_some_and(OrgRole::manages_events) => Decision::Allow,
+        Access::Manage => Decision::Forbidden,
+    }
+}
+
+/// Loads an event and applies [`decide`] for the caller.
+pub async fn access(
+    app: &App,
+    id: Uuid,
+    me: Option<&AuthUser>,
+    want: Access,
+) -> Result<(Event, Option<OrgRole>), ApiError> {
+    let event = app.store.get(id).await?.ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+    let platform_admin = me.is_some_and(AuthUser::is_admin);
+    // Only ask the organizations service when the answer can matter.
+    let needs_role = !platform_admin && (want == Access::Manage || event.status == Status::Draft);
+    let role = match me {
+        Some(me) if needs_role => app.orgs.role(event.input.organization_id, me.id).await?,
+        _ => None,
+    };
+    match decide(event.status, role, platform_admin, want) {
+        Decision::Allow => Ok((event, role)),
+        Decision::Forbidden if me.is_none() => Err(ApiError::Unauthorized("sign in to manage events".into())),
+        Decision::Forbidden => Err(ApiError::Forbidden("only admins of the organization may manage this event".into())),
+        Decision::Hidden => Err(ApiError::NotFound("no such event".into())),
+    }
+}
+
+pub(crate) fn calendar_response(body: String, filename: &str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/calendar; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/events", post(events::create).get(events::search))
+        .route("/api/v1/events/{id}", get(events::get).patch(events::patch).delete(events::delete))
+        .route("/api/v1/events/{id}/publish", post(events::publish))
+        .route("/api/v1/events/{id}/cancel", post(events::cancel))
+        .route("/api/v1/events/{id}/registrations", post(registrations::register).get(registrations::list))
+        .route("/api/v1/events/{id}/registrations/me", axum::routing::delete(registrations::cancel))
+        .route("/api/v1/events/{id}/registrations/{user_id}/check-in", post(registrations::check_in))
+        .route("/api/v1/users/me/registrations", get(registrations::mine))
+        .route("/api/v1/users/me/calendar", post(registrations::new_calendar))
+        .route("/api/v1/calendar/{token}", get(registrations::calendar_feed))
+        .with_state(app)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        events::create, events::search, events::get, events::patch, events::publish, events::cancel, events::delete,
+        registrations::register, registrations::cancel, registrations::list, registrations::check_in,
+        registrations::mine, registrations::new_calendar, registrations::calendar_feed,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "events", description = "Events: lifecycle and search"),
+         (name = "registrations", description = "Seats, waitlists, check-in and calendars"))
+)]
+struct EventsApi;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    EventsApi::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_rule() {
+        use Access::*;
+        use Decision::*;
+        let roles = [None, Some(OrgRole::Member), Some(OrgRole::Admin), Some(OrgRole::Owner)];
+        for status in [Status::Draft, Status::Published, Status::Cancelled] {
+            for role in roles {
+                for want in [Read, Manage] {
+                    let expected = match (status, role, want) {
+                        (Status::Draft, None, _) => Hidden,
+                        (_, _, Read) => Allow,
+                        (_, Some(OrgRole::Admin | OrgRole::Owner), Manage) => Allow,
+                        (_, _, Manage) => Forbidden,
+                    };
+                    assert_eq!(decide(status, role, false, want), expected, "{status:?} {role:?} {want:?}");
+                    assert_eq!(decide(status, role, true, want), Allow, "platform admins may do anything");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Registrations (seats and the waitlist), check-in, and calendars.
+
+use super::{Access, access, calendar_response};
+use crate::App;
+use crate::model::{EventView, Registration, Status};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kit::auth::AuthUser;
+use kit::extract::{Json, Path, Query};
+use kit::{ApiError, now_unix};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/registrations", tag = "registrations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 201, description = "registered or waitlisted", body = Registration),
+              (status = 200, description = "already registered or waitlisted", body = Registration),
+              (status = 409, description = "not open for registration", body = kit::problem::Problem)))]
+pub async fn register(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    access(&app, id, Some(&me), Access::Read).await?;
+    let outcome = app.store.register(id, me.id, now_unix()).await?;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(outcome.registration)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/events/{id}/registrations/me", tag = "registrations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "cancelled; a freed seat went to the waitlist", body = Registration),
+              (status = 404, body = kit::problem::Problem)))]
+pub async fn cancel(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Registration>, ApiError> {
+    access(&app, id, Some(&me), Access::Read).await?;
+    Ok(Json(app.store.cancel_registration(id, me.id, now_unix()).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// `csv` for a spreadsheet (or send `Accept: text/csv`).
+    pub format: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/events/{id}/registrations", tag = "registrations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ListParams),
+    responses((status = 200, body = Vec<Registration>, description = "JSON, or CSV on request"),
+              (status = 403, body = kit::problem::Problem)))]
+pub async fn list(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let csv = match params.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(_) => return Err(ApiError::field("format", "must be csv or json")),
+        None => headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv")),
+    };
+    let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
+    let registrations = app.store.registrations(id).await?;
+    if !csv {
+        return Ok(Json(registrations).into_response());
+    }
+    let mut out = String::from("user_id,status,waitlist_position,registered_at,checked_in_at\r\n");
+    for r in &registrations {
+        out.push_str(&format!(
+            "{},{},{},{},{}\r\n",
+            r.user_id,
+            r.status.as_str(),
+            r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
+            r.created_at,
+            r.checked_in_at.clone().unwrap_or_default()
+        ));
+    }
+    let mut response = out.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"registrations-{}.csv\"", event.id)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/registrations/{user_id}/check-in", tag = "registrations",
+    security(("bearer" = [])), params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 200, body = Registration), (status = 409, body = kit::problem::Problem)))]
+pub async fn check_in(
+    State(app): State<App>,
+    me: AuthUser,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Registration>, ApiError> {
+    access(&app, id, Some(&me), Access::Manage).await?;
+    Ok(Json(app.store.check_in(id, user_id, now_unix()).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyRegistrationView {
+    pub registration: Registration,
+    pub event: EventView,
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me/registrations", tag = "registrations", security(("bearer" = [])),
+    responses((status = 200, body = Vec<MyRegistrationView>)))]
+pub async fn mine(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<MyRegistrationView>>, ApiError> {
+    let mine = app.store.my_registrations(me.id).await?;
+    Ok(Json(
+        mine.iter()
+            .map(|m| MyRegistrationView { registration: m.registration.clone(), event: EventView::from(&m.event) })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalendarLink {
+    /// A secret URL of the caller's calendar (subscribe to it in a calendar program).
+    pub url: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/users/me/calendar", tag = "registrations", security(("bearer" = [])),
+    responses((status = 201, description = "a new secret feed URL; the previous one stops working", body = CalendarLink)))]
+pub async fn new_calendar(State(app): State<App>, me: AuthUser) -> Result<Response, ApiError> {
+    let token = kit::secret::new_token();
+    app.store.set_calendar_token(me.id, kit::secret::token_hash(&token)).await?;
+    let url = format!("{}/api/v1/calendar/{token}.ics", app.public_url);
+    Ok((StatusCode::CREATED, Json(CalendarLink { url })).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/calendar/{token}", tag = "registrations", params(("token" = String, Path, description = "`<secret>.ics`")),
+    responses((status = 200, description = "text/calendar"), (status = 404, body = kit::problem::Problem)))]
+pub async fn calendar_feed(State(app): State<App>, Path(token): Path<String>) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound("no such calendar".into());
+    let token = token.strip_suffix(".ics").ok_or_else(not_found)?;
+    if token.len() > 128 {
+        return Err(not_found());
+    }
+    let user = app.store.calendar_owner(kit::secret::token_hash(token)).await?.ok_or_else(not_found)?;
+    let mine = app.store.my_registrations(user).await?;
+    let events: Vec<_> = mine.iter().filter(|m| m.event.status != Status::Draft).map(|m| &m.event).collect();
+    let body = crate::ics::calendar("Veche", &events, &app.public_url, jiff::Timestamp::now());
+    Ok(calendar_response(body, "veche.ics"))
+}

@@ -1,0 +1,198 @@
+//! iCalendar (RFC 5545) rendering: one event, or a person's calendar feed. Pure.
+//!
+//! Times are written in the event's own zone (`DTSTART;TZID=Europe/Moscow:...`) with a
+//! `VTIMEZONE` built from the tz database's transitions around the events, so calendar
+//! programs show local times even for zones they do not know.
+
+use crate::model::{Event, Status};
+use jiff::Timestamp;
+use jiff::tz::{Offset, TimeZone};
+use std::collections::BTreeMap;
+
+const PRODID: &str = "-//Veche//Events//EN";
+
+/// Renders a calendar of `events`. `base_url` makes each event's `URL`.
+pub fn calendar(name: &str, events: &[&Event], base_url: &str, now: Timestamp) -> String {
+    let mut out = String::new();
+    line(&mut out, "BEGIN:VCALENDAR");
+    line(&mut out, "VERSION:2.0");
+    line(&mut out, &format!("PRODID:{PRODID}"));
+    line(&mut out, "CALSCALE:GREGORIAN");
+    line(&mut out, "METHOD:PUBLISH");
+    line(&mut out, &format!("X-WR-CALNAME:{}", text(name)));
+    let mut zones: BTreeMap<&str, (Timestamp, Timestamp)> = BTreeMap::new();
+    for e in events {
+        let span = zones.entry(e.input.time_zone.as_str()).or_insert((e.input.start, e.input.end));
+        span.0 = span.0.min(e.input.start);
+        span.1 = span.1.max(e.input.end);
+    }
+    for (name, (from, to)) in &zones {
+        if let Ok(tz) = TimeZone::get(name) {
+            vtimezone(&mut out, name, &tz, *from, *to);
+        }
+    }
+    for e in events {
+        vevent(&mut out, e, base_url, now);
+    }
+    line(&mut out, "END:VCALENDAR");
+    out
+}
+
+fn vevent(out: &mut String, e: &Event, base_url: &str, now: Timestamp) {
+    let input = &e.input;
+    line(out, "BEGIN:VEVENT");
+    line(out, &format!("UID:{}@veche", e.id));
+    line(out, &format!("DTSTAMP:{}", utc(now)));
+    match TimeZone::get(&input.time_zone) {
+        Ok(tz) => {
+            line(out, &format!("DTSTART;TZID={}:{}", input.time_zone, local(&tz, input.start)));
+            line(out, &format!("DTEND;TZID={}:{}", input.time_zone, local(&tz, input.end)));
+        }
+        Err(_) => {
+            line(out, &format!("DTSTART:{}", utc(input.start)));
+            line(out, &format!("DTEND:{}", utc(input.end)));
+        }
+    }
+    line(out, &format!("SUMMARY:{}", text(&input.title)));
+    if !input.description.is_empty() {
+        line(out, &format!("DESCRIPTION:{}", text(&input.description)));
+    }
+    if let Some(venue) = &input.venue {
+        let place: Vec<&str> = [venue.name.as_deref(), venue.address.as_deref(), Some(venue.city.as_str())]
+            .into_iter()
+            .flatten()
+            .collect();
+        line(out, &format!("LOCATION:{}", text(&place.join(", "))));
+        if let (Some(lat), Some(lon)) = (venue.latitude, venue.longitude) {
+            line(out, &format!("GEO:{lat:.6};{lon:.6}"));
+        }
+    }
+    let url = input.online_url.clone().unwrap_or_else(|| format!("{base_url}/api/v1/events/{}", e.id));
+    line(out, &format!("URL:{url}"));
+    if !input.tags.is_empty() {
+        let tags: Vec<String> = input.tags.iter().map(|t| text(t)).collect();
+        line(out, &format!("CATEGORIES:{}", tags.join(",")));
+    }
+    line(out, &format!("STATUS:{}", if e.status == Status::Cancelled { "CANCELLED" } else { "CONFIRMED" }));
+    line(out, &format!("LAST-MODIFIED:{}", utc(Timestamp::from_second(e.updated_at).unwrap_or(now))));
+    line(out, "END:VEVENT");
+}
+
+/// A `VTIMEZONE` with every transition from a year before `from` to a year after `to`,
+/// or one fixed offset when the zone has none in that window.
+fn vtimezone(out: &mut String, name: &str, tz: &TimeZone, from: Timestamp, to: Timestamp) {
+    const YEAR: i64 = 366 * 24 * 3600;
+    let start = Timestamp::from_second(from.as_second() - YEAR).unwrap_or(from);
+    let end = Timestamp::from_second(to.as_second() + YEAR).unwrap_or(to);
+    line(out, "BEGIN:VTIMEZONE");
+    line(out, &format!("TZID:{name}"));
+    let mut any = false;
+    for t in tz.following(start).take_while(|t| t.timestamp() <= end).take(16) {
+        let before = tz.to_offset(Timestamp::from_second(t.timestamp().as_second() - 1).unwrap_or(t.timestamp()));
+        let kind = if t.dst().is_dst() { "DAYLIGHT" } else { "STANDARD" };
+        line(out, &format!("BEGIN:{kind}"));
+        // DTSTART of a transition is the local time as it was just before it.
+        line(out, &format!("DTSTART:{}", before.to_datetime(t.timestamp()).strftime("%Y%m%dT%H%M%S")));
+        line(out, &format!("TZOFFSETFROM:{}", offset(before)));
+        line(out, &format!("TZOFFSETTO:{}", offset(t.offset())));
+        line(out, &format!("TZNAME:{}", text(t.abbreviation())));
+        line(out, &format!("END:{kind}"));
+        any = true;
+    }
+    if !any {
+        let fixed = tz.to_offset(from);
+        line(out, "BEGIN:STANDARD");
+        line(out, "DTSTART:19700101T000000");
+        line(out, &format!("TZOFFSETFROM:{}", offset(fixed)));
+        line(out, &format!("TZOFFSETTO:{}", offset(fixed)));
+        line(out, "END:STANDARD");
+    }
+    line(out, "END:VTIMEZONE");
+}
+
+fn offset(o: Offset) -> String {
+    let s = o.seconds();
+    let sign = if s < 0 { '-' } else { '+' };
+    let a = s.unsigned_abs();
+    let (h, m, sec) = (a / 3600, a % 3600 / 60, a % 60);
+    if sec == 0 { format!("{sign}{h:02}{m:02}") } else { format!("{sign}{h:02}{m:02}{sec:02}") }
+}
+
+fn local(tz: &TimeZone, t: Timestamp) -> String {
+    tz.to_offset(t).to_datetime(t).strftime("%Y%m%dT%H%M%S").to_string()
+}
+
+fn utc(t: Timestamp) -> String {
+    t.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Escapes a TEXT value (RFC 5545 §3.3.11).
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ';' => out.push_str("\\;"),
+            ',' => out.push_str("\\,"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes a content line folded at 75 octets, never inside a UTF-8 character (§3.1).
+fn line(out: &mut String, content: &str) {
+    let mut width = 0;
+    for c in content.chars() {
+        let n = c.len_utf8();
+        if width + n > 75 {
+            out.push_str("\r\n ");
+            width = 1;
+        }
+        out.push(c);
+        width += n;
+    }
+    out.push_str("\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_fold_at_75_octets_without_splitting_characters() {
+        let mut out = String::new();
+        line(&mut out, &format!("SUMMARY:{}", "Ж".repeat(60)));
+        for l in out.split("\r\n").filter(|l| !l.is_empty()) {
+            assert!(l.len() <= 75, "{} octets", l.len());
+        }
+        assert_eq!(out.replace("\r\n ", ""), format!("SUMMARY:{}\r\n", "Ж".repeat(60)));
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(text("a;b,c\\d\ne"), "a\\;b\\,c\\\\d\\ne");
+    }
+
+    #[test]
+    fn offsets_are_signed_hhmm() {
+        assert_eq!(offset(Offset::from_seconds(3 * 3600).unwrap()), "+0300");
+        assert_eq!(offset(Offset::from_seconds(-(5 * 3600 + 1800)).unwrap()), "-0530");
+    }
+
+    #[test]
+    fn a_zone_with_daylight_saving_gets_both_kinds() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let mut out = String::new();
+        let t: Timestamp = "2026-12-05T16:00:00Z".parse().unwrap();
+        vtimezone(&mut out, "America/New_York", &tz, t, t);
+        assert!(out.contains("BEGIN:DAYLIGHT") && out.contains("BEGIN:STANDARD"), "{out}");
+        assert!(out.contains("TZOFFSETFROM:-0500") && out.contains("TZOFFSETTO:-0400"));
+        let mut out = String::new();
+        vtimezone(&mut out, "Europe/Moscow", &TimeZone::get("Europe/Moscow").unwrap(), t, t);
+        assert!(out.contains("TZOFFSETTO:+0300") && !out.contains("DAYLIGHT"), "{out}");
+    }
+}

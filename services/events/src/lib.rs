@@ -1,0 +1,54 @@
+//! The events service: the event lifecycle, search, registrations with a waitlist,
+//! check-in and iCalendar.
+//!
+//! Rooms: [`model`] (types, validation), [`search`] (text analysis and query parsing),
+//! [`store`] (trait and SQLite backend), [`api`] (handlers), and the helpers they use:
+//! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`], and
+//! [`fixtures`] (a seeded corpus for tests and benchmarks).
+
+pub mod api;
+pub mod fixtures;
+pub mod ics;
+pub mod model;
+pub mod orgs;
+pub mod search;
+pub mod store;
+pub mod views;
+
+use crate::store::{EventStore, SqliteStore};
+use kit::auth::JwtLayer;
+use kit::platform::Context;
+use std::sync::Arc;
+
+/// The name this service answers to as an audience and in logs.
+pub const SERVICE: &str = "events";
+
+/// Settings of the events service (none yet beyond the platform's).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EventsConfig {}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn EventStore>,
+    pub orgs: orgs::Organizations,
+    pub views: views::Views,
+    pub public_url: String,
+}
+
+pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(ctx.db_path(SERVICE)).await?);
+    let app = App {
+        store: store.clone(),
+        orgs: orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
+        views: views::Views::start(store.clone()),
+        public_url: ctx.common.platform.public_url(),
+    };
+    let verifier = ctx.verifier(SERVICE);
+    let router = api::router(app).layer(JwtLayer::new(verifier.clone()));
+    let ready = kit::platform::ready_check(verifier, move || {
+        let store = store.clone();
+        async move { store.ping().await.map_err(|e| e.to_string()) }
+    });
+    Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+}

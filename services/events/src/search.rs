@@ -1,0 +1,320 @@
+//! Search: the text analysis shared by indexing and querying, and the parsed form of a
+//! `GET /events` query. No I/O here.
+//!
+//! Full text uses SQLite FTS5 over *stems*: each word is lower-cased, `ё` folded to `е`,
+//! and reduced by the Snowball stemmer of its script (Russian for Cyrillic, English
+//! otherwise), so "концерты" finds "концерт" and "running" finds "run". Stemming in
+//! Rust keeps the index's tokenizer plain (`unicode61`) and the two sides identical.
+
+use kit::{ApiError, Violations};
+use rust_stemmers::{Algorithm, Stemmer};
+use serde::Deserialize;
+use std::sync::OnceLock;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+fn stemmers() -> &'static (Stemmer, Stemmer) {
+    static S: OnceLock<(Stemmer, Stemmer)> = OnceLock::new();
+    S.get_or_init(|| (Stemmer::create(Algorithm::Russian), Stemmer::create(Algorithm::English)))
+}
+
+/// Words of a text, normalised and stemmed.
+pub fn stems(text: &str) -> Vec<String> {
+    let (ru, en) = stemmers();
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let w = w.to_lowercase().replace('ё', "е");
+            let cyrillic = w.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
+            let stem = if cyrillic { ru.stem(&w) } else { en.stem(&w) };
+            stem.into_owned()
+        })
+        .collect()
+}
+
+/// The indexed text of an event.
+pub fn document(title: &str, description: &str, tags: &[String]) -> String {
+    let mut words = stems(title);
+    words.extend(stems(description));
+    for tag in tags {
+        words.extend(stems(tag));
+    }
+    words.join(" ")
+}
+
+/// An FTS5 query matching every stem of `q` (quoted, so no user input is FTS syntax).
+pub fn fts_query(q: &str) -> Option<String> {
+    let terms: Vec<String> = stems(q).into_iter().take(16).map(|s| format!("\"{s}\"")).collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    #[default]
+    Start,
+    Relevance,
+    Popularity,
+}
+
+/// `GET /events` parameters as they arrive.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Full text over title, description and tags (Russian and English stemming).
+    pub q: Option<String>,
+    /// Events ending at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Events starting before this time (RFC 3339).
+    pub to: Option<String>,
+    pub city: Option<String>,
+    /// `lat,lon`; with `radius_km` (default 10).
+    pub near: Option<String>,
+    pub radius_km: Option<f64>,
+    /// Comma-separated; an event matches when it has every tag.
+    pub tags: Option<String>,
+    pub category: Option<String>,
+    pub organization_id: Option<Uuid>,
+    /// `offline`, `online` or `hybrid`.
+    pub format: Option<String>,
+    pub free: Option<bool>,
+    /// `start` (default), `relevance` (needs `q`) or `popularity`.
+    pub sort: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    /// With `organization_id`, for its members: `draft`, `published` or `cancelled`.
+    pub status: Option<String>,
+}
+
+/// A validated search.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub fts: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub city: Option<String>,
+    pub near: Option<(f64, f64, f64)>,
+    pub tags: Vec<String>,
+    pub category: Option<String>,
+    pub organization_id: Option<Uuid>,
+    pub format: Option<crate::model::Format>,
+    pub free: Option<bool>,
+    pub sort: Sort,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+    /// `None`: only published public events. `Some(statuses)`: an organization's own view.
+    pub statuses: Option<Vec<crate::model::Status>>,
+}
+
+/// Where the previous page ended, for each sort.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
+pub enum Cursor {
+    Start(i64, i64),
+    Popularity(i64, i64),
+    /// Relevance pages by offset: scores are not stable keys.
+    Offset(u32),
+}
+
+fn timestamp(v: &mut Violations, field: &str, s: &Option<String>) -> Option<i64> {
+    let s = s.as_deref()?;
+    match s.parse::<jiff::Timestamp>() {
+        Ok(t) => Some(t.as_second()),
+        Err(_) => {
+            v.add(field, "must be an RFC 3339 time such as 2026-12-05T16:00:00Z");
+            None
+        }
+    }
+}
+
+impl SearchParams {
+    pub fn validate(self) -> Result<Search, ApiError> {
+        let mut v = Violations::new();
+        let fts = match self.q.as_deref().map(str::trim) {
+            Some(q) if q.chars().count() > 200 => {
+                v.add("q", "must be at most 200 characters");
+                None
+            }
+            Some(q) if !q.is_empty() => {
+                let f = fts_query(q);
+                if f.is_none() {
+                    v.add("q", "has no words to search for");
+                }
+                f
+            }
+            _ => None,
+        };
+        let from = timestamp(&mut v, "from", &self.from);
+        let to = timestamp(&mut v, "to", &self.to);
+        let near = match self.near.as_deref() {
+            None => {
+                v.check(self.radius_km.is_none(), "radius_km", "needs `near`");
+                None
+            }
+            Some(s) => {
+                let parsed = s
+                    .split_once(',')
+                    .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+                let radius = self.radius_km.unwrap_or(10.0);
+                v.check(
+                    radius.is_finite() && radius > 0.0 && radius <= 1000.0,
+                    "radius_km",
+                    "must be between 0 and 1000",
+                );
+                match parsed {
+                    Some((lat, lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {
+                        Some((lat, lon, radius))
+                    }
+                    _ => {
+                        v.add("near", "must be `latitude,longitude` in range");
+                        None
+                    }
+                }
+            }
+        };
+        let tags: Vec<String> = self
+            .tags
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(crate::model::normalize_tag)
+            .filter(|t| !t.is_empty())
+            .collect();
+        v.check(tags.len() <= 10, "tags", "at most 10 tags");
+        let format = self.format.as_deref().and_then(|f| {
+            let parsed = crate::model::Format::parse(f);
+            v.check(parsed.is_some(), "format", "must be offline, online or hybrid");
+            parsed
+        });
+        let sort = match self.sort.as_deref() {
+            None | Some("start") => Sort::Start,
+            Some("relevance") => {
+                v.check(fts.is_some(), "sort", "relevance needs `q`");
+                Sort::Relevance
+            }
+            Some("popularity") => Sort::Popularity,
+            Some(_) => {
+                v.add("sort", "must be start, relevance or popularity");
+                Sort::Start
+            }
+        };
+        let limit = match kit::page::limit(self.limit) {
+            Ok(n) => n,
+            Err(_) => {
+                v.add("limit", format!("must be between 1 and {}", kit::page::MAX_LIMIT));
+                0
+            }
+        };
+        let after = match self.cursor.as_deref() {
+            None => None,
+            Some(c) => match kit::page::decode_cursor::<Cursor>(c) {
+                Ok(cur) => {
+                    let fits = matches!(
+                        (sort, cur),
+                        (Sort::Start, Cursor::Start(..))
+                            | (Sort::Popularity, Cursor::Popularity(..))
+                            | (Sort::Relevance, Cursor::Offset(_))
+                    );
+                    v.check(fits, "cursor", "belongs to another sort order");
+                    Some(cur)
+                }
+                Err(_) => {
+                    v.add("cursor", "is not a cursor this API issued");
+                    None
+                }
+            },
+        };
+        let statuses = match self.status.as_deref() {
+            None => None,
+            Some(s) => {
+                let parsed: Vec<_> = s.split(',').map(crate::model::Status::parse).collect();
+                v.check(parsed.iter().all(Option::is_some), "status", "must be draft, published or cancelled");
+                v.check(self.organization_id.is_some(), "status", "needs `organization_id`");
+                Some(parsed.into_iter().flatten().collect())
+            }
+        };
+        let text = |s: Option<String>, field: &str, v: &mut Violations| {
+            let s = s.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+            if s.as_ref().is_some_and(|s| s.chars().count() > 200) {
+                v.add(field, "must be at most 200 characters");
+            }
+            s
+        };
+        let city = text(self.city, "city", &mut v);
+        let category = text(self.category, "category", &mut v).map(|c| crate::model::normalize_tag(&c));
+        v.into_result()?;
+        Ok(Search {
+            fts,
+            from,
+            to,
+            city,
+            near,
+            tags,
+            category,
+            organization_id: self.organization_id,
+            format,
+            free: self.free,
+            sort,
+            limit,
+            after,
+            statuses,
+        })
+    }
+}
+
+/// Great-circle distance in kilometres (haversine).
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0088 * a.sqrt().asin()
+}
+
+/// A latitude/longitude box that contains the circle, for an index range scan.
+pub fn bounding_box(lat: f64, lon: f64, radius_km: f64) -> (f64, f64, f64, f64) {
+    let dlat = radius_km / 111.0;
+    let cos = lat.to_radians().cos().abs().max(0.01);
+    let dlon = (radius_km / (111.0 * cos)).min(180.0);
+    (lat - dlat, lat + dlat, lon - dlon, lon + dlon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn russian_and_english_words_share_stems_with_their_forms() {
+        assert_eq!(stems("концерты"), stems("концерт"));
+        assert_eq!(stems("Концертов"), stems("концерт"));
+        assert_eq!(stems("running"), stems("run"));
+        assert_eq!(stems("Ёлка"), stems("елка"));
+    }
+
+    #[test]
+    fn queries_are_quoted_terms() {
+        assert_eq!(fts_query("Running  концерты!").unwrap(), "\"run\" \"концерт\"");
+        assert_eq!(fts_query("\"OR* NEAR(\""), Some("\"or\" \"near\"".into()));
+        assert_eq!(fts_query("  !!! "), None);
+    }
+
+    #[test]
+    fn distances() {
+        let kazan_moscow = distance_km(55.79, 49.12, 55.75, 37.62);
+        assert!((715.0..730.0).contains(&kazan_moscow), "{kazan_moscow}");
+        let (a, b, c, d) = bounding_box(55.79, 49.12, 10.0);
+        assert!(a < 55.79 && b > 55.79 && c < 49.12 && d > 49.12);
+    }
+
+    #[test]
+    fn params_validate() {
+        let p = SearchParams { near: Some("95,10".into()), sort: Some("relevance".into()), ..Default::default() };
+        match p.validate() {
+            Err(ApiError::Validation(e)) => {
+                let f: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(f, vec!["near", "sort"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

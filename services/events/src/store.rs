@@ -1,0 +1,710 @@
+//! Where events, their search index and registrations live: the [`EventStore`] trait and
+//! its embedded SQLite backend.
+//!
+//! Every write is one transaction on the single writer connection, so the search index,
+//! the seat counts and the outbox change together with the event, and capacity holds
+//! exactly however many people register at once.
+
+use crate::model::{Event, EventInput, Registration, RegistrationStatus, Status};
+use crate::search::{Cursor, Search, Sort};
+use async_trait::async_trait;
+use kit::db::row::{json as parse_json, to_json, uuid as parse_uuid};
+use kit::db::{Db, DbError, Migrations};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde_json::json;
+use std::path::Path;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(DbError::Sqlite(e))
+    }
+}
+
+impl From<StoreError> for kit::ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => kit::ApiError::NotFound("no such event".into()),
+            StoreError::Conflict(m) => kit::ApiError::Conflict(m),
+            StoreError::Db(e) => kit::ApiError::internal(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A registration and the event it is for.
+#[derive(Debug, Clone)]
+pub struct MyRegistration {
+    pub registration: Registration,
+    pub event: Event,
+}
+
+/// What registering led to.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub registration: Registration,
+    /// False when the caller already held this place (the call is idempotent).
+    pub created: bool,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn create(&self, input: EventInput, created_by: Uuid, now: i64) -> Result<Event>;
+    /// Creates many events in one transaction (imports from outside sources, fixtures).
+    async fn import(&self, events: Vec<(EventInput, Status)>, created_by: Uuid, now: i64) -> Result<Vec<Uuid>>;
+    async fn get(&self, id: Uuid) -> Result<Option<Event>>;
+    async fn update(&self, id: Uuid, input: EventInput, now: i64) -> Result<Event>;
+    /// Publishes or cancels, recording the fact.
+    async fn set_status(&self, id: Uuid, status: Status, now: i64) -> Result<Event>;
+    async fn delete(&self, id: Uuid, now: i64) -> Result<()>;
+    /// One page of a search, and the cursor of the next.
+    async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)>;
+
+    async fn register(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registered>;
+    /// Cancels the caller's place; a freed seat goes to the first of the waitlist.
+    async fn cancel_registration(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration>;
+    async fn registrations(&self, event_id: Uuid) -> Result<Vec<Registration>>;
+    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration>;
+    async fn my_registrations(&self, user_id: Uuid) -> Result<Vec<MyRegistration>>;
+
+    /// Stores the hash of a user's calendar feed token (replacing the old one).
+    async fn set_calendar_token(&self, user_id: Uuid, hash: String) -> Result<()>;
+    async fn calendar_owner(&self, hash: String) -> Result<Option<Uuid>>;
+    /// Records `event.viewed` facts in one transaction.
+    async fn record_views(&self, views: Vec<(Uuid, Option<Uuid>, i64)>) -> Result<()>;
+
+    async fn ping(&self) -> Result<()>;
+}
+
+const MIGRATIONS: Migrations = &[
+    r#"
+CREATE TABLE events (
+    seq              INTEGER PRIMARY KEY,   -- the search index's rowid; never on the wire
+    id               TEXT NOT NULL UNIQUE,
+    organization_id  TEXT NOT NULL,
+    created_by       TEXT NOT NULL,
+    doc              TEXT NOT NULL,         -- the organizer's input, as JSON
+    title            TEXT NOT NULL,
+    start_at         INTEGER NOT NULL,
+    end_at           INTEGER NOT NULL,
+    format           TEXT NOT NULL,
+    city_key         TEXT,                  -- lower-cased venue city
+    latitude         REAL,
+    longitude        REAL,
+    category         TEXT,
+    is_free          INTEGER NOT NULL,
+    capacity         INTEGER,
+    status           TEXT NOT NULL,
+    visibility       TEXT NOT NULL,
+    registered_count INTEGER NOT NULL DEFAULT 0,
+    waitlisted_count INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    published_at     INTEGER
+);
+CREATE INDEX events_listed_by_start ON events (status, visibility, start_at);
+CREATE INDEX events_by_end ON events (end_at);
+CREATE INDEX events_by_city ON events (city_key, start_at);
+CREATE INDEX events_by_latitude ON events (latitude);
+CREATE INDEX events_by_organization ON events (organization_id, start_at);
+CREATE INDEX events_by_category ON events (category, start_at);
+CREATE INDEX events_by_popularity ON events (registered_count DESC, seq);
+
+CREATE TABLE event_tags (
+    tag       TEXT NOT NULL,
+    event_seq INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+    PRIMARY KEY (tag, event_seq)
+) WITHOUT ROWID;
+CREATE INDEX event_tags_by_event ON event_tags (event_seq);
+
+-- Stems of title, description and tags (see search.rs). Contentless: the text lives in
+-- `events.doc`; rowid is `events.seq`.
+CREATE VIRTUAL TABLE events_fts USING fts5 (terms, content = '', contentless_delete = 1, tokenize = 'unicode61');
+
+CREATE TABLE registrations (
+    event_id      TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    position      INTEGER NOT NULL,    -- arrival order: the waitlist is served by it
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    checked_in_at INTEGER,
+    PRIMARY KEY (event_id, user_id)
+);
+CREATE INDEX registrations_queue ON registrations (event_id, status, position);
+CREATE INDEX registrations_by_user ON registrations (user_id, created_at);
+
+CREATE TABLE calendar_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL UNIQUE
+);
+"#,
+    kit::outbox::TABLE,
+];
+
+/// The embedded backend: one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl SqliteStore {
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self { db: Db::open_with(path, MIGRATIONS, register_distance_function).await? })
+    }
+}
+
+const COLUMNS: &str = "e.id, e.doc, e.status, e.registered_count, e.waitlisted_count, e.created_by, e.created_at, \
+                       e.updated_at, e.published_at";
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+    event_from_offset(r, 0)
+}
+
+fn get_event(c: &Connection, id: Uuid) -> rusqlite::Result<Option<Event>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.id = ?1"))?
+        .query_row([id.to_string()], event_from_row)
+        .optional()
+}
+
+fn require(c: &Connection, id: Uuid) -> Result<Event> {
+    get_event(c, id)?.ok_or(StoreError::NotFound)
+}
+
+/// Writes the columns derived from the input, the tags and the search index of one event.
+fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
+    let venue = input.venue.as_ref();
+    tx.prepare_cached(
+        "UPDATE events SET doc = ?2, title = ?3, start_at = ?4, end_at = ?5, format = ?6, city_key = ?7,
+                latitude = ?8, longitude = ?9, category = ?10, is_free = ?11, capacity = ?12, visibility = ?13
+         WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        to_json(input),
+        input.title,
+        input.start.as_second(),
+        input.end.as_second(),
+        input.format.as_str(),
+        venue.map(|v| v.city.to_lowercase()),
+        venue.and_then(|v| v.latitude),
+        venue.and_then(|v| v.longitude),
+        input.category,
+        input.price.is_none(),
+        input.capacity,
+        input.visibility.as_str(),
+    ])?;
+    tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
+    for tag in &input.tags {
+        tx.prepare_cached("INSERT OR IGNORE INTO event_tags (tag, event_seq) VALUES (?1, ?2)")?
+            .execute(params![tag, seq])?;
+    }
+    tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
+    let doc = crate::search::document(&input.title, &input.description, &input.tags);
+    tx.prepare_cached("INSERT INTO events_fts (rowid, terms) VALUES (?1, ?2)")?.execute(params![seq, doc])?;
+    Ok(())
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    input: &EventInput,
+    status: Status,
+    created_by: Uuid,
+    now: i64,
+) -> rusqlite::Result<Uuid> {
+    let id = Uuid::new_v4();
+    let published_at = (status == Status::Published).then_some(now);
+    tx.prepare_cached(
+        "INSERT INTO events (id, organization_id, created_by, doc, title, start_at, end_at, format, is_free,
+                             status, visibility, created_at, updated_at, published_at)
+         VALUES (?1, ?2, ?3, '{}', '', 0, 0, '', 1, ?4, 'public', ?5, ?5, ?6)",
+    )?
+    .execute(params![
+        id.to_string(),
+        input.organization_id.to_string(),
+        created_by.to_string(),
+        status.as_str(),
+        now,
+        published_at
+    ])?;
+    index(tx, tx.last_insert_rowid(), input)?;
+    Ok(id)
+}
+
+fn seq_of(c: &Connection, id: Uuid) -> Result<i64> {
+    c.prepare_cached("SELECT seq FROM events WHERE id = ?1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound)
+}
+
+fn registration_from_row(r: &Row<'_>) -> rusqlite::Result<Registration> {
+    let status: String = r.get(2)?;
+    let status = RegistrationStatus::parse(&status).unwrap_or(RegistrationStatus::Cancelled);
+    let ahead: Option<u32> = r.get(5)?;
+    Ok(Registration {
+        event_id: parse_uuid(r.get(0)?)?,
+        user_id: parse_uuid(r.get(1)?)?,
+        status,
+        waitlist_position: (status == RegistrationStatus::Waitlisted).then(|| ahead.unwrap_or(0) + 1),
+        created_at: kit::rfc3339(r.get(3)?),
+        checked_in_at: r.get::<_, Option<i64>>(4)?.map(kit::rfc3339),
+    })
+}
+
+/// Registration columns, with the number of people ahead in the waitlist.
+const REGISTRATION_COLUMNS: &str = "r.event_id, r.user_id, r.status, r.created_at, r.checked_in_at,
+     (SELECT count(*) FROM registrations w
+       WHERE w.event_id = r.event_id AND w.status = 'waitlisted' AND w.position < r.position)";
+
+fn get_registration(c: &Connection, event_id: Uuid, user_id: Uuid) -> rusqlite::Result<Option<Registration>> {
+    c.prepare_cached(&format!(
+        "SELECT {REGISTRATION_COLUMNS} FROM registrations r WHERE r.event_id = ?1 AND r.user_id = ?2"
+    ))?
+    .query_row([event_id.to_string(), user_id.to_string()], registration_from_row)
+    .optional()
+}
+
+fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: i64) -> rusqlite::Result<()> {
+    kit::outbox::record(tx, kind, &json!({ "event_id": event, "user_id": user }), now)
+}
+
+/// The SQL and parameters of a search. Filters are ANDed; the text index, when used,
+/// is joined as a derived table so SQLite evaluates the MATCH once.
+fn search_sql(s: &Search, now: i64) -> (String, Vec<Box<dyn ToSql>>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM events e");
+    let mut p: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+    if let Some(fts) = &s.fts {
+        sql.push_str(
+            " JOIN (SELECT rowid AS seq, bm25(events_fts) AS score FROM events_fts WHERE events_fts MATCH ?) f ON f.seq = e.seq",
+        );
+        p.push(Box::new(fts.clone()));
+    }
+    match &s.statuses {
+        None => conds.push("e.status = 'published' AND e.visibility = 'public'".into()),
+        Some(statuses) if !statuses.is_empty() => {
+            let list: Vec<String> = statuses.iter().map(|st| format!("'{}'", st.as_str())).collect();
+            conds.push(format!("e.status IN ({})", list.join(", ")));
+        }
+        Some(_) => {}
+    }
+    // Upcoming and ongoing events unless the caller asks for another window.
+    conds.push("e.end_at >= ?".into());
+    p.push(Box::new(s.from.unwrap_or(now)));
+    if let Some(to) = s.to {
+        conds.push("e.start_at < ?".into());
+        p.push(Box::new(to));
+    }
+    if let Some(city) = &s.city {
+        conds.push("e.city_key = ?".into());
+        p.push(Box::new(city.clone()));
+    }
+    if let Some((lat, lon, radius)) = s.near {
+        let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
+        conds.push("e.latitude BETWEEN ? AND ? AND e.longitude BETWEEN ? AND ? AND distance_km(e.latitude, e.longitude, ?, ?) <= ?".into());
+        for v in [lat_lo, lat_hi, lon_lo, lon_hi, lat, lon, radius] {
+            p.push(Box::new(v));
+        }
+    }
+    for tag in &s.tags {
+        conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
+        p.push(Box::new(tag.clone()));
+    }
+    if let Some(category) = &s.category {
+        conds.push("e.category = ?".into());
+        p.push(Box::new(category.clone()));
+    }
+    if let Some(org) = s.organization_id {
+        conds.push("e.organization_id = ?".into());
+        p.push(Box::new(org.to_string()));
+    }
+    if let Some(format) = s.format {
+        conds.push("e.format = ?".into());
+        p.push(Box::new(format.as_str()));
+    }
+    if let Some(free) = s.free {
+        conds.push("e.is_free = ?".into());
+        p.push(Box::new(free));
+    }
+    let mut offset = 0;
+    match s.after {
+        Some(Cursor::Start(start, seq)) => {
+            conds.push("(e.start_at, e.seq) > (?, ?)".into());
+            p.push(Box::new(start));
+            p.push(Box::new(seq));
+        }
+        Some(Cursor::Popularity(count, seq)) => {
+            conds.push("(e.registered_count < ? OR (e.registered_count = ? AND e.seq > ?))".into());
+            p.push(Box::new(count));
+            p.push(Box::new(count));
+            p.push(Box::new(seq));
+        }
+        Some(Cursor::Offset(n)) => offset = n,
+        None => {}
+    }
+    sql.push_str(" WHERE ");
+    sql.push_str(&conds.join(" AND "));
+    sql.push_str(match s.sort {
+        Sort::Start => " ORDER BY e.start_at, e.seq",
+        Sort::Popularity => " ORDER BY e.registered_count DESC, e.seq",
+        Sort::Relevance => " ORDER BY f.score, e.seq",
+    });
+    // One row more than asked tells whether another page exists.
+    sql.push_str(&format!(" LIMIT {} OFFSET {offset}", s.limit + 1));
+    // The page's last row's sort key, for the cursor.
+    sql = sql.replacen("SELECT ", "SELECT e.start_at, e.registered_count, e.seq, ", 1);
+    (sql, p)
+}
+
+fn register_distance_function(c: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    c.create_scalar_function(
+        "distance_km",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let get = |i| ctx.get::<Option<f64>>(i);
+            match (get(0)?, get(1)?, get(2)?, get(3)?) {
+                (Some(a), Some(b), Some(c), Some(d)) => Ok(Some(crate::search::distance_km(a, b, c, d))),
+                _ => Ok(None),
+            }
+        },
+    )
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn create(&self, input: EventInput, created_by: Uuid, now: i64) -> Result<Event> {
+        self.db
+            .write(move |tx| {
+                let id = insert(tx, &input, Status::Draft, created_by, now)?;
+                require(tx, id)
+            })
+            .await
+    }
+
+    async fn import(&self, events: Vec<(EventInput, Status)>, created_by: Uuid, now: i64) -> Result<Vec<Uuid>> {
+        self.db
+            .write(move |tx| {
+                let mut ids = Vec::with_capacity(events.len());
+                for (input, status) in &events {
+                    ids.push(insert(tx, input, *status, created_by, now)?);
+                    if *status == Status::Published {
+                        fact(tx, "event.published", ids[ids.len() - 1], None, now)?;
+                    }
+                }
+                Ok(ids)
+            })
+            .await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Event>> {
+        self.db.read(move |c| Ok(get_event(c, id)?)).await
+    }
+
+    async fn update(&self, id: Uuid, input: EventInput, now: i64) -> Result<Event> {
+        self.db
+            .write(move |tx| {
+                let seq = seq_of(tx, id)?;
+                let capacity: Option<u32> = input.capacity;
+                let registered: u32 =
+                    tx.query_row("SELECT registered_count FROM events WHERE seq = ?1", [seq], |r| r.get(0))?;
+                if capacity.is_some_and(|c| c < registered) {
+                    return Err(StoreError::Conflict(format!(
+                        "{registered} people are registered; capacity cannot go below that"
+                    )));
+                }
+                index(tx, seq, &input)?;
+                tx.execute("UPDATE events SET updated_at = ?2 WHERE seq = ?1", params![seq, now])?;
+                require(tx, id)
+            })
+            .await
+    }
+
+    async fn set_status(&self, id: Uuid, status: Status, now: i64) -> Result<Event> {
+        self.db
+            .write(move |tx| {
+                let event = require(tx, id)?;
+                match (event.status, status) {
+                    (Status::Draft, Status::Published) => {
+                        tx.execute(
+                            "UPDATE events SET status = 'published', published_at = ?2, updated_at = ?2 WHERE id = ?1",
+                            params![id.to_string(), now],
+                        )?;
+                        fact(tx, "event.published", id, None, now)?;
+                    }
+                    (Status::Draft | Status::Published, Status::Cancelled) => {
+                        tx.execute(
+                            "UPDATE events SET status = 'cancelled', updated_at = ?2 WHERE id = ?1",
+                            params![id.to_string(), now],
+                        )?;
+                        fact(tx, "event.cancelled", id, None, now)?;
+                    }
+                    (from, to) if from == to => {}
+                    (from, to) => {
+                        return Err(StoreError::Conflict(format!(
+                            "a {} event cannot become {}",
+                            from.as_str(),
+                            to.as_str()
+                        )));
+                    }
+                }
+                require(tx, id)
+            })
+            .await
+    }
+
+    async fn delete(&self, id: Uuid, now: i64) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                let seq = seq_of(tx, id)?;
+                tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
+                tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
+                tx.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
+                fact(tx, "event.deleted", id, None, now)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)> {
+        self.db
+            .read(move |c| {
+                let (sql, params) = search_sql(&search, now);
+                let mut stmt = c.prepare_cached(&sql)?;
+                let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
+                let rows = stmt.query_map(refs.as_slice(), |r| {
+                    let key: (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                    // Shift past the three key columns to read the event itself.
+                    Ok((key, event_from_offset(r, 3)?))
+                })?;
+                let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                let limit = search.limit as usize;
+                let next = if page.len() > limit {
+                    page.truncate(limit);
+                    let (start, registered, seq) = page[limit - 1].0;
+                    Some(match search.sort {
+                        Sort::Start => Cursor::Start(start, seq),
+                        Sort::Popularity => Cursor::Popularity(registered, seq),
+                        Sort::Relevance => {
+                            let done = match search.after {
+                                Some(Cursor::Offset(n)) => n,
+                                _ => 0,
+                            };
+                            Cursor::Offset(done + search.limit)
+                        }
+                    })
+                } else {
+                    None
+                };
+                Ok((page.into_iter().map(|(_, e)| e).collect(), next))
+            })
+            .await
+    }
+
+    async fn register(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registered> {
+        self.db
+            .write(move |tx| {
+                let (status, capacity, registered, end_at): (String, Option<u32>, u32, i64) = tx
+                    .query_row(
+                        "SELECT status, capacity, registered_count, end_at FROM events WHERE id = ?1",
+                        [event_id.to_string()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                if status != "published" {
+                    return Err(StoreError::Conflict("registration is open only for published events".into()));
+                }
+                if end_at <= now {
+                    return Err(StoreError::Conflict("this event is over".into()));
+                }
+                if let Some(existing) = get_registration(tx, event_id, user_id)?
+                    && existing.status != RegistrationStatus::Cancelled
+                {
+                    return Ok(Registered { registration: existing, created: false });
+                }
+                let seat = capacity.is_none_or(|c| registered < c);
+                let new_status = if seat { RegistrationStatus::Registered } else { RegistrationStatus::Waitlisted };
+                let position: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(position), 0) + 1 FROM registrations WHERE event_id = ?1",
+                    [event_id.to_string()],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO registrations (event_id, user_id, status, position, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (event_id, user_id) DO UPDATE SET status = ?3, position = ?4, updated_at = ?5,
+                                                                   checked_in_at = NULL",
+                    params![event_id.to_string(), user_id.to_string(), new_status.as_str(), position, now],
+                )?;
+                let counter = if seat { "registered_count" } else { "waitlisted_count" };
+                tx.execute(
+                    &format!("UPDATE events SET {counter} = {counter} + 1 WHERE id = ?1"),
+                    [event_id.to_string()],
+                )?;
+                let kind = if seat { "registration.made" } else { "registration.waitlisted" };
+                fact(tx, kind, event_id, Some(user_id), now)?;
+                let registration = get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)?;
+                Ok(Registered { registration, created: true })
+            })
+            .await
+    }
+
+    async fn cancel_registration(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration> {
+        self.db
+            .write(move |tx| {
+                let current = get_registration(tx, event_id, user_id)?
+                    .filter(|r| r.status != RegistrationStatus::Cancelled)
+                    .ok_or(StoreError::NotFound)?;
+                tx.execute(
+                    "UPDATE registrations SET status = 'cancelled', updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
+                    params![event_id.to_string(), user_id.to_string(), now],
+                )?;
+                fact(tx, "registration.cancelled", event_id, Some(user_id), now)?;
+                if current.status == RegistrationStatus::Waitlisted {
+                    tx.execute("UPDATE events SET waitlisted_count = waitlisted_count - 1 WHERE id = ?1", [event_id.to_string()])?;
+                } else {
+                    tx.execute("UPDATE events SET registered_count = registered_count - 1 WHERE id = ?1", [event_id.to_string()])?;
+                    // The freed seat goes to whoever has waited longest.
+                    let next: Option<String> = tx
+                        .query_row(
+                            "SELECT user_id FROM registrations WHERE event_id = ?1 AND status = 'waitlisted'
+                             ORDER BY position LIMIT 1",
+                            [event_id.to_string()],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(next) = next {
+                        tx.execute(
+                            "UPDATE registrations SET status = 'registered', updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
+                            params![event_id.to_string(), next, now],
+                        )?;
+                        tx.execute(
+                            "UPDATE events SET registered_count = registered_count + 1, waitlisted_count = waitlisted_count - 1
+                             WHERE id = ?1",
+                            [event_id.to_string()],
+                        )?;
+                        fact(tx, "registration.promoted", event_id, Some(parse_uuid(next)?), now)?;
+                    }
+                }
+                get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn registrations(&self, event_id: Uuid) -> Result<Vec<Registration>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {REGISTRATION_COLUMNS} FROM registrations r WHERE r.event_id = ?1 ORDER BY r.position"
+                ))?;
+                let rows = stmt.query_map([event_id.to_string()], registration_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration> {
+        self.db
+            .write(move |tx| {
+                let current = get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)?;
+                if current.status != RegistrationStatus::Registered {
+                    return Err(StoreError::Conflict("only registered attendees can check in".into()));
+                }
+                if current.checked_in_at.is_none() {
+                    tx.execute(
+                        "UPDATE registrations SET checked_in_at = ?3, updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
+                        params![event_id.to_string(), user_id.to_string(), now],
+                    )?;
+                    fact(tx, "registration.checked_in", event_id, Some(user_id), now)?;
+                }
+                get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn my_registrations(&self, user_id: Uuid) -> Result<Vec<MyRegistration>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {REGISTRATION_COLUMNS}, {COLUMNS} FROM registrations r JOIN events e ON e.id = r.event_id
+                     WHERE r.user_id = ?1 AND r.status != 'cancelled' ORDER BY e.start_at"
+                ))?;
+                let rows = stmt.query_map([user_id.to_string()], |r| {
+                    Ok(MyRegistration { registration: registration_from_row(r)?, event: event_from_offset(r, 6)? })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn set_calendar_token(&self, user_id: Uuid, hash: String) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO calendar_tokens (token_hash, user_id) VALUES (?1, ?2)
+                     ON CONFLICT (user_id) DO UPDATE SET token_hash = ?1",
+                    params![hash, user_id.to_string()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn calendar_owner(&self, hash: String) -> Result<Option<Uuid>> {
+        self.db
+            .read(move |c| {
+                let id: Option<String> = c
+                    .prepare_cached("SELECT user_id FROM calendar_tokens WHERE token_hash = ?1")?
+                    .query_row([hash], |r| r.get(0))
+                    .optional()?;
+                Ok(id.map(parse_uuid).transpose()?)
+            })
+            .await
+    }
+
+    async fn record_views(&self, views: Vec<(Uuid, Option<Uuid>, i64)>) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                for (event, user, at) in views {
+                    fact(tx, "event.viewed", event, user, at)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(self.db.ping().await?)
+    }
+}
+
+/// Reads an event whose columns start at `offset` of the row.
+fn event_from_offset(r: &Row<'_>, offset: usize) -> rusqlite::Result<Event> {
+    let status: String = r.get(offset + 2)?;
+    Ok(Event {
+        id: parse_uuid(r.get(offset)?)?,
+        input: parse_json(r.get(offset + 1)?)?,
+        status: Status::parse(&status).unwrap_or(Status::Draft),
+        registered: r.get(offset + 3)?,
+        waitlisted: r.get(offset + 4)?,
+        created_by: parse_uuid(r.get(offset + 5)?)?,
+        created_at: r.get(offset + 6)?,
+        updated_at: r.get(offset + 7)?,
+        published_at: r.get(offset + 8)?,
+    })
+}

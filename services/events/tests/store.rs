@@ -1,0 +1,229 @@
+//! The events store against a real SQLite file: exact capacity under concurrency, the
+//! waitlist order, and search results equal to a brute-force filter of the same corpus.
+
+use events::fixtures;
+use events::model::{EventInput, RegistrationStatus, Status, Visibility};
+use events::search::{Search, SearchParams, distance_km, stems};
+use events::store::{EventStore, SqliteStore};
+use std::collections::HashSet;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// 2026-12-01T00:00:00Z: the corpus's year starts here; searches ask from before it.
+const EPOCH: i64 = 1_796_083_200;
+
+async fn open() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db")).await.unwrap();
+    (dir, Arc::new(store))
+}
+
+fn one_event(capacity: u32) -> EventInput {
+    let mut input = fixtures::corpus(1, 1, EPOCH, &[Uuid::new_v4()]).remove(0).0;
+    input.capacity = Some(capacity);
+    input
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn capacity_holds_exactly_under_200_concurrent_registrations() {
+    let (_dir, store) = open().await;
+    let now = EPOCH - 86_400;
+    let id = store.import(vec![(one_event(50), Status::Published)], Uuid::new_v4(), now).await.unwrap()[0];
+    let people: Vec<Uuid> = (0..200).map(|_| Uuid::new_v4()).collect();
+    let tasks: Vec<_> = people
+        .iter()
+        .map(|&p| {
+            let store = store.clone();
+            tokio::spawn(async move { store.register(id, p, now).await.unwrap().registration })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let registered = results.iter().filter(|r| r.status == RegistrationStatus::Registered).count();
+    let waitlisted: Vec<_> = results.iter().filter(|r| r.status == RegistrationStatus::Waitlisted).collect();
+    assert_eq!(registered, 50);
+    assert_eq!(waitlisted.len(), 150);
+    let positions: HashSet<u32> = waitlisted.iter().map(|r| r.waitlist_position.unwrap()).collect();
+    assert_eq!(positions, (1..=150).collect(), "every waitlist place is taken exactly once");
+    let event = store.get(id).await.unwrap().unwrap();
+    assert_eq!((event.registered, event.waitlisted), (50, 150));
+
+    // Registering again is idempotent: same place, no new seat.
+    let again = store.register(id, people[0], now).await.unwrap();
+    assert!(!again.created);
+
+    // Ten cancellations promote the first ten of the waitlist, in order.
+    let queue: Vec<Uuid> = {
+        let mut w = waitlisted.clone();
+        w.sort_by_key(|r| r.waitlist_position);
+        w.iter().map(|r| r.user_id).collect()
+    };
+    let seated: Vec<Uuid> =
+        results.iter().filter(|r| r.status == RegistrationStatus::Registered).map(|r| r.user_id).collect();
+    for (i, person) in seated.iter().take(10).enumerate() {
+        let cancelled = store.cancel_registration(id, *person, now).await.unwrap();
+        assert_eq!(cancelled.status, RegistrationStatus::Cancelled);
+        let all = store.registrations(id).await.unwrap();
+        let promoted = all.iter().find(|r| r.user_id == queue[i]).unwrap();
+        assert_eq!(promoted.status, RegistrationStatus::Registered, "waitlist place {} is promoted", i + 1);
+        let next = all.iter().find(|r| r.user_id == queue[i + 1]).unwrap();
+        assert_eq!(next.waitlist_position, Some(1), "the next in line is now first");
+    }
+    let event = store.get(id).await.unwrap().unwrap();
+    assert_eq!((event.registered, event.waitlisted), (50, 140));
+}
+
+#[tokio::test]
+async fn registration_needs_a_published_running_event() {
+    let (_dir, store) = open().await;
+    let now = EPOCH - 86_400;
+    let draft = store.import(vec![(one_event(5), Status::Draft)], Uuid::new_v4(), now).await.unwrap()[0];
+    assert!(store.register(draft, Uuid::new_v4(), now).await.is_err());
+    let published = store.import(vec![(one_event(5), Status::Published)], Uuid::new_v4(), now).await.unwrap()[0];
+    let far_future = EPOCH + 2 * 365 * 86_400;
+    assert!(store.register(published, Uuid::new_v4(), far_future).await.is_err(), "over");
+}
+
+/// What a search should return, computed by brute force over the inputs.
+fn brute_force(corpus: &[(EventInput, Status)], ids: &[Uuid], s: &Search, now: i64) -> Vec<Uuid> {
+    let mut hits: Vec<(i64, usize)> = corpus
+        .iter()
+        .enumerate()
+        .filter(|(_, (e, status))| {
+            *status == Status::Published
+                && e.visibility == Visibility::Public
+                && e.end.as_second() >= s.from.unwrap_or(now)
+                && s.to.is_none_or(|to| e.start.as_second() < to)
+                && s.city.as_ref().is_none_or(|c| e.venue.as_ref().is_some_and(|v| v.city.to_lowercase() == *c))
+                && s.near.is_none_or(|(lat, lon, r)| {
+                    e.venue
+                        .as_ref()
+                        .and_then(|v| Some(distance_km(v.latitude?, v.longitude?, lat, lon)))
+                        .is_some_and(|d| d <= r)
+                })
+                && s.tags.iter().all(|t| e.tags.contains(t))
+                && s.category.as_ref().is_none_or(|c| e.category.as_ref() == Some(c))
+                && s.organization_id.is_none_or(|o| e.organization_id == o)
+                && s.format.is_none_or(|f| e.format == f)
+                && s.free.is_none_or(|f| e.price.is_none() == f)
+        })
+        .map(|(i, (e, _))| (e.start.as_second(), i))
+        .collect();
+    hits.sort();
+    hits.into_iter().map(|(_, i)| ids[i]).collect()
+}
+
+/// Whether an event's text holds every stem of `q` (the text side of the brute force).
+fn text_matches(e: &EventInput, q: &str) -> bool {
+    let doc: HashSet<String> =
+        stems(&format!("{} {} {}", e.title, e.description, e.tags.join(" "))).into_iter().collect();
+    stems(q).iter().all(|s| doc.contains(s))
+}
+
+async fn all_pages(store: &SqliteStore, params: impl Fn(Option<String>) -> SearchParams, now: i64) -> Vec<Uuid> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let search = params(cursor.clone()).validate().unwrap();
+        let (page, next) = store.search(search, now).await.unwrap();
+        out.extend(page.iter().map(|e| e.id));
+        match next {
+            Some(c) => cursor = Some(kit::page::encode_cursor(&c)),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_matches_brute_force_on_100k_events() {
+    let (_dir, store) = open().await;
+    let orgs: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let corpus = fixtures::corpus(42, 100_000, EPOCH, &orgs);
+    let now = EPOCH - 86_400;
+    let mut ids = Vec::new();
+    for chunk in corpus.chunks(10_000) {
+        ids.extend(store.import(chunk.to_vec(), Uuid::new_v4(), now).await.unwrap());
+    }
+    let iso = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+    let cases: Vec<(&str, SearchParams)> = vec![
+        ("everything upcoming", SearchParams::default()),
+        (
+            "date range",
+            SearchParams {
+                from: Some(iso(EPOCH + 30 * 86_400)),
+                to: Some(iso(EPOCH + 37 * 86_400)),
+                ..Default::default()
+            },
+        ),
+        ("city", SearchParams { city: Some("Kazan".into()), to: Some(iso(EPOCH + 60 * 86_400)), ..Default::default() }),
+        (
+            "near Kazan 15 km",
+            SearchParams { near: Some("55.79,49.12".into()), radius_km: Some(15.0), ..Default::default() },
+        ),
+        ("tags", SearchParams { tags: Some("music,kids".into()), ..Default::default() }),
+        (
+            "category, format, free",
+            SearchParams {
+                category: Some("workshop".into()),
+                format: Some("online".into()),
+                free: Some(true),
+                ..Default::default()
+            },
+        ),
+        ("organization", SearchParams { organization_id: Some(orgs[7]), ..Default::default() }),
+        ("text", SearchParams { q: Some("концерты".into()), ..Default::default() }),
+        (
+            "text with filters",
+            SearchParams {
+                q: Some("running jazz".into()),
+                city: Some("moscow".into()),
+                tags: Some("sport".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "very common word in a week",
+            SearchParams {
+                q: Some("open".into()),
+                from: Some(iso(EPOCH + 100 * 86_400)),
+                to: Some(iso(EPOCH + 107 * 86_400)),
+                ..Default::default()
+            },
+        ),
+        (
+            "everything at once",
+            SearchParams {
+                q: Some("festival".into()),
+                near: Some("55.75,37.62".into()),
+                radius_km: Some(30.0),
+                category: Some("festival".into()),
+                from: Some(iso(EPOCH)),
+                to: Some(iso(EPOCH + 200 * 86_400)),
+                free: Some(false),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, params) in cases {
+        let search = params.clone().validate().unwrap();
+        let mut expected = brute_force(&corpus, &ids, &search, now);
+        if let Some(q) = &params.q {
+            let keep: HashSet<Uuid> =
+                corpus.iter().zip(&ids).filter(|((e, _), _)| text_matches(e, q)).map(|(_, id)| *id).collect();
+            expected.retain(|id| keep.contains(id));
+        }
+        let page = |cursor: Option<String>| SearchParams { limit: Some(200), cursor, ..params.clone() };
+        let got = all_pages(&store, page, now).await;
+        assert!(!expected.is_empty(), "{name}: the case should select something");
+        assert_eq!(got.len(), expected.len(), "{name}: count");
+        assert_eq!(got, expected, "{name}: same events in the same order");
+    }
+    // Stemming across word forms, both languages.
+    let only = |q: &str| SearchParams { q: Some(q.into()), limit: Some(5), ..Default::default() };
+    for (query, form) in [("концерт", "концерты"), ("run", "running")] {
+        let (page, _) = store.search(only(query).validate().unwrap(), now).await.unwrap();
+        assert!(page.iter().any(|e| e.input.title.contains(form)), "{query} finds {form}");
+    }
+}
