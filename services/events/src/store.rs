@@ -152,6 +152,17 @@ CREATE TABLE calendar_tokens (
 );
 "#,
     kit::outbox::TABLE,
+    r#"
+-- Document frequency of each stem: the search planner's evidence (see `search_sql`).
+CREATE VIRTUAL TABLE events_fts_vocab USING fts5vocab (events_fts, 'row');
+-- Venues as points in an R*Tree, so a radius search reads only its bounding box.
+CREATE VIRTUAL TABLE events_geo USING rtree (seq, min_lat, max_lat, min_lon, max_lon);
+INSERT INTO events_geo SELECT seq, latitude, latitude, longitude, longitude FROM events WHERE latitude IS NOT NULL;
+-- The longest event ever stored: a window query may skip events starting earlier than
+-- `from - max_duration`, which turns "ends after from" into an index range.
+CREATE TABLE search_stats (id INTEGER PRIMARY KEY CHECK (id = 1), max_duration INTEGER NOT NULL);
+INSERT INTO search_stats SELECT 1, COALESCE(MAX(end_at - start_at), 0) FROM events;
+"#,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -211,6 +222,12 @@ fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result
         tx.prepare_cached("INSERT OR IGNORE INTO event_tags (tag, event_seq) VALUES (?1, ?2)")?
             .execute(params![tag, seq])?;
     }
+    tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
+    if let Some((lat, lon)) = venue.and_then(|v| Some((v.latitude?, v.longitude?))) {
+        tx.prepare_cached("INSERT INTO events_geo VALUES (?1, ?2, ?2, ?3, ?3)")?.execute(params![seq, lat, lon])?;
+    }
+    tx.prepare_cached("UPDATE search_stats SET max_duration = max(max_duration, ?1)")?
+        .execute([input.end.as_second() - input.start.as_second()])?;
     tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
     let doc = crate::search::document(&input.title, &input.description, &input.tags);
     tx.prepare_cached("INSERT INTO events_fts (rowid, terms) VALUES (?1, ?2)")?.execute(params![seq, doc])?;
@@ -281,29 +298,88 @@ fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: 
     kit::outbox::record(tx, kind, &json!({ "event_id": event, "user_id": user }), now)
 }
 
-/// The SQL and parameters of a search. Filters are ANDed; the text index, when used,
-/// is joined as a derived table so SQLite evaluates the MATCH once.
-fn search_sql(s: &Search, now: i64) -> (String, Vec<Box<dyn ToSql>>) {
-    let mut sql = format!("SELECT {COLUMNS} FROM events e");
+/// Above this many matching documents, a text query is checked row by row while
+/// walking the requested order; below it, the matches are fetched and sorted. Walking
+/// costs about `limit / selectivity` probes, fetching about `matches` lookups, so the
+/// crossover grows with the square root of the corpus (measured: bench/search.sh).
+fn walk_threshold(corpus: i64) -> i64 {
+    ((corpus.max(1) as f64 * 1000.0).sqrt() as i64).max(2000)
+}
+
+/// What the planner knows before writing the SQL.
+struct Evidence {
+    /// Documents holding the rarest stem of the query (0 when one is absent).
+    rarest: i64,
+    corpus: i64,
+    max_duration: i64,
+}
+
+fn evidence(c: &Connection, s: &Search) -> rusqlite::Result<Evidence> {
+    let max_duration =
+        c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
+    let (mut rarest, mut corpus) = (0, 0);
+    if let Some(fts) = &s.fts {
+        // The largest rowid is the corpus size closely enough, and costs one index seek.
+        corpus = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
+        rarest = i64::MAX;
+        for term in fts.split(' ').map(|t| t.trim_matches('"')) {
+            let df: Option<i64> = c
+                .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
+                .query_row([term], |r| r.get(0))
+                .optional()?;
+            rarest = rarest.min(df.unwrap_or(0));
+        }
+    }
+    Ok(Evidence { rarest, corpus, max_duration: max_duration.unwrap_or(0) })
+}
+
+/// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
+/// four ways, by what the evidence says is cheapest:
+/// - relevance: joined, so bm25 is computed only for rows that pass the other filters;
+/// - a rare word: its matches drive (each looked up by key, then sorted);
+/// - a common word with other filters: its matches become a set the filtered index scan
+///   checks each row against (`+` keeps SQLite from driving by that set);
+/// - a common word alone: walk the requested order and probe the index per row; a page
+///   fills long before the matches run out.
+fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql>>) {
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
+    let mut from = String::from(" FROM events e");
+    let other_filters = s.city.is_some()
+        || s.near.is_some()
+        || !s.tags.is_empty()
+        || s.category.is_some()
+        || s.organization_id.is_some()
+        || s.format.is_some()
+        || s.to.is_some();
     if let Some(fts) = &s.fts {
-        sql.push_str(
-            " JOIN (SELECT rowid AS seq, bm25(events_fts) AS score FROM events_fts WHERE events_fts MATCH ?) f ON f.seq = e.seq",
-        );
+        if s.sort == Sort::Relevance {
+            from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
+            conds.push("events_fts MATCH ?".into());
+        } else if ev.rarest <= walk_threshold(ev.corpus) {
+            conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
+        } else if other_filters {
+            conds.push("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
+        } else {
+            conds.push("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into());
+        }
         p.push(Box::new(fts.clone()));
     }
+    // Popularity walks its own index; the status index would need a sort of everything.
+    let unindexed = if s.sort == Sort::Popularity { "+" } else { "" };
     match &s.statuses {
-        None => conds.push("e.status = 'published' AND e.visibility = 'public'".into()),
+        None => conds.push(format!("{unindexed}e.status = 'published' AND {unindexed}e.visibility = 'public'")),
         Some(statuses) if !statuses.is_empty() => {
             let list: Vec<String> = statuses.iter().map(|st| format!("'{}'", st.as_str())).collect();
-            conds.push(format!("e.status IN ({})", list.join(", ")));
+            conds.push(format!("{unindexed}e.status IN ({})", list.join(", ")));
         }
         Some(_) => {}
     }
     // Upcoming and ongoing events unless the caller asks for another window.
-    conds.push("e.end_at >= ?".into());
-    p.push(Box::new(s.from.unwrap_or(now)));
+    let window_from = s.from.unwrap_or(now);
+    conds.push("e.end_at >= ? AND e.start_at >= ?".into());
+    p.push(Box::new(window_from));
+    p.push(Box::new(window_from.saturating_sub(ev.max_duration)));
     if let Some(to) = s.to {
         conds.push("e.start_at < ?".into());
         p.push(Box::new(to));
@@ -314,7 +390,11 @@ fn search_sql(s: &Search, now: i64) -> (String, Vec<Box<dyn ToSql>>) {
     }
     if let Some((lat, lon, radius)) = s.near {
         let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
-        conds.push("e.latitude BETWEEN ? AND ? AND e.longitude BETWEEN ? AND ? AND distance_km(e.latitude, e.longitude, ?, ?) <= ?".into());
+        conds.push(
+            "e.seq IN (SELECT seq FROM events_geo WHERE min_lat >= ? AND max_lat <= ? AND min_lon >= ? AND max_lon <= ?) \
+             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
+                .into(),
+        );
         for v in [lat_lo, lat_hi, lon_lo, lon_hi, lat, lon, radius] {
             p.push(Box::new(v));
         }
@@ -355,17 +435,18 @@ fn search_sql(s: &Search, now: i64) -> (String, Vec<Box<dyn ToSql>>) {
         Some(Cursor::Offset(n)) => offset = n,
         None => {}
     }
-    sql.push_str(" WHERE ");
-    sql.push_str(&conds.join(" AND "));
-    sql.push_str(match s.sort {
-        Sort::Start => " ORDER BY e.start_at, e.seq",
-        Sort::Popularity => " ORDER BY e.registered_count DESC, e.seq",
-        Sort::Relevance => " ORDER BY f.score, e.seq",
-    });
-    // One row more than asked tells whether another page exists.
-    sql.push_str(&format!(" LIMIT {} OFFSET {offset}", s.limit + 1));
-    // The page's last row's sort key, for the cursor.
-    sql = sql.replacen("SELECT ", "SELECT e.start_at, e.registered_count, e.seq, ", 1);
+    let order = match s.sort {
+        Sort::Start => "e.start_at, e.seq",
+        Sort::Popularity => "e.registered_count DESC, e.seq",
+        Sort::Relevance => "bm25(events_fts), e.seq",
+    };
+    // The sort key columns come first (for the next page's cursor); one row more than
+    // asked tells whether there is a next page.
+    let sql = format!(
+        "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS}{from} WHERE {} ORDER BY {order} LIMIT {} OFFSET {offset}",
+        conds.join(" AND "),
+        s.limit + 1
+    );
     (sql, p)
 }
 
@@ -472,6 +553,7 @@ impl EventStore for SqliteStore {
             .write(move |tx| {
                 let seq = seq_of(tx, id)?;
                 tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
+                tx.execute("DELETE FROM events_geo WHERE seq = ?1", [seq])?;
                 tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
                 fact(tx, "event.deleted", id, None, now)?;
@@ -483,7 +565,8 @@ impl EventStore for SqliteStore {
     async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)> {
         self.db
             .read(move |c| {
-                let (sql, params) = search_sql(&search, now);
+                let ev = evidence(c, &search)?;
+                let (sql, params) = search_sql(&search, now, &ev);
                 let mut stmt = c.prepare_cached(&sql)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
                 let rows = stmt.query_map(refs.as_slice(), |r| {

@@ -220,6 +220,26 @@ async fn search_matches_brute_force_on_100k_events() {
         assert_eq!(got.len(), expected.len(), "{name}: count");
         assert_eq!(got, expected, "{name}: same events in the same order");
     }
+    // Relevance orders differently, but finds the same events.
+    for (q, city) in [("open", Some("kazan")), ("джаз", None), ("4242", None)] {
+        let params = SearchParams {
+            q: Some(q.into()),
+            sort: Some("relevance".into()),
+            city: city.map(str::to_owned),
+            to: Some(iso(EPOCH + 60 * 86_400)),
+            ..Default::default()
+        };
+        let search = params.clone().validate().unwrap();
+        let position = |id: &Uuid| ids.iter().position(|x| x == id).unwrap();
+        let expected: HashSet<Uuid> = brute_force(&corpus, &ids, &search, now)
+            .into_iter()
+            .filter(|id| text_matches(&corpus[position(id)].0, q))
+            .collect();
+        let got: Vec<Uuid> =
+            all_pages(&store, |cursor| SearchParams { limit: Some(200), cursor, ..params.clone() }, now).await;
+        assert_eq!(got.len(), expected.len(), "relevance {q}: count");
+        assert_eq!(got.into_iter().collect::<HashSet<_>>(), expected, "relevance {q}: same events");
+    }
     // Stemming across word forms, both languages.
     let only = |q: &str| SearchParams { q: Some(q.into()), limit: Some(5), ..Default::default() };
     for (query, form) in [("концерт", "концерты"), ("run", "running")] {
