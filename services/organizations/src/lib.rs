@@ -20,6 +20,9 @@ pub const SERVICE: &str = "organizations";
 /// The sender of platform mail when neither this service nor the binary says otherwise.
 const DEFAULT_MAIL_FROM: &str = "Veche <no-reply@veche.local>";
 
+/// A year: an invitation link older than that is more likely leaked than wanted.
+const MAX_INVITATION_TTL: i64 = 365 * 24 * 3600;
+
 /// Settings of the organizations service. Every flag is prefixed so it cannot clash with
 /// another service's when the binary flattens them all into one command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,7 +68,10 @@ pub struct App {
 
 /// Opens the store under the data directory and assembles the router.
 pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
-    anyhow::ensure!(config.invitation_ttl > 0, "the invitation lifetime must be positive");
+    anyhow::ensure!(
+        (1..=MAX_INVITATION_TTL).contains(&config.invitation_ttl),
+        "the invitation lifetime must be between 1 second and a year"
+    );
     let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
     let mailer = kit::mail::Mailer::new(
         config.smtp_url.as_deref(),

@@ -240,7 +240,7 @@ pub struct CreateOrganization {
     pub website: Option<String>,
     /// `email`, `phone`, `telegram`, or any other short name: short strings.
     #[schema(example = json!({"email": "hello@chess.example", "telegram": "@kazanchess"}))]
-    pub contacts: Option<Contacts>,
+    pub contacts: Option<BTreeMap<String, String>>,
 }
 
 impl CreateOrganization {
@@ -286,8 +286,8 @@ pub struct PatchOrganization {
     pub website: Option<Option<String>>,
     /// Replaces all contacts; `null` clears them.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Contacts>)]
-    pub contacts: Option<Option<Contacts>>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub contacts: Option<Option<BTreeMap<String, String>>>,
 }
 
 /// Tells "absent" (outer `None`) from "null" (`Some(None)`).
@@ -601,7 +601,7 @@ pub struct OrganizationView {
     pub description: Option<String>,
     pub logo_url: Option<String>,
     pub website: Option<String>,
-    pub contacts: Contacts,
+    pub contacts: BTreeMap<String, String>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,

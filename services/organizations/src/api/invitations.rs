@@ -37,20 +37,26 @@ pub async fn create(
     let new = NewInvitation { email, role, token_hash: token_hash(&token), expires_at: now + app.invitation_ttl };
     let (invitation, org) = app.store.invite(id, actor(&me), new, now).await?;
     let link = format!("{}/invitations/accept?token={token}", app.public_url);
-    let inviter = me.claims.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
-    let days = (app.invitation_ttl / 86_400).max(1);
+    let inviter = me.claims.email.clone().unwrap_or_else(|| "A member".to_owned());
+    let within = lifetime(app.invitation_ttl);
     app.mailer.send(
         &invitation.email,
         &format!("You are invited to join {} on Veche", org.name),
         format!(
-            "Hello,\n\nA member of {name}{inviter} invited you to join the organization on Veche as {role}.\n\
-             Sign in (or sign up) with this address, then open this link within {days} days to accept:\n\n\
+            "Hello,\n\n{inviter} invited you to join {name} on Veche as {role}.\n\
+             Sign in (or sign up) with this address, then open this link within {within} to accept:\n\n\
              {link}\n\nIf you do not want to join, ignore this message.\n",
             name = org.name,
             role = role.as_str(),
         ),
     );
     Ok((StatusCode::CREATED, Json(InvitationView::from(&invitation))).into_response())
+}
+
+/// A link's lifetime in words: `7 days`, `1 day`, `12 hours`.
+fn lifetime(secs: i64) -> String {
+    let (n, unit) = if secs >= 86_400 { (secs / 86_400, "day") } else { ((secs / 3600).max(1), "hour") };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 #[utoipa::path(get, path = "/api/v1/organizations/{id}/invitations", tag = "invitations", security(("bearer" = [])),
@@ -104,4 +110,15 @@ pub async fn accept(
     let email = me.claims.email.clone().ok_or(StoreError::WrongRecipient)?;
     let member = app.store.accept_invitation(token_hash(&req.token), me.id, email, now_unix()).await?;
     Ok(Json(MemberView::from(&member)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lifetimes_read_well() {
+        assert_eq!(super::lifetime(7 * 86_400), "7 days");
+        assert_eq!(super::lifetime(86_400), "1 day");
+        assert_eq!(super::lifetime(12 * 3600), "12 hours");
+        assert_eq!(super::lifetime(60), "1 hour");
+    }
 }

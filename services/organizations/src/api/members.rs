@@ -26,7 +26,7 @@ pub(crate) async fn authorize_read(
     if model::allows(role, me.is_admin(), action) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("only members of this organization may see this".into()))
+        Err(ApiError::Forbidden("your role in this organization does not allow this".into()))
     }
 }
 
