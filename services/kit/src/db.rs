@@ -99,6 +99,9 @@ impl Db {
             let mut writer = open_conn(&p, false)?;
             setup(&writer)?;
             migrate(&mut writer, migrations)?;
+            // Fresh statistics for the query planner (cheap: it only analyses tables
+            // whose statistics are missing or stale).
+            writer.execute_batch("PRAGMA optimize = 0x10002;")?;
             let readers = (0..readers)
                 .map(|_| {
                     let c = open_conn(&p, true)?;

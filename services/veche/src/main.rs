@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kit::auth::KeySource;
 use kit::config::CommonArgs;
 use kit::platform::Context;
+use organizations::OrganizationsConfig;
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,19 @@ struct Services {
     users: UsersConfig,
     #[command(flatten)]
     events: events::EventsConfig,
+    #[command(flatten)]
+    organizations: OrganizationsConfig,
+}
+
+impl Services {
+    /// The organizations service's settings, with mail settings it leaves unset taken from
+    /// the users service's (one SMTP server and sender for the platform unless told otherwise).
+    fn organizations(&self) -> OrganizationsConfig {
+        let mut config = self.organizations.clone();
+        config.smtp_url = config.smtp_url.or_else(|| self.users.smtp_url.clone());
+        config.mail_from.get_or_insert_with(|| self.users.mail_from.clone());
+        config
+    }
 }
 
 #[derive(Subcommand)]
@@ -58,6 +72,7 @@ enum Command {
 enum ServiceName {
     Users,
     Events,
+    Organizations,
 }
 
 impl ServiceName {
@@ -65,6 +80,7 @@ impl ServiceName {
         match self {
             Self::Users => users::SERVICE,
             Self::Events => events::SERVICE,
+            Self::Organizations => organizations::SERVICE,
         }
     }
 }
@@ -131,7 +147,9 @@ async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()
         common.platform.client_secret = secrets.get(client).cloned();
         Context { common, keys: in_process.clone() }
     };
-    let built = vec![users.service, events::build(services.events, &context_for(events::SERVICE)).await?];
+    let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
+    let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
+    let built = vec![users.service, organizations, events];
 
     let router = kit::server::app(built, &common.http);
     eprintln!(
@@ -147,6 +165,9 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
     let built = match service {
         ServiceName::Users => users::build(services.users, &common).await?.service,
         ServiceName::Events => events::build(services.events, &Context::standalone(common.clone())).await?,
+        ServiceName::Organizations => {
+            organizations::build(services.organizations(), &Context::standalone(common.clone())).await?
+        }
     };
     tracing::info!(service = service.name(), "serving one service");
     let router = kit::server::app(vec![built], &common.http);
@@ -183,4 +204,17 @@ fn read_password() -> anyhow::Result<String> {
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     anyhow::ensure!(!password.is_empty(), "no password on standard input");
     Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every service's flags are flattened into one command line: clap refuses clashing
+    /// names only when the command is built, so build it here rather than at first start.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -256,3 +256,52 @@ async fn bad_event_input_gets_field_errors() {
     send(client().get(v.url("/api/v1/events/not-a-uuid"))).await.assert_problem(404);
     send(client().get(v.url("/api/v1/calendar/nope.ics"))).await.assert_problem(404);
 }
+
+/// Each role's allowed and forbidden actions on events, with the real organizations
+/// service answering who is who (over HTTP, with a service token).
+#[tokio::test]
+async fn organization_roles_decide_who_manages_events() {
+    let v = Veche::start();
+    let c = common::orgs::cast(&v).await;
+    let org = c.org["id"].as_str().unwrap();
+    let body = event_body(org, "Chess night", "2030-12-05T16:00:00Z", "2030-12-05T18:00:00Z", "Europe/Moscow");
+
+    // Creating: the organization's owner and admins; not members, strangers or outsiders.
+    for who in [&c.member, &c.stranger, &c.other_owner] {
+        create(&v, who, &body).await.assert_problem(403);
+    }
+    assert_eq!(create(&v, &c.admin, &body).await.status, 201);
+    let r = create(&v, &c.owner, &body).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/events/{id}");
+
+    // A draft: members see it; a stranger and another organization's owner do not.
+    assert_eq!(get_auth(&v, &path, &c.member).await.status, 200);
+    get_auth(&v, &path, &c.stranger).await.assert_problem(404);
+    get_auth(&v, &path, &c.other_owner).await.assert_problem(404);
+    // Members cannot change or publish it; outsiders cannot even find it.
+    let patch = |t: &str| send(client().patch(v.url(&path)).bearer_auth(t).json(&json!({"title": "Mine now"})));
+    patch(&c.member).await.assert_problem(403);
+    patch(&c.other_owner).await.assert_problem(404);
+    post_auth(&v, &format!("{path}/publish"), &c.member).await.assert_problem(403);
+    post_auth(&v, &format!("{path}/publish"), &c.other_owner).await.assert_problem(404);
+    // The organization's own view of its drafts is for members only.
+    let drafts = format!("/api/v1/events?organization_id={org}&status=draft");
+    let r = get_auth(&v, &drafts, &c.member).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "{r:?}");
+    get_auth(&v, &drafts, &c.stranger).await.assert_problem(403);
+
+    // Admins publish; then everyone sees it, still only admins change it.
+    assert_eq!(post_auth(&v, &format!("{path}/publish"), &c.admin).await.body["status"], "published");
+    assert_eq!(get_auth(&v, &path, &c.stranger).await.status, 200);
+    patch(&c.other_owner).await.assert_problem(403);
+    patch(&c.stranger).await.assert_problem(403);
+    assert_eq!(patch(&c.admin).await.status, 200);
+    // Attendee lists and check-in are for managers.
+    get_auth(&v, &format!("{path}/registrations"), &c.member).await.assert_problem(403);
+    assert_eq!(get_auth(&v, &format!("{path}/registrations"), &c.owner).await.status, 200);
+    send(client().delete(v.url(&path)).bearer_auth(&c.member)).await.assert_problem(403);
+    send(client().delete(v.url(&path)).bearer_auth(&c.other_owner)).await.assert_problem(403);
+    assert_eq!(send(client().delete(v.url(&path)).bearer_auth(&c.owner)).await.status, 204);
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod orgs;
+
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

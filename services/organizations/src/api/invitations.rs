@@ -1,0 +1,124 @@
+//! `/api/v1/organizations/{id}/invitations*` and `/api/v1/organizations/invitations/accept`:
+//! invitations by email, with a single-use link that expires.
+
+use super::members::authorize_read;
+use super::{PageParams, actor, paginate};
+use crate::App;
+use crate::model::{AcceptInvitation, Action, CreateInvitation, Invitation, InvitationView, MemberView};
+use crate::store::{NewInvitation, StoreError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kit::auth::AuthUser;
+use kit::extract::{Json, Path, Query};
+use kit::page::{self, Page};
+use kit::secret::{new_token, token_hash};
+use kit::{ApiError, now_unix};
+use uuid::Uuid;
+
+/// Tokens are bounded before any work is done on them (ours are 43 characters).
+const TOKEN_MAX: usize = 128;
+
+#[utoipa::path(post, path = "/api/v1/organizations/{id}/invitations", tag = "invitations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = CreateInvitation,
+    responses((status = 201, description = "stored, and a mail with the link is on its way", body = InvitationView),
+              (status = 403, description = "admins invite members and admins; owners also owners", body = kit::problem::Problem),
+              (status = 404, body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
+pub async fn create(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CreateInvitation>,
+) -> Result<Response, ApiError> {
+    let (email, role) = req.validate()?;
+    let token = new_token();
+    let now = now_unix();
+    let new = NewInvitation { email, role, token_hash: token_hash(&token), expires_at: now + app.invitation_ttl };
+    let (invitation, org) = app.store.invite(id, actor(&me), new, now).await?;
+    let link = format!("{}/invitations/accept?token={token}", app.public_url);
+    let inviter = me.claims.email.clone().unwrap_or_else(|| "A member".to_owned());
+    let within = lifetime(app.invitation_ttl);
+    app.mailer.send(
+        &invitation.email,
+        &format!("You are invited to join {} on Veche", org.name),
+        format!(
+            "Hello,\n\n{inviter} invited you to join {name} on Veche as {role}.\n\
+             Sign in (or sign up) with this address, then open this link within {within} to accept:\n\n\
+             {link}\n\nIf you do not want to join, ignore this message.\n",
+            name = org.name,
+            role = role.as_str(),
+        ),
+    );
+    Ok((StatusCode::CREATED, Json(InvitationView::from(&invitation))).into_response())
+}
+
+/// A link's lifetime in words: `7 days`, `1 day`, `12 hours`.
+fn lifetime(secs: i64) -> String {
+    let (n, unit) = if secs >= 86_400 { (secs / 86_400, "day") } else { ((secs / 3600).max(1), "hour") };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+#[utoipa::path(get, path = "/api/v1/organizations/{id}/invitations", tag = "invitations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), PageParams),
+    responses((status = 200, description = "pending invitations, newest first", body = Page<InvitationView>),
+              (status = 403, description = "admins and owners only", body = kit::problem::Problem),
+              (status = 404, body = kit::problem::Problem)))]
+pub async fn list(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(p): Query<PageParams>,
+) -> Result<Json<Page<InvitationView>>, ApiError> {
+    let limit = page::limit(p.limit)?;
+    let after = p.cursor.as_deref().map(page::decode_cursor::<(i64, Uuid)>).transpose()?;
+    authorize_read(&app, id, &me, Action::ViewInvitations).await?;
+    let found = app.store.invitations(id, now_unix(), after, limit + 1).await?;
+    let page = paginate(found, limit, |i: &Invitation| (i.created_at, i.id));
+    Ok(Json(Page { items: page.items.iter().map(InvitationView::from).collect(), next_cursor: page.next_cursor }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/organizations/{id}/invitations/{invitation_id}", tag = "invitations",
+    security(("bearer" = [])), params(("id" = Uuid, Path), ("invitation_id" = Uuid, Path)),
+    responses((status = 204, description = "revoked: its link no longer works"),
+              (status = 403, body = kit::problem::Problem),
+              (status = 404, description = "no such pending invitation", body = kit::problem::Problem)))]
+pub async fn revoke(
+    State(app): State<App>,
+    me: AuthUser,
+    Path((id, invitation_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    app.store.revoke_invitation(id, actor(&me), invitation_id, now_unix()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/organizations/invitations/accept", tag = "invitations", security(("bearer" = [])),
+    request_body = AcceptInvitation,
+    responses((status = 200, description = "the caller is a member now", body = MemberView),
+              (status = 403, description = "the invitation was sent to another email address", body = kit::problem::Problem),
+              (status = 409, description = "already a member", body = kit::problem::Problem),
+              (status = 410, description = "unknown, used, revoked or expired", body = kit::problem::Problem)))]
+pub async fn accept(
+    State(app): State<App>,
+    me: AuthUser,
+    Json(req): Json<AcceptInvitation>,
+) -> Result<Json<MemberView>, ApiError> {
+    if req.token.len() > TOKEN_MAX {
+        return Err(StoreError::InvitationGone.into());
+    }
+    // Without an email claim nobody's address can match: the same answer as a mismatch.
+    let email = me.claims.email.clone().ok_or(StoreError::WrongRecipient)?;
+    let member = app.store.accept_invitation(token_hash(&req.token), me.id, email, now_unix()).await?;
+    Ok(Json(MemberView::from(&member)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lifetimes_read_well() {
+        assert_eq!(super::lifetime(7 * 86_400), "7 days");
+        assert_eq!(super::lifetime(86_400), "1 day");
+        assert_eq!(super::lifetime(12 * 3600), "12 hours");
+        assert_eq!(super::lifetime(60), "1 hour");
+    }
+}

@@ -1,0 +1,94 @@
+//! Routes of the organizations service, and its OpenAPI document.
+
+pub mod invitations;
+pub mod members;
+pub mod organizations;
+
+use crate::App;
+use crate::store::Actor;
+use axum::Router;
+use axum::routing::{delete, get, post};
+use kit::auth::AuthUser;
+use kit::page;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/organizations", get(organizations::list).post(organizations::create))
+        .route(
+            "/api/v1/organizations/{id}",
+            get(organizations::get).patch(organizations::patch).delete(organizations::delete),
+        )
+        .route("/api/v1/organizations/{id}/transfer", post(organizations::transfer))
+        .route("/api/v1/organizations/{id}/members", get(members::list))
+        .route(
+            "/api/v1/organizations/{id}/members/{user_id}",
+            get(members::lookup).patch(members::change_role).delete(members::remove),
+        )
+        .route("/api/v1/organizations/{id}/invitations", get(invitations::list).post(invitations::create))
+        .route("/api/v1/organizations/{id}/invitations/{invitation_id}", delete(invitations::revoke))
+        .route("/api/v1/organizations/invitations/accept", post(invitations::accept))
+        .route("/api/v1/users/me/organizations", get(organizations::mine))
+        .with_state(app)
+}
+
+/// `?limit=&cursor=` of a list without search.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// 1 to 200; 50 when left out.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Cuts a list fetched with one extra row to `limit`, and makes the cursor of the next
+/// page from the last item shown when there is one.
+pub(crate) fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> page::Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|item| page::encode_cursor(&key(item)))
+    } else {
+        None
+    };
+    page::Page { items, next_cursor }
+}
+
+pub(crate) fn actor(me: &AuthUser) -> Actor {
+    Actor { user_id: me.id, platform_admin: me.is_admin() }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Veche API", description = "The events platform's HTTP API. Errors are application/problem+json (RFC 9457)."),
+    paths(
+        organizations::create, organizations::list, organizations::get, organizations::patch, organizations::delete,
+        organizations::transfer, organizations::mine,
+        members::list, members::lookup, members::change_role, members::remove,
+        invitations::create, invitations::list, invitations::revoke, invitations::accept,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "organizations", description = "Organizations and their public profiles"),
+         (name = "members", description = "Members, roles and ownership"),
+         (name = "invitations", description = "Invitations to join by email"))
+)]
+struct OrganizationsApi;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OrganizationsApi::openapi()
+}

@@ -1,0 +1,100 @@
+//! The organizations service: organizations with public profiles, their members and
+//! roles, invitations by email, and the membership lookup other services ask ("is this
+//! user an admin of that organization?").
+//!
+//! Rooms: [`model`] (types, validation, and the access policy [`model::allows`]),
+//! [`store`] (trait and SQLite backend), [`api`] (handlers). This file assembles them.
+
+pub mod api;
+pub mod model;
+pub mod store;
+
+use crate::store::{OrganizationStore, SqliteStore};
+use kit::auth::JwtLayer;
+use kit::platform::Context;
+use std::sync::Arc;
+
+/// The name this service answers to as an audience and in logs.
+pub const SERVICE: &str = "organizations";
+
+/// The sender of platform mail when neither this service nor the binary says otherwise.
+const DEFAULT_MAIL_FROM: &str = "Veche <no-reply@veche.local>";
+
+/// A year: an invitation link older than that is more likely leaked than wanted.
+const MAX_INVITATION_TTL: i64 = 365 * 24 * 3600;
+
+/// Settings of the organizations service. Every flag is prefixed so it cannot clash with
+/// another service's when the binary flattens them all into one command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrganizationsConfig {
+    /// How long an invitation link stays valid, in seconds (default: 7 days).
+    #[arg(id = "organizations_invitation_ttl", long = "organizations-invitation-ttl", env = "VECHE_ORGANIZATIONS_INVITATION_TTL", default_value_t = 7 * 24 * 3600)]
+    pub invitation_ttl: i64,
+
+    /// SMTP server URL for invitation mail; the `veche` binary falls back to
+    /// `VECHE_SMTP_URL`, and without either, mail is written to `<data dir>/mail`.
+    #[arg(
+        id = "organizations_smtp_url",
+        long = "organizations-smtp-url",
+        env = "VECHE_ORGANIZATIONS_SMTP_URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// Sender of invitation mail; the `veche` binary falls back to `VECHE_MAIL_FROM`.
+    #[arg(id = "organizations_mail_from", long = "organizations-mail-from", env = "VECHE_ORGANIZATIONS_MAIL_FROM")]
+    pub mail_from: Option<String>,
+}
+
+impl OrganizationsConfig {
+    /// Defaults for tests and embedding: everything as on the command line without flags.
+    pub fn defaults() -> Self {
+        use clap::{Args, FromArgMatches};
+        let cmd = Self::augment_args(clap::Command::new("organizations").no_binary_name(true));
+        let matches = cmd.try_get_matches_from(Vec::<String>::new()).expect("defaults parse");
+        Self::from_arg_matches(&matches).expect("defaults parse")
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn OrganizationStore>,
+    pub mailer: kit::mail::Mailer,
+    /// Where people reach the platform: the base of invitation links.
+    pub public_url: String,
+    pub invitation_ttl: i64,
+}
+
+/// Opens the store under the data directory and assembles the router.
+pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
+    anyhow::ensure!(
+        (1..=MAX_INVITATION_TTL).contains(&config.invitation_ttl),
+        "the invitation lifetime must be between 1 second and a year"
+    );
+    let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
+    let mailer = kit::mail::Mailer::new(
+        config.smtp_url.as_deref(),
+        ctx.common.data_dir.join("mail"),
+        config.mail_from.as_deref().unwrap_or(DEFAULT_MAIL_FROM),
+    )?;
+    let app = App {
+        store: Arc::new(store),
+        mailer,
+        public_url: ctx.common.platform.public_url(),
+        invitation_ttl: config.invitation_ttl,
+    };
+
+    let verifier = ctx.verifier(SERVICE);
+    // The issuer may start after us (`veche serve`); readiness keeps asking until it has.
+    if let Err(e) = verifier.refresh_keys(true).await {
+        tracing::warn!(error = %e, "no token verification keys yet");
+    }
+    let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
+    let store = app.store.clone();
+    let ready = kit::platform::ready_check(verifier, move || {
+        let store = store.clone();
+        async move { store.ping().await.map_err(|e| e.to_string()) }
+    });
+    Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+}
