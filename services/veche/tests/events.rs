@@ -305,3 +305,50 @@ async fn organization_roles_decide_who_manages_events() {
     send(client().delete(v.url(&path)).bearer_auth(&c.other_owner)).await.assert_problem(403);
     assert_eq!(send(client().delete(v.url(&path)).bearer_auth(&c.owner)).await.status, 204);
 }
+
+/// 200 people register at once over HTTP for 50 seats: exactly 50 seats, 150 waitlist
+/// places, each place once; then cancellations promote the waitlist in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats() {
+    let v = Veche::start();
+    let root = admin(&v, "root@example.org").await;
+    let mut body = event_body(ORG, "Popular talk", "2030-12-05T16:00:00Z", "2030-12-05T18:00:00Z", "UTC");
+    body["capacity"] = json!(50);
+    let id = create(&v, &root, &body).await.body["id"].as_str().unwrap().to_owned();
+    post_auth(&v, &format!("/api/v1/events/{id}/publish"), &root).await;
+
+    // Sign 200 people up (argon2 makes this the slow part; it runs on every core).
+    let people: Vec<String> = futures::future::join_all((0..200).map(|i| {
+        let v = &v;
+        async move { signed_up(v, &format!("fan{i}@example.org")).await.0 }
+    }))
+    .await;
+    let path = format!("/api/v1/events/{id}/registrations");
+    let replies = futures::future::join_all(people.iter().map(|t| post_auth(&v, &path, t))).await;
+    assert!(replies.iter().all(|r| r.status == 201), "every registration is created once");
+    let registered: Vec<usize> = (0..200).filter(|&i| replies[i].body["status"] == "registered").collect();
+    let mut waitlisted: Vec<(u64, usize)> = (0..200)
+        .filter(|&i| replies[i].body["status"] == "waitlisted")
+        .map(|i| (replies[i].body["waitlist_position"].as_u64().unwrap(), i))
+        .collect();
+    assert_eq!(registered.len(), 50);
+    assert_eq!(waitlisted.len(), 150);
+    waitlisted.sort();
+    assert_eq!(waitlisted.iter().map(|w| w.0).collect::<Vec<_>>(), (1..=150).collect::<Vec<_>>());
+    let event = send(client().get(v.url(&format!("/api/v1/events/{id}")))).await;
+    assert_eq!(
+        (event.body["registered_count"].as_u64(), event.body["waitlisted_count"].as_u64()),
+        (Some(50), Some(150))
+    );
+
+    // Three seats free up: the first three in line get them, in order.
+    for (n, &seat) in registered.iter().take(3).enumerate() {
+        let r = send(client().delete(v.url(&format!("{path}/me"))).bearer_auth(&people[seat])).await;
+        assert_eq!(r.body["status"], "cancelled");
+        let promoted = waitlisted[n].1;
+        let mine = get_auth(&v, "/api/v1/users/me/registrations", &people[promoted]).await;
+        assert_eq!(mine.body[0]["registration"]["status"], "registered", "place {} is promoted", n + 1);
+        let next = get_auth(&v, "/api/v1/users/me/registrations", &people[waitlisted[n + 1].1]).await;
+        assert_eq!(next.body[0]["registration"]["waitlist_position"], 1, "the next in line is first now");
+    }
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Search benchmark (events service): requests per second and p50/p99 of search queries
+# through `veche up`, next to `GET /api/v1/events/{id}` on the same server as the baseline,
+# on a seeded corpus of 100,000 events and again at 1,000,000 (SIZES to change).
+#
+#   bench/search.sh                      # DURATION=10 CONNECTIONS=16 SIZES="100000 1000000"
+#
+# Targets: p99 under 10 ms for selective queries, under 50 ms for a very common word
+# ("open" is in about half of all titles). A missed target prints MISSED; the script fails
+# only when something broke.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-16}
+SIZES=${SIZES:-"100000 1000000"}
+target=$BENCH_TARGET_DIR/release
+
+bench_ensure_wrk || bench_die "wrk is needed (Debian package wrk)"
+bench_log "building release binaries into $BENCH_TARGET_DIR"
+CARGO_TARGET_DIR=$BENCH_TARGET_DIR cargo build --release --locked -q -p veche
+CARGO_TARGET_DIR=$BENCH_TARGET_DIR cargo build --release --locked -q -p veche-events --example seed
+
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe="/?&=,:"))' "$1"; }
+iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
+
+echo "machine: $(nproc) cores, $(uname -m); wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, one server per corpus"
+server_pid=""
+data=""
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    [[ -n $data ]] && rm -rf "$data"
+    return 0
+}
+trap cleanup EXIT
+
+for size in $SIZES; do
+    data=$(mktemp -d)
+    seed_started=$(date +%s)
+    sample=$("$target/examples/seed" "$data" "$size" 2>/dev/null)
+    bench_log "seeded $size events in $(($(date +%s) - seed_started)) s ($(du -sh "$data" | cut -f1) on disk)"
+    port=$(bench_free_port)
+    VECHE_LOG=warn "$target/veche" up --listen "127.0.0.1:$port" --data-dir "$data" >"$data/server.log" 2>&1 &
+    server_pid=$!
+    bench_wait_ready "http://127.0.0.1:$port/readyz" "$server_pid" 120
+    now=$(date +%s)
+    week_from=$(iso $((now + 20 * 86400)))
+    week_to=$(iso $((now + 27 * 86400)))
+    rows=(
+        "GET /events/{id} (baseline)|/api/v1/events/$sample|base"
+        "full text + filters|/api/v1/events?q=джаз&city=kazan&category=concert|10"
+        "full text, rare word|/api/v1/events?q=4242|10"
+        "date range (a week)|/api/v1/events?from=$week_from&to=$week_to|10"
+        "geo (5 km radius)|/api/v1/events?near=55.79,49.12&radius_km=5|10"
+        "tags + free|/api/v1/events?tags=music,kids&free=true|10"
+        "popularity|/api/v1/events?sort=popularity|10"
+        "very common word|/api/v1/events?q=open|50"
+        "very common word + city|/api/v1/events?q=open&city=moscow|50"
+        "very common word, by relevance|/api/v1/events?q=open&sort=relevance|50"
+    )
+    echo
+    echo "corpus: $size events"
+    printf '%-32s %10s %9s %9s  %s\n' "query" "req/s" "p50 ms" "p99 ms" "target"
+    base_rps=""
+    for row in "${rows[@]}"; do
+        IFS='|' read -r name path limit <<<"$row"
+        url="http://127.0.0.1:$port$(urlencode "$path")"
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] || bench_die "$name: $url does not answer 200"
+        read -r _ rps p50 p99 non2xx errors < <(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" | bench_parse_wrk)
+        [[ $non2xx == 0 && $errors == 0 ]] || bench_die "$name: $non2xx non-2xx answers, $errors socket errors"
+        if [[ $limit == base ]]; then
+            base_rps=$rps
+            verdict="baseline"
+        else
+            verdict="p99 < $limit ms $(bench_verdict "$p99" "<" "$limit")  ($(bench_ratio "$rps" "$base_rps") of baseline req/s)"
+        fi
+        printf '%-32s %10.0f %9.2f %9.2f  %s\n' "$name" "$rps" "$p50" "$p99" "$verdict"
+    done
+    kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+    rm -rf "$data"
+    data=""
+done
