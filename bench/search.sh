@@ -3,7 +3,7 @@
 # through `veche up`, next to `GET /api/v1/events/{id}` on the same server as the baseline,
 # on a seeded corpus of 100,000 events and again at 1,000,000 (SIZES to change).
 #
-#   bench/search.sh                      # DURATION=10 CONNECTIONS=16 SIZES="100000 1000000"
+#   bench/search.sh                      # DURATION=10 CONNECTIONS=4 SIZES="100000 1000000"
 #
 # Targets: p99 under 10 ms for selective queries, under 50 ms for a very common word
 # ("open" is in about half of all titles). A missed target prints MISSED; the script fails
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 
 DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-16}
+CONNECTIONS=${CONNECTIONS:-4}
 SIZES=${SIZES:-"100000 1000000"}
 target=$BENCH_TARGET_DIR/release
 

@@ -175,6 +175,21 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self { db: Db::open_with(path, MIGRATIONS, register_distance_function).await? })
     }
+
+    /// The SQL and SQLite's plan for a search: for tuning (`examples/probe.rs`).
+    pub async fn explain(&self, search: Search, now: i64) -> Result<(String, Vec<String>)> {
+        self.db
+            .read(move |c| {
+                let ev = evidence(c, &search)?;
+                let (sql, params) = search_sql(&search, now, &ev);
+                let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let plan =
+                    stmt.query_map(refs.as_slice(), |r| r.get::<_, String>(3))?.collect::<rusqlite::Result<_>>()?;
+                Ok((sql, plan))
+            })
+            .await
+    }
 }
 
 const COLUMNS: &str = "e.id, e.doc, e.status, e.registered_count, e.waitlisted_count, e.created_by, e.created_at, \
@@ -298,7 +313,7 @@ fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: 
     kit::outbox::record(tx, kind, &json!({ "event_id": event, "user_id": user }), now)
 }
 
-/// Above this many matching documents, a text query is checked row by row while
+/// Above this many matching events, a set (text or tag matches) is checked row by row while
 /// walking the requested order; below it, the matches are fetched and sorted. Walking
 /// costs about `limit / selectivity` probes, fetching about `matches` lookups, so the
 /// crossover grows with the square root of the corpus (measured: bench/search.sh).
@@ -308,29 +323,73 @@ fn walk_threshold(corpus: i64) -> i64 {
 
 /// What the planner knows before writing the SQL.
 struct Evidence {
-    /// Documents holding the rarest stem of the query (0 when one is absent).
-    rarest: i64,
+    /// Estimated events matching the text query, and the tags (`None`: not asked).
+    text: Option<f64>,
+    tags: Option<f64>,
     corpus: i64,
     max_duration: i64,
+}
+
+/// How a set of matching events (from the text index or the tag index) joins a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetPlan {
+    /// Few matches: they drive (each looked up by key, then sorted).
+    Drive,
+    /// Many matches and other filters: the filtered index scan checks each row against
+    /// the set (`+` keeps SQLite from driving by it).
+    Filter,
+    /// Many matches, nothing else selective: walk the requested order and probe per row;
+    /// a page fills long before the matches run out.
+    Probe,
+}
+
+fn set_plan(estimate: f64, corpus: i64, other_filters: bool) -> SetPlan {
+    if estimate <= walk_threshold(corpus) as f64 {
+        SetPlan::Drive
+    } else if other_filters {
+        SetPlan::Filter
+    } else {
+        SetPlan::Probe
+    }
+}
+
+/// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
+fn combined(counts: &[i64], corpus: i64) -> f64 {
+    let n = corpus.max(1) as f64;
+    counts.iter().fold(n, |acc, &c| acc * (c as f64 / n))
 }
 
 fn evidence(c: &Connection, s: &Search) -> rusqlite::Result<Evidence> {
     let max_duration =
         c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
-    let (mut rarest, mut corpus) = (0, 0);
-    if let Some(fts) = &s.fts {
-        // The largest rowid is the corpus size closely enough, and costs one index seek.
-        corpus = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
-        rarest = i64::MAX;
-        for term in fts.split(' ').map(|t| t.trim_matches('"')) {
-            let df: Option<i64> = c
-                .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
-                .query_row([term], |r| r.get(0))
-                .optional()?;
-            rarest = rarest.min(df.unwrap_or(0));
+    // The largest rowid is the corpus size closely enough, and costs one index seek.
+    let corpus: i64 = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
+    let text = match &s.fts {
+        None => None,
+        Some(fts) => {
+            let mut counts = Vec::new();
+            for term in fts.split(' ').map(|t| t.trim_matches('"')) {
+                let df: Option<i64> = c
+                    .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
+                    .query_row([term], |r| r.get(0))
+                    .optional()?;
+                counts.push(df.unwrap_or(0));
+            }
+            Some(combined(&counts, corpus))
         }
-    }
-    Ok(Evidence { rarest, corpus, max_duration: max_duration.unwrap_or(0) })
+    };
+    let tags = if s.tags.is_empty() {
+        None
+    } else {
+        let mut counts = Vec::new();
+        for tag in &s.tags {
+            counts.push(
+                c.prepare_cached("SELECT count(*) FROM event_tags WHERE tag = ?1")?.query_row([tag], |r| r.get(0))?,
+            );
+        }
+        Some(combined(&counts, corpus))
+    };
+    Ok(Evidence { text, tags, corpus, max_duration: max_duration.unwrap_or(0) })
 }
 
 /// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
@@ -345,23 +404,19 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
     let mut from = String::from(" FROM events e");
-    let other_filters = s.city.is_some()
-        || s.near.is_some()
-        || !s.tags.is_empty()
-        || s.category.is_some()
-        || s.organization_id.is_some()
-        || s.format.is_some()
-        || s.to.is_some();
+    let selective =
+        s.city.is_some() || s.near.is_some() || s.category.is_some() || s.organization_id.is_some() || s.to.is_some();
     if let Some(fts) = &s.fts {
+        let plan = set_plan(ev.text.unwrap_or(0.0), ev.corpus, selective || !s.tags.is_empty());
         if s.sort == Sort::Relevance {
             from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
             conds.push("events_fts MATCH ?".into());
-        } else if ev.rarest <= walk_threshold(ev.corpus) {
-            conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
-        } else if other_filters {
-            conds.push("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
         } else {
-            conds.push("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into());
+            conds.push(match plan {
+                SetPlan::Drive => "e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
+                SetPlan::Filter => "+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
+                SetPlan::Probe => "EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into(),
+            });
         }
         p.push(Box::new(fts.clone()));
     }
@@ -399,9 +454,26 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
             p.push(Box::new(v));
         }
     }
-    for tag in &s.tags {
-        conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
-        p.push(Box::new(tag.clone()));
+    if !s.tags.is_empty() {
+        let text_drives = s.fts.is_some()
+            && (s.sort == Sort::Relevance || ev.text.unwrap_or(0.0) <= walk_threshold(ev.corpus) as f64);
+        match set_plan(ev.tags.unwrap_or(0.0), ev.corpus, selective || text_drives) {
+            SetPlan::Probe => {
+                for tag in &s.tags {
+                    conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
+                    p.push(Box::new(tag.clone()));
+                }
+            }
+            plan => {
+                // The events holding every tag, as one set from the tag index.
+                let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
+                let plus = if plan == SetPlan::Filter || text_drives { "+" } else { "" };
+                conds.push(format!("{plus}e.seq IN ({})", sets.join(" INTERSECT ")));
+                for tag in &s.tags {
+                    p.push(Box::new(tag.clone()));
+                }
+            }
+        }
     }
     if let Some(category) = &s.category {
         conds.push("e.category = ?".into());
