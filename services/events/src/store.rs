@@ -209,8 +209,10 @@ fn require(c: &Connection, id: Uuid) -> Result<Event> {
     get_event(c, id)?.ok_or(StoreError::NotFound)
 }
 
-/// Writes the columns derived from the input, the tags and the search index of one event.
-fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
+/// Writes the columns derived from the input, the tags and the search indexes of one
+/// event. `fresh` events have nothing to remove first; skipping the removal matters: a
+/// delete from a contentless FTS5 table leaves a tombstone even when there was no row.
+fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput, fresh: bool) -> rusqlite::Result<()> {
     let venue = input.venue.as_ref();
     tx.prepare_cached(
         "UPDATE events SET doc = ?2, title = ?3, start_at = ?4, end_at = ?5, format = ?6, city_key = ?7,
@@ -232,18 +234,20 @@ fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result
         input.capacity,
         input.visibility.as_str(),
     ])?;
-    tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
+    if !fresh {
+        tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
+        tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
+        tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
+    }
     for tag in &input.tags {
         tx.prepare_cached("INSERT OR IGNORE INTO event_tags (tag, event_seq) VALUES (?1, ?2)")?
             .execute(params![tag, seq])?;
     }
-    tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
     if let Some((lat, lon)) = venue.and_then(|v| Some((v.latitude?, v.longitude?))) {
         tx.prepare_cached("INSERT INTO events_geo VALUES (?1, ?2, ?2, ?3, ?3)")?.execute(params![seq, lat, lon])?;
     }
     tx.prepare_cached("UPDATE search_stats SET max_duration = max(max_duration, ?1)")?
         .execute([input.end.as_second() - input.start.as_second()])?;
-    tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
     let doc = crate::search::document(&input.title, &input.description, &input.tags);
     tx.prepare_cached("INSERT INTO events_fts (rowid, terms) VALUES (?1, ?2)")?.execute(params![seq, doc])?;
     Ok(())
@@ -271,7 +275,7 @@ fn insert(
         now,
         published_at
     ])?;
-    index(tx, tx.last_insert_rowid(), input)?;
+    index(tx, tx.last_insert_rowid(), input, true)?;
     Ok(id)
 }
 
@@ -580,7 +584,7 @@ impl EventStore for SqliteStore {
                         "{registered} people are registered; capacity cannot go below that"
                     )));
                 }
-                index(tx, seq, &input)?;
+                index(tx, seq, &input, false)?;
                 tx.execute("UPDATE events SET updated_at = ?2 WHERE seq = ?1", params![seq, now])?;
                 require(tx, id)
             })
