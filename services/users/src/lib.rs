@@ -14,7 +14,7 @@ pub mod throttle;
 pub mod tokens;
 
 use crate::keys::{KeyRing, RotationPolicy};
-use crate::store::{NewUser, SqliteStore, UserStore};
+use crate::store::{CachedStore, NewUser, SqliteStore, UserStore};
 use kit::auth::{JwtLayer, KeySource, Verifier};
 use kit::config::CommonArgs;
 use std::collections::HashMap;
@@ -150,7 +150,8 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
     }
     let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
     let app = App {
-        store: Arc::new(store),
+        // Two seconds bound how long another replica's change to an account goes unseen.
+        store: Arc::new(CachedStore::new(store, Duration::from_secs(2))),
         issuer: tokens::Issuer {
             keys: keys.clone(),
             issuer: issuer.clone(),

@@ -622,6 +622,123 @@ impl UserStore for SqliteStore {
     }
 }
 
+/// A read-through cache of accounts by id in front of another store: `GET /users/me`
+/// and every check of "is this account still enabled" read the same row over and over.
+/// Writes through this store forget the account at once; other replicas' writes are
+/// seen within `ttl`.
+pub struct CachedStore<S> {
+    inner: S,
+    ttl: std::time::Duration,
+    users: std::sync::Mutex<std::collections::HashMap<Uuid, (User, std::time::Instant)>>,
+}
+
+impl<S> CachedStore<S> {
+    pub fn new(inner: S, ttl: std::time::Duration) -> Self {
+        Self { inner, ttl, users: Default::default() }
+    }
+
+    fn forget(&self, id: Uuid) {
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    fn remember(&self, user: &User) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.len() >= 100_000 {
+            users.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        users.insert(user.id, (user.clone(), std::time::Instant::now()));
+    }
+}
+
+#[async_trait]
+impl<S: UserStore> UserStore for CachedStore<S> {
+    async fn create_user(&self, new: NewUser, now: i64) -> Result<User> {
+        self.inner.create_user(new, now).await
+    }
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        if let Some((user, at)) = self.users.lock().unwrap_or_else(|p| p.into_inner()).get(&id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(user.clone()));
+        }
+        let user = self.inner.user_by_id(id).await?;
+        if let Some(u) = &user {
+            self.remember(u);
+        }
+        Ok(user)
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        self.inner.user_by_email(email).await
+    }
+    async fn update_profile(&self, id: Uuid, profile: Profile, now: i64) -> Result<User> {
+        self.forget(id);
+        self.inner.update_profile(id, profile, now).await
+    }
+    async fn set_preferences(&self, id: Uuid, preferences: Preferences, now: i64) -> Result<User> {
+        self.forget(id);
+        self.inner.set_preferences(id, preferences, now).await
+    }
+    async fn admin_update(&self, id: Uuid, change: AdminChange, now: i64) -> Result<User> {
+        self.forget(id);
+        self.inner.admin_update(id, change, now).await
+    }
+    async fn delete_user(&self, id: Uuid) -> Result<()> {
+        self.forget(id);
+        self.inner.delete_user(id).await
+    }
+    async fn search_users(&self, query: UserQuery) -> Result<Vec<User>> {
+        self.inner.search_users(query).await
+    }
+    async fn has_admin(&self) -> Result<bool> {
+        self.inner.has_admin().await
+    }
+    async fn create_session(&self, new: NewSession, now: i64) -> Result<Session> {
+        self.inner.create_session(new, now).await
+    }
+    async fn rotate_refresh(&self, presented: String, new_hash: String, now: i64, expires_at: i64) -> Result<Refresh> {
+        self.inner.rotate_refresh(presented, new_hash, now, expires_at).await
+    }
+    async fn end_session_by_refresh(&self, hash: String, now: i64) -> Result<bool> {
+        self.inner.end_session_by_refresh(hash, now).await
+    }
+    async fn end_session(&self, user_id: Uuid, session_id: Uuid, now: i64) -> Result<bool> {
+        self.inner.end_session(user_id, session_id, now).await
+    }
+    async fn sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<Session>> {
+        self.inner.sessions(user_id, now).await
+    }
+    async fn session_is_live(&self, session_id: Uuid, now: i64) -> Result<bool> {
+        self.inner.session_is_live(session_id, now).await
+    }
+    async fn create_one_time(
+        &self,
+        user_id: Uuid,
+        purpose: Purpose,
+        hash: String,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.inner.create_one_time(user_id, purpose, hash, expires_at, now).await
+    }
+    async fn verify_email(&self, hash: String, now: i64) -> Result<Option<Uuid>> {
+        let id = self.inner.verify_email(hash, now).await?;
+        if let Some(id) = id {
+            self.forget(id);
+        }
+        Ok(id)
+    }
+    async fn reset_password(&self, hash: String, password_hash: String, now: i64) -> Result<Option<Uuid>> {
+        let id = self.inner.reset_password(hash, password_hash, now).await?;
+        if let Some(id) = id {
+            self.forget(id);
+        }
+        Ok(id)
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +795,24 @@ mod tests {
         assert_eq!(s.verify_email("t2".into(), 2).await.unwrap(), Some(u.id));
         assert_eq!(s.verify_email("t2".into(), 3).await.unwrap(), None, "spent");
         assert!(s.user_by_id(u.id).await.unwrap().unwrap().email_verified);
+    }
+
+    #[tokio::test]
+    async fn the_cache_forgets_an_account_when_it_changes() {
+        let (_d, s) = store().await;
+        let cached = CachedStore::new(s.clone(), std::time::Duration::from_secs(3600));
+        let u = cached.create_user(new_user("a@b.co"), 1).await.unwrap();
+        assert!(!cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
+        // A write behind the cache's back is not seen within the TTL...
+        s.admin_update(u.id, AdminChange { disabled: Some(true), ..Default::default() }, 2).await.unwrap();
+        assert!(!cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
+        // ...a write through it is seen at once.
+        cached.admin_update(u.id, AdminChange { disabled: Some(false), ..Default::default() }, 3).await.unwrap();
+        assert!(!cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
+        cached.admin_update(u.id, AdminChange { disabled: Some(true), ..Default::default() }, 4).await.unwrap();
+        assert!(cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
+        cached.delete_user(u.id).await.unwrap();
+        assert!(cached.user_by_id(u.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -104,8 +104,23 @@ enum AdminCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// glibc adapts its mmap threshold upwards after large frees, after which big buffers
+/// (argon2's 19 MiB) come from heaps it never gives back. A fixed threshold keeps every
+/// allocation of 1 MiB or more in its own mapping, returned to the system when freed.
+fn keep_large_allocations_returnable() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called once, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    keep_large_allocations_returnable();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_cli())
+}
+
+async fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up { common, services } => up(common, services).await,
