@@ -1,6 +1,7 @@
 //! Events' domain types and their validation. No I/O here.
 
 use jiff::Timestamp;
+use kit::validate::{check_len, is_web_url};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +9,6 @@ use uuid::Uuid;
 
 const TITLE_MAX: usize = 200;
 const DESCRIPTION_MAX: usize = 20_000;
-const URL_MAX: usize = 2048;
 const TAGS_MAX: usize = 20;
 const TAG_MAX: usize = 50;
 const NAME_MAX: usize = 200;
@@ -151,16 +151,6 @@ impl From<&Event> for EventView {
             updated_at: kit::rfc3339(e.updated_at),
             published_at: e.published_at.map(kit::rfc3339),
         }
-    }
-}
-
-fn is_web_url(s: &str) -> bool {
-    s.len() <= URL_MAX && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
-fn check_len(v: &mut Violations, field: &str, value: &str, max: usize) {
-    if value.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
     }
 }
 

@@ -10,13 +10,15 @@
 //! - [`outbox`]: domain facts written with the change they describe;
 //! - [`platform`]: where the rest of the platform is (keys, peers, credentials);
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
-//! - [`secret`] and [`page`]: random tokens and cursor pagination.
+//! - [`secret`] and [`page`]: random tokens and cursor pagination;
+//! - [`validate`]: emails, web URLs and lengths, checked alike everywhere.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod extract;
 pub mod mail;
+pub mod openapi;
 pub mod outbox;
 pub mod page;
 pub mod platform;
@@ -25,6 +27,7 @@ pub mod secret;
 pub mod server;
 pub mod service_token;
 pub mod telemetry;
+pub mod validate;
 
 pub use problem::{ApiError, FieldError, Violations};
 

@@ -1,6 +1,7 @@
 //! Organizations' domain types, their validation, and the one policy that says who may do
 //! what. No I/O here.
 
+pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -9,9 +10,6 @@ use uuid::Uuid;
 
 const NAME_MAX: usize = 120;
 const DESCRIPTION_MAX: usize = 5000;
-const URL_MAX: usize = 2048;
-/// Longest email address SMTP can carry (RFC 5321 path limit minus the brackets).
-const EMAIL_MAX: usize = 254;
 pub const SLUG_MIN: usize = 3;
 pub const SLUG_MAX: usize = 64;
 /// Contacts are a small open map (`email`, `phone`, `telegram`, `vk`, ...): bounded so a
@@ -501,35 +499,6 @@ fn optional_url(v: &mut Violations, field: &str, value: Option<String>) -> Optio
     let value = value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
     v.check(is_web_url(&value), field, "must be an http or https URL");
     Some(value)
-}
-
-/// An absolute http(s) URL with a host.
-pub fn is_web_url(s: &str) -> bool {
-    s.len() <= URL_MAX && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
-/// Lower-cases and trims an address, as the users service does, so invitations and
-/// accounts compare equal however the address was typed.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-/// A pragmatic address check: one `@`, a non-empty local part, a dotted domain.
-pub fn is_valid_email(email: &str) -> bool {
-    if email.len() > EMAIL_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-    });
-    !local.is_empty() && local.len() <= 64 && !local.contains('@') && domain.contains('.') && labels_ok
 }
 
 /// A phone number as people write it: digits with `+`, spaces, hyphens, dots, brackets.

@@ -1,16 +1,14 @@
 //! Users' domain types and their validation. No I/O here.
 
 use kit::Violations;
+pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Longest email address SMTP can carry (RFC 5321 path limit minus the brackets).
-const EMAIL_MAX: usize = 254;
 /// OWASP: allow long passphrases, but bound the work one request can ask of argon2.
 pub const PASSWORD_MAX: usize = 128;
 const NAME_MAX: usize = 100;
-const URL_MAX: usize = 2048;
 const BIO_MAX: usize = 2000;
 const CITY_MAX: usize = 100;
 const INTERESTS_MAX: usize = 30;
@@ -116,32 +114,6 @@ fn is_language_tag(s: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Lower-cases and trims an address so `Anna@Example.ORG ` and `anna@example.org` are one
-/// account. Lower-casing the local part is not RFC-pure, but every large provider treats
-/// it case-insensitively and people type it both ways.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-/// A pragmatic address check: one `@`, a non-empty local part, a dotted domain of
-/// letters, digits and hyphens, no spaces. Deliverability is proven by verification mail.
-pub fn is_valid_email(email: &str) -> bool {
-    if email.len() > EMAIL_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-    });
-    !local.is_empty() && local.len() <= 64 && !local.contains('@') && domain.contains('.') && labels_ok
-}
-
 /// Checks a new password. No composition rules (OWASP, NIST 800-63B): length is what counts.
 pub fn check_password(v: &mut Violations, field: &str, password: &str, min_len: usize, email: &str) {
     let n = password.chars().count();
@@ -154,22 +126,11 @@ pub fn check_password(v: &mut Violations, field: &str, password: &str, min_len: 
     }
 }
 
-fn check_len(v: &mut Violations, field: &str, value: &str, max: usize) {
-    if value.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
-    }
-}
-
 pub fn check_display_name(v: &mut Violations, name: &str) {
     if name.trim().is_empty() {
         v.add("display_name", "must not be empty");
     }
     check_len(v, "display_name", name, NAME_MAX);
-}
-
-/// An http(s) URL, for avatars and links.
-pub fn is_web_url(s: &str) -> bool {
-    s.len() <= URL_MAX && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// A change to a profile: absent fields stay as they are, `null` clears an optional one.
@@ -325,19 +286,6 @@ impl Purpose {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_are_normalized_and_checked() {
-        assert_eq!(normalize_email("  Anna@Example.ORG "), "anna@example.org");
-        for good in ["a@b.co", "first.last+tag@sub.example.com", "иван@почта.рф"] {
-            assert!(is_valid_email(good), "{good}");
-        }
-        for bad in
-            ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@-b.co", "a@b..co", &format!("{}@b.co", "x".repeat(65))]
-        {
-            assert!(!is_valid_email(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn passwords_need_length_not_composition() {

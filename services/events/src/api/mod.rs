@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kit::ApiError;
 use kit::auth::AuthUser;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use kit::openapi::BearerAuth;
+use utoipa::OpenApi;
 use uuid::Uuid;
 
 /// What a caller wants to do with an event.
@@ -109,18 +109,6 @@ pub fn router(app: App) -> Router {
          (name = "registrations", description = "Seats, waitlists, check-in and calendars"))
 )]
 struct EventsApi;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     EventsApi::openapi()

@@ -9,10 +9,10 @@ use crate::store::Actor;
 use axum::Router;
 use axum::routing::{delete, get, post};
 use kit::auth::AuthUser;
+use kit::openapi::BearerAuth;
 use kit::page;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{IntoParams, OpenApi};
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -76,18 +76,6 @@ pub(crate) fn actor(me: &AuthUser) -> Actor {
          (name = "invitations", description = "Invitations to join by email"))
 )]
 struct OrganizationsApi;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     OrganizationsApi::openapi()

@@ -8,8 +8,8 @@ pub mod well_known;
 use crate::App;
 use axum::Router;
 use axum::routing::{get, post};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use kit::openapi::BearerAuth;
+use utoipa::OpenApi;
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -50,18 +50,6 @@ pub fn router(app: App) -> Router {
          (name = "discovery", description = "Keys and metadata of the token issuer"))
 )]
 struct UsersApi;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     UsersApi::openapi()
