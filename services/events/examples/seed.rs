@@ -23,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let mut sample = None;
     let started = std::time::Instant::now();
     for chunk in corpus.chunks(20_000) {
+        let chunk_started = std::time::Instant::now();
         let ids = store.import(chunk.to_vec(), Uuid::nil(), now).await?;
+        eprintln!("  {} events in {:.1}s", chunk.len(), chunk_started.elapsed().as_secs_f64());
         if sample.is_none() {
             sample = chunk
                 .iter()
