@@ -32,6 +32,18 @@ pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// Makes a page from up to `limit + 1` items fetched in order: the extra one only says
+/// that another page exists, and `key` of the last item kept is the next cursor.
+pub fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|item| encode_cursor(&key(item)))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
 pub fn encode_cursor<K: Serialize>(key: &K) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
 }
@@ -54,6 +66,14 @@ mod tests {
         let back: (i64, String) = decode_cursor(&c).unwrap();
         assert_eq!(back, (1700000000, "abc".to_owned()));
         assert!(decode_cursor::<(i64, String)>("!!!").is_err());
+    }
+
+    #[test]
+    fn a_page_keeps_limit_items_and_points_past_the_last() {
+        let page = paginate(vec![1, 2, 3], 2, |n| *n);
+        assert_eq!(page.items, vec![1, 2]);
+        assert_eq!(decode_cursor::<i32>(&page.next_cursor.unwrap()).unwrap(), 2);
+        assert!(paginate(vec![1, 2], 2, |n| *n).next_cursor.is_none());
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub trait UserStore: Send + Sync + 'static {
     async fn delete_user(&self, id: Uuid) -> Result<()>;
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>>;
     async fn has_admin(&self) -> Result<bool>;
+    /// Whether an enabled administrator other than `id` exists (the platform keeps one).
+    async fn has_admin_other_than(&self, id: Uuid) -> Result<bool>;
 
     async fn create_session(&self, new: NewSession, now: i64) -> Result<Session>;
     /// Spends `presented_hash` and makes `new_hash` the session's refresh token.
@@ -435,6 +437,19 @@ impl UserStore for SqliteStore {
             .await
     }
 
+    async fn has_admin_other_than(&self, id: Uuid) -> Result<bool> {
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM users, json_each(users.roles) r
+                                    WHERE r.value = 'admin' AND users.disabled = 0 AND users.id != ?1)",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+
     async fn create_session(&self, new: NewSession, now: i64) -> Result<Session> {
         self.db
             .write(move |tx| {
@@ -691,6 +706,9 @@ impl<S: UserStore> UserStore for CachedStore<S> {
     }
     async fn has_admin(&self) -> Result<bool> {
         self.inner.has_admin().await
+    }
+    async fn has_admin_other_than(&self, id: Uuid) -> Result<bool> {
+        self.inner.has_admin_other_than(id).await
     }
     async fn create_session(&self, new: NewSession, now: i64) -> Result<Session> {
         self.inner.create_session(new, now).await

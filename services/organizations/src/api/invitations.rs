@@ -2,7 +2,7 @@
 //! invitations by email, with a single-use link that expires.
 
 use super::members::authorize_read;
-use super::{PageParams, actor, paginate};
+use super::{PageParams, actor};
 use crate::App;
 use crate::model::{AcceptInvitation, Action, CreateInvitation, Invitation, InvitationView, MemberView};
 use crate::store::{NewInvitation, StoreError};
@@ -74,7 +74,7 @@ pub async fn list(
     let after = p.cursor.as_deref().map(page::decode_cursor::<(i64, Uuid)>).transpose()?;
     authorize_read(&app, id, &me, Action::ViewInvitations).await?;
     let found = app.store.invitations(id, now_unix(), after, limit + 1).await?;
-    let page = paginate(found, limit, |i: &Invitation| (i.created_at, i.id));
+    let page = page::paginate(found, limit, |i: &Invitation| (i.created_at, i.id));
     Ok(Json(Page { items: page.items.iter().map(InvitationView::from).collect(), next_cursor: page.next_cursor }))
 }
 

@@ -1,7 +1,7 @@
 //! `/api/v1/organizations/{id}/members*`: who is in an organization, with which role,
 //! and the membership lookup other services ask with a service token.
 
-use super::{PageParams, actor, paginate};
+use super::{PageParams, actor};
 use crate::App;
 use crate::model::{self, Action, Member, MemberView, MembershipView, RoleChange};
 use axum::extract::State;
@@ -45,7 +45,7 @@ pub async fn list(
     let after = p.cursor.as_deref().map(page::decode_cursor::<(i64, Uuid)>).transpose()?;
     authorize_read(&app, id, &me, Action::ViewMembers).await?;
     let found = app.store.members(id, after, limit + 1).await?;
-    let page = paginate(found, limit, |m: &Member| (m.joined_at, m.user_id));
+    let page = page::paginate(found, limit, |m: &Member| (m.joined_at, m.user_id));
     Ok(Json(Page { items: page.items.iter().map(MemberView::from).collect(), next_cursor: page.next_cursor }))
 }
 

@@ -10,8 +10,7 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 use kit::auth::AuthUser;
 use kit::openapi::BearerAuth;
-use kit::page;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
 pub fn router(app: App) -> Router {
@@ -43,18 +42,6 @@ pub struct PageParams {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// Cuts a list fetched with one extra row to `limit`, and makes the cursor of the next
-/// page from the last item shown when there is one.
-pub(crate) fn paginate<T, K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> page::Page<T> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|item| page::encode_cursor(&key(item)))
-    } else {
-        None
-    };
-    page::Page { items, next_cursor }
 }
 
 pub(crate) fn actor(me: &AuthUser) -> Actor {

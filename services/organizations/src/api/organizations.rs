@@ -1,7 +1,7 @@
 //! `/api/v1/organizations` and `/api/v1/organizations/{id}`: public profiles, creation,
 //! editing, deletion and transfer of ownership; and `/api/v1/users/me/organizations`.
 
-use super::{PageParams, actor, paginate};
+use super::{PageParams, actor};
 use crate::App;
 use crate::model::{
     self, CreateOrganization, MyOrganization, Organization, OrganizationView, PatchOrganization, Transfer,
@@ -65,7 +65,7 @@ pub async fn list(
     }
     // One extra row tells whether there is a next page.
     let found = app.store.search(OrganizationQuery { q, after, limit: limit + 1 }).await?;
-    let page = paginate(found, limit, |o: &Organization| (o.name.to_lowercase(), o.id));
+    let page = page::paginate(found, limit, |o: &Organization| (o.name.to_lowercase(), o.id));
     Ok(Json(Page { items: page.items.iter().map(OrganizationView::from).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -138,5 +138,5 @@ pub async fn mine(
     let limit = page::limit(p.limit)?;
     let after = p.cursor.as_deref().map(page::decode_cursor::<(String, Uuid)>).transpose()?;
     let found = app.store.organizations_of(me.id, after, limit + 1).await?;
-    Ok(Json(paginate(found, limit, |o: &MyOrganization| (o.name.to_lowercase(), o.id))))
+    Ok(Json(page::paginate(found, limit, |o: &MyOrganization| (o.name.to_lowercase(), o.id))))
 }

@@ -44,14 +44,9 @@ pub async fn list(
         return Err(ApiError::field("q", "must be at most 100 characters"));
     }
     // One extra row tells whether there is a next page.
-    let mut users = app.store.search_users(UserQuery { q, after, limit: limit + 1 }).await?;
-    let next_cursor = if users.len() > limit as usize {
-        users.truncate(limit as usize);
-        users.last().map(|u| page::encode_cursor(&(u.created_at, u.id)))
-    } else {
-        None
-    };
-    Ok(Json(Page { items: users.iter().map(UserView::from).collect(), next_cursor }))
+    let users = app.store.search_users(UserQuery { q, after, limit: limit + 1 }).await?;
+    let page = page::paginate(users, limit, |u| (u.created_at, u.id));
+    Ok(Json(Page { items: page.items.iter().map(UserView::from).collect(), next_cursor: page.next_cursor }))
 }
 
 async fn find(app: &App, id: Uuid) -> Result<User, ApiError> {
@@ -113,11 +108,9 @@ pub(crate) async fn ensure_not_last_admin(app: &App, user: &User) -> Result<(), 
     if !user.roles.iter().any(|r| r == ROLE_ADMIN) {
         return Ok(());
     }
-    let others = app
-        .store
-        .search_users(UserQuery { q: None, after: None, limit: u32::MAX })
-        .await?
-        .into_iter()
-        .any(|u| u.id != user.id && !u.disabled && u.roles.iter().any(|r| r == ROLE_ADMIN));
-    if others { Ok(()) } else { Err(ApiError::Conflict("the last administrator cannot be removed".into())) }
+    if app.store.has_admin_other_than(user.id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict("the last administrator cannot be removed".into()))
+    }
 }
