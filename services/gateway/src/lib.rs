@@ -53,8 +53,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "VECHE_USER_BURST", default_value_t = 100)]
     pub user_burst: u32,
 
-    /// Longest wait for an upstream's answer before 504, in seconds.
-    #[arg(long, env = "VECHE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]
+    /// Longest wait for an upstream's answer before 504, in seconds (below the request
+    /// timeout, so a slow service is a 504 rather than the 503 of a timed-out request).
+    #[arg(long, env = "VECHE_UPSTREAM_TIMEOUT", default_value_t = 25.0)]
     pub upstream_timeout_secs: f64,
 }
 
