@@ -644,6 +644,119 @@ mod tests {
         assert!(sd.iter().any(|(p, r)| p == ".spec" && r.contains("self.store == 'ydb'")), "{sd:?}");
     }
 
+    mod cel {
+        use super::super::*;
+        use kube::core::cel::{validate_cel, validate_cel_update};
+
+        fn platform(spec: serde_json::Value) -> Platform {
+            let mut p: Platform = serde_json::from_value(serde_json::json!({
+                "apiVersion": "veche.io/v1alpha1", "kind": "Platform",
+                "metadata": {"name": "demo", "namespace": "apps"}, "spec": spec,
+            }))
+            .unwrap();
+            p.metadata.namespace = Some("apps".into());
+            p
+        }
+
+        fn errors(p: &Platform) -> String {
+            match validate_cel(p) {
+                Ok(()) => String::new(),
+                Err(e) => format!("{e:?}"),
+            }
+        }
+
+        #[test]
+        fn the_minimal_example_passes() {
+            assert_eq!(errors(&platform(serde_json::json!({"database": {"embedded": {}}}))), "");
+            assert_eq!(errors(&platform(serde_json::json!({}))), "");
+        }
+
+        #[test]
+        fn several_replicas_need_ydb() {
+            let embedded = platform(serde_json::json!({"services": [{"name": "events", "replicas": 3}]}));
+            assert!(errors(&embedded).contains("ydb"), "{}", errors(&embedded));
+            let autoscaled =
+                platform(serde_json::json!({"services": [{"name": "users", "autoscaling": {"maxReplicas": 3}}]}));
+            assert!(errors(&autoscaled).contains("ydb"));
+            let gateway = platform(serde_json::json!({"services": [{"name": "gateway", "replicas": 3}]}));
+            assert_eq!(errors(&gateway), "", "the gateway keeps no data");
+            let ydb = platform(serde_json::json!({
+                "database": {"ydb": {"endpoint": "grpcs://y:2135", "database": "/d"}},
+                "services": [{"name": "events", "replicas": 3}],
+            }));
+            assert_eq!(errors(&ydb), "");
+        }
+
+        #[test]
+        fn min_replicas_may_not_exceed_max() {
+            let p = platform(serde_json::json!({
+                "database": {"ydb": {"endpoint": "e", "database": "/d"}},
+                "services": [{"name": "events", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}],
+            }));
+            assert!(errors(&p).contains("minReplicas must not exceed maxReplicas"), "{}", errors(&p));
+        }
+
+        #[test]
+        fn host_must_be_a_dns_name() {
+            for good in ["api.example.org", "localhost", "a-b.c1.io"] {
+                assert_eq!(errors(&platform(serde_json::json!({"gateway": {"host": good}}))), "", "{good}");
+            }
+            for bad in ["https://api.example.org", "API.example.org", "-a.example", "a..b", "a_b.org"] {
+                let e = errors(&platform(serde_json::json!({"gateway": {"host": bad}})));
+                assert!(e.contains("DNS name"), "{bad} accepted: {e}");
+            }
+        }
+
+        #[test]
+        fn one_database_and_one_route_kind() {
+            let both =
+                platform(serde_json::json!({"database": {"embedded": {}, "ydb": {"endpoint": "e", "database": "/d"}}}));
+            assert!(errors(&both).contains("one of embedded or ydb"));
+            let routes =
+                platform(serde_json::json!({"gateway": {"ingress": {}, "httpRoute": {"parentRef": {"name": "g"}}}}));
+            assert!(errors(&routes).contains("one of ingress or httpRoute"));
+            let tls = platform(serde_json::json!({"gateway": {"tlsSecretName": "t"}}));
+            assert!(errors(&tls).contains("tlsSecretName needs a host"));
+        }
+
+        #[test]
+        fn users_and_gateway_cannot_be_disabled() {
+            let p = platform(serde_json::json!({"services": [{"name": "users", "enabled": false}]}));
+            assert!(errors(&p).contains("cannot be disabled"));
+            let p = platform(serde_json::json!({"services": [{"name": "analytics", "enabled": false}]}));
+            assert_eq!(errors(&p), "");
+        }
+
+        #[test]
+        fn long_platform_names_are_refused() {
+            let mut p = platform(serde_json::json!({}));
+            p.metadata.name = Some("a".repeat(41));
+            assert!(errors(&p).contains("at most 40"));
+        }
+
+        fn sd(service: ServiceKind, store: StoreKind, replicas: i32) -> ServiceDeployment {
+            let mut spec = ServiceDeploymentSpec::new("demo", service);
+            spec.store = store;
+            spec.replicas = Some(replicas);
+            ServiceDeployment::new("demo-x", spec)
+        }
+
+        #[test]
+        fn a_service_deployment_scaled_past_one_needs_ydb() {
+            assert!(validate_cel(&sd(ServiceKind::Events, StoreKind::Embedded, 2)).is_err());
+            assert!(validate_cel(&sd(ServiceKind::Events, StoreKind::Ydb, 2)).is_ok());
+            assert!(validate_cel(&sd(ServiceKind::Gateway, StoreKind::Embedded, 2)).is_ok());
+        }
+
+        #[test]
+        fn the_service_of_a_service_deployment_is_immutable() {
+            let old = sd(ServiceKind::Events, StoreKind::Ydb, 1);
+            assert!(validate_cel_update(&sd(ServiceKind::Events, StoreKind::Ydb, 2), &old).is_ok());
+            let changed = validate_cel_update(&sd(ServiceKind::Users, StoreKind::Ydb, 1), &old);
+            assert!(format!("{changed:?}").contains("service is immutable"), "{changed:?}");
+        }
+    }
+
     /// The API server takes only structural schemas: every object property typed, no
     /// `anyOf`/`oneOf` at the top of a property without types, no `$ref`.
     #[test]
