@@ -280,19 +280,19 @@ pub struct RateLimits {
     /// Requests per second per client address; default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub client_rps: Option<u32>,
+    pub client_rps: Option<i32>,
     /// Burst per client address; default 40.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub client_burst: Option<u32>,
+    pub client_burst: Option<i32>,
     /// Requests per second per user; default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub user_rps: Option<u32>,
+    pub user_rps: Option<i32>,
     /// Burst per user; default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub user_burst: Option<u32>,
+    pub user_burst: Option<i32>,
 }
 
 /// The services of a platform.

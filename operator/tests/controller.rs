@@ -39,6 +39,8 @@ struct State {
     /// Paths (prefixes) whose writes fail with this status code.
     fail_writes: Vec<(String, u16)>,
     next_uid: u32,
+    /// Whether the Gateway API (HTTPRoute) is served.
+    gateway_api: bool,
 }
 
 #[derive(Clone, Default)]
@@ -87,6 +89,12 @@ impl FakeApi {
         let body = req.into_body().collect_bytes().await.unwrap_or_default();
         let mut state = self.state();
         let failing = state.fail_writes.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, c)| *c);
+        // Like a real cluster without the Gateway API: its paths are not served at all,
+        // and the answer is a bare 404, not a Status object.
+        if path.starts_with("/apis/gateway.networking.k8s.io/") && !state.gateway_api {
+            state.seen.push(Seen { method, path, changed: false });
+            return Response::builder().status(404).body(Body::from(b"404 page not found\n".to_vec())).unwrap();
+        }
         let (status, response, changed) = match method.clone() {
             Method::GET => match state.objects.get(&path) {
                 Some(obj) => (200, obj.clone(), false),
@@ -429,4 +437,26 @@ async fn disabling_a_service_removes_its_service_deployment() {
     platform::reconcile(Arc::new(platform), ctx).await.unwrap();
     assert!(api.get(&sd_path(ServiceKind::Analytics)).is_none());
     assert!(api.get(&sd_path(ServiceKind::Events)).is_some());
+}
+
+#[tokio::test]
+async fn an_http_route_without_the_gateway_api_is_a_clear_degraded_condition() {
+    let api = FakeApi::default();
+    let mut spec = PlatformSpec::default();
+    spec.gateway.http_route = Some(operator::crd::HttpRouteSpec {
+        parent_ref: operator::crd::ParentRef { name: "public".into(), namespace: None, section_name: None },
+    });
+    let platform = seed_platform(&api, spec);
+    let error = platform::reconcile(Arc::new(platform), context(&api)).await.unwrap_err();
+    assert_eq!(error.label(), "GatewayApiMissing");
+    let status = api.get(PLATFORM).unwrap()["status"].clone();
+    assert_eq!(condition(&status, "Degraded"), ("True".into(), "ReconcileFailed".into()));
+    let message =
+        status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap()["message"].clone();
+    assert!(message.as_str().unwrap().contains("Gateway API"), "{message}");
+    // With the Gateway API served, the route is applied.
+    api.state().gateway_api = true;
+    platform::reconcile(Arc::new(stored(&api, PLATFORM)), context(&api)).await.unwrap();
+    let route = api.get("/apis/gateway.networking.k8s.io/v1/namespaces/apps/httproutes/demo").unwrap();
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
 }

@@ -31,8 +31,10 @@ pub enum Error {
     Render(#[from] RenderError),
     #[error("Platform {0} does not exist")]
     PlatformMissing(String),
-    #[error("{0} is named by a Platform but owned by something else")]
-    NotOurs(String),
+    #[error(
+        "gateway.httpRoute is set but this cluster does not serve the Gateway API (HTTPRoute, gateway.networking.k8s.io/v1)"
+    )]
+    GatewayApiMissing,
 }
 
 impl Error {
@@ -42,7 +44,7 @@ impl Error {
             Error::Kube(_) => "Kube",
             Error::Render(_) => "Render",
             Error::PlatformMissing(_) => "PlatformMissing",
-            Error::NotOurs(_) => "NotOurs",
+            Error::GatewayApiMissing => "GatewayApiMissing",
         }
     }
 }
@@ -150,12 +152,20 @@ where
     Ok(api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?)
 }
 
-/// Deletes `name` if it exists and is controlled by `owner_uid`; absent is fine.
+/// Deletes `name` if it exists and is controlled by `owner_uid`; absent (or a kind the
+/// cluster does not serve) is fine.
 pub async fn delete_owned<K>(api: &Api<K>, name: &str, owner_uid: &str) -> Result<bool, Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
-    let Some(existing) = api.get_opt(name).await? else { return Ok(false) };
+    let existing = match api.get_opt(name).await {
+        Ok(Some(existing)) => existing,
+        Ok(None) => return Ok(false),
+        // A kind the cluster does not serve (the Gateway API not installed) answers a
+        // bare 404 that is not a Status object: nothing of it can exist either.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     let ours = existing.owner_references().iter().any(|o| o.uid == owner_uid && o.controller == Some(true));
     if !ours {
         return Ok(false);

@@ -131,7 +131,12 @@ async fn converge(
     let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &http_route_resource());
     match &objects.http_route {
         Some(route) => {
-            routes.patch(&names.route(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(route)).await?;
+            let params = PatchParams::apply(MANAGER).force();
+            match routes.patch(&names.route(), &params, &Patch::Apply(route)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => return Err(Error::GatewayApiMissing),
+                Err(e) => return Err(e.into()),
+            }
         }
         None => {
             // The Gateway API may not be installed at all: its kind then reads as 404,
