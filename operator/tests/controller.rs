@@ -101,7 +101,9 @@ impl FakeApi {
                 None if is_collection(&path) => (200, list(&state.objects, &path, &query), false),
                 None => (404, not_found(&path), false),
             },
-            Method::PATCH if failing.is_some() => (failing.unwrap_or(500), failure(failing.unwrap_or(500)), false),
+            Method::PATCH | Method::PUT if failing.is_some() => {
+                (failing.unwrap_or(500), failure(failing.unwrap_or(500)), false)
+            }
             Method::PATCH => {
                 let patch: Value = serde_json::from_slice(&body).unwrap();
                 if let Some(object_path) = path.strip_suffix("/status") {
@@ -121,7 +123,37 @@ impl FakeApi {
                     (200, obj, changed)
                 }
             }
-            Method::POST => (201, serde_json::from_slice(&body).unwrap_or(json!({})), false),
+            // Events are only counted; anything else is created under its name.
+            Method::POST if path.ends_with("/events") => {
+                (201, serde_json::from_slice(&body).unwrap_or(json!({})), false)
+            }
+            Method::POST => {
+                let mut obj: Value = serde_json::from_slice(&body).unwrap();
+                let object_path = format!("{path}/{}", obj["metadata"]["name"].as_str().unwrap_or_default());
+                if state.objects.contains_key(&object_path) {
+                    (409, failure(409), false)
+                } else {
+                    state.next_uid += 1;
+                    obj["metadata"]["resourceVersion"] = json!(state.next_uid.to_string());
+                    state.objects.insert(object_path, obj.clone());
+                    (201, obj, true)
+                }
+            }
+            // A replace succeeds only from the stored resourceVersion (optimistic concurrency).
+            Method::PUT => {
+                let mut obj: Value = serde_json::from_slice(&body).unwrap();
+                let current = state.objects.get(&path).map(|o| o["metadata"]["resourceVersion"].clone());
+                match current {
+                    Some(version) if version == obj["metadata"]["resourceVersion"] => {
+                        state.next_uid += 1;
+                        obj["metadata"]["resourceVersion"] = json!(state.next_uid.to_string());
+                        state.objects.insert(path.clone(), obj.clone());
+                        (200, obj, true)
+                    }
+                    Some(_) => (409, failure(409), false),
+                    None => (404, not_found(&path), false),
+                }
+            }
             Method::DELETE => match state.objects.remove(&path) {
                 Some(obj) => (200, obj, true),
                 None => (404, not_found(&path), false),
@@ -459,4 +491,67 @@ async fn an_http_route_without_the_gateway_api_is_a_clear_degraded_condition() {
     platform::reconcile(Arc::new(stored(&api, PLATFORM)), context(&api)).await.unwrap();
     let route = api.get("/apis/gateway.networking.k8s.io/v1/namespaces/apps/httproutes/demo").unwrap();
     assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+}
+
+mod leader_election {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::Api;
+    use operator::leader::{Elector, Timing};
+
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/apps/leases/veche-operator";
+
+    fn elector(api: &FakeApi, me: &str) -> Elector {
+        Elector::new(Api::<Lease>::namespaced(api.client(), NS), "veche-operator", me, Timing::default())
+    }
+
+    fn holder(api: &FakeApi) -> Option<String> {
+        api.get(LEASE).and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    }
+
+    #[tokio::test]
+    async fn two_replicas_elect_one_leader() {
+        let api = FakeApi::default();
+        let (a, b) = (elector(&api, "a"), elector(&api, "b"));
+        assert!(a.try_acquire().await.unwrap());
+        assert!(!b.try_acquire().await.unwrap(), "b waits while a renews");
+        assert!(a.try_acquire().await.unwrap(), "a renews");
+        assert_eq!(holder(&api).as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_passes_to_the_standby_at_once() {
+        let api = FakeApi::default();
+        let (a, b) = (elector(&api, "a"), elector(&api, "b"));
+        assert!(a.try_acquire().await.unwrap());
+        a.release().await;
+        assert_eq!(holder(&api), None);
+        assert!(b.try_acquire().await.unwrap());
+        assert_eq!(holder(&api).as_deref(), Some("b"));
+        assert_eq!(api.get(LEASE).unwrap()["spec"]["leaseTransitions"], 1);
+        assert!(!a.try_acquire().await.unwrap(), "the old leader does not take it back");
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_holder_stopped_renewing_is_taken_over() {
+        let api = FakeApi::default();
+        assert!(elector(&api, "a").try_acquire().await.unwrap());
+        let mut lease = api.get(LEASE).unwrap();
+        lease["spec"]["renewTime"] = json!("2000-01-01T00:00:00.000000Z");
+        api.put(LEASE, lease);
+        assert!(elector(&api, "b").try_acquire().await.unwrap());
+        assert_eq!(holder(&api).as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_not_leadership_and_not_an_error() {
+        let api = FakeApi::default();
+        let (a, b) = (elector(&api, "a"), elector(&api, "b"));
+        assert!(a.try_acquire().await.unwrap());
+        a.release().await;
+        // Another replica writes between b's read and b's write: b's replace is a 409.
+        api.state().fail_writes.push(("/apis/coordination.k8s.io/".into(), 409));
+        assert!(!b.try_acquire().await.unwrap());
+        assert_eq!(holder(&api), None);
+    }
 }
