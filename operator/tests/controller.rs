@@ -368,6 +368,23 @@ async fn service_reconcile_creates_its_children_and_reports_progress() {
 }
 
 #[tokio::test]
+async fn a_second_service_reconcile_changes_nothing() {
+    let api = FakeApi::default();
+    seed_platform(&api, PlatformSpec::default());
+    let ctx = context(&api);
+    roll_out(&api, &ctx).await;
+    let before = api.state().objects.clone();
+    api.clear_seen();
+    for kind in ServiceKind::ALL {
+        let sd: ServiceDeployment = stored(&api, &sd_path(kind));
+        service::reconcile(Arc::new(sd), ctx.clone()).await.unwrap();
+    }
+    assert_eq!(api.state().objects, before);
+    let changes: Vec<_> = api.writes().into_iter().filter(|w| w.changed || w.path.ends_with("/status")).collect();
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+#[tokio::test]
 async fn platform_turns_ready_when_every_deployment_is_available() {
     let api = FakeApi::default();
     seed_platform(&api, PlatformSpec::default());
