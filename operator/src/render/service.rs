@@ -423,6 +423,12 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
         value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)),
         from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()),
     ];
+    // Behind a proxy the peer is the proxy: services sit behind the gateway, and the
+    // gateway behind the ingress or Gateway API route when there is one. Each then takes
+    // the client's address (for rate limits and login throttling) from X-Forwarded-For.
+    let gateway = &platform.spec.gateway;
+    let proxied = kind != ServiceKind::Gateway || gateway.ingress.is_some() || gateway.http_route.is_some();
+    env.push(value("VECHE_TRUST_FORWARDED_FOR", proxied.to_string()));
     match kind {
         ServiceKind::Users => env.extend([
             value("VECHE_SIGNING_KEYS_DIR", KEYS_DIR),
@@ -553,6 +559,7 @@ mod tests {
         assert_eq!(plain(&env, "VECHE_LISTEN"), "0.0.0.0:8080");
         assert_eq!(plain(&env, "VECHE_DATA_DIR"), "/var/lib/veche");
         assert_eq!(plain(&env, "VECHE_LOG_FORMAT"), "json");
+        assert_eq!(plain(&env, "VECHE_TRUST_FORWARDED_FOR"), "true", "services sit behind the gateway");
         assert_eq!(plain(&env, "VECHE_PUBLIC_URL"), "http://demo-gateway.apps.svc");
         assert_eq!(plain(&env, "VECHE_ISSUER"), "http://demo-gateway.apps.svc");
         assert_eq!(plain(&env, "VECHE_USERS_URL"), "http://demo-users.apps.svc:8080");
