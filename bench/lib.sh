@@ -127,3 +127,20 @@ bench_verdict() {
 bench_ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f", a / b }'
 }
+
+# Settles the load tool in TOOL: wrk (installed when missing), else oha from crates.io;
+# for oha, sets oha_json to the flag of its JSON output.
+bench_choose_tool() {
+    if [[ $TOOL == wrk ]] && ! bench_ensure_wrk; then
+        bench_log "wrk cannot be installed here; falling back to oha"
+        TOOL=oha
+    fi
+    if [[ $TOOL == oha ]]; then
+        bench_ensure_oha || bench_die "neither wrk nor oha could be installed"
+        command -v jq >/dev/null || bench_die "the oha fallback needs jq to read oha's JSON"
+        command -v oha >/dev/null || PATH="$HOME/.cargo/bin:$PATH"
+        # Newer oha spells JSON output --output-format json; older ones -j.
+        if oha --help | grep -q -- --output-format; then oha_json=(--output-format json); else oha_json=(-j); fi
+    fi
+    [[ $TOOL == wrk || $TOOL == oha ]] || bench_die "TOOL must be wrk or oha, not '$TOOL'"
+}

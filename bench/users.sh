@@ -38,18 +38,7 @@ veche="$BENCH_TARGET_DIR/release/veche"
 hash_time="$BENCH_TARGET_DIR/release/examples/hash_time"
 
 # --- the load tool: wrk first, oha from crates.io if wrk cannot be installed ----------
-if [[ $TOOL == wrk ]] && ! bench_ensure_wrk; then
-    bench_log "wrk cannot be installed here; falling back to oha"
-    TOOL=oha
-fi
-if [[ $TOOL == oha ]]; then
-    bench_ensure_oha || bench_die "neither wrk nor oha could be installed"
-    command -v jq >/dev/null || bench_die "the oha fallback needs jq to read oha's JSON"
-    command -v oha >/dev/null || PATH="$HOME/.cargo/bin:$PATH"
-    # Newer oha spells JSON output --output-format json; older ones -j.
-    if oha --help | grep -q -- --output-format; then oha_json=(--output-format json); else oha_json=(-j); fi
-fi
-[[ $TOOL == wrk || $TOOL == oha ]] || bench_die "TOOL must be wrk or oha, not '$TOOL'"
+bench_choose_tool
 
 # --- build: release, in the benchmark's own target directory -----------------------------
 build_veche=(cargo build --release -p veche --bin veche)
@@ -99,7 +88,7 @@ echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average before
 echo "commit:   $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
 echo "build:    CARGO_TARGET_DIR=$BENCH_TARGET_DIR $(fmt_cmd "${build_veche[@]}")"
 echo "          CARGO_TARGET_DIR=$BENCH_TARGET_DIR $(fmt_cmd "${build_hash[@]}")"
-echo "server:   VECHE_LOG=warn $(fmt_cmd "${serve[@]}")"
+echo "server:   VECHE_LOG=warn VECHE_CLIENT_RPS=0 VECHE_USER_RPS=0 $(fmt_cmd "${serve[@]}")"
 
 # --- one argon2id hash: median ms, measured while nothing else of ours runs -------------
 hash_cmd=("$hash_time" "$HASH_RUNS" "$HASH_WARMUPS")
@@ -113,7 +102,8 @@ measure_hash() {
 }
 hash_ms_before=$(measure_hash)
 
-VECHE_LOG=warn "${serve[@]}" >"$work/server.log" 2>&1 &
+# The gateway's rate limits would measure themselves, not the service: off.
+VECHE_LOG=warn VECHE_CLIENT_RPS=0 VECHE_USER_RPS=0 "${serve[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
 bench_wait_ready "$base/readyz" "$server_pid" 60
 sleep 2
