@@ -33,7 +33,9 @@ pub const DEFAULT_ROUTES: &[Route] = &[
     Route { prefix: "/api/v1/users", upstream: ServiceKind::Users, auth: Auth::Required },
     Route { prefix: "/api/v1/users/me/organizations", upstream: ServiceKind::Organizations, auth: Auth::Required },
     Route { prefix: "/api/v1/users/me/registrations", upstream: ServiceKind::Events, auth: Auth::Required },
-    Route { prefix: "/api/v1/users/me/calendar", upstream: ServiceKind::Events, auth: Auth::None },
+    Route { prefix: "/api/v1/users/me/calendar", upstream: ServiceKind::Events, auth: Auth::Required },
+    // The personal calendar feed: calendar apps fetch it by its secret URL, without a token.
+    Route { prefix: "/api/v1/calendar", upstream: ServiceKind::Events, auth: Auth::None },
     Route { prefix: "/api/v1/organizations", upstream: ServiceKind::Organizations, auth: Auth::Optional },
     Route { prefix: "/api/v1/events", upstream: ServiceKind::Events, auth: Auth::Optional },
     Route { prefix: "/api/v1/analytics", upstream: ServiceKind::Analytics, auth: Auth::Optional },
@@ -77,11 +79,8 @@ mod tests {
         assert_eq!(value["upstreams"]["analytics"], json!(["http://demo-analytics.apps.svc:8080"]));
         assert!(value["upstreams"].get("gateway").is_none(), "the gateway is nobody's upstream");
         assert_eq!(value["routes"][0], json!({"prefix": "/api/v1/auth", "upstream": "users", "auth": "optional"}));
-        assert_eq!(value["routes"].as_array().unwrap().len(), 10);
-        assert_eq!(
-            value["routes"][4],
-            json!({"prefix": "/api/v1/users/me/calendar", "upstream": "events", "auth": "none"})
-        );
+        assert_eq!(value["routes"].as_array().unwrap().len(), 11);
+        assert_eq!(value["routes"][5], json!({"prefix": "/api/v1/calendar", "upstream": "events", "auth": "none"}));
     }
 
     #[test]

@@ -60,8 +60,9 @@ impl RouteTable {
             ("/api/v1/users", "users", Access::Required),
             ("/api/v1/users/me/organizations", "organizations", Access::Required),
             ("/api/v1/users/me/registrations", "events", Access::Required),
-            // The calendar feed is fetched by calendar apps with a secret URL, not a token.
-            ("/api/v1/users/me/calendar", "events", Access::None),
+            ("/api/v1/users/me/calendar", "events", Access::Required),
+            // The personal calendar feed: calendar apps fetch it by its secret URL, no token.
+            ("/api/v1/calendar", "events", Access::None),
             ("/api/v1/organizations", "organizations", Access::Optional),
             ("/api/v1/events", "events", Access::Optional),
             ("/api/v1/analytics", "analytics", Access::Optional),
@@ -169,7 +170,9 @@ mod tests {
     #[test]
     fn the_calendar_feed_needs_no_token_but_the_rest_of_me_does() {
         let router = Router::new(&table());
-        assert_eq!(router.find("/api/v1/users/me/calendar/abc.ics").unwrap().auth, Access::None);
+        assert_eq!(router.find("/api/v1/calendar/abc.ics").unwrap().auth, Access::None);
+        assert_eq!(router.find("/api/v1/calendar/abc.ics").unwrap().upstream, "events");
+        assert_eq!(router.find("/api/v1/users/me/calendar").unwrap().auth, Access::Required);
         assert_eq!(router.find("/api/v1/users/me/preferences").unwrap().auth, Access::Required);
     }
 
