@@ -291,13 +291,17 @@ NODE
 
 cmd_down() {
   [[ -d $state ]] || { say "nothing running in $state"; return 0; }
-  local name pid
-  # Reverse start order: clients first, etcd last.
+  local name pid pids=()
+  # Only the processes this cluster started, by the pids it recorded. The state is thrown
+  # away, so there is nothing to shut down gracefully for: TERM all, KILL what lingers.
   for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     [[ -f $state/pids/$name ]] || continue
     pid=$(cat "$state/pids/$name")
-    kill -TERM "$pid" 2>/dev/null || continue
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  local deadline=$((SECONDS + 10))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
   rm -rf "$state"
@@ -332,8 +336,19 @@ cmd_run() {
   fi
   eval "$exports"
   export KUBECONFIG VECHE_E2E_KUBECONFIG VECHE_E2E_BIN VECHE_E2E_CLUSTER PATH
-  local status=0
-  "$@" || status=$?
+  # The command runs in the background so that a signal to this script is handled at once
+  # (bash defers traps while a foreground child runs): it is passed on to the command, and
+  # the EXIT trap still tears the cluster down.
+  local status=0 child
+  "$@" &
+  child=$!
+  trap 'say "interrupted; stopping the command"; kill -TERM "$child" 2>/dev/null || true' INT TERM
+  while :; do
+    wait "$child" && status=0 || status=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   if ((status != 0)); then
     say "command failed (exit $status); the control plane's logs follow"
     cmd_logs
