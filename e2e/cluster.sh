@@ -81,7 +81,7 @@ cmd_build() {
     mkdir -p "$dir.partial"
     # CGO off: static binaries, no C toolchain in the way. One go build for all: shared
     # packages compile once.
-    (cd "$tools" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "${ldflags[*]}" \
+    (cd "$tools" && CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -ldflags "${ldflags[*]}" \
       -o "$dir.partial/" "${packages[@]}")
     # kwok has no built-in stages when run bare: take the ones kwokctl uses by default
     # from the same module version.

@@ -8,12 +8,14 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -103,6 +105,97 @@ impl Cluster {
         ok(self.tool("helm").args(args))
     }
 
+    /// `kubectl apply -f -` of `manifest` (YAML, several documents allowed); panics with
+    /// kubectl's stderr on failure.
+    pub fn apply(&self, manifest: &str) -> String {
+        let mut cmd = self.tool("kubectl");
+        cmd.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {}: {e}", describe(&cmd)));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(manifest.as_bytes()).expect("writing the manifest to kubectl");
+        }
+        let out = child.wait_with_output().expect("waiting for kubectl");
+        if !out.status.success() {
+            panic!(
+                "kubectl apply failed ({}):\n{}\n--- manifest ---\n{manifest}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What RBAC answers for `user` (e.g. `system:serviceaccount:NS:NAME`), asked the way
+    /// a user asks: `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`.
+    pub fn can_i(&self, user: &str, verb: &str, resource: &str, namespace: &str) -> bool {
+        let out = self.kubectl(["auth", "can-i", verb, resource, "-n", namespace, "--as", user]);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // can-i exits 0 for yes and 1 for no; anything else is an error.
+        match (out.status.code(), answer.as_str()) {
+            (Some(0), "yes") => true,
+            (Some(1), "no") => false,
+            _ => panic!(
+                "kubectl auth can-i {verb} {resource} -n {namespace} --as {user}: {} {answer:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    /// Writes a kubeconfig that authenticates as ServiceAccount `NAMESPACE/NAME` with a
+    /// bound token from the TokenRequest API (`kubectl create token`, one hour), so that a
+    /// program run outside the cluster (the operator) has exactly that account's RBAC.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.kubectl_ok(["create", "token", name, "-n", namespace, "--duration=1h"]);
+        let admin = Kubeconfig::read_from(&self.kubeconfig).expect("reading the admin kubeconfig");
+        let cluster = admin.clusters.first().and_then(|c| c.cluster.as_ref()).expect("a cluster in the kubeconfig");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "veche-e2e", "cluster": {
+                "server": cluster.server,
+                "certificate-authority": cluster.certificate_authority,
+            }}],
+            "users": [{ "name": name, "user": { "token": token.trim() } }],
+            "contexts": [{ "name": "veche-e2e", "context": {
+                "cluster": "veche-e2e", "user": name, "namespace": namespace
+            }}],
+            "current-context": "veche-e2e",
+        });
+        let dir = self.kubeconfig.parent().unwrap_or(Path::new(".")).join("service-accounts");
+        std::fs::create_dir_all(&dir).expect("creating the service-account kubeconfig directory");
+        let path = dir.join(format!("{namespace}.{name}.kubeconfig"));
+        std::fs::write(&path, config.to_string()).expect("writing the service-account kubeconfig");
+        path
+    }
+
+    /// A client that acts as ServiceAccount `NAMESPACE/NAME` (see
+    /// [`Cluster::service_account_kubeconfig`]).
+    pub async fn client_as(&self, namespace: &str, name: &str) -> Client {
+        let path = self.service_account_kubeconfig(namespace, name);
+        let parsed = Kubeconfig::read_from(&path).expect("reading the service-account kubeconfig");
+        let config = Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+            .await
+            .expect("loading the service-account kubeconfig");
+        Client::try_from(config).expect("building the service-account client")
+    }
+
+    /// Waits until Deployment `NAMESPACE/NAME` is Available with exactly `replicas`
+    /// available replicas (kwok makes the pods Running and Ready).
+    pub async fn wait_available(&self, namespace: &str, name: &str, replicas: i32, timeout: Duration) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("deployment {namespace}/{name} Available with {replicas} replicas");
+        eventually(&what, timeout, || async {
+            let status = api.get(name).await?.status.unwrap_or_default();
+            let available =
+                status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Available" && c.status == "True");
+            let count = status.available_replicas.unwrap_or(0);
+            anyhow::ensure!(available && count == replicas, "Available={available}, availableReplicas={count}");
+            Ok(Some(()))
+        })
+        .await
+    }
+
     /// Creates a namespace with a name unique to this run, `PREFIX-<suffix>`.
     pub async fn namespace(&self, prefix: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -115,6 +208,34 @@ impl Cluster {
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         name
+    }
+}
+
+/// A short suffix unique within this process and unlikely to repeat across runs.
+fn unique() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{:x}{}", nanos % 0xfffff, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("veche-e2e-{prefix}-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

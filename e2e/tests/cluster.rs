@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use e2e::{Cluster, eventually};
+use anyhow::Context;
+use e2e::{Cluster, TempDir, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -41,15 +41,6 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
     .expect("deployment literal")
 }
 
-async fn available_replicas(api: &Api<Deployment>, name: &str, want: i32) -> Result<Option<()>> {
-    let d = api.get(name).await?;
-    let status = d.status.unwrap_or_default();
-    let available = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Available" && c.status == "True");
-    let count = status.available_replicas.unwrap_or(0);
-    anyhow::ensure!(available && count == want, "Available={available}, availableReplicas={count}, want {want}");
-    Ok(Some(()))
-}
-
 #[tokio::test]
 async fn api_server_and_kubectl_report_the_built_version() {
     let cluster = Cluster::connect().await;
@@ -72,7 +63,7 @@ async fn deployment_becomes_available_and_scales_through_kubectl() {
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
     api.create(&PostParams::default(), &deployment("web", 2)).await.expect("create deployment");
 
-    eventually("2 available replicas", MINUTE, || available_replicas(&api, "web", 2)).await;
+    cluster.wait_available(&ns, "web", 2, MINUTE).await;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     let listed = pods.list(&ListParams::default().labels("app=web")).await.expect("pods");
     assert_eq!(listed.items.len(), 2);
@@ -85,7 +76,7 @@ async fn deployment_becomes_available_and_scales_through_kubectl() {
 
     // The scale subresource, as a user reaches it.
     cluster.kubectl_ok(["scale", "deployment/web", "--replicas=3", "-n", &ns]);
-    eventually("3 available replicas", MINUTE, || available_replicas(&api, "web", 3)).await;
+    cluster.wait_available(&ns, "web", 3, MINUTE).await;
 }
 
 #[tokio::test]
@@ -288,24 +279,22 @@ subjects:
 - {{kind: ServiceAccount, name: reader, namespace: {ns}}}
 "#
     );
-    let dir = tempdir("rbac");
-    let path = dir.join("rbac.yaml");
-    std::fs::write(&path, manifest).expect("write manifest");
-    cluster.kubectl_ok(["apply", "-f", path.to_str().expect("utf-8 path")]);
+    cluster.apply(&manifest);
 
     let sa = format!("system:serviceaccount:{ns}:reader");
-    let can = |verb: &str, resource: &str, namespace: &str| {
-        let out = cluster.kubectl(["auth", "can-i", verb, resource, "-n", namespace, "--as", &sa]);
-        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        // can-i exits 0 for yes and 1 for no; anything else is an error.
-        assert!(matches!(out.status.code(), Some(0 | 1)), "can-i failed: {}", String::from_utf8_lossy(&out.stderr));
-        answer
-    };
-    assert_eq!(can("list", "pods", &ns), "yes");
-    assert_eq!(can("delete", "pods", &ns), "no");
-    assert_eq!(can("list", "secrets", &ns), "no");
-    assert_eq!(can("list", "pods", "default"), "no");
-    std::fs::remove_dir_all(dir).ok();
+    assert!(cluster.can_i(&sa, "list", "pods", &ns));
+    assert!(cluster.can_i(&sa, "watch", "pods", &ns));
+    assert!(!cluster.can_i(&sa, "delete", "pods", &ns));
+    assert!(!cluster.can_i(&sa, "list", "secrets", &ns));
+    assert!(!cluster.can_i(&sa, "list", "pods", "default"));
+
+    // The same account's real credentials (a bound token), as the operator would run with.
+    let client = cluster.client_as(&ns, "reader").await;
+    Api::<Pod>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.expect("reader lists pods");
+    match Api::<ConfigMap>::namespaced(client, &ns).list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("reader listing configmaps: expected 403 Forbidden, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -315,8 +304,8 @@ async fn helm_lints_and_installs_a_chart() {
     let version = cluster.helm_ok(["version", "--short"]);
     assert!(version.starts_with("v3."), "helm version: {version}");
 
-    let dir = tempdir("chart");
-    let chart = dir.join("hello");
+    let dir = TempDir::new("chart");
+    let chart = dir.path().join("hello");
     std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
     std::fs::write(
         chart.join("Chart.yaml"),
@@ -347,15 +336,4 @@ async fn helm_lints_and_installs_a_chart() {
     cluster.helm_ok(["uninstall", "greet", "-n", &ns, "--wait"]);
     let gone = api.get_opt("greet-hello").await.expect("get after uninstall");
     assert!(gone.is_none(), "uninstall removed the configmap");
-    std::fs::remove_dir_all(dir).ok();
-}
-
-fn tempdir(prefix: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("veche-e2e-{prefix}-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
