@@ -12,7 +12,7 @@ use anyhow::Context;
 use e2e::{Cluster, TempDir, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -336,4 +336,24 @@ async fn helm_lints_and_installs_a_chart() {
     cluster.helm_ok(["uninstall", "greet", "-n", &ns, "--wait"]);
     let gone = api.get_opt("greet-hello").await.expect("get after uninstall");
     assert!(gone.is_none(), "uninstall removed the configmap");
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_running_pods() {
+    let cluster = Cluster::connect().await;
+    let ns = cluster.namespace("teardown").await;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    api.create(&PostParams::default(), &deployment("doomed", 2)).await.expect("create deployment");
+    cluster.wait_available(&ns, "doomed", 2, MINUTE).await;
+
+    // Pods are deleted gracefully; with no kubelet, kwok's pod-delete stage finishes the job.
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let uid = namespaces.get(&ns).await.expect("namespace").metadata.uid.expect("uid");
+    namespaces.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    tokio::time::timeout(MINUTE, await_condition(namespaces, &ns, conditions::is_deleted(&uid)))
+        .await
+        .expect("namespace finalized in time")
+        .expect("watching the namespace");
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    assert!(pods.list(&ListParams::default()).await.expect("pods").items.is_empty());
 }
