@@ -312,7 +312,10 @@ cmd_logs() {
   local lines=${VECHE_CLUSTER_LOG_LINES:-40} f
   for f in "$state"/logs/*.log; do
     [[ -f $f ]] || continue
-    printf '\n----- %s (last %s lines) -----\n' "$f" "$lines" >&2
+    # klog's warning/error/fatal lines, and etcd's and kwok's JSON levels.
+    printf '\n----- %s: last %s warnings and errors -----\n' "$f" "$lines" >&2
+    grep -E '^[EWF][0-9]{4} |"level":"(warn|error|fatal|panic|WARN|ERROR)"' "$f" | tail -n "$lines" >&2 || true
+    printf -- '----- %s: last %s lines -----\n' "$f" "$lines" >&2
     tail -n "$lines" "$f" >&2
   done
 }
