@@ -3,10 +3,12 @@
 //!
 //! Rooms: [`model`] (types, validation), [`search`] (text analysis and query parsing),
 //! [`store`] (trait and SQLite backend), [`api`] (handlers), and the helpers they use:
-//! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`], and
+//! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`],
+//! [`compaction`] (keeps the text index in few segments), and
 //! [`fixtures`] (a seeded corpus for tests and benchmarks).
 
 pub mod api;
+pub mod compaction;
 pub mod fixtures;
 pub mod ics;
 pub mod model;
@@ -37,7 +39,9 @@ pub struct App {
 }
 
 pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(ctx.db_path(SERVICE)).await?);
+    let sqlite = SqliteStore::open(ctx.db_path(SERVICE)).await?;
+    compaction::start(sqlite.clone());
+    let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let app = App {
         store: store.clone(),
         orgs: orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),

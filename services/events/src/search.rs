@@ -79,7 +79,8 @@ pub struct SearchParams {
     /// `offline`, `online` or `hybrid`.
     pub format: Option<String>,
     pub free: Option<bool>,
-    /// `start` (default), `relevance` (needs `q`) or `popularity`.
+    /// `start` (default), `relevance` (needs `q`) or `popularity`. A very common word
+    /// alone is ranked over its 1,000 most recently created matches, not all of them.
     pub sort: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,

@@ -13,7 +13,10 @@ use kit::db::{Db, DbError, Migrations};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -165,22 +168,55 @@ INSERT INTO search_stats SELECT 1, COALESCE(MAX(end_at - start_at), 0) FROM even
 "#,
 ];
 
+/// The page cache of an import, in SQLite's negative-means-KiB form: 512 MiB.
+const IMPORT_CACHE_SIZE: i64 = -512 * 1024;
+
 /// The embedded backend: one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     db: Db,
+    frequencies: TermFrequencies,
 }
 
 impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self { db: Db::open_with(path, MIGRATIONS, register_distance_function).await? })
+        Ok(Self {
+            db: Db::open_with(path, MIGRATIONS, register_distance_function).await?,
+            frequencies: TermFrequencies::default(),
+        })
+    }
+
+    /// Segments of the text index. Each search probe seeks once per segment, so their
+    /// number, not the index size, sets what a probe costs (bench/search.sh).
+    pub async fn search_index_segments(&self) -> Result<i64> {
+        self.db.read(|c| Ok(c.query_row("SELECT count(DISTINCT segid) FROM events_fts_idx", [], |r| r.get(0))?)).await
+    }
+
+    /// Merges the text index toward one segment, writing about `pages` pages in one short
+    /// write transaction, so writes wait only that long. Returns the segments left.
+    pub async fn merge_search_index(&self, pages: i64) -> Result<i64> {
+        // A negative budget merges across levels too: the incremental form of `optimize`.
+        self.db
+            .write(move |tx| {
+                tx.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('merge', ?1)", [-pages.max(1)])?;
+                Ok(tx.query_row("SELECT count(DISTINCT segid) FROM events_fts_idx", [], |r| r.get(0))?)
+            })
+            .await
+    }
+
+    /// Merges the whole text index into one segment: after a bulk import.
+    pub async fn optimize_search_index(&self) -> Result<()> {
+        self.db
+            .write(|tx| Ok(tx.execute("INSERT INTO events_fts (events_fts) VALUES ('optimize')", []).map(drop)?))
+            .await
     }
 
     /// The SQL and SQLite's plan for a search: for tuning (`examples/probe.rs`).
     pub async fn explain(&self, search: Search, now: i64) -> Result<(String, Vec<String>)> {
+        let frequencies = self.frequencies.clone();
         self.db
             .read(move |c| {
-                let ev = evidence(c, &search)?;
+                let ev = evidence(c, &search, &frequencies)?;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
@@ -339,23 +375,35 @@ struct Evidence {
 enum SetPlan {
     /// Few matches: they drive (each looked up by key, then sorted).
     Drive,
-    /// Many matches and other filters: the filtered index scan checks each row against
-    /// the set (`+` keeps SQLite from driving by it).
+    /// Many matches, and another filter's index to walk: the matches become a set that
+    /// each walked row is checked against (`+` keeps SQLite from driving by it).
     Filter,
-    /// Many matches, nothing else selective: walk the requested order and probe per row;
-    /// a page fills long before the matches run out.
+    /// Many matches: walk the requested order (or another filter's index) and probe the
+    /// set per row; a page fills after about `limit ÷ share of matches` probes, long
+    /// before the matches run out. A probe is one seek per index segment, microseconds
+    /// while background merging keeps the segments few.
     Probe,
 }
 
-fn set_plan(estimate: f64, corpus: i64, other_filters: bool) -> SetPlan {
-    if estimate <= walk_threshold(corpus) as f64 {
-        SetPlan::Drive
-    } else if other_filters {
-        SetPlan::Filter
-    } else {
-        SetPlan::Probe
+fn set_plan(estimate: f64, corpus: i64) -> SetPlan {
+    if estimate <= walk_threshold(corpus) as f64 { SetPlan::Drive } else { SetPlan::Probe }
+}
+
+/// For text matches next to another selective filter: probing costs about
+/// `limit · corpus ÷ matches` seeks of ~6.5 µs, building the set `matches` reads of
+/// ~0.1 µs; the set wins below `√(65 · limit · corpus)` matches (bench/search.sh).
+fn filtered_text_plan(estimate: f64, corpus: i64, limit: i64) -> SetPlan {
+    match set_plan(estimate, corpus) {
+        SetPlan::Probe if estimate * estimate <= 65.0 * limit as f64 * corpus as f64 => SetPlan::Filter,
+        plan => plan,
     }
 }
+
+/// Ranking a very common word by relevance scores only this many of its matches that
+/// pass the filters, the most recently created first: scoring every match costs time in
+/// proportion to the corpus, and a word in half the corpus barely ranks anything. Search
+/// engines do the same (Typesense stops early unless asked to be exhaustive).
+pub const RELEVANCE_WINDOW: i64 = 1000;
 
 /// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
 fn combined(counts: &[i64], corpus: i64) -> f64 {
@@ -363,7 +411,41 @@ fn combined(counts: &[i64], corpus: i64) -> f64 {
     counts.iter().fold(n, |acc, &c| acc * (c as f64 / n))
 }
 
-fn evidence(c: &Connection, s: &Search) -> rusqlite::Result<Evidence> {
+/// Document frequencies of stems, remembered for a while: counting a common stem's
+/// documents walks its whole posting list (about a millisecond per 50,000), and the
+/// planner needs only an estimate.
+#[derive(Clone, Debug, Default)]
+struct TermFrequencies(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+
+impl TermFrequencies {
+    const FRESH_FOR: Duration = Duration::from_secs(30);
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, c: &Connection, term: &str) -> rusqlite::Result<i64> {
+        let remembered = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(term).copied();
+        if let Some((df, at)) = remembered
+            && at.elapsed() < Self::FRESH_FOR
+        {
+            return Ok(df);
+        }
+        let df: i64 = c
+            .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
+            .query_row([term], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::CAPACITY {
+            map.retain(|_, (_, at)| at.elapsed() < Self::FRESH_FOR);
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(term.to_owned(), (df, Instant::now()));
+        Ok(df)
+    }
+}
+
+fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqlite::Result<Evidence> {
     let max_duration =
         c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
     // The largest rowid is the corpus size closely enough, and costs one index seek.
@@ -373,11 +455,7 @@ fn evidence(c: &Connection, s: &Search) -> rusqlite::Result<Evidence> {
         Some(fts) => {
             let mut counts = Vec::new();
             for term in fts.split(' ').map(|t| t.trim_matches('"')) {
-                let df: Option<i64> = c
-                    .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
-                    .query_row([term], |r| r.get(0))
-                    .optional()?;
-                counts.push(df.unwrap_or(0));
+                counts.push(frequencies.get(c, term)?);
             }
             Some(combined(&counts, corpus))
         }
@@ -399,30 +477,40 @@ fn evidence(c: &Connection, s: &Search) -> rusqlite::Result<Evidence> {
 /// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
 /// four ways, by what the evidence says is cheapest:
 /// - relevance: joined, so bm25 is computed only for rows that pass the other filters;
+///   for a very common word with nothing else selective, over [`RELEVANCE_WINDOW`] rows;
 /// - a rare word: its matches drive (each looked up by key, then sorted);
-/// - a common word with other filters: its matches become a set the filtered index scan
-///   checks each row against (`+` keeps SQLite from driving by that set);
-/// - a common word alone: walk the requested order and probe the index per row; a page
-///   fills long before the matches run out.
+/// - a common word: walk the requested order, or the index of another filter, and probe
+///   the text index per row; a page fills long before the matches run out.
 fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql>>) {
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
     let mut from = String::from(" FROM events e");
+    // Per-row checks against another index go last, cheapest first (a tag is one primary
+    // key seek, a text probe one seek per segment), so most rows fail a column filter
+    // before paying for them.
+    let mut probes: Vec<(&str, String)> = Vec::new();
     let selective =
         s.city.is_some() || s.near.is_some() || s.category.is_some() || s.organization_id.is_some() || s.to.is_some();
+    let text_plan = s.fts.as_ref().map(|_| match selective {
+        true => filtered_text_plan(ev.text.unwrap_or(0.0), ev.corpus, s.limit as i64),
+        false => set_plan(ev.text.unwrap_or(0.0), ev.corpus),
+    });
+    // Relevance over a window: the filtered, newest matches in a subquery, ranked outside.
+    let windowed = s.sort == Sort::Relevance && text_plan == Some(SetPlan::Probe) && !selective && s.tags.is_empty();
     if let Some(fts) = &s.fts {
-        let plan = set_plan(ev.text.unwrap_or(0.0), ev.corpus, selective || !s.tags.is_empty());
         if s.sort == Sort::Relevance {
             from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
             conds.push("events_fts MATCH ?".into());
+        } else if text_plan == Some(SetPlan::Probe) {
+            probes.push(("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)", fts.clone()));
+        } else if text_plan == Some(SetPlan::Filter) {
+            conds.push("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
         } else {
-            conds.push(match plan {
-                SetPlan::Drive => "e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
-                SetPlan::Filter => "+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
-                SetPlan::Probe => "EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into(),
-            });
+            conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
         }
-        p.push(Box::new(fts.clone()));
+        if probes.is_empty() {
+            p.push(Box::new(fts.clone()));
+        }
     }
     // Popularity walks its own index; the status index would need a sort of everything.
     let unindexed = if s.sort == Sort::Popularity { "+" } else { "" };
@@ -459,23 +547,21 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
         }
     }
     if !s.tags.is_empty() {
-        let text_drives = s.fts.is_some()
-            && (s.sort == Sort::Relevance || ev.text.unwrap_or(0.0) <= walk_threshold(ev.corpus) as f64);
-        match set_plan(ev.tags.unwrap_or(0.0), ev.corpus, selective || text_drives) {
-            SetPlan::Probe => {
-                for tag in &s.tags {
-                    conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
-                    p.push(Box::new(tag.clone()));
-                }
+        let text_drives = s.sort == Sort::Relevance || text_plan == Some(SetPlan::Drive);
+        if text_drives || set_plan(ev.tags.unwrap_or(0.0), ev.corpus) == SetPlan::Probe {
+            // Rows come from elsewhere (text matches or a walk): check each one's tags.
+            for tag in s.tags.iter().rev() {
+                probes.insert(
+                    0,
+                    ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
+                );
             }
-            plan => {
-                // The events holding every tag, as one set from the tag index.
-                let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
-                let plus = if plan == SetPlan::Filter || text_drives { "+" } else { "" };
-                conds.push(format!("{plus}e.seq IN ({})", sets.join(" INTERSECT ")));
-                for tag in &s.tags {
-                    p.push(Box::new(tag.clone()));
-                }
+        } else {
+            // Few events hold every tag: that set drives, from the tag index.
+            let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
+            conds.push(format!("e.seq IN ({})", sets.join(" INTERSECT ")));
+            for tag in &s.tags {
+                p.push(Box::new(tag.clone()));
             }
         }
     }
@@ -511,18 +597,29 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
         Some(Cursor::Offset(n)) => offset = n,
         None => {}
     }
+    for (cond, value) in probes {
+        conds.push(cond.into());
+        p.push(Box::new(value));
+    }
     let order = match s.sort {
         Sort::Start => "e.start_at, e.seq",
         Sort::Popularity => "e.registered_count DESC, e.seq",
         Sort::Relevance => "bm25(events_fts), e.seq",
     };
+    let conds = conds.join(" AND ");
+    let page = format!("LIMIT {} OFFSET {offset}", s.limit + 1);
     // The sort key columns come first (for the next page's cursor); one row more than
     // asked tells whether there is a next page.
-    let sql = format!(
-        "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS}{from} WHERE {} ORDER BY {order} LIMIT {} OFFSET {offset}",
-        conds.join(" AND "),
-        s.limit + 1
-    );
+    let sql = if windowed {
+        format!(
+            "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS} FROM \
+             (SELECT events_fts.rowid AS hit, bm25(events_fts) AS score{from} WHERE {conds} \
+              ORDER BY events_fts.rowid DESC LIMIT {RELEVANCE_WINDOW}) w \
+             JOIN events e ON e.seq = w.hit ORDER BY w.score, e.seq {page}"
+        )
+    } else {
+        format!("SELECT e.start_at, e.registered_count, e.seq, {COLUMNS}{from} WHERE {conds} ORDER BY {order} {page}")
+    };
     (sql, p)
 }
 
@@ -556,14 +653,22 @@ impl EventStore for SqliteStore {
     async fn import(&self, events: Vec<(EventInput, Status)>, created_by: Uuid, now: i64) -> Result<Vec<Uuid>> {
         self.db
             .write(move |tx| {
+                // Imports touch index pages all over the file (random ids, starts, cities);
+                // once those outgrow the page cache every insert waits on a read, and a
+                // million events take half an hour instead of minutes. A bigger cache for
+                // the import only, given back afterwards.
+                let cache: i64 = tx.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+                tx.execute_batch(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))?;
                 let mut ids = Vec::with_capacity(events.len());
-                for (input, status) in &events {
+                let inserted = events.iter().try_for_each(|(input, status)| {
                     ids.push(insert(tx, input, *status, created_by, now)?);
                     if *status == Status::Published {
                         fact(tx, "event.published", ids[ids.len() - 1], None, now)?;
                     }
-                }
-                Ok(ids)
+                    Ok::<_, StoreError>(())
+                });
+                tx.execute_batch(&format!("PRAGMA cache_size = {cache}"))?;
+                inserted.map(|()| ids)
             })
             .await
     }
@@ -639,9 +744,10 @@ impl EventStore for SqliteStore {
     }
 
     async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)> {
+        let frequencies = self.frequencies.clone();
         self.db
             .read(move |c| {
-                let ev = evidence(c, &search)?;
+                let ev = evidence(c, &search, &frequencies)?;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let mut stmt = c.prepare_cached(&sql)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();

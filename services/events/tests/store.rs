@@ -4,7 +4,7 @@
 use events::fixtures;
 use events::model::{EventInput, RegistrationStatus, Status, Visibility};
 use events::search::{Search, SearchParams, distance_km, stems};
-use events::store::{EventStore, SqliteStore};
+use events::store::{EventStore, RELEVANCE_WINDOW, SqliteStore};
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -240,10 +240,53 @@ async fn search_matches_brute_force_on_100k_events() {
         assert_eq!(got.len(), expected.len(), "relevance {q}: count");
         assert_eq!(got.into_iter().collect::<HashSet<_>>(), expected, "relevance {q}: same events");
     }
+    // A very common word ranked alone is ranked over a window: the newest matches that pass
+    // the filters, all of them matches, none left out in between.
+    let params = SearchParams { q: Some("open".into()), sort: Some("relevance".into()), ..Default::default() };
+    let search = params.clone().validate().unwrap();
+    let order: std::collections::HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut newest: Vec<Uuid> = brute_force(&corpus, &ids, &search, now);
+    newest.retain(|id| text_matches(&corpus[order[id]].0, "open"));
+    assert!(newest.len() > RELEVANCE_WINDOW as usize, "the case should match more than the window");
+    newest.sort_by_key(|id| std::cmp::Reverse(order[id]));
+    newest.truncate(RELEVANCE_WINDOW as usize);
+    let got = all_pages(&store, |cursor| SearchParams { limit: Some(200), cursor, ..params.clone() }, now).await;
+    assert_eq!(got.len(), newest.len(), "relevance window: count");
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), newest.into_iter().collect(), "relevance window: events");
     // Stemming across word forms, both languages.
     let only = |q: &str| SearchParams { q: Some(q.into()), limit: Some(5), ..Default::default() };
     for (query, form) in [("концерт", "концерты"), ("run", "running")] {
         let (page, _) = store.search(only(query).validate().unwrap(), now).await.unwrap();
         assert!(page.iter().any(|e| e.input.title.contains(form)), "{query} finds {form}");
+    }
+}
+
+#[tokio::test]
+async fn merging_the_text_index_keeps_every_match() {
+    let (_dir, store) = open().await;
+    let orgs = [Uuid::new_v4()];
+    let corpus = fixtures::corpus(7, 3_000, EPOCH, &orgs);
+    let now = EPOCH - 86_400;
+    // Each import is a transaction, and each transaction adds a segment.
+    for chunk in corpus.chunks(100) {
+        store.import(chunk.to_vec(), Uuid::new_v4(), now).await.unwrap();
+    }
+    let before = store.search_index_segments().await.unwrap();
+    assert!(before > 1, "separate writes should leave several segments, found {before}");
+    let query = |q: &str| SearchParams { q: Some(q.into()), limit: Some(100), ..Default::default() };
+    let mut found = Vec::new();
+    for q in ["open", "концерт", "running jazz"] {
+        found.push(all_pages(&store, |cursor| SearchParams { cursor, ..query(q) }, now).await);
+    }
+    let mut steps = 0;
+    while store.merge_search_index(16).await.unwrap() > 1 {
+        steps += 1;
+        assert!(steps < 1_000, "merging should converge");
+    }
+    assert_eq!(store.search_index_segments().await.unwrap(), 1);
+    for (q, before) in ["open", "концерт", "running jazz"].into_iter().zip(found) {
+        let after = all_pages(&store, |cursor| SearchParams { cursor, ..query(q) }, now).await;
+        assert!(!after.is_empty(), "{q} should match something");
+        assert_eq!(after, before, "{q}: the same events before and after merging");
     }
 }

@@ -98,6 +98,11 @@ pub struct HttpArgs {
     #[arg(long, env = "VECHE_SHUTDOWN_GRACE", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
+    /// Longest a client may take to send a request's headers, and to stay idle between
+    /// requests on a kept-alive connection, in seconds.
+    #[arg(long, env = "VECHE_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub header_timeout_secs: f64,
+
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -105,13 +110,23 @@ pub struct HttpArgs {
 
 impl Default for HttpArgs {
     fn default() -> Self {
-        Self { body_limit: 256 * 1024, request_timeout_secs: 30, shutdown_grace_secs: 20, trust_forwarded_for: false }
+        Self {
+            body_limit: 256 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+            header_timeout_secs: 10.0,
+            trust_forwarded_for: false,
+        }
     }
 }
 
 impl HttpArgs {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_secs.clamp(0.1, 3600.0))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -69,6 +69,12 @@ pub enum ApiError {
     TooManyRequests { retry_after: Duration },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// An upstream answered with something that is not HTTP, or broke mid-answer.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    /// An upstream did not answer in time.
+    #[error("gateway timeout: {0}")]
+    GatewayTimeout(String),
     /// Never shown to the caller: logged with the request id, answered as a bare 500.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -98,6 +104,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +125,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::TooManyRequests { .. } => "rate-limited",
             Self::Unavailable(_) => "unavailable",
+            Self::BadGateway(_) => "bad-gateway",
+            Self::GatewayTimeout(_) => "gateway-timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -135,6 +145,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::TooManyRequests { .. } => "Too many requests",
             Self::Unavailable(_) => "Service unavailable",
+            Self::BadGateway(_) => "The service behind the gateway failed",
+            Self::GatewayTimeout(_) => "The service behind the gateway did not answer in time",
             Self::Internal(_) => "Internal server error",
         }
     }
@@ -148,7 +160,9 @@ impl ApiError {
             | Self::Conflict(d)
             | Self::Gone(d)
             | Self::UnsupportedMediaType(d)
-            | Self::Unavailable(d) => Some(d.clone()),
+            | Self::Unavailable(d)
+            | Self::BadGateway(d)
+            | Self::GatewayTimeout(d) => Some(d.clone()),
             Self::TooManyRequests { retry_after } => Some(format!("retry after {} s", retry_after.as_secs().max(1))),
             Self::Validation(_) | Self::MethodNotAllowed | Self::PayloadTooLarge | Self::Internal(_) => None,
         };

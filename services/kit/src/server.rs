@@ -80,14 +80,16 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         });
         checks.push((service.name, service.ready));
     }
+    // A service with no paths of its own (the gateway) serves its own `/openapi.json`.
+    let has_paths = openapi.as_ref().is_some_and(|d| !d.paths.paths.is_empty());
     let openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
     let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
-    let ops_routes = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_doc))
-        .with_state(ops);
+    let mut ops_routes =
+        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
+    if has_paths {
+        ops_routes = ops_routes.route("/openapi.json", get(openapi_doc));
+    }
+    let ops_routes = ops_routes.with_state(ops);
     let timeout = http.request_timeout();
     let body_limit = http.body_limit;
     router
@@ -236,31 +238,61 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests for at most `grace`.
+/// Serves HTTP/1.1 and HTTP/2 (cleartext, by prior knowledge) until `shutdown` resolves,
+/// then drains in-flight requests for at most the shutdown grace. Each connection must
+/// send its headers within the header timeout, which also closes idle kept-alive
+/// connections: a slow or silent client cannot hold a connection for long.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    http: &HttpArgs,
 ) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = tx.send(());
+    let (grace, header_timeout) = (http.shutdown_grace(), http.header_timeout());
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                // Out of file descriptors and the like: pause instead of spinning.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = tower::ServiceExt::map_request(router.clone(), move |mut req: http::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(axum::body::Body::new)
         });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => return result,
-        _ = rx => {}
+        let connection =
+            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
     }
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result,
-        Err(_) => {
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the grace period");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `veche`: the platform's one binary.
 //!
-//! - `veche up` runs every service in one process on the embedded store: a laptop needs
-//!   nothing else.
+//! - `veche up` runs the gateway and every service in one process on the embedded store:
+//!   a laptop needs nothing else.
 //! - `veche serve <service>` runs one service: the container entrypoint.
 //! - `veche admin create` makes an administrator without a default password anywhere.
 
@@ -31,6 +31,8 @@ struct Services {
     events: events::EventsConfig,
     #[command(flatten)]
     organizations: OrganizationsConfig,
+    #[command(flatten)]
+    gateway: gateway::GatewayConfig,
 }
 
 impl Services {
@@ -73,6 +75,7 @@ enum ServiceName {
     Users,
     Events,
     Organizations,
+    Gateway,
 }
 
 impl ServiceName {
@@ -81,6 +84,7 @@ impl ServiceName {
             Self::Users => users::SERVICE,
             Self::Events => events::SERVICE,
             Self::Organizations => organizations::SERVICE,
+            Self::Gateway => gateway::SERVICE,
         }
     }
 }
@@ -136,17 +140,20 @@ async fn run_cli() -> anyhow::Result<()> {
     }
 }
 
-/// Every service on one listener. Services find each other at this process's own
-/// address, verify tokens with the users service's keys in-process, and get service
-/// tokens with secrets made up at start (they never leave the process).
+/// The whole platform in one process: the gateway on the listen address in front of
+/// every service, as in a cluster. The services answer each other on a second, internal
+/// loopback listener (a cluster's Service addresses), verify tokens with the users
+/// service's keys in-process, and get service tokens with secrets made up at start (they
+/// never leave the process).
 async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()> {
     kit::telemetry::init(common.log_format);
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let addr = listener.local_addr()?;
-    let own = format!("http://{}", loopback_of(addr));
-    common.platform.public_url.get_or_insert_with(|| own.clone());
-    common.platform.users_url.get_or_insert_with(|| own.clone());
-    common.platform.organizations_url.get_or_insert_with(|| own.clone());
+    let internal = tokio::net::TcpListener::bind((loopback_of(addr).ip(), 0)).await?;
+    let internal_url = format!("http://{}", internal.local_addr()?);
+    common.platform.public_url.get_or_insert_with(|| format!("http://{}", loopback_of(addr)));
+    common.platform.users_url.get_or_insert_with(|| internal_url.clone());
+    common.platform.organizations_url.get_or_insert_with(|| internal_url.clone());
 
     let mut secrets = std::collections::HashMap::new();
     for client in CLIENTS {
@@ -164,11 +171,35 @@ async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()
     };
     let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
-    let built = vec![users.service, organizations, events];
+    let routers: std::collections::HashMap<String, axum::Router> = [users.service, organizations, events]
+        .into_iter()
+        .map(|service| (service.name.to_owned(), kit::server::app(vec![service], &common.http)))
+        .collect();
 
-    let router = kit::server::app(built, &common.http);
+    // Only the routes of services that run here (analytics comes with its issue).
+    let mut table = gateway::model::RouteTable::platform(|_| internal_url.clone());
+    table.routes.retain(|r| routers.contains_key(&r.upstream));
+    table.upstreams.retain(|name, _| routers.contains_key(name));
+    let verifier = context_for(gateway::SERVICE).verifier(gateway::SERVICE);
+    let local = || gateway::Upstreams::Local(routers.clone());
+    let edge = gateway::build(&services.gateway, table.clone(), local(), verifier.clone(), &common.http)?;
+    // Between services: the same routing, no edge checks or limits (each service checks
+    // its callers' tokens itself).
+    let mut open_table = table;
+    open_table.routes.iter_mut().for_each(|r| r.auth = gateway::model::Access::None);
+    let unlimited = gateway::GatewayConfig { client_rps: 0, user_rps: 0, cors_origins: Vec::new(), ..services.gateway };
+    let between = gateway::build(&unlimited, open_table, local(), verifier, &common.http)?;
+    let between = kit::server::app(vec![between], &common.http);
+    let http = common.http.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kit::server::serve(internal, between, std::future::pending(), &http).await {
+            tracing::error!(error = %e, "the internal listener failed");
+        }
+    });
+
+    let router = kit::server::app(vec![edge], &common.http);
     eprintln!(
-        "Veche is up at http://{addr}  (data: {dir}, API: http://{addr}/openapi.json, mail: {dir}/mail)",
+        "Veche is up at http://{addr}  (data: {dir}, API docs: http://{addr}/docs, mail: {dir}/mail)",
         dir = common.data_dir.display()
     );
     run(listener, router, &common).await
@@ -183,6 +214,11 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         ServiceName::Organizations => {
             organizations::build(services.organizations(), &Context::standalone(common.clone())).await?
         }
+        ServiceName::Gateway => {
+            let table = gateway::load_table(&services.gateway)?;
+            let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
+            gateway::build(&services.gateway, table, gateway::Upstreams::Remote, verifier, &common.http)?
+        }
     };
     tracing::info!(service = service.name(), "serving one service");
     let router = kit::server::app(vec![built], &common.http);
@@ -191,7 +227,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
 
 async fn run(listener: tokio::net::TcpListener, router: axum::Router, common: &CommonArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, data_dir = %common.data_dir.display(), "Veche is listening");
-    kit::server::serve(listener, router, kit::server::shutdown_signal(), common.http.shutdown_grace()).await?;
+    kit::server::serve(listener, router, kit::server::shutdown_signal(), &common.http).await?;
     Ok(())
 }
 

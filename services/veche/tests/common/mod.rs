@@ -58,6 +58,9 @@ impl Veche {
             .env("VECHE_DATA_DIR", &self.data)
             .env("VECHE_PUBLIC_URL", &self.base)
             .env("VECHE_LOG", "warn")
+            // Tests make many calls from one address; the gateway's own tests turn limits on.
+            .env("VECHE_CLIENT_RPS", "0")
+            .env("VECHE_USER_RPS", "0")
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in &self.env {

@@ -1,0 +1,102 @@
+//! The gateway's route table: the one place that says which path prefix goes to which
+//! service and how much authentication it needs. The gateway reads it as JSON from the
+//! route ConfigMap (`VECHE_GATEWAY_ROUTES`); the longest matching prefix wins.
+
+use super::Names;
+use crate::crd::ServiceKind;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How much a route needs a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// No token is looked at.
+    None,
+    /// A token is checked when present.
+    Optional,
+    /// No token, no entry.
+    Required,
+}
+
+/// One route: a path prefix, the service that serves it, its auth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub prefix: &'static str,
+    pub upstream: ServiceKind,
+    pub auth: Auth,
+}
+
+/// The default route table.
+pub const DEFAULT_ROUTES: &[Route] = &[
+    Route { prefix: "/api/v1/auth", upstream: ServiceKind::Users, auth: Auth::Optional },
+    Route { prefix: "/api/v1/users", upstream: ServiceKind::Users, auth: Auth::Required },
+    Route { prefix: "/api/v1/users/me/organizations", upstream: ServiceKind::Organizations, auth: Auth::Required },
+    Route { prefix: "/api/v1/users/me/registrations", upstream: ServiceKind::Events, auth: Auth::Required },
+    Route { prefix: "/api/v1/users/me/calendar", upstream: ServiceKind::Events, auth: Auth::None },
+    Route { prefix: "/api/v1/organizations", upstream: ServiceKind::Organizations, auth: Auth::Optional },
+    Route { prefix: "/api/v1/events", upstream: ServiceKind::Events, auth: Auth::Optional },
+    Route { prefix: "/api/v1/analytics", upstream: ServiceKind::Analytics, auth: Auth::Optional },
+    Route { prefix: "/.well-known", upstream: ServiceKind::Users, auth: Auth::None },
+    Route { prefix: "/dashboard", upstream: ServiceKind::Analytics, auth: Auth::None },
+];
+
+/// The file the gateway reads.
+#[derive(Debug, Serialize)]
+pub struct RouteTable<'a> {
+    pub upstreams: BTreeMap<ServiceKind, Vec<String>>,
+    pub routes: Vec<&'a Route>,
+}
+
+/// The route table of a platform: routes to disabled services are left out (the
+/// gateway then answers 404 for them rather than failing to connect).
+pub fn route_table<'a>(names: &Names, enabled: &[ServiceKind], routes: &'a [Route]) -> RouteTable<'a> {
+    let upstreams = enabled
+        .iter()
+        .filter(|kind| **kind != ServiceKind::Gateway)
+        .map(|kind| (*kind, vec![names.service_url(*kind)]))
+        .collect();
+    let routes = routes.iter().filter(|route| enabled.contains(&route.upstream)).collect();
+    RouteTable { upstreams, routes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names() -> Names {
+        Names { platform: "demo".into(), namespace: "apps".into() }
+    }
+
+    #[test]
+    fn route_table_matches_the_gateway_contract() {
+        let table = route_table(&names(), &ServiceKind::ALL, DEFAULT_ROUTES);
+        let value = serde_json::to_value(&table).unwrap();
+        assert_eq!(value["upstreams"]["users"], json!(["http://demo-users.apps.svc:8080"]));
+        assert_eq!(value["upstreams"]["analytics"], json!(["http://demo-analytics.apps.svc:8080"]));
+        assert!(value["upstreams"].get("gateway").is_none(), "the gateway is nobody's upstream");
+        assert_eq!(value["routes"][0], json!({"prefix": "/api/v1/auth", "upstream": "users", "auth": "optional"}));
+        assert_eq!(value["routes"].as_array().unwrap().len(), 10);
+        assert_eq!(
+            value["routes"][4],
+            json!({"prefix": "/api/v1/users/me/calendar", "upstream": "events", "auth": "none"})
+        );
+    }
+
+    #[test]
+    fn disabled_services_get_no_routes() {
+        let enabled = [ServiceKind::Users, ServiceKind::Organizations, ServiceKind::Gateway];
+        let table = route_table(&names(), &enabled, DEFAULT_ROUTES);
+        assert!(table.routes.iter().all(|r| r.upstream != ServiceKind::Events && r.upstream != ServiceKind::Analytics));
+        assert_eq!(table.upstreams.len(), 2);
+    }
+
+    #[test]
+    fn default_prefixes_are_unique() {
+        let mut prefixes: Vec<_> = DEFAULT_ROUTES.iter().map(|r| r.prefix).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), DEFAULT_ROUTES.len());
+    }
+}

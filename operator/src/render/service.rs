@@ -1,0 +1,745 @@
+//! ServiceDeployment (with its Platform) → Deployment, Service, PodDisruptionBudget,
+//! HorizontalPodAutoscaler (when autoscaling), NetworkPolicy, ServiceAccount and, for a
+//! domain service on the embedded store, its PersistentVolumeClaim.
+//!
+//! The pods follow the restricted Pod Security Standard: they would be admitted in a
+//! namespace labelled `pod-security.kubernetes.io/enforce: restricted`.
+
+use super::platform::{GATEWAY_SERVICE_PORT, ROUTES_KEY, SERVICE_CLIENTS_KEY};
+use super::{
+    CONFIG_HASH_ANNOTATION, HTTP_PORT, Names, PLATFORM_LABEL, RenderError, labels, owner_ref, platform_image,
+    platform_version, public_url, sd_name, selector_labels,
+};
+use crate::crd::{Platform, ServiceDeployment, ServiceKind, StoreKind};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, LocalObjectReference, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// Where the services keep their data (a writable volume).
+pub const DATA_DIR: &str = "/var/lib/veche";
+/// Where the users service reads its signing keys (the Secret, read-only).
+pub const KEYS_DIR: &str = "/etc/veche/keys";
+/// Where the gateway reads its route table (the ConfigMap).
+pub const ROUTES_DIR: &str = "/etc/veche/routes";
+/// The unprivileged user the pods run as (the conventional "nonroot" of distroless).
+pub const RUN_AS: i64 = 65532;
+/// Size of the embedded store's volume when the Platform names none.
+pub const DEFAULT_STORAGE: &str = "1Gi";
+/// Key of the YDB credentials Secret when the Platform names none.
+pub const DEFAULT_YDB_TOKEN_KEY: &str = "token";
+
+/// Everything a ServiceDeployment owns.
+#[derive(Debug, Clone)]
+pub struct ServiceObjects {
+    pub service_account: ServiceAccount,
+    pub pvc: Option<PersistentVolumeClaim>,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub pdb: PodDisruptionBudget,
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    pub network_policy: NetworkPolicy,
+}
+
+/// Whether a service keeps its data on its own volume.
+fn uses_volume(sd: &ServiceDeployment) -> bool {
+    sd.spec.service.is_stateful() && sd.spec.store == StoreKind::Embedded
+}
+
+/// Name of a service's data volume claim.
+pub fn pvc_name(sd_name: &str) -> String {
+    format!("{sd_name}-data")
+}
+
+/// Renders everything a ServiceDeployment owns. The platform gives what all services
+/// share (image, database, auth, gateway settings).
+pub fn render(platform: &Platform, sd: &ServiceDeployment) -> Result<ServiceObjects, RenderError> {
+    let names = Names::of(platform)?;
+    let name = sd_name(sd)?;
+    let kind = sd.spec.service;
+    let owner = owner_ref(sd, "ServiceDeployment")?;
+    let version = platform_version(platform);
+    let all_labels = labels(&names.platform, Some(kind), version);
+    let selector = selector_labels(&names.platform, kind);
+    let meta = |name: String| ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(all_labels.clone()),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    };
+    let label_selector = LabelSelector { match_labels: Some(selector.clone()), match_expressions: None };
+
+    let service_account = ServiceAccount {
+        metadata: meta(name.clone()),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+
+    let pvc = uses_volume(sd).then(|| {
+        let embedded = platform.spec.database.embedded.clone().unwrap_or_default();
+        let size = embedded.storage_size.unwrap_or_else(|| DEFAULT_STORAGE.into());
+        PersistentVolumeClaim {
+            metadata: meta(pvc_name(&name)),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: embedded.storage_class_name,
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".into(), Quantity(size))])),
+                    limits: None,
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            status: None,
+        }
+    });
+
+    let deployment = Deployment {
+        metadata: meta(name.clone()),
+        spec: Some(DeploymentSpec {
+            // With autoscaling the count belongs to the HPA: not writing it at all is
+            // what keeps server-side apply from resetting it on every reconcile.
+            replicas: if sd.spec.workload.autoscaling.is_some() { None } else { Some(sd.spec.replicas.unwrap_or(1)) },
+            selector: label_selector.clone(),
+            strategy: Some(strategy(sd)),
+            revision_history_limit: Some(5),
+            template: pod_template(platform, sd, &names, &name, all_labels.clone()),
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    };
+
+    let service_port = if kind == ServiceKind::Gateway { GATEWAY_SERVICE_PORT } else { HTTP_PORT };
+    let service = Service {
+        metadata: meta(name.clone()),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector.clone()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: service_port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                app_protocol: Some("http".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    };
+
+    let pdb = PodDisruptionBudget {
+        metadata: meta(name.clone()),
+        spec: Some(PodDisruptionBudgetSpec {
+            // One pod at a time may go: a drain never takes a whole multi-replica
+            // service down, and never blocks on a single-replica one.
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(label_selector.clone()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    };
+
+    let hpa = sd.spec.workload.autoscaling.as_ref().map(|auto| HorizontalPodAutoscaler {
+        metadata: meta(name.clone()),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: name.clone(),
+            },
+            min_replicas: Some(auto.min_replicas.unwrap_or(1)),
+            max_replicas: auto.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(auto.target_cpu_utilization_percentage.unwrap_or(80)),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            behavior: None,
+        }),
+        status: None,
+    });
+
+    let network_policy =
+        NetworkPolicy { metadata: meta(name.clone()), spec: Some(network_policy_spec(&names, kind, label_selector)) };
+
+    Ok(ServiceObjects { service_account, pvc, deployment, service, pdb, hpa, network_policy })
+}
+
+/// The gateway is open to everyone (it is the way in); a domain service only to the
+/// pods of its own platform: the gateway and the sibling services that call it.
+fn network_policy_spec(names: &Names, kind: ServiceKind, pods: LabelSelector) -> NetworkPolicySpec {
+    let from = (kind != ServiceKind::Gateway).then(|| {
+        vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(PLATFORM_LABEL.to_string(), names.platform.clone())])),
+                match_expressions: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        }]
+    });
+    NetworkPolicySpec {
+        pod_selector: Some(pods),
+        policy_types: Some(vec!["Ingress".into()]),
+        ingress: Some(vec![NetworkPolicyIngressRule {
+            from,
+            ports: Some(vec![NetworkPolicyPort {
+                port: Some(IntOrString::Int(HTTP_PORT)),
+                protocol: Some("TCP".into()),
+                end_port: None,
+            }]),
+        }]),
+        egress: None,
+    }
+}
+
+/// A service on a ReadWriteOnce volume with one SQLite writer must stop before its
+/// successor starts; everything else rolls with a surge and no gap.
+fn strategy(sd: &ServiceDeployment) -> DeploymentStrategy {
+    if uses_volume(sd) {
+        DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
+    } else {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        }
+    }
+}
+
+fn pod_template(
+    platform: &Platform,
+    sd: &ServiceDeployment,
+    names: &Names,
+    name: &str,
+    labels: BTreeMap<String, String>,
+) -> PodTemplateSpec {
+    let kind = sd.spec.service;
+    let pod = sd.spec.workload.pod.clone().unwrap_or_default();
+    let mut annotations = pod.annotations.clone();
+    if let Some(hash) = sd.metadata.annotations.as_ref().and_then(|a| a.get(CONFIG_HASH_ANNOTATION)) {
+        annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.clone());
+    }
+    let mut volumes = vec![
+        Volume {
+            name: "data".into(),
+            persistent_volume_claim: uses_volume(sd)
+                .then(|| PersistentVolumeClaimVolumeSource { claim_name: pvc_name(name), read_only: None }),
+            empty_dir: (!uses_volume(sd)).then(EmptyDirVolumeSource::default),
+            ..Volume::default()
+        },
+        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+    ];
+    let mut mounts = vec![
+        VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
+    ];
+    match kind {
+        ServiceKind::Users => {
+            volumes.push(Volume {
+                name: "signing-keys".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(names.signing_keys()),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "signing-keys".into(),
+                mount_path: KEYS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+        ServiceKind::Gateway => {
+            volumes.push(Volume {
+                name: "routes".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names.routes(),
+                    default_mode: Some(0o444),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "routes".into(),
+                mount_path: ROUTES_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+        _ => {}
+    }
+
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+
+    let container = Container {
+        name: kind.as_str().into(),
+        image: Some(sd.spec.image.clone().unwrap_or_else(|| platform_image(platform))),
+        image_pull_policy: platform.spec.image.pull_policy.map(|p| p.as_str().to_string()),
+        args: Some(vec!["serve".into(), kind.as_str().into()]),
+        env: Some(env(platform, sd, names)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(sd.spec.workload.resources.clone().unwrap_or_else(default_resources)),
+        // A slow first start (migrations) gets a minute before liveness counts.
+        startup_probe: Some(probe("/healthz", 2, 30)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            seccomp_profile: Some(runtime_default()),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name.into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS),
+                run_as_group: Some(RUN_AS),
+                // The data volume is writable by the pod's group.
+                fs_group: Some(RUN_AS),
+                seccomp_profile: Some(runtime_default()),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            image_pull_secrets: (!platform.spec.image.pull_secrets.is_empty()).then(|| {
+                platform.spec.image.pull_secrets.iter().map(|s| LocalObjectReference { name: s.clone() }).collect()
+            }),
+            node_selector: (!pod.node_selector.is_empty()).then_some(pod.node_selector),
+            tolerations: (!pod.tolerations.is_empty()).then_some(pod.tolerations),
+            affinity: pod.affinity,
+            topology_spread_constraints: (!pod.topology_spread_constraints.is_empty())
+                .then_some(pod.topology_spread_constraints),
+            priority_class_name: pod.priority_class_name,
+            termination_grace_period_seconds: Some(30),
+            enable_service_links: Some(false),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+}
+
+/// Requests let the scheduler place pods and the HPA compute utilisation; the memory
+/// limit keeps a leak from taking a node down.
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("100m".into())),
+            ("memory".into(), Quantity("128Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
+        claims: None,
+    }
+}
+
+fn value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+}
+
+fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// The environment of a service: the contract between operator and `veche serve`.
+/// The ServiceDeployment's own `env` comes last and wins over ours by name.
+pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<EnvVar> {
+    let kind = sd.spec.service;
+    let public = public_url(platform, names);
+    let auth = &platform.spec.auth;
+    let mut env = vec![
+        value("VECHE_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
+        value("VECHE_DATA_DIR", DATA_DIR),
+        value("VECHE_LOG_FORMAT", "json"),
+        value("VECHE_PUBLIC_URL", public.clone()),
+        value("VECHE_ISSUER", auth.issuer.clone().unwrap_or(public)),
+        value("VECHE_USERS_URL", names.service_url(ServiceKind::Users)),
+        value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)),
+        from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()),
+    ];
+    match kind {
+        ServiceKind::Users => env.extend([
+            value("VECHE_SIGNING_KEYS_DIR", KEYS_DIR),
+            // The operator rotates the Secret; the service must not rotate on its own.
+            value("VECHE_KEY_ROTATION_DAYS", "0"),
+            value("VECHE_ACCESS_TOKEN_TTL", auth.access_token_ttl().to_string()),
+            value("VECHE_REFRESH_TOKEN_TTL", auth.refresh_token_ttl().to_string()),
+            from_secret("VECHE_SERVICE_CLIENTS", &names.service_clients(), SERVICE_CLIENTS_KEY),
+        ]),
+        ServiceKind::Gateway => {
+            let gateway = &platform.spec.gateway;
+            let limits = gateway.rate_limits.clone().unwrap_or_default();
+            env.extend([
+                value("VECHE_GATEWAY_ROUTES", format!("{ROUTES_DIR}/{ROUTES_KEY}")),
+                value("VECHE_CORS_ORIGINS", gateway.cors_origins.join(",")),
+                value("VECHE_CLIENT_RPS", limits.client_rps.unwrap_or(20).to_string()),
+                value("VECHE_CLIENT_BURST", limits.client_burst.unwrap_or(40).to_string()),
+                value("VECHE_USER_RPS", limits.user_rps.unwrap_or(10).to_string()),
+                value("VECHE_USER_BURST", limits.user_burst.unwrap_or(20).to_string()),
+            ]);
+        }
+        _ => {}
+    }
+    // The services do not speak YDB yet; the settings are rendered so that they find
+    // them when they do (and so that a platform can be declared for it today).
+    if let (Some(ydb), true) = (platform.spec.database.ydb(), kind.is_stateful()) {
+        env.push(value("VECHE_YDB_ENDPOINT", ydb.endpoint.clone()));
+        env.push(value("VECHE_YDB_DATABASE", ydb.database.clone()));
+        if let Some(secret) = &ydb.credentials_secret {
+            let key = secret.key.as_deref().unwrap_or(DEFAULT_YDB_TOKEN_KEY);
+            env.push(from_secret("VECHE_YDB_TOKEN", &secret.name, key));
+        }
+    }
+    for extra in &sd.spec.workload.env {
+        match env.iter_mut().find(|e| e.name == extra.name) {
+            Some(ours) => *ours = extra.clone(),
+            None => env.push(extra.clone()),
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        Autoscaling, DatabaseSpec, EmbeddedSpec, PlatformSpec, PodOverrides, SecretKeyRef, ServiceDeploymentSpec,
+        YdbSpec,
+    };
+
+    fn platform(spec: PlatformSpec) -> Platform {
+        let mut p = Platform::new("demo", spec);
+        p.metadata.namespace = Some("apps".into());
+        p.metadata.uid = Some("uid-p".into());
+        p
+    }
+
+    fn sd(kind: ServiceKind) -> ServiceDeployment {
+        let mut sd = ServiceDeployment::new(&format!("demo-{kind}"), ServiceDeploymentSpec::new("demo", kind));
+        sd.metadata.namespace = Some("apps".into());
+        sd.metadata.uid = Some("uid-sd".into());
+        sd.metadata.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.into(), "abc".into())]));
+        sd
+    }
+
+    fn ydb_platform() -> Platform {
+        platform(PlatformSpec {
+            database: DatabaseSpec {
+                embedded: None,
+                ydb: Some(YdbSpec {
+                    endpoint: "grpcs://ydb:2135".into(),
+                    database: "/ru/db".into(),
+                    credentials_secret: Some(SecretKeyRef { name: "ydb-creds".into(), key: None }),
+                }),
+            },
+            ..PlatformSpec::default()
+        })
+    }
+
+    fn env_of(objects: &ServiceObjects) -> BTreeMap<String, EnvVar> {
+        let container = &objects.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        container.env.clone().unwrap().into_iter().map(|e| (e.name.clone(), e)).collect()
+    }
+
+    fn plain(env: &BTreeMap<String, EnvVar>, name: &str) -> String {
+        env[name].value.clone().unwrap_or_else(|| panic!("{name} has no plain value"))
+    }
+
+    fn secret_ref(env: &BTreeMap<String, EnvVar>, name: &str) -> (String, String) {
+        let r = env[name].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        (r.name.clone(), r.key.clone())
+    }
+
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let objects = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Events)).unwrap();
+        let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(objects.service_account.automount_service_account_token, Some(false));
+        assert_eq!(pod.service_account_name.as_deref(), Some("demo-events"));
+    }
+
+    #[test]
+    fn container_runs_veche_serve_with_probes_on_port_8080() {
+        let objects = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Analytics)).unwrap();
+        let c = objects.deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
+        assert_eq!(c.args.unwrap(), ["serve", "analytics"]);
+        assert_eq!(c.image.unwrap(), format!("ghcr.io/veche-dev/veche:{}", env!("CARGO_PKG_VERSION")));
+        let port = &c.ports.unwrap()[0];
+        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8080));
+        let path = |p: Option<Probe>| p.unwrap().http_get.unwrap().path.unwrap();
+        assert_eq!(path(c.liveness_probe), "/healthz");
+        assert_eq!(path(c.readiness_probe), "/readyz");
+    }
+
+    #[test]
+    fn every_service_gets_the_shared_environment() {
+        let objects = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Organizations)).unwrap();
+        let env = env_of(&objects);
+        assert_eq!(plain(&env, "VECHE_LISTEN"), "0.0.0.0:8080");
+        assert_eq!(plain(&env, "VECHE_DATA_DIR"), "/var/lib/veche");
+        assert_eq!(plain(&env, "VECHE_LOG_FORMAT"), "json");
+        assert_eq!(plain(&env, "VECHE_PUBLIC_URL"), "http://demo-gateway.apps.svc");
+        assert_eq!(plain(&env, "VECHE_ISSUER"), "http://demo-gateway.apps.svc");
+        assert_eq!(plain(&env, "VECHE_USERS_URL"), "http://demo-users.apps.svc:8080");
+        assert_eq!(plain(&env, "VECHE_ORGANIZATIONS_URL"), "http://demo-organizations.apps.svc:8080");
+        assert_eq!(
+            secret_ref(&env, "VECHE_SERVICE_CLIENT_SECRET"),
+            ("demo-service-clients".into(), "organizations".into())
+        );
+        assert!(!env.contains_key("VECHE_SIGNING_KEYS_DIR"));
+        assert!(!env.contains_key("VECHE_YDB_ENDPOINT"));
+    }
+
+    #[test]
+    fn users_reads_keys_from_the_secret_and_never_rotates_itself() {
+        let mut spec = PlatformSpec::default();
+        spec.auth.issuer = Some("https://id.example.org".into());
+        spec.auth.access_token_ttl_seconds = Some(600);
+        let objects = render(&platform(spec), &sd(ServiceKind::Users)).unwrap();
+        let env = env_of(&objects);
+        assert_eq!(plain(&env, "VECHE_SIGNING_KEYS_DIR"), "/etc/veche/keys");
+        assert_eq!(plain(&env, "VECHE_KEY_ROTATION_DAYS"), "0");
+        assert_eq!(plain(&env, "VECHE_ACCESS_TOKEN_TTL"), "600");
+        assert_eq!(plain(&env, "VECHE_REFRESH_TOKEN_TTL"), "2592000");
+        assert_eq!(plain(&env, "VECHE_ISSUER"), "https://id.example.org");
+        assert_eq!(
+            secret_ref(&env, "VECHE_SERVICE_CLIENTS"),
+            ("demo-service-clients".into(), "service-clients".into())
+        );
+        let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
+        let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "signing-keys").unwrap();
+        assert_eq!(volume.secret.unwrap().secret_name.as_deref(), Some("demo-signing-keys"));
+        let mount = pod.containers[0].volume_mounts.clone().unwrap().into_iter().find(|m| m.name == "signing-keys");
+        assert_eq!(mount.unwrap().read_only, Some(true));
+    }
+
+    #[test]
+    fn gateway_gets_routes_cors_and_limits_and_a_port_80_service() {
+        let mut spec = PlatformSpec::default();
+        spec.gateway.cors_origins = vec!["https://a.example".into(), "https://b.example".into()];
+        spec.gateway.rate_limits = Some(crate::crd::RateLimits { client_rps: Some(5), ..Default::default() });
+        let objects = render(&platform(spec), &sd(ServiceKind::Gateway)).unwrap();
+        let env = env_of(&objects);
+        assert_eq!(plain(&env, "VECHE_GATEWAY_ROUTES"), "/etc/veche/routes/routes.json");
+        assert_eq!(plain(&env, "VECHE_CORS_ORIGINS"), "https://a.example,https://b.example");
+        assert_eq!(plain(&env, "VECHE_CLIENT_RPS"), "5");
+        assert_eq!(plain(&env, "VECHE_CLIENT_BURST"), "40");
+        assert_eq!(plain(&env, "VECHE_USER_RPS"), "10");
+        assert_eq!(plain(&env, "VECHE_USER_BURST"), "20");
+        let port = &objects.service.spec.unwrap().ports.unwrap()[0];
+        assert_eq!((port.port, port.target_port.clone()), (80, Some(IntOrString::String("http".into()))));
+        assert!(objects.pvc.is_none(), "the gateway keeps no data");
+        let data = objects.deployment.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+        assert!(data.iter().any(|v| v.name == "routes" && v.config_map.as_ref().unwrap().name == "demo-routes"));
+        assert!(data.iter().any(|v| v.name == "data" && v.empty_dir.is_some()));
+    }
+
+    #[test]
+    fn embedded_store_gets_a_volume_and_recreate_rollouts() {
+        let spec = PlatformSpec {
+            database: DatabaseSpec {
+                embedded: Some(EmbeddedSpec {
+                    storage_size: Some("5Gi".into()),
+                    storage_class_name: Some("fast".into()),
+                }),
+                ydb: None,
+            },
+            ..PlatformSpec::default()
+        };
+        let objects = render(&platform(spec), &sd(ServiceKind::Events)).unwrap();
+        let pvc = objects.pvc.unwrap();
+        assert_eq!(pvc.metadata.name.as_deref(), Some("demo-events-data"));
+        let pvc_spec = pvc.spec.unwrap();
+        assert_eq!(pvc_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(pvc_spec.resources.unwrap().requests.unwrap()["storage"], Quantity("5Gi".into()));
+        let deployment = objects.deployment.spec.unwrap();
+        assert_eq!(deployment.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+        let volumes = deployment.template.spec.unwrap().volumes.unwrap();
+        let data = volumes.iter().find(|v| v.name == "data").unwrap();
+        assert_eq!(data.persistent_volume_claim.as_ref().unwrap().claim_name, "demo-events-data");
+        assert!(volumes.iter().any(|v| v.name == "tmp" && v.empty_dir.is_some()));
+    }
+
+    #[test]
+    fn ydb_gives_connection_settings_and_no_volume() {
+        let mut events = sd(ServiceKind::Events);
+        events.spec.store = StoreKind::Ydb;
+        let objects = render(&ydb_platform(), &events).unwrap();
+        let env = env_of(&objects);
+        assert_eq!(plain(&env, "VECHE_YDB_ENDPOINT"), "grpcs://ydb:2135");
+        assert_eq!(plain(&env, "VECHE_YDB_DATABASE"), "/ru/db");
+        assert_eq!(secret_ref(&env, "VECHE_YDB_TOKEN"), ("ydb-creds".into(), "token".into()));
+        assert!(objects.pvc.is_none());
+        assert_eq!(objects.deployment.spec.unwrap().strategy.unwrap().type_.as_deref(), Some("RollingUpdate"));
+        let mut gateway = sd(ServiceKind::Gateway);
+        gateway.spec.store = StoreKind::Ydb;
+        assert!(!env_of(&render(&ydb_platform(), &gateway).unwrap()).contains_key("VECHE_YDB_ENDPOINT"));
+    }
+
+    #[test]
+    fn autoscaling_renders_an_hpa_and_leaves_replicas_unwritten() {
+        let mut events = sd(ServiceKind::Events);
+        events.spec.store = StoreKind::Ydb;
+        events.spec.replicas = Some(4);
+        events.spec.workload.autoscaling =
+            Some(Autoscaling { min_replicas: Some(2), max_replicas: 8, target_cpu_utilization_percentage: None });
+        let objects = render(&ydb_platform(), &events).unwrap();
+        assert_eq!(objects.deployment.spec.as_ref().unwrap().replicas, None);
+        let hpa = objects.hpa.unwrap().spec.unwrap();
+        assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 8));
+        assert_eq!(hpa.scale_target_ref.name, "demo-events");
+        assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(80));
+        // Without autoscaling the count is written and no HPA exists.
+        events.spec.workload.autoscaling = None;
+        let fixed = render(&ydb_platform(), &events).unwrap();
+        assert_eq!(fixed.deployment.spec.unwrap().replicas, Some(4));
+        assert!(fixed.hpa.is_none());
+    }
+
+    #[test]
+    fn the_config_hash_lands_on_the_pod_template_so_a_change_rolls_pods() {
+        let mut users = sd(ServiceKind::Users);
+        let hash = |o: ServiceObjects| {
+            o.deployment.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        assert_eq!(hash(render(&platform(PlatformSpec::default()), &users).unwrap()), "abc");
+        users.metadata.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.into(), "def".into())]));
+        assert_eq!(hash(render(&platform(PlatformSpec::default()), &users).unwrap()), "def");
+    }
+
+    #[test]
+    fn user_env_and_pod_overrides_win() {
+        let mut events = sd(ServiceKind::Events);
+        events.spec.workload.env = vec![value("VECHE_LOG_FORMAT", "text"), value("EXTRA", "1")];
+        events.spec.image = Some("registry.local/veche:dev".into());
+        events.spec.workload.pod = Some(PodOverrides {
+            node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+            priority_class_name: Some("high".into()),
+            annotations: BTreeMap::from([("mesh".into(), "on".into())]),
+            ..PodOverrides::default()
+        });
+        let objects = render(&platform(PlatformSpec::default()), &events).unwrap();
+        let env = env_of(&objects);
+        assert_eq!(plain(&env, "VECHE_LOG_FORMAT"), "text");
+        assert_eq!(plain(&env, "EXTRA"), "1");
+        let template = objects.deployment.spec.unwrap().template;
+        let pod = template.spec.unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some("registry.local/veche:dev"));
+        assert_eq!(pod.node_selector.unwrap()["disk"], "ssd");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        let annotations = template.metadata.unwrap().annotations.unwrap();
+        assert_eq!((annotations["mesh"].as_str(), annotations[CONFIG_HASH_ANNOTATION].as_str()), ("on", "abc"));
+    }
+
+    #[test]
+    fn network_policy_opens_the_gateway_and_closes_domain_services_to_outsiders() {
+        let gateway = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Gateway)).unwrap();
+        let rule = &gateway.network_policy.spec.unwrap().ingress.unwrap()[0];
+        assert!(rule.from.is_none(), "anyone may reach the gateway");
+        let users = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Users)).unwrap();
+        let spec = users.network_policy.spec.unwrap();
+        assert_eq!(spec.pod_selector.unwrap().match_labels.unwrap()[SERVICE_LABEL_FOR_TEST], "users");
+        let from = spec.ingress.unwrap()[0].from.clone().unwrap();
+        assert_eq!(from[0].pod_selector.clone().unwrap().match_labels.unwrap()[PLATFORM_LABEL], "demo");
+        assert!(from[0].namespace_selector.is_none(), "only pods of the platform's own namespace");
+    }
+
+    const SERVICE_LABEL_FOR_TEST: &str = super::super::SERVICE_LABEL;
+
+    #[test]
+    fn children_carry_owner_references_and_recommended_labels() {
+        let objects = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Events)).unwrap();
+        let metas = [
+            &objects.deployment.metadata,
+            &objects.service.metadata,
+            &objects.pdb.metadata,
+            &objects.network_policy.metadata,
+            &objects.service_account.metadata,
+        ];
+        for meta in metas {
+            let owner = &meta.owner_references.as_ref().unwrap()[0];
+            assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("ServiceDeployment", "demo-events"));
+            let labels = meta.labels.as_ref().unwrap();
+            assert_eq!(labels["app.kubernetes.io/component"], "events");
+            assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "veche-operator");
+        }
+        let pdb = objects.pdb.spec.unwrap();
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+    }
+}

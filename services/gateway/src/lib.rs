@@ -1,0 +1,190 @@
+//! The API gateway: the one address frontends call. It routes by path prefix to the
+//! services, checks tokens at the edge (services verify again), applies rate and size
+//! limits, and serves one OpenAPI document for the whole API with interactive docs.
+//!
+//! Rooms: [`model`] (the route table), [`upstream`] (where requests go: pooled HTTP or
+//! a router in this process), [`limits`] (token buckets), [`proxy`] (a request's way
+//! through), [`docs`] (the merged OpenAPI document and `/docs`).
+
+pub mod docs;
+pub mod limits;
+pub mod model;
+pub mod proxy;
+pub mod upstream;
+
+use crate::limits::{Limits, Rate};
+use crate::model::RouteTable;
+use crate::upstream::Upstream;
+use axum::Router;
+use axum::routing::{any, get};
+use kit::auth::Verifier;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name this service answers to as an audience and in logs.
+pub const SERVICE: &str = "gateway";
+
+/// Settings of the gateway.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// The route table (JSON: `upstreams` and `routes`); `veche up` builds its own.
+    #[arg(id = "gateway_routes", long = "gateway-routes", env = "VECHE_GATEWAY_ROUTES")]
+    pub routes: Option<PathBuf>,
+
+    /// Origins allowed to call the API from a browser (comma-separated); none: no CORS.
+    #[arg(long, env = "VECHE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Requests per second per client address (0: no limit).
+    #[arg(long, env = "VECHE_CLIENT_RPS", default_value_t = 100)]
+    pub client_rps: u32,
+
+    /// Burst per client address.
+    #[arg(long, env = "VECHE_CLIENT_BURST", default_value_t = 200)]
+    pub client_burst: u32,
+
+    /// Requests per second per signed-in user (0: no limit).
+    #[arg(long, env = "VECHE_USER_RPS", default_value_t = 50)]
+    pub user_rps: u32,
+
+    /// Burst per signed-in user.
+    #[arg(long, env = "VECHE_USER_BURST", default_value_t = 100)]
+    pub user_burst: u32,
+
+    /// Longest wait for an upstream's answer before 504, in seconds (below the request
+    /// timeout, so a slow service is a 504 rather than the 503 of a timed-out request).
+    #[arg(long, env = "VECHE_UPSTREAM_TIMEOUT", default_value_t = 25.0)]
+    pub upstream_timeout_secs: f64,
+}
+
+/// What the request path needs, shared by every request.
+pub struct Gateway {
+    pub routes: model::Router,
+    pub upstreams: HashMap<String, Upstream>,
+    pub verifier: Verifier,
+    pub limits: Arc<Limits>,
+    pub upstream_timeout: Duration,
+    pub body_limit: usize,
+    pub trust_forwarded_for: bool,
+    pub openapi: docs::MergedOpenApi,
+}
+
+/// Upstreams by name: over HTTP from the table, or the given in-process routers.
+pub enum Upstreams {
+    Remote,
+    Local(HashMap<String, Router>),
+}
+
+pub fn load_table(config: &GatewayConfig) -> anyhow::Result<RouteTable> {
+    let path = config
+        .routes
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the gateway needs a route table: set VECHE_GATEWAY_ROUTES"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    RouteTable::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Builds the gateway as a service for `kit::server::app`: its routes, no OpenAPI paths
+/// of its own (it serves the merged document), readiness of its keys and local upstreams.
+pub fn build(
+    config: &GatewayConfig,
+    table: RouteTable,
+    upstreams: Upstreams,
+    verifier: Verifier,
+    http: &kit::config::HttpArgs,
+) -> anyhow::Result<kit::server::Service> {
+    table.validate()?;
+    let mut built = HashMap::new();
+    for (name, endpoints) in &table.upstreams {
+        let upstream = match &upstreams {
+            Upstreams::Remote => Upstream::remote(name, endpoints)?,
+            Upstreams::Local(routers) => match routers.get(name) {
+                Some(router) => Upstream::local(name, router.clone()),
+                None => Upstream::remote(name, endpoints)?,
+            },
+        };
+        built.insert(name.clone(), upstream);
+    }
+    let gateway = Arc::new(Gateway {
+        routes: model::Router::new(&table),
+        upstreams: built,
+        verifier: verifier.clone(),
+        limits: Limits::new(
+            Rate { per_second: config.client_rps, burst: config.client_burst },
+            Rate { per_second: config.user_rps, burst: config.user_burst },
+        ),
+        upstream_timeout: Duration::from_secs_f64(config.upstream_timeout_secs.max(0.001)),
+        body_limit: http.body_limit,
+        trust_forwarded_for: http.trust_forwarded_for,
+        openapi: docs::MergedOpenApi::default(),
+    });
+    let mut router = Router::new()
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
+        .route("/docs/", get(docs::page))
+        .route("/docs/{asset}", get(docs::asset))
+        .route("/{*path}", any(proxy::forward))
+        .with_state(gateway.clone());
+    if let Some(cors) = cors_layer(&config.cors_origins)? {
+        router = router.layer(cors);
+    }
+    let ready: kit::server::ReadyCheck = Arc::new(move || {
+        let gateway = gateway.clone();
+        Box::pin(async move {
+            if !gateway.verifier.has_keys() {
+                gateway.verifier.refresh_keys(false).await.map_err(|e| format!("keys: {e}"))?;
+            }
+            for upstream in gateway.upstreams.values() {
+                upstream.ready().await?;
+            }
+            Ok(())
+        })
+    });
+    Ok(kit::server::Service { name: SERVICE, router, openapi: utoipa_empty(), ready })
+}
+
+fn utoipa_empty() -> utoipa::openapi::OpenApi {
+    utoipa::openapi::OpenApi::new(
+        utoipa::openapi::Info::new("Veche API", env!("CARGO_PKG_VERSION")),
+        utoipa::openapi::Paths::new(),
+    )
+}
+
+/// CORS for the listed origins only: browsers on other sites get no CORS headers and so
+/// cannot read answers.
+fn cors_layer(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsLayer>> {
+    use http::{HeaderName, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| o.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad CORS origin `{o}`")))
+        .collect::<anyhow::Result<_>>()?;
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::RETRY_AFTER,
+                header::ETAG,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}

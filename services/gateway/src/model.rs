@@ -1,0 +1,198 @@
+//! The route table: which upstream serves a path prefix, and whether it needs a token.
+//! It comes from a JSON file (the operator renders it into a ConfigMap) or, in `veche up`,
+//! from [`RouteTable::platform`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the gateway asks of a request's token before passing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Nothing: the route is public and the token, if any, is the upstream's business.
+    None,
+    /// A token is not needed, but one that is sent must be valid.
+    Optional,
+    /// A valid access token is needed.
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A path prefix on segment boundaries: `/api/v1/events` serves `/api/v1/events` and
+    /// `/api/v1/events/...`, not `/api/v1/eventsfoo`.
+    pub prefix: String,
+    pub upstream: String,
+    pub auth: Access,
+    /// Largest request body, in bytes (default: the gateway's body limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTable {
+    /// Upstream name → its endpoints (`http://host:port`), used in turn.
+    pub upstreams: BTreeMap<String, Vec<String>>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TableError {
+    #[error("route {0}: the prefix must start with `/` and not end with one")]
+    Prefix(String),
+    #[error("route {0}: no upstream named `{1}`")]
+    UnknownUpstream(String, String),
+    #[error("route {0} is listed twice")]
+    Duplicate(String),
+    #[error("upstream `{0}`: {1}")]
+    Endpoint(String, String),
+}
+
+impl RouteTable {
+    /// The platform's routes, with each service's endpoints from `endpoint(service)`.
+    /// More specific prefixes win, so `/api/v1/users/me/organizations` goes to the
+    /// organizations service while the rest of `/api/v1/users` goes to users.
+    pub fn platform(endpoint: impl Fn(&str) -> String) -> Self {
+        let routes = [
+            ("/api/v1/auth", "users", Access::Optional),
+            ("/api/v1/users", "users", Access::Required),
+            ("/api/v1/users/me/organizations", "organizations", Access::Required),
+            ("/api/v1/users/me/registrations", "events", Access::Required),
+            // The calendar feed is fetched by calendar apps with a secret URL, not a token.
+            ("/api/v1/users/me/calendar", "events", Access::None),
+            ("/api/v1/organizations", "organizations", Access::Optional),
+            ("/api/v1/events", "events", Access::Optional),
+            ("/api/v1/analytics", "analytics", Access::Optional),
+            ("/.well-known", "users", Access::None),
+            ("/dashboard", "analytics", Access::None),
+        ];
+        let upstreams = ["users", "organizations", "events", "analytics"]
+            .into_iter()
+            .map(|s| (s.to_owned(), vec![endpoint(s)]))
+            .collect();
+        let routes = routes
+            .into_iter()
+            .map(|(prefix, upstream, auth)| Route {
+                prefix: prefix.into(),
+                upstream: upstream.into(),
+                auth,
+                max_body_bytes: None,
+            })
+            .collect();
+        Self { upstreams, routes }
+    }
+
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let table: Self = serde_json::from_str(text)?;
+        table.validate()?;
+        Ok(table)
+    }
+
+    pub fn validate(&self) -> Result<(), TableError> {
+        let mut seen = std::collections::HashSet::new();
+        for route in &self.routes {
+            let p = &route.prefix;
+            if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) {
+                return Err(TableError::Prefix(p.clone()));
+            }
+            if !self.upstreams.contains_key(&route.upstream) {
+                return Err(TableError::UnknownUpstream(p.clone(), route.upstream.clone()));
+            }
+            if !seen.insert(p.as_str()) {
+                return Err(TableError::Duplicate(p.clone()));
+            }
+        }
+        for (name, endpoints) in &self.upstreams {
+            if endpoints.is_empty() {
+                return Err(TableError::Endpoint(name.clone(), "no endpoints".into()));
+            }
+            for e in endpoints {
+                let url =
+                    url::Url::parse(e).map_err(|err| TableError::Endpoint(name.clone(), format!("{e}: {err}")))?;
+                if url.scheme() != "http" || url.host().is_none() || url.path() != "/" {
+                    return Err(TableError::Endpoint(name.clone(), format!("{e}: expected http://host:port")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Routes sorted for lookup: longest prefix first.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new(table: &RouteTable) -> Self {
+        let mut routes = table.routes.clone();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Self { routes }
+    }
+
+    /// The route serving `path`: the longest prefix that matches on a segment boundary.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| matches_prefix(&r.prefix, path))
+    }
+}
+
+fn matches_prefix(prefix: &str, path: &str) -> bool {
+    prefix == "/" || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        RouteTable::platform(|s| format!("http://{s}:8080"))
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries_wins() {
+        let router = Router::new(&table());
+        let upstream = |path: &str| router.find(path).map(|r| r.upstream.as_str());
+        assert_eq!(upstream("/api/v1/users/me"), Some("users"));
+        assert_eq!(upstream("/api/v1/users/me/organizations"), Some("organizations"));
+        assert_eq!(upstream("/api/v1/users/me/registrations/x"), Some("events"));
+        assert_eq!(upstream("/api/v1/events"), Some("events"));
+        assert_eq!(upstream("/api/v1/events/abc.ics"), Some("events"));
+        assert_eq!(upstream("/api/v1/eventsfoo"), None);
+        assert_eq!(upstream("/.well-known/jwks.json"), Some("users"));
+        assert_eq!(upstream("/api/v2/events"), None);
+        assert_eq!(upstream("/"), None);
+    }
+
+    #[test]
+    fn the_calendar_feed_needs_no_token_but_the_rest_of_me_does() {
+        let router = Router::new(&table());
+        assert_eq!(router.find("/api/v1/users/me/calendar/abc.ics").unwrap().auth, Access::None);
+        assert_eq!(router.find("/api/v1/users/me/preferences").unwrap().auth, Access::Required);
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let mut t = table();
+        t.routes[0].prefix = "api".into();
+        assert_eq!(t.validate(), Err(TableError::Prefix("api".into())));
+        let mut t = table();
+        t.routes[0].upstream = "nowhere".into();
+        assert!(matches!(t.validate(), Err(TableError::UnknownUpstream(_, _))));
+        let mut t = table();
+        t.routes.push(t.routes[0].clone());
+        assert!(matches!(t.validate(), Err(TableError::Duplicate(_))));
+        let mut t = table();
+        t.upstreams.insert("users".into(), vec!["ftp://x".into()]);
+        assert!(matches!(t.validate(), Err(TableError::Endpoint(_, _))));
+        assert!(RouteTable::from_json(r#"{"upstreams": {}, "routes": [], "extra": 1}"#).is_err());
+    }
+
+    #[test]
+    fn the_file_format_round_trips() {
+        let json = serde_json::to_string(&table()).unwrap();
+        assert_eq!(RouteTable::from_json(&json).unwrap(), table());
+    }
+}

@@ -1,0 +1,196 @@
+//! A request's way through the gateway: route, client limit, token check, user limit,
+//! size limit, upstream, and back. Every refusal is a problem+json answered here, so the
+//! upstream never sees a request the gateway turned away.
+
+use crate::Gateway;
+use crate::model::{Access, Route};
+use crate::upstream::Failure;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use kit::ApiError;
+use kit::auth::{TokenUse, bearer_token};
+use kit::server::{Peer, client_ip};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let started = Instant::now();
+    let Some(route) = gw.routes.find(req.uri().path()) else {
+        return ApiError::NotFound("no such route".into()).into_response();
+    };
+    let method = req.method().clone();
+    let response = admit_and_send(&gw, route, req).await.unwrap_or_else(IntoResponse::into_response);
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let labels = [
+        ("route", route.prefix.clone()),
+        ("upstream", route.upstream.clone()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("gateway_requests_total", &labels).increment(1);
+    metrics::histogram!("gateway_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "veche::access",
+        %method,
+        route = %route.prefix,
+        upstream = %route.upstream,
+        status = status.as_u16(),
+        ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn admit_and_send(gw: &Gateway, route: &Route, req: Request) -> Result<Response, ApiError> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let client = client_ip(req.headers(), Peer(peer), gw.trust_forwarded_for);
+    if let Some(ip) = client {
+        gw.limits.client.check(&ip).map_err(too_many)?;
+    }
+    if let Some(user) = check_token(gw, route.auth, req.headers()).await? {
+        gw.limits.user.check(&user).map_err(too_many)?;
+    }
+    let limit = route.max_body_bytes.unwrap_or(gw.body_limit).min(gw.body_limit);
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let upstream = gw
+        .upstreams
+        .get(&route.upstream)
+        .ok_or_else(|| ApiError::Unavailable(format!("{} is not configured", route.upstream)))?;
+    let req = outgoing(req, limit, client);
+    match upstream.send(req, gw.upstream_timeout).await {
+        Ok(response) => Ok(incoming(response)),
+        Err(e) => {
+            metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
+                .increment(1);
+            Err(match e {
+                Failure::Unavailable(name) => ApiError::Unavailable(format!("the {name} service is unavailable")),
+                Failure::Timeout(name) => {
+                    ApiError::GatewayTimeout(format!("the {name} service did not answer in time"))
+                }
+                Failure::BodyTooLarge => ApiError::PayloadTooLarge,
+                Failure::Broken(name, detail) => {
+                    tracing::warn!(upstream = %name, error = %detail, "upstream failed mid-request");
+                    ApiError::BadGateway(format!("the {name} service failed"))
+                }
+            })
+        }
+    }
+}
+
+fn failure_kind(e: &Failure) -> &'static str {
+    match e {
+        Failure::Unavailable(_) => "unavailable",
+        Failure::Timeout(_) => "timeout",
+        Failure::BodyTooLarge => "body_too_large",
+        Failure::Broken(..) => "broken",
+    }
+}
+
+fn too_many(wait: Duration) -> ApiError {
+    ApiError::TooManyRequests { retry_after: Duration::from_secs(crate::limits::retry_after_secs(wait)) }
+}
+
+/// The edge's token check: `Ok(Some(user))` for a valid access token, `Ok(None)` when
+/// no token is needed or sent. Services still verify the token they receive.
+async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if access == Access::None {
+        return Ok(None);
+    }
+    let token = match bearer_token(headers) {
+        None if access == Access::Required => return Err(ApiError::Unauthorized("an access token is required".into())),
+        None => return Ok(None),
+        Some(token) => token?,
+    };
+    let claims = gw.verifier.verify(token).await?;
+    // Service tokens are for calls between services, never from outside.
+    if claims.token_use != TokenUse::Access {
+        return Err(ApiError::Unauthorized("an access token is required".into()));
+    }
+    Ok(Some(claims.sub.clone()))
+}
+
+/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The request as the upstream gets it: hop-by-hop headers gone, `X-Forwarded-*` set,
+/// the body capped at the route's limit while it streams.
+fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // The upstream starts afresh (an in-process router would otherwise see the gateway's
+    // own path parameters), knowing only who connected.
+    let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+    parts.extensions = http::Extensions::new();
+    if let Some(connected) = connected {
+        parts.extensions.insert(connected);
+    }
+    if let Some(ip) = client {
+        // The gateway is the trusted edge: what a client claims in X-Forwarded-For is
+        // replaced unless the gateway itself trusts a proxy in front of it.
+        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+            parts.headers.insert("x-forwarded-for", v);
+        }
+    }
+    if !parts.headers.contains_key("x-forwarded-proto") {
+        parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if let Some(host) = parts.headers.get(header::HOST).cloned() {
+        parts.headers.insert("x-forwarded-host", host);
+    }
+    Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)))
+}
+
+fn incoming(mut response: Response) -> Response {
+    strip_hop_by_hop(response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("authorization"), "end-to-end headers stay");
+    }
+}

@@ -1,0 +1,192 @@
+//! Where a route's requests go: endpoints over pooled keep-alive HTTP connections, or, in
+//! `veche up`, a service's router in the same process (the same request and response,
+//! without the socket).
+
+use axum::body::Body;
+use http::{Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+/// How long to wait for a TCP connection: a stopped upstream answers at once with a
+/// refusal; one that does not answer at all should not hold the caller for long.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed connection an endpoint is skipped for this long.
+const EJECT_FOR: Duration = Duration::from_secs(2);
+
+/// Why an upstream did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// No endpoint took the connection (stopped, refused, unreachable).
+    #[error("{0} is unavailable")]
+    Unavailable(String),
+    /// It took the request but did not answer in time.
+    #[error("{0} did not answer in time")]
+    Timeout(String),
+    /// The request body broke the route's size limit while streaming.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The connection broke mid-request.
+    #[error("{0} failed: {1}")]
+    Broken(String, String),
+}
+
+pub struct Upstream {
+    pub name: String,
+    target: Target,
+}
+
+enum Target {
+    Remote(Box<Remote>),
+    Local(axum::Router),
+}
+
+struct Remote {
+    endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, Body>,
+}
+
+struct Endpoint {
+    base: Uri,
+    /// Milliseconds since `epoch` until which the endpoint is skipped.
+    ejected_until: AtomicU64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl Upstream {
+    /// An upstream reached over HTTP at `endpoints` (`http://host:port`).
+    pub fn remote(name: &str, endpoints: &[String]) -> anyhow::Result<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let endpoints = endpoints
+            .iter()
+            .map(|e| Ok(Endpoint { base: e.parse()?, ejected_until: AtomicU64::new(0) }))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            name: name.to_owned(),
+            target: Target::Remote(Box::new(Remote { endpoints, next: AtomicUsize::new(0), client })),
+        })
+    }
+
+    /// An upstream in this process.
+    pub fn local(name: &str, router: axum::Router) -> Self {
+        Self { name: name.to_owned(), target: Target::Local(router) }
+    }
+
+    /// Sends `req` and waits at most `timeout` for the response head.
+    pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Body>, Failure> {
+        let sent = async {
+            match &self.target {
+                Target::Local(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})),
+                Target::Remote(remote) => self.send_remote(remote, req).await,
+            }
+        };
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Timeout(self.name.clone())),
+        }
+    }
+
+    async fn send_remote(&self, remote: &Remote, req: Request<Body>) -> Result<Response<Body>, Failure> {
+        let (parts, body) = req.into_parts();
+        // A request that failed to connect was never sent, so it may go to another
+        // endpoint; only a bodiless idempotent one can be rebuilt to try again.
+        let retryable = parts.method.is_idempotent() && http_body::Body::size_hint(&body).exact() == Some(0);
+        let mut body = Some(body);
+        let count = remote.endpoints.len();
+        let start = remote.next.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let mut tried = 0;
+        for i in 0..count {
+            let endpoint = &remote.endpoints[(start + i) % count];
+            // Skip an ejected endpoint unless it is the last chance.
+            if endpoint.ejected_until.load(Ordering::Relaxed) > now && !(tried == 0 && i == count - 1) {
+                continue;
+            }
+            let Some(this_body) = body.take().or_else(|| retryable.then(Body::empty)) else { break };
+            tried += 1;
+            let mut req = Request::from_parts(parts.clone(), this_body);
+            *req.uri_mut() = join(&endpoint.base, &parts.uri);
+            match remote.client.request(req).await {
+                Ok(response) => {
+                    endpoint.ejected_until.store(0, Ordering::Relaxed);
+                    return Ok(response.map(Body::new));
+                }
+                Err(e) if e.is_connect() => {
+                    endpoint.ejected_until.store(now_ms() + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
+                    tracing::warn!(upstream = %self.name, endpoint = %endpoint.base, error = %e, "could not connect");
+                    if !retryable {
+                        break;
+                    }
+                }
+                Err(e) if body_too_large(&e) => return Err(Failure::BodyTooLarge),
+                Err(e) => return Err(Failure::Broken(self.name.clone(), e.to_string())),
+            }
+        }
+        Err(Failure::Unavailable(self.name.clone()))
+    }
+
+    /// Readiness of an in-process upstream (its own `/readyz`); a remote one is its
+    /// own Deployment's business and always counts as ready here.
+    pub async fn ready(&self) -> Result<(), String> {
+        let Target::Local(router) = &self.target else { return Ok(()) };
+        let req = Request::get("/readyz").body(Body::empty()).map_err(|e| e.to_string())?;
+        let response = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+        if response.status().is_success() { Ok(()) } else { Err(format!("{} is not ready", self.name)) }
+    }
+
+    /// GET `path` and parse JSON (the upstream's OpenAPI document).
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let req = Request::get(path).body(Body::empty())?;
+        let response = self.send(req, Duration::from_secs(5)).await?;
+        anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+fn join(base: &Uri, uri: &Uri) -> Uri {
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = uri.path_and_query().cloned();
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+}
+
+fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_and_query_move_to_the_endpoint() {
+        let base: Uri = "http://10.0.0.7:8080".parse().unwrap();
+        let uri: Uri = "/api/v1/events?q=jazz&city=kazan".parse().unwrap();
+        assert_eq!(join(&base, &uri).to_string(), "http://10.0.0.7:8080/api/v1/events?q=jazz&city=kazan");
+    }
+}
