@@ -126,9 +126,16 @@ impl Cluster {
     }
 
     /// What RBAC answers for `user` (e.g. `system:serviceaccount:NS:NAME`), asked the way
-    /// a user asks: `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`.
+    /// a user asks: `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`. A resource
+    /// `RESOURCE/SUB` (`platforms.veche.io/status`) asks about the subresource.
     pub fn can_i(&self, user: &str, verb: &str, resource: &str, namespace: &str) -> bool {
-        let out = self.kubectl(["auth", "can-i", verb, resource, "-n", namespace, "--as", user]);
+        let mut args = vec!["auth", "can-i", verb];
+        match resource.split_once('/') {
+            Some((resource, sub)) => args.extend([resource, "--subresource", sub]),
+            None => args.push(resource),
+        }
+        args.extend(["-n", namespace, "--as", user]);
+        let out = self.kubectl(&args);
         let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
         // can-i exits 0 for yes and 1 for no; anything else is an error.
         match (out.status.code(), answer.as_str()) {
