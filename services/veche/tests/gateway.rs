@@ -239,7 +239,16 @@ async fn routes_tokens_and_failures_are_answered_at_the_edge() {
     // 10 MB to a route that takes 1 KiB: 413, declared or streamed, and never forwarded.
     let hits = s.counted.hits.load(Ordering::SeqCst);
     let big = vec![b'x'; 10 * 1024 * 1024];
-    send(client().post(s.gateway.url("/api/v1/small")).body(big.clone())).await.assert_problem(413);
+    // Declared: the answer comes from the headers alone, before any of the body is sent.
+    let mut raw = TcpStream::connect(("127.0.0.1", s.gateway.port())).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!("POST /api/v1/small HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", big.len());
+    raw.write_all(head.as_bytes()).unwrap();
+    let mut answer = [0u8; 1024];
+    let n = raw.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
     let chunks =
         futures::stream::iter(big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
     let r = client().post(s.gateway.url("/api/v1/small")).body(reqwest::Body::wrap_stream(chunks)).send().await;
