@@ -50,6 +50,10 @@ impl Services {
 enum Command {
     /// Run the whole platform in one process on the embedded store.
     Up {
+        /// Where services answer each other (default: a free loopback port). Only for
+        /// calls between services and their tests: no edge checks or limits there.
+        #[arg(long, env = "VECHE_INTERNAL_LISTEN")]
+        internal_listen: Option<SocketAddr>,
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
@@ -127,7 +131,7 @@ fn main() -> anyhow::Result<()> {
 async fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { common, services } => up(common, services).await,
+        Command::Up { internal_listen, common, services } => up(common, services, internal_listen).await,
         Command::Serve { service, common, services } => serve(service, common, services).await,
         Command::Admin { command: AdminCommand::Create { email, display_name, common, users } } => {
             kit::telemetry::init(common.log_format);
@@ -145,11 +149,12 @@ async fn run_cli() -> anyhow::Result<()> {
 /// loopback listener (a cluster's Service addresses), verify tokens with the users
 /// service's keys in-process, and get service tokens with secrets made up at start (they
 /// never leave the process).
-async fn up(mut common: CommonArgs, mut services: Services) -> anyhow::Result<()> {
+async fn up(mut common: CommonArgs, mut services: Services, internal: Option<SocketAddr>) -> anyhow::Result<()> {
     kit::telemetry::init(common.log_format);
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let addr = listener.local_addr()?;
-    let internal = tokio::net::TcpListener::bind((loopback_of(addr).ip(), 0)).await?;
+    let internal =
+        tokio::net::TcpListener::bind(internal.unwrap_or(SocketAddr::new(loopback_of(addr).ip(), 0))).await?;
     let internal_url = format!("http://{}", internal.local_addr()?);
     common.platform.public_url.get_or_insert_with(|| format!("http://{}", loopback_of(addr)));
     common.platform.users_url.get_or_insert_with(|| internal_url.clone());

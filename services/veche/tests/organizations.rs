@@ -405,24 +405,33 @@ async fn bad_input_gets_problems_never_500() {
 #[tokio::test]
 async fn services_look_up_memberships_with_a_service_token() {
     let secret = "events-secret-of-enough-length";
-    let v = Veche::start_with(&[("VECHE_SERVICE_CLIENTS", &format!("events={secret}"))]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let internal = format!("http://127.0.0.1:{port}");
+    let v = Veche::start_with(&[
+        ("VECHE_SERVICE_CLIENTS", &format!("events={secret}")),
+        ("VECHE_INTERNAL_LISTEN", &format!("127.0.0.1:{port}")),
+    ]);
     let c = cast(&v).await;
+    // Services call each other on the internal address, as in a cluster.
     let tokens = kit::service_token::ServiceTokens::new(kit::service_token::ClientCredentials {
-        token_url: v.url("/api/v1/auth/token"),
+        token_url: format!("{internal}/api/v1/auth/token"),
         client_id: "events".into(),
         client_secret: secret.into(),
     });
     let service = tokens.token_for("organizations").await.expect("a service token");
+    let inside = |path: &str| client().get(format!("{internal}{path}")).bearer_auth(&service);
 
     let admin_id = user_id(&c.admin);
     let path = org_path(&c.org, &format!("/members/{admin_id}"));
-    let r = get_auth(&v, &path, &service).await;
+    let r = send(inside(&path)).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body, json!({"organization_id": c.org["id"], "user_id": admin_id, "role": "admin"}));
     let stranger_path = org_path(&c.org, &format!("/members/{}", user_id(&c.stranger)));
-    get_auth(&v, &stranger_path, &service).await.assert_problem(404);
+    send(inside(&stranger_path)).await.assert_problem(404);
     let nowhere = format!("/api/v1/organizations/{}/members/{admin_id}", uuid::Uuid::new_v4());
-    get_auth(&v, &nowhere, &service).await.assert_problem(404);
+    send(inside(&nowhere)).await.assert_problem(404);
+    // From outside, the gateway refuses service tokens: they are for calls between services.
+    get_auth(&v, &path, &service).await.assert_problem(401);
 
     // Members may ask too; a stranger may not, except about themselves.
     assert_eq!(get_auth(&v, &path, &c.member).await.body["role"], "admin");
@@ -433,9 +442,10 @@ async fn services_look_up_memberships_with_a_service_token() {
 
     // A token for another audience is refused; a service is not a person.
     let for_users = tokens.token_for("users").await.unwrap();
-    get_auth(&v, &path, &for_users).await.assert_problem(401);
-    post_as(&v, &service, "/api/v1/organizations", json!({"name": "Bot Club"})).await.assert_problem(403);
-    get_auth(&v, &org_path(&c.org, "/members"), &service).await.assert_problem(403);
+    send(client().get(format!("{internal}{path}")).bearer_auth(&for_users)).await.assert_problem(401);
+    let bot = client().post(format!("{internal}/api/v1/organizations")).bearer_auth(&service);
+    send(bot.json(&json!({"name": "Bot Club"}))).await.assert_problem(403);
+    send(inside(&org_path(&c.org, "/members"))).await.assert_problem(403);
 }
 
 #[tokio::test]

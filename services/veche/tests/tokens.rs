@@ -143,9 +143,9 @@ async fn service_tokens_are_for_their_audience_only() {
     let analytics = kit::auth::Verifier::new(jwks, v.base.clone(), "analytics");
     assert!(matches!(analytics.verify(&token).await, Err(kit::auth::AuthError::Audience)));
 
-    // A service token is not a person: user endpoints refuse it.
+    // A service token is not a person, and from outside the gateway refuses it outright.
     let users_token = tokens.token_for("users").await.unwrap();
-    get_auth(&v, "/api/v1/users/me", &users_token).await.assert_problem(403);
+    get_auth(&v, "/api/v1/users/me", &users_token).await.assert_problem(401);
 
     // Wrong secret, unknown client.
     let bad = send(
