@@ -363,9 +363,12 @@ fn walk_threshold(corpus: i64) -> i64 {
 
 /// What the planner knows before writing the SQL.
 struct Evidence {
-    /// Estimated events matching the text query, and the tags (`None`: not asked).
+    /// Estimated events matching the text query (`None`: not asked).
     text: Option<f64>,
-    tags: Option<f64>,
+    /// The fewest events holding one of the asked tags: the set that would drive.
+    rarest_tag: Option<(String, i64)>,
+    /// Venues in the radius's bounding box, counted up to just past the walk threshold.
+    geo: Option<i64>,
     corpus: i64,
     max_duration: i64,
 }
@@ -460,7 +463,7 @@ fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqli
             Some(combined(&counts, corpus))
         }
     };
-    let tags = if s.tags.is_empty() {
+    let tag_counts = if s.tags.is_empty() {
         None
     } else {
         let mut counts = Vec::new();
@@ -469,9 +472,25 @@ fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqli
                 c.prepare_cached("SELECT count(*) FROM event_tags WHERE tag = ?1")?.query_row([tag], |r| r.get(0))?,
             );
         }
-        Some(combined(&counts, corpus))
+        Some(counts)
     };
-    Ok(Evidence { text, tags, corpus, max_duration: max_duration.unwrap_or(0) })
+    let rarest_tag = tag_counts
+        .as_ref()
+        .and_then(|counts| s.tags.iter().zip(counts.iter()).min_by_key(|(_, n)| **n).map(|(t, n)| (t.clone(), *n)));
+    let geo = match s.near {
+        None => None,
+        Some((lat, lon, radius)) => {
+            let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
+            Some(
+                c.prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM events_geo \
+                     WHERE min_lat >= ?1 AND max_lat <= ?2 AND min_lon >= ?3 AND max_lon <= ?4 LIMIT ?5)",
+                )?
+                .query_row(params![lat_lo, lat_hi, lon_lo, lon_hi, walk_threshold(corpus) + 1], |r| r.get(0))?,
+            )
+        }
+    };
+    Ok(Evidence { text, rarest_tag, geo, corpus, max_duration: max_duration.unwrap_or(0) })
 }
 
 /// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
@@ -537,32 +556,38 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     }
     if let Some((lat, lon, radius)) = s.near {
         let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
-        conds.push(
+        // Few venues in the box: they drive, from the R*Tree. Many (a city centre): walk
+        // the requested order and check each row's coordinates, which fills a page sooner.
+        conds.push(if ev.geo.unwrap_or(0) <= walk_threshold(ev.corpus) {
             "e.seq IN (SELECT seq FROM events_geo WHERE min_lat >= ? AND max_lat <= ? AND min_lon >= ? AND max_lon <= ?) \
              AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
-                .into(),
-        );
+                .into()
+        } else {
+            "+e.latitude >= ? AND +e.latitude <= ? AND +e.longitude >= ? AND +e.longitude <= ? \
+             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
+                .into()
+        });
         for v in [lat_lo, lat_hi, lon_lo, lon_hi, lat, lon, radius] {
             p.push(Box::new(v));
         }
     }
     if !s.tags.is_empty() {
         let text_drives = s.sort == Sort::Relevance || text_plan == Some(SetPlan::Drive);
-        if text_drives || set_plan(ev.tags.unwrap_or(0.0), ev.corpus) == SetPlan::Probe {
-            // Rows come from elsewhere (text matches or a walk): check each one's tags.
-            for tag in s.tags.iter().rev() {
-                probes.insert(
-                    0,
-                    ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
-                );
-            }
-        } else {
-            // Few events hold every tag: that set drives, from the tag index.
-            let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
-            conds.push(format!("e.seq IN ({})", sets.join(" INTERSECT ")));
-            for tag in &s.tags {
-                p.push(Box::new(tag.clone()));
-            }
+        // The rarest tag's events drive when they are few and nothing else does; every
+        // other tag (or all of them, when rows come from elsewhere) is checked per row.
+        let driver = match &ev.rarest_tag {
+            Some((tag, n)) if !text_drives && set_plan(*n as f64, ev.corpus) == SetPlan::Drive => Some(tag),
+            _ => None,
+        };
+        if let Some(tag) = driver {
+            conds.push("e.seq IN (SELECT event_seq FROM event_tags WHERE tag = ?)".into());
+            p.push(Box::new(tag.clone()));
+        }
+        for tag in s.tags.iter().rev().filter(|t| Some(*t) != driver) {
+            probes.insert(
+                0,
+                ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
+            );
         }
     }
     if let Some(category) = &s.category {
