@@ -363,10 +363,9 @@ fn walk_threshold(corpus: i64) -> i64 {
 
 /// What the planner knows before writing the SQL.
 struct Evidence {
-    /// Estimated events matching the text query (`None`: not asked).
+    /// Estimated events matching the text query, and the tags (`None`: not asked).
     text: Option<f64>,
-    /// The fewest events holding one of the asked tags: the set that would drive.
-    rarest_tag: Option<(String, i64)>,
+    tags: Option<f64>,
     /// Venues in the radius's bounding box, counted up to just past the walk threshold.
     geo: Option<i64>,
     corpus: i64,
@@ -474,9 +473,6 @@ fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqli
         }
         Some(counts)
     };
-    let rarest_tag = tag_counts
-        .as_ref()
-        .and_then(|counts| s.tags.iter().zip(counts.iter()).min_by_key(|(_, n)| **n).map(|(t, n)| (t.clone(), *n)));
     let geo = match s.near {
         None => None,
         Some((lat, lon, radius)) => {
@@ -490,7 +486,13 @@ fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqli
             )
         }
     };
-    Ok(Evidence { text, rarest_tag, geo, corpus, max_duration: max_duration.unwrap_or(0) })
+    Ok(Evidence {
+        text,
+        tags: tag_counts.map(|counts| combined(&counts, corpus)),
+        geo,
+        corpus,
+        max_duration: max_duration.unwrap_or(0),
+    })
 }
 
 /// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
@@ -573,21 +575,23 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     }
     if !s.tags.is_empty() {
         let text_drives = s.sort == Sort::Relevance || text_plan == Some(SetPlan::Drive);
-        // The rarest tag's events drive when they are few and nothing else does; every
-        // other tag (or all of them, when rows come from elsewhere) is checked per row.
-        let driver = match &ev.rarest_tag {
-            Some((tag, n)) if !text_drives && set_plan(*n as f64, ev.corpus) == SetPlan::Drive => Some(tag),
-            _ => None,
-        };
-        if let Some(tag) = driver {
-            conds.push("e.seq IN (SELECT event_seq FROM event_tags WHERE tag = ?)".into());
-            p.push(Box::new(tag.clone()));
-        }
-        for tag in s.tags.iter().rev().filter(|t| Some(*t) != driver) {
-            probes.insert(
-                0,
-                ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
-            );
+        // Few events hold every tag (by independent counts): the tag index intersects
+        // them (a merge of sorted ranges) and that set drives. Otherwise, or when rows come
+        // from elsewhere, each row's tags are checked.
+        let few = ev.tags.is_some_and(|n| set_plan(n, ev.corpus) == SetPlan::Drive);
+        if few && !text_drives {
+            let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
+            conds.push(format!("e.seq IN ({})", sets.join(" INTERSECT ")));
+            for tag in &s.tags {
+                p.push(Box::new(tag.clone()));
+            }
+        } else {
+            for tag in s.tags.iter().rev() {
+                probes.insert(
+                    0,
+                    ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
+                );
+            }
         }
     }
     if let Some(category) = &s.category {
