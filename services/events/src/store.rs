@@ -168,6 +168,9 @@ INSERT INTO search_stats SELECT 1, COALESCE(MAX(end_at - start_at), 0) FROM even
 "#,
 ];
 
+/// Segments of the text index (see [`SqliteStore::search_index_segments`]).
+const SEGMENTS: &str = "SELECT count(DISTINCT segid) FROM events_fts_idx";
+
 /// The page cache of an import, in SQLite's negative-means-KiB form: 512 MiB.
 const IMPORT_CACHE_SIZE: i64 = -512 * 1024;
 
@@ -189,7 +192,7 @@ impl SqliteStore {
     /// Segments of the text index. Each search probe seeks once per segment, so their
     /// number, not the index size, sets what a probe costs (bench/search.sh).
     pub async fn search_index_segments(&self) -> Result<i64> {
-        self.db.read(|c| Ok(c.query_row("SELECT count(DISTINCT segid) FROM events_fts_idx", [], |r| r.get(0))?)).await
+        self.db.read(|c| Ok(c.query_row(SEGMENTS, [], |r| r.get(0))?)).await
     }
 
     /// Merges the text index toward one segment, writing about `pages` pages in one short
@@ -199,7 +202,7 @@ impl SqliteStore {
         self.db
             .write(move |tx| {
                 tx.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('merge', ?1)", [-pages.max(1)])?;
-                Ok(tx.query_row("SELECT count(DISTINCT segid) FROM events_fts_idx", [], |r| r.get(0))?)
+                Ok(tx.query_row(SEGMENTS, [], |r| r.get(0))?)
             })
             .await
     }
@@ -509,7 +512,8 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     // Per-row checks against another index go last, cheapest first (a tag is one primary
     // key seek, a text probe one seek per segment), so most rows fail a column filter
     // before paying for them.
-    let mut probes: Vec<(&str, String)> = Vec::new();
+    let mut tag_probes: &[String] = &[];
+    let mut text_probe: Option<&String> = None;
     let selective =
         s.city.is_some() || s.near.is_some() || s.category.is_some() || s.organization_id.is_some() || s.to.is_some();
     let text_plan = s.fts.as_ref().map(|_| match selective {
@@ -519,18 +523,21 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     // Relevance over a window: the filtered, newest matches in a subquery, ranked outside.
     let windowed = s.sort == Sort::Relevance && text_plan == Some(SetPlan::Probe) && !selective && s.tags.is_empty();
     if let Some(fts) = &s.fts {
-        if s.sort == Sort::Relevance {
-            from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
-            conds.push("events_fts MATCH ?".into());
-        } else if text_plan == Some(SetPlan::Probe) {
-            probes.push(("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)", fts.clone()));
-        } else if text_plan == Some(SetPlan::Filter) {
-            conds.push("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
-        } else {
-            conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
-        }
-        if probes.is_empty() {
-            p.push(Box::new(fts.clone()));
+        let cond = match text_plan {
+            _ if s.sort == Sort::Relevance => {
+                from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
+                Some("events_fts MATCH ?")
+            }
+            Some(SetPlan::Filter) => Some("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"),
+            Some(SetPlan::Drive) => Some("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"),
+            _ => None,
+        };
+        match cond {
+            Some(cond) => {
+                conds.push(cond.into());
+                p.push(Box::new(fts.clone()));
+            }
+            None => text_probe = Some(fts),
         }
     }
     // Popularity walks its own index; the status index would need a sort of everything.
@@ -586,12 +593,7 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
                 p.push(Box::new(tag.clone()));
             }
         } else {
-            for tag in s.tags.iter().rev() {
-                probes.insert(
-                    0,
-                    ("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)", tag.clone()),
-                );
-            }
+            tag_probes = &s.tags;
         }
     }
     if let Some(category) = &s.category {
@@ -626,9 +628,13 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
         Some(Cursor::Offset(n)) => offset = n,
         None => {}
     }
-    for (cond, value) in probes {
-        conds.push(cond.into());
-        p.push(Box::new(value));
+    for tag in tag_probes {
+        conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
+        p.push(Box::new(tag.clone()));
+    }
+    if let Some(fts) = text_probe {
+        conds.push("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into());
+        p.push(Box::new(fts.clone()));
     }
     let order = match s.sort {
         Sort::Start => "e.start_at, e.seq",
@@ -683,9 +689,8 @@ impl EventStore for SqliteStore {
         self.db
             .write(move |tx| {
                 // Imports touch index pages all over the file (random ids, starts, cities);
-                // once those outgrow the page cache every insert waits on a read, and a
-                // million events take half an hour instead of minutes. A bigger cache for
-                // the import only, given back afterwards.
+                // once those outgrow the page cache every insert waits on a read. A bigger
+                // cache for the import only, given back afterwards.
                 let cache: i64 = tx.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
                 tx.execute_batch(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))?;
                 let mut ids = Vec::with_capacity(events.len());

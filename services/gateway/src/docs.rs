@@ -17,7 +17,12 @@ const FRESH_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct MergedOpenApi {
-    cached: Mutex<Option<(Instant, Arc<Value>)>>,
+    /// Serialised once per rebuild: every answer in between is a cheap copy of the bytes.
+    cached: Mutex<Option<(Instant, bytes::Bytes)>>,
+}
+
+fn json_response(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 pub async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
@@ -25,7 +30,7 @@ pub async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
     if let Some((at, doc)) = cached.as_ref()
         && at.elapsed() < FRESH_FOR
     {
-        return axum::Json(doc.as_ref().clone()).into_response();
+        return json_response(doc.clone());
     }
     let mut names: Vec<&String> = gw.upstreams.keys().collect();
     names.sort();
@@ -40,9 +45,9 @@ pub async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
     if parts.is_empty() {
         return ApiError::Unavailable("no service answered with its API description".into()).into_response();
     }
-    let doc = Arc::new(merge(parts));
+    let doc = bytes::Bytes::from(serde_json::to_vec(&merge(parts)).unwrap_or_default());
     *cached = Some((Instant::now(), doc.clone()));
-    axum::Json(doc.as_ref().clone()).into_response()
+    json_response(doc)
 }
 
 /// Paths and components of every document in one; the first wins on a clash (services

@@ -73,7 +73,7 @@ impl Limits {
 
 /// Whole seconds to put in `Retry-After` (at least one: zero would invite a busy loop).
 pub fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+    (wait.as_secs_f64().ceil() as u64).max(1)
 }
 
 #[cfg(test)]
