@@ -10,16 +10,19 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
+use tokio::sync::OnceCell;
 
 /// The kubeconfig of the test control plane (set by `e2e/cluster.sh run` and `up`).
 pub const KUBECONFIG_ENV: &str = "VECHE_E2E_KUBECONFIG";
@@ -203,6 +206,25 @@ impl Cluster {
         .await
     }
 
+    /// Applies the operator's CRDs (`crds/`) once per test process and waits until they
+    /// are Established.
+    pub async fn install_crds(&self) {
+        static APPLIED: OnceCell<()> = OnceCell::const_new();
+        APPLIED
+            .get_or_init(|| async {
+                self.kubectl_ok(["apply", "--server-side", "--force-conflicts", "-f", &repo("crds")]);
+                let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+                for name in ["platforms.veche.io", "servicedeployments.veche.io"] {
+                    let established = await_condition(api.clone(), name, conditions::is_crd_established());
+                    tokio::time::timeout(Duration::from_secs(60), established)
+                        .await
+                        .unwrap_or_else(|_| panic!("{name} not established in time"))
+                        .expect("watching the crd");
+                }
+            })
+            .await;
+    }
+
     /// Creates a namespace with a name unique to this run, `PREFIX-<suffix>`.
     pub async fn namespace(&self, prefix: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -216,6 +238,159 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         name
     }
+}
+
+/// The operator binary the tests run: `$VECHE_OPERATOR_BIN`, else the `veche-operator`
+/// that cargo built next to this test (scripts/test builds it first).
+pub fn operator_bin() -> PathBuf {
+    if let Ok(path) = std::env::var(OPERATOR_BIN_ENV) {
+        return PathBuf::from(path);
+    }
+    // A test runs as target/<profile>/deps/<name>-<hash>; binaries sit in target/<profile>.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe.parent().and_then(Path::parent).map(|dir| dir.join("veche-operator"));
+    match bin {
+        Some(bin) if bin.is_file() => bin,
+        _ => panic!(
+            "no veche-operator binary next to {}: run `cargo build -p veche-operator` first, or set {OPERATOR_BIN_ENV}",
+            exe.display()
+        ),
+    }
+}
+
+/// Overrides where the operator binary is found (see [`operator_bin`]).
+pub const OPERATOR_BIN_ENV: &str = "VECHE_OPERATOR_BIN";
+
+/// A `veche-operator run` process outside the cluster, as a platform engineer might run
+/// it: with a kubeconfig (a ServiceAccount's, so it has exactly the chart's RBAC),
+/// watching one namespace and electing its leader through a Lease there. Its log goes
+/// to a file and is printed when a test fails; the process is killed on drop.
+pub struct Operator {
+    child: Child,
+    pub identity: String,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Operator {
+    /// Starts the operator as `identity`, watching `namespace` with `kubeconfig`.
+    pub fn start(kubeconfig: &Path, namespace: &str, identity: &str) -> Operator {
+        let dir = TempDir::new("operator");
+        let log = dir.path().join(format!("{identity}.log"));
+        let out = std::fs::File::create(&log).expect("creating the operator log");
+        let err = out.try_clone().expect("cloning the log handle");
+        let mut cmd = Command::new(operator_bin());
+        cmd.args(["run", "--namespace", namespace, "--lease-namespace", namespace, "--identity", identity])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", describe(&cmd)));
+        Operator { child, identity: identity.to_string(), log, _dir: dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the operator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no graceful shutdown, no release of the Lease.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The peak resident set size so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last lines of operator {} ---", self.identity);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A stand-in for a cluster's storage provisioner (this control plane has none): while
+/// it lives, every pending PersistentVolumeClaim in its namespace gets a hostPath
+/// PersistentVolume bound to it, so pods with volumes get scheduled. Stops on drop.
+pub struct Provisioner(tokio::task::JoinHandle<()>);
+
+impl Drop for Provisioner {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Cluster {
+    pub fn provision_volumes(&self, namespace: &str) -> Provisioner {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let namespace = namespace.to_string();
+        Provisioner(tokio::spawn(async move {
+            loop {
+                if let Ok(list) = claims.list(&Default::default()).await {
+                    for claim in list.items.iter().filter(|c| c.spec.as_ref().is_some_and(|s| s.volume_name.is_none()))
+                    {
+                        let volume = volume_for(&namespace, claim);
+                        // Already made (and not bound yet) is fine.
+                        let _ = volumes.create(&PostParams::default(), &volume).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }))
+    }
+}
+
+/// A hostPath volume pre-bound to `claim`, of its size, access modes and class.
+fn volume_for(namespace: &str, claim: &PersistentVolumeClaim) -> PersistentVolume {
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    let spec = claim.spec.clone().unwrap_or_default();
+    let size = spec.resources.and_then(|r| r.requests).and_then(|r| r.get("storage").cloned());
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("{namespace}-{name}") },
+        "spec": {
+            "capacity": { "storage": size.map_or("1Gi".to_string(), |q| q.0) },
+            "accessModes": spec.access_modes.unwrap_or_else(|| vec!["ReadWriteOnce".into()]),
+            "storageClassName": spec.storage_class_name.unwrap_or_default(),
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": { "path": format!("/tmp/veche-e2e-volumes/{namespace}/{name}"), "type": "DirectoryOrCreate" },
+            "claimRef": { "namespace": namespace, "name": name, "uid": claim.metadata.uid },
+        }
+    }))
+    .expect("a PersistentVolume literal")
+}
+
+/// The absolute path of `path` in this repository.
+pub fn repo(path: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    p.to_str().expect("utf-8 path").to_string()
 }
 
 /// A short suffix unique within this process and unlikely to repeat across runs.

@@ -5,38 +5,11 @@
 //!
 //! Run: `e2e/cluster.sh run -- cargo test -p veche-e2e --features cluster`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use e2e::Cluster;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
-use kube::runtime::wait::{await_condition, conditions};
-use tokio::sync::OnceCell;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn repo(path: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
-    p.to_str().expect("utf-8 path").to_string()
-}
-
-/// Applies `crds/` once per test process and waits until both CRDs are Established.
-async fn crds(cluster: &Cluster) {
-    static APPLIED: OnceCell<()> = OnceCell::const_new();
-    APPLIED
-        .get_or_init(|| async {
-            cluster.kubectl_ok(["apply", "--server-side", "--force-conflicts", "-f", &repo("crds")]);
-            let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-            for name in ["platforms.veche.io", "servicedeployments.veche.io"] {
-                tokio::time::timeout(MINUTE, await_condition(api.clone(), name, conditions::is_crd_established()))
-                    .await
-                    .unwrap_or_else(|_| panic!("{name} not established in time"))
-                    .expect("watching the crd");
-            }
-        })
-        .await;
-}
 
 /// `kubectl apply` of `manifest` in `ns`; Err(stderr) when the API server refuses it.
 fn try_apply(cluster: &Cluster, ns: &str, manifest: &str) -> Result<(), String> {
@@ -50,11 +23,11 @@ fn try_apply(cluster: &Cluster, ns: &str, manifest: &str) -> Result<(), String> 
 #[tokio::test]
 async fn crds_accept_the_examples_and_reject_invalid_platforms_with_cel_messages() {
     let cluster = Cluster::connect().await;
-    crds(&cluster).await;
+    cluster.install_crds().await;
     let ns = cluster.namespace("crds").await;
 
     for example in ["examples/platform-minimal.yaml", "examples/platform-production.yaml"] {
-        let manifest = std::fs::read_to_string(repo(example)).expect("read example");
+        let manifest = std::fs::read_to_string(e2e::repo(example)).expect("read example");
         try_apply(&cluster, &ns, &manifest).unwrap_or_else(|e| panic!("{example} refused: {e}"));
     }
 
@@ -95,9 +68,9 @@ async fn crds_accept_the_examples_and_reject_invalid_platforms_with_cel_messages
 #[tokio::test]
 async fn chart_lints_installs_and_grants_least_privilege() {
     let cluster = Cluster::connect().await;
-    crds(&cluster).await;
+    cluster.install_crds().await;
     let ns = cluster.namespace("chart").await;
-    let chart = repo("charts/veche-operator");
+    let chart = e2e::repo("charts/veche-operator");
 
     let lint = cluster.helm_ok(["lint", &chart]);
     assert!(lint.contains("0 chart(s) failed"), "lint: {lint}");
