@@ -275,8 +275,8 @@ metadata:
     kubernetes.io/arch: amd64
     type: kwok
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
 NODE
   wait_for "node kwok-node-0 Ready" 60 kwok \
     "${kubectl[@]}" wait --for=condition=Ready node/kwok-node-0 --timeout=2s

@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
@@ -225,6 +227,11 @@ impl Cluster {
             .await;
     }
 
+    /// Deletes namespace `name` without waiting for its contents to go.
+    pub fn delete_namespace(&self, name: &str) {
+        self.kubectl_ok(["delete", "namespace", name, "--wait=false"]);
+    }
+
     /// Creates a namespace with a name unique to this run, `PREFIX-<suffix>`.
     pub async fn namespace(&self, prefix: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -311,6 +318,17 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// CPU time used so far (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 14th and
+        // 15th fields of the whole line, in clock ticks (100 per second on Linux).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// The peak resident set size so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
@@ -352,17 +370,16 @@ impl Cluster {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let namespace = namespace.to_string();
+        // A watch, not a poll: the volume should exist before the pod that needs it is
+        // scheduled, or the scheduler parks the pod as unschedulable for a while.
         Provisioner(tokio::spawn(async move {
-            loop {
-                if let Ok(list) = claims.list(&Default::default()).await {
-                    for claim in list.items.iter().filter(|c| c.spec.as_ref().is_some_and(|s| s.volume_name.is_none()))
-                    {
-                        let volume = volume_for(&namespace, claim);
-                        // Already made (and not bound yet) is fine.
-                        let _ = volumes.create(&PostParams::default(), &volume).await;
-                    }
+            let mut events = std::pin::pin!(watcher(claims, watcher::Config::default()).applied_objects());
+            while let Some(event) = events.next().await {
+                let Ok(claim) = event else { continue };
+                if claim.spec.as_ref().is_some_and(|s| s.volume_name.is_none()) {
+                    // Already made (and not bound yet) is fine.
+                    let _ = volumes.create(&PostParams::default(), &volume_for(&namespace, &claim)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }))
     }

@@ -452,3 +452,69 @@ async fn a_killed_operator_converges_on_restart_and_two_replicas_elect_one_leade
     assert!(standing_by.is_running() && !standing_by.log().contains("controllers starting"), "{}", standing_by.log());
     assert_eq!(holder().await.expect("lease").as_deref(), Some(leading.identity.as_str()));
 }
+
+#[tokio::test]
+async fn a_failing_platform_reports_degraded_and_a_paused_one_applies_nothing() {
+    let rig = Rig::new("paused").await;
+    let _operator = rig.operator("solo");
+    rig.kubectl(&["create", "secret", "generic", "ydb-credentials", "--from-literal=token=e2e"]);
+    // This example publishes through an HTTPRoute, and this cluster does not serve the
+    // Gateway API: the operator must say so where a platform engineer looks.
+    rig.kubectl(&["apply", "-f", &e2e::repo("examples/platform-ydb.yaml")]);
+    let platforms = rig.api::<Platform>();
+    eventually("Degraded=True naming the Gateway API", MINUTE, || async {
+        let status = platforms.get("veche").await?.status.unwrap_or_default();
+        let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded");
+        ensure!(
+            degraded.is_some_and(|c| c.status == "True"
+                && c.reason == "ReconcileFailed"
+                && c.message.contains("Gateway API")),
+            "{degraded:?}"
+        );
+        Ok(Some(()))
+    })
+    .await;
+    let events = rig.kubectl(&["get", "events", "--field-selector", "involvedObject.kind=Platform", "-o", "wide"]);
+    assert!(events.contains("ReconcileFailed") && events.contains("Gateway API"), "{events}");
+    // What could be applied was: the services run.
+    rig.rolled_out("veche-gateway", Some(2), MINUTE).await;
+
+    // Paused: changes wait, and the status says why.
+    rig.kubectl(&[
+        "patch",
+        "platform",
+        "veche",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"paused":true,"gateway":{"replicas":3}}}"#,
+    ]);
+    eventually("Progressing=False, Paused", MINUTE, || async {
+        let p = platforms.get("veche").await?;
+        let status = p.status.unwrap_or_default();
+        let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing");
+        ensure!(
+            status.observed_generation == p.metadata.generation
+                && progressing.is_some_and(|c| c.status == "False" && c.reason == "Paused"),
+            "{progressing:?}"
+        );
+        Ok(Some(()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let gateway = rig.api::<Deployment>().get("veche-gateway").await.expect("gateway");
+    assert_eq!(gateway.spec.and_then(|s| s.replicas), Some(2), "a paused platform applies nothing");
+
+    // Unpaused, with the route dropped: the change lands and the platform is Ready.
+    rig.kubectl(&[
+        "patch",
+        "platform",
+        "veche",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"paused":false,"gateway":{"httpRoute":null}}}"#,
+    ]);
+    let platform = rig.ready("veche", 2 * MINUTE).await;
+    let degraded = platform.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "Degraded");
+    assert_eq!(degraded.map(|c| c.status).as_deref(), Some("False"));
+    rig.rolled_out("veche-gateway", Some(3), MINUTE).await;
+}

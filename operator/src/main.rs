@@ -43,6 +43,10 @@ struct RunArgs {
     /// Address of the probe and metrics server.
     #[arg(long, env = "VECHE_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Reconciles each controller runs at once (0: no limit). Bounds memory and API load
+    /// when many objects change together.
+    #[arg(long, env = "VECHE_OPERATOR_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
     /// Log format.
     #[arg(long, env = "VECHE_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -130,7 +134,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     health.set_ready(true);
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), "controllers starting");
 
-    let controllers = controller::run(client.clone(), args.namespace.clone(), ctx, shutdown.clone());
+    let controllers = controller::run(client.clone(), args.namespace.clone(), args.concurrency, ctx, shutdown.clone());
     let lost = async {
         match &elector {
             Some(elector) => elector.keep().await,

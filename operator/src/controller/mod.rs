@@ -195,10 +195,13 @@ pub fn owned_watch() -> watcher::Config {
 }
 
 /// Runs both controllers until `shutdown` resolves (then they finish what they are
-/// doing and return).
+/// doing and return). Each runs at most `concurrency` reconciles at once: every one in
+/// flight holds API connections and response bodies, so this bounds the operator's
+/// memory when many objects change together (and the API server's load with it).
 pub async fn run(
     client: Client,
     namespace: Option<String>,
+    concurrency: u16,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
@@ -206,6 +209,7 @@ pub async fn run(
     let sds: Api<ServiceDeployment> = scoped(&client, namespace.as_deref());
     let platform_controller =
         platform::controller(client.clone(), platforms.clone(), sds.clone(), namespace.as_deref())
+            .with_config(controller_config(concurrency))
             .graceful_shutdown_on(shutdown.clone())
             .run(platform::reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -214,6 +218,7 @@ pub async fn run(
                 }
             });
     let service_controller = service::controller(client.clone(), sds, platforms, namespace.as_deref())
+        .with_config(controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(service::reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -222,6 +227,10 @@ pub async fn run(
             }
         });
     futures::join!(platform_controller, service_controller);
+}
+
+fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(concurrency)
 }
 
 /// An Api in one namespace, or across all.
