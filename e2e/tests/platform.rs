@@ -350,6 +350,18 @@ async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
     rig.ready("big", MINUTE).await;
     assert_eq!(rig.api::<Deployment>().get("big-events").await.expect("d").spec.and_then(|s| s.replicas), Some(3));
 
+    // A platform engineer's own HPA can aim at a ServiceDeployment: the HPA controller
+    // writes the scale subresource, the operator carries it to the Deployment.
+    rig.cluster.apply(&format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: own, namespace: {}}}\n\
+         spec:\n  scaleTargetRef: {{apiVersion: veche.io/v1alpha1, kind: ServiceDeployment, name: big-organizations}}\n  \
+         minReplicas: 2\n  maxReplicas: 3\n",
+        rig.ns
+    ));
+    rig.rolled_out("big-organizations", Some(2), 2 * MINUTE).await;
+    let sd = sds.get("big-organizations").await.expect("sd");
+    assert_eq!(sd.spec.replicas, Some(2), "the HPA scaled the ServiceDeployment");
+
     // Autoscaling on: an HPA appears, scales the Deployment to its minimum, and the
     // operator stops writing replicas.
     rig.kubectl(&[
