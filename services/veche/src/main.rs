@@ -32,6 +32,8 @@ struct Services {
     #[command(flatten)]
     organizations: OrganizationsConfig,
     #[command(flatten)]
+    analytics: analytics::AnalyticsConfig,
+    #[command(flatten)]
     gateway: gateway::GatewayConfig,
 }
 
@@ -79,6 +81,7 @@ enum ServiceName {
     Users,
     Events,
     Organizations,
+    Analytics,
     Gateway,
 }
 
@@ -88,6 +91,7 @@ impl ServiceName {
             Self::Users => users::SERVICE,
             Self::Events => events::SERVICE,
             Self::Organizations => organizations::SERVICE,
+            Self::Analytics => analytics::SERVICE,
             Self::Gateway => gateway::SERVICE,
         }
     }
@@ -176,12 +180,13 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     };
     let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
-    let routers: std::collections::HashMap<String, axum::Router> = [users.service, organizations, events]
+    let analytics = analytics::build(services.analytics.clone(), &context_for(analytics::SERVICE)).await?;
+    let routers: std::collections::HashMap<String, axum::Router> = [users.service, organizations, events, analytics]
         .into_iter()
         .map(|service| (service.name.to_owned(), kit::server::app(vec![service], &common.http)))
         .collect();
 
-    // Only the routes of services that run here (analytics comes with its issue).
+    // Only the routes of services that run here.
     let mut table = gateway::model::RouteTable::platform(|_| internal_url.clone());
     table.routes.retain(|r| routers.contains_key(&r.upstream));
     table.upstreams.retain(|name, _| routers.contains_key(name));
@@ -219,6 +224,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         ServiceName::Organizations => {
             organizations::build(services.organizations(), &Context::standalone(common.clone())).await?
         }
+        ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
         ServiceName::Gateway => {
             let table = gateway::load_table(&services.gateway)?;
             let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);

@@ -1,0 +1,33 @@
+//! Routes of the analytics service, and its OpenAPI document.
+
+pub mod facts;
+pub mod reports;
+
+use crate::App;
+use axum::Router;
+use axum::routing::{get, post};
+use kit::openapi::BearerAuth;
+use utoipa::OpenApi;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/internal/v1/analytics/facts", post(facts::ingest))
+        .route("/api/v1/analytics/events/{id}", get(reports::event))
+        .route("/api/v1/analytics/organizations/{id}", get(reports::organization))
+        .route("/api/v1/analytics/platform", get(reports::platform))
+        .with_state(app)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Veche API", description = "The events platform's HTTP API. Errors are application/problem+json (RFC 9457)."),
+    paths(facts::ingest, reports::event, reports::organization, reports::platform),
+    modifiers(&BearerAuth),
+    tags((name = "analytics", description = "Reports over events, organizations and the platform"),
+         (name = "internal", description = "Calls between services, with service tokens"))
+)]
+struct AnalyticsApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    AnalyticsApi::openapi()
+}

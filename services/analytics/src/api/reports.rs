@@ -1,0 +1,99 @@
+//! `/api/v1/analytics/{events/{id},organizations/{id},platform}`: reports as JSON or CSV.
+//!
+//! Access, for now: platform administrators only, for all three. Organization admins
+//! seeing their own organizations' and events' numbers needs the organizations lookup
+//! ("is this user an admin of that organization?") and the event-to-organization mapping,
+//! which come with the relay.
+
+use crate::App;
+use crate::model::{Report, ReportFormat, ReportParams, Scope, assemble, to_csv};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use kit::auth::Admin;
+use kit::extract::{Json, Path, Query};
+use kit::{ApiError, now_unix};
+use uuid::Uuid;
+
+/// The media type of CSV answers.
+pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
+
+#[utoipa::path(get, path = "/api/v1/analytics/events/{id}", tag = "analytics", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "the event's id"), ReportParams),
+    responses((status = 200, description = "views, unique_visitors, registrations, cancellations, check_ins",
+                content((Report = "application/json"), (String = "text/csv"))),
+              (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "platform administrators only, for now", body = kit::problem::Problem),
+              (status = 422, description = "bad from, to, bucket or format", body = kit::problem::Problem)))]
+pub async fn event(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<Uuid>,
+    Query(p): Query<ReportParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    report(&app, Scope::Event(id), &p, &headers).await
+}
+
+#[utoipa::path(get, path = "/api/v1/analytics/organizations/{id}", tag = "analytics", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "the organization's id"), ReportParams),
+    responses((status = 200, description = "the event metrics over the organization's events, and members_joined",
+                content((Report = "application/json"), (String = "text/csv"))),
+              (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "platform administrators only, for now", body = kit::problem::Problem),
+              (status = 422, description = "bad from, to, bucket or format", body = kit::problem::Problem)))]
+pub async fn organization(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<Uuid>,
+    Query(p): Query<ReportParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    report(&app, Scope::Organization(id), &p, &headers).await
+}
+
+#[utoipa::path(get, path = "/api/v1/analytics/platform", tag = "analytics", security(("bearer" = [])),
+    params(ReportParams),
+    responses((status = 200, description = "sign_ups, events_published, registrations, organizations_created",
+                content((Report = "application/json"), (String = "text/csv"))),
+              (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "platform administrators only", body = kit::problem::Problem),
+              (status = 422, description = "bad from, to, bucket or format", body = kit::problem::Problem)))]
+pub async fn platform(
+    State(app): State<App>,
+    _: Admin,
+    Query(p): Query<ReportParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    report(&app, Scope::Platform, &p, &headers).await
+}
+
+/// CSV when `?format=csv`, or when no format is named and `Accept` asks for `text/csv`.
+fn wants_csv(p: &ReportParams, headers: &HeaderMap) -> bool {
+    match p.format {
+        Some(f) => f == ReportFormat::Csv,
+        None => headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|m| m.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/csv")),
+    }
+}
+
+async fn report(app: &App, scope: Scope, p: &ReportParams, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let window = p.validate(now_unix())?;
+    let counts = app.store.counts(scope, window).await?;
+    let report = assemble(window, scope.metrics(), &counts);
+    if !wants_csv(p, headers) {
+        return Ok(Json(report).into_response());
+    }
+    let mut response = to_csv(&report, scope.metrics()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CSV));
+    let name = scope.key().replace(':', "-");
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"analytics-{name}.csv\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
