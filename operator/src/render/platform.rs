@@ -186,9 +186,8 @@ fn service_clients(existing: &BTreeMap<String, ByteString>, entropy: &mut dyn En
             Some(value) if !value.0.is_empty() => value.clone(),
             _ => ByteString(entropy.client_secret().into_bytes()),
         };
-        if kind != ServiceKind::Users {
-            clients.push(format!("{}={}", kind.as_str(), String::from_utf8_lossy(&secret.0)));
-        }
+        // Users is a client of its own token endpoint too: it relays its outbox to analytics.
+        clients.push(format!("{}={}", kind.as_str(), String::from_utf8_lossy(&secret.0)));
         data.insert(kind.as_str().to_string(), secret);
     }
     data.insert(SERVICE_CLIENTS_KEY.to_string(), ByteString(clients.join(",").into_bytes()));
@@ -339,7 +338,7 @@ mod tests {
         assert_eq!(s(&data["organizations"]), "secret-3");
         assert_eq!(
             s(&data[SERVICE_CLIENTS_KEY]),
-            "organizations=secret-3,events=secret-4,analytics=secret-5,gateway=secret-6"
+            "users=secret-2,organizations=secret-3,events=secret-4,analytics=secret-5,gateway=secret-6"
         );
         let again = Inputs { service_clients: Some(&data), ..inputs() };
         let second = render(&platform(PlatformSpec::default()), &again, &mut FakeEntropy(100)).unwrap();

@@ -423,6 +423,11 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
         value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)),
         from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()),
     ];
+    // Services with an outbox relay their domain facts to analytics, when it runs.
+    let relays = matches!(kind, ServiceKind::Users | ServiceKind::Organizations | ServiceKind::Events);
+    if relays && super::platform::enabled_services(platform).contains(&ServiceKind::Analytics) {
+        env.push(value("VECHE_ANALYTICS_URL", names.service_url(ServiceKind::Analytics)));
+    }
     // Behind a proxy the peer is the proxy: services sit behind the gateway, and the
     // gateway behind the ingress or Gateway API route when there is one. Each then takes
     // the client's address (for rate limits and login throttling) from X-Forwarded-For.
@@ -476,7 +481,7 @@ mod tests {
     use super::*;
     use crate::crd::{
         Autoscaling, DatabaseSpec, EmbeddedSpec, PlatformSpec, PodOverrides, SecretKeyRef, ServiceDeploymentSpec,
-        YdbSpec,
+        ServiceOverrides, YdbSpec,
     };
 
     fn platform(spec: PlatformSpec) -> Platform {
@@ -553,6 +558,21 @@ mod tests {
     }
 
     #[test]
+    fn services_with_an_outbox_relay_to_analytics_only_while_it_runs() {
+        let has = |spec: PlatformSpec, kind| {
+            env_of(&render(&platform(spec), &sd(kind)).unwrap()).contains_key("VECHE_ANALYTICS_URL")
+        };
+        assert!(has(PlatformSpec::default(), ServiceKind::Users));
+        assert!(has(PlatformSpec::default(), ServiceKind::Events));
+        assert!(!has(PlatformSpec::default(), ServiceKind::Gateway), "the gateway has no outbox");
+        let mut without = PlatformSpec::default();
+        without
+            .services
+            .push(ServiceOverrides { enabled: Some(false), ..ServiceOverrides::new(ServiceKind::Analytics) });
+        assert!(!has(without, ServiceKind::Events), "no analytics, no relay");
+    }
+
+    #[test]
     fn every_service_gets_the_shared_environment() {
         let objects = render(&platform(PlatformSpec::default()), &sd(ServiceKind::Organizations)).unwrap();
         let env = env_of(&objects);
@@ -564,6 +584,7 @@ mod tests {
         assert_eq!(plain(&env, "VECHE_ISSUER"), "http://demo-gateway.apps.svc");
         assert_eq!(plain(&env, "VECHE_USERS_URL"), "http://demo-users.apps.svc:8080");
         assert_eq!(plain(&env, "VECHE_ORGANIZATIONS_URL"), "http://demo-organizations.apps.svc:8080");
+        assert_eq!(plain(&env, "VECHE_ANALYTICS_URL"), "http://demo-analytics.apps.svc:8080");
         assert_eq!(
             secret_ref(&env, "VECHE_SERVICE_CLIENT_SECRET"),
             ("demo-service-clients".into(), "organizations".into())

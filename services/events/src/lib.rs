@@ -40,6 +40,7 @@ pub struct App {
 
 pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
     let sqlite = SqliteStore::open(ctx.db_path(SERVICE)).await?;
+    ctx.spawn_relay(SERVICE, sqlite.db());
     compaction::start(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let app = App {

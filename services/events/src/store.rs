@@ -166,6 +166,7 @@ INSERT INTO events_geo SELECT seq, latitude, latitude, longitude, longitude FROM
 CREATE TABLE search_stats (id INTEGER PRIMARY KEY CHECK (id = 1), max_duration INTEGER NOT NULL);
 INSERT INTO search_stats SELECT 1, COALESCE(MAX(end_at - start_at), 0) FROM events;
 "#,
+    kit::outbox::DELIVERY_TABLE,
 ];
 
 /// Segments of the text index (see [`SqliteStore::search_index_segments`]).
@@ -182,6 +183,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The database handle, for the outbox relay.
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self {
             db: Db::open_with(path, MIGRATIONS, register_distance_function).await?,
@@ -352,8 +358,15 @@ fn get_registration(c: &Connection, event_id: Uuid, user_id: Uuid) -> rusqlite::
     .optional()
 }
 
+/// Records a fact about `event` with its organization (while the event exists), so
+/// analytics can count it towards the organization.
 fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: i64) -> rusqlite::Result<()> {
-    kit::outbox::record(tx, kind, &json!({ "event_id": event, "user_id": user }), now)
+    let organization: Option<String> = tx
+        .prepare_cached("SELECT organization_id FROM events WHERE id = ?1")?
+        .query_row([event.to_string()], |r| r.get(0))
+        .optional()?;
+    let payload = json!({ "event_id": event, "organization_id": organization, "user_id": user });
+    kit::outbox::record(tx, kind, &payload, now)
 }
 
 /// Above this many matching events, a set (text or tag matches) is checked row by row while
@@ -767,11 +780,12 @@ impl EventStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let seq = seq_of(tx, id)?;
+                // Before the row goes: the fact names the event's organization.
+                fact(tx, "event.deleted", id, None, now)?;
                 tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
                 tx.execute("DELETE FROM events_geo WHERE seq = ?1", [seq])?;
                 tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
-                fact(tx, "event.deleted", id, None, now)?;
                 Ok(())
             })
             .await

@@ -48,6 +48,11 @@ pub struct PlatformArgs {
     #[arg(long, env = "VECHE_ORGANIZATIONS_URL")]
     pub organizations_url: Option<String>,
 
+    /// Base URL of the analytics service. When set (and this service has a client
+    /// secret), the service relays its outbox of domain facts there.
+    #[arg(long, env = "VECHE_ANALYTICS_URL")]
+    pub analytics_url: Option<String>,
+
     /// This service's secret as a client of the token endpoint (its name is the id).
     #[arg(long, env = "VECHE_SERVICE_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,

@@ -37,6 +37,18 @@ impl Context {
         })))
     }
 
+    /// Starts relaying `service`'s outbox (in `db`) to analytics, when the platform says
+    /// where analytics is and this service can get service tokens; otherwise says why not.
+    pub fn spawn_relay(&self, service: &'static str, db: crate::db::Db) {
+        let (Some(url), Some(tokens)) = (self.common.platform.analytics_url.clone(), self.service_tokens(service))
+        else {
+            tracing::info!(service, "no analytics URL or client secret: domain facts stay in the outbox");
+            return;
+        };
+        let sink = crate::outbox::Sink { analytics_url: url, tokens };
+        tokio::spawn(crate::outbox::relay(service, db, sink, crate::outbox::RelayTiming::default()));
+    }
+
     /// The database file of a service under the data directory.
     pub fn db_path(&self, service: &str) -> std::path::PathBuf {
         self.common.data_dir.join(format!("{service}.db"))

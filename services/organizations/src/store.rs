@@ -208,6 +208,7 @@ CREATE TABLE invitations (
 CREATE INDEX invitations_by_organization ON invitations (organization_id, created_at);
 "#,
     kit::outbox::TABLE,
+    kit::outbox::DELIVERY_TABLE,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -217,6 +218,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The database handle, for the outbox relay.
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self { db: Db::open(path, MIGRATIONS).await? })
     }

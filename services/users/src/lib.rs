@@ -139,6 +139,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
     let data_dir = common.data_dir.as_path();
     let issuer = common.platform.issuer();
     let store = SqliteStore::open(data_dir.join("users.db")).await?;
+    kit::platform::Context::standalone(common.clone()).spawn_relay(SERVICE, store.db());
     let now = kit::now_unix();
     let rotate_after = if config.key_rotation_days > 0 { config.key_rotation_days * 86_400 } else { i64::MAX / 2 };
     let policy = RotationPolicy { rotate_after, publish_ahead: 60, token_lifetime: config.access_token_ttl + 60 };

@@ -205,6 +205,7 @@ CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, purpose);
 
 "#,
     kit::outbox::TABLE,
+    kit::outbox::DELIVERY_TABLE,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -214,6 +215,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The database handle, for the outbox relay.
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self { db: Db::open(path, MIGRATIONS).await? })
     }

@@ -98,7 +98,7 @@ impl ServiceName {
 }
 
 /// The services that call others, and so are clients of the token endpoint.
-const CLIENTS: [&str; 4] = ["organizations", "events", "analytics", "gateway"];
+const CLIENTS: [&str; 5] = ["users", "organizations", "events", "analytics", "gateway"];
 
 #[derive(Subcommand)]
 enum AdminCommand {
@@ -163,6 +163,7 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     common.platform.public_url.get_or_insert_with(|| format!("http://{}", loopback_of(addr)));
     common.platform.users_url.get_or_insert_with(|| internal_url.clone());
     common.platform.organizations_url.get_or_insert_with(|| internal_url.clone());
+    common.platform.analytics_url.get_or_insert_with(|| internal_url.clone());
 
     let mut secrets = std::collections::HashMap::new();
     for client in CLIENTS {
@@ -170,7 +171,10 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
         services.users.service_clients.0.entry(client.to_owned()).or_insert_with(|| secret.clone());
         secrets.insert(client, secret);
     }
-    let users = users::build(services.users.clone(), &common).await?;
+    // The users service is a client too: it relays its outbox to analytics.
+    let mut users_common = common.clone();
+    users_common.platform.client_secret = secrets.get("users").cloned();
+    let users = users::build(services.users.clone(), &users_common).await?;
     let keys = users.keys.clone();
     let in_process = KeySource::Provider(Arc::new(move || keys.jwks()));
     let context_for = |client: &str| {
@@ -197,6 +201,15 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     // its callers' tokens itself).
     let mut open_table = table;
     open_table.routes.iter_mut().for_each(|r| r.auth = gateway::model::Access::None);
+    // Deliveries of domain facts: between services only, never at the edge.
+    if routers.contains_key(analytics::SERVICE) {
+        open_table.routes.push(gateway::model::Route {
+            prefix: "/internal/v1/analytics".into(),
+            upstream: analytics::SERVICE.into(),
+            auth: gateway::model::Access::None,
+            max_body_bytes: None,
+        });
+    }
     let unlimited = gateway::GatewayConfig { client_rps: 0, user_rps: 0, cors_origins: Vec::new(), ..services.gateway };
     let between = gateway::build(&unlimited, open_table, local(), verifier, &common.http)?;
     let between = kit::server::app(vec![between], &common.http);

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn platform_reports_answer_admins_behind_the_gateway() {
@@ -38,4 +39,72 @@ async fn the_openapi_document_describes_the_analytics_api() {
     }
     assert!(doc["components"]["schemas"]["Report"].is_object());
     assert!(doc["components"]["schemas"]["FactBatch"].is_object());
+}
+
+/// Polls the platform report until `check` holds for its totals (the relay delivers in
+/// the background), or fails with the last totals after 30 s.
+async fn totals_when(
+    v: &Veche,
+    path: &str,
+    root: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = get_auth(v, path, root).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        if check(&r.body["totals"]) {
+            return r.body["totals"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: totals never matched: {}", r.body["totals"]);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn domain_facts_reach_the_reports_once_across_hard_kills() {
+    let mut v = Veche::start();
+    let root = admin(&v, "root@example.org").await;
+    let event = json!({"title": "Jazz", "description": "", "start": "2030-12-05T16:00:00Z",
+        "end": "2030-12-05T18:00:00Z", "time_zone": "Europe/Moscow", "format": "online",
+        "online_url": "https://example.org/live", "tags": [], "category": "concert", "capacity": 2,
+        "organization_id": "6f1b8a9e-2c5d-4e3f-8a7b-1c2d3e4f5a6b"});
+    let r = send(client().post(v.url("/api/v1/events")).bearer_auth(&root).json(&event)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let publish = send(client().post(v.url(&format!("/api/v1/events/{id}/publish"))).bearer_auth(&root)).await;
+    assert_eq!(publish.status, 200, "{publish:?}");
+    let registrations = format!("/api/v1/events/{id}/registrations");
+    let mut tokens = Vec::new();
+    for who in ["a", "b", "c"] {
+        let (token, _) = signed_up(&v, &format!("{who}@example.org")).await;
+        let r = send(client().post(v.url(&registrations)).bearer_auth(&token)).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        tokens.push(token);
+    }
+    // a cancels: c moves up from the waitlist (a promotion, not a new registration).
+    let r = send(client().delete(v.url(&format!("{registrations}/me"))).bearer_auth(&tokens[0])).await;
+    assert!(r.status < 300, "{r:?}");
+
+    // More sign-ups, each round ended by SIGKILL while the relay may be mid-delivery.
+    let mut users = 4;
+    for round in 0..3 {
+        for i in 0..5 {
+            assert_eq!(register(&v, &format!("r{round}-{i}@example.org")).await.status, 201);
+            users += 1;
+        }
+        v.restart();
+    }
+
+    let platform = "/api/v1/analytics/platform?bucket=day";
+    let totals = totals_when(&v, platform, &root, |t| t["sign_ups"] == users).await;
+    assert_eq!(totals["events_published"], 1, "{totals}");
+    assert_eq!(totals["registrations"], 3, "made twice and waitlisted once: {totals}");
+    let per_event = format!("/api/v1/analytics/events/{id}?bucket=day");
+    let totals = totals_when(&v, &per_event, &root, |t| t["cancellations"] == 1).await;
+    assert_eq!(totals["registrations"], 3, "{totals}");
+    // Nothing is counted twice once everything is delivered.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let again = totals_when(&v, platform, &root, |_| true).await;
+    assert_eq!(again["sign_ups"], users, "{again}");
 }
