@@ -28,6 +28,7 @@
 //! organizations; delivery lag metrics; the `/dashboard` page; and the SIGKILL test.
 
 pub mod api;
+pub mod limits;
 pub mod model;
 pub mod retention;
 pub mod store;
@@ -65,6 +66,24 @@ pub struct AnalyticsConfig {
         default_value_t = 3600
     )]
     pub prune_interval: u64,
+
+    /// Batches per second one client address may send to `/track` (0: no limit).
+    #[arg(
+        id = "analytics_track_rps",
+        long = "analytics-track-rps",
+        env = "VECHE_ANALYTICS_TRACK_RPS",
+        default_value_t = 2
+    )]
+    pub track_rps: u32,
+
+    /// Batches one client address may send to `/track` at once before the rate applies.
+    #[arg(
+        id = "analytics_track_burst",
+        long = "analytics-track-burst",
+        env = "VECHE_ANALYTICS_TRACK_BURST",
+        default_value_t = 20
+    )]
+    pub track_burst: u32,
 }
 
 impl AnalyticsConfig {
@@ -86,6 +105,9 @@ impl AnalyticsConfig {
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn AnalyticsStore>,
+    pub track_limits: Arc<limits::TrackLimits>,
+    /// Whether the client's address comes from `X-Forwarded-For` (behind the gateway).
+    pub trust_forwarded_for: bool,
 }
 
 /// Opens the store under the data directory, starts the retention job and assembles the
@@ -97,7 +119,11 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
     );
     anyhow::ensure!(config.prune_interval >= 1, "the prune interval must be at least a second");
     let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
-    let app = App { store: Arc::new(store) };
+    let app = App {
+        store: Arc::new(store),
+        track_limits: limits::TrackLimits::new(config.track_rps, config.track_burst),
+        trust_forwarded_for: ctx.common.http.trust_forwarded_for,
+    };
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));
 
     let verifier = ctx.verifier(SERVICE);

@@ -62,10 +62,19 @@ pub enum FactKind {
     RegistrationCancelled,
     #[serde(rename = "registration.checked_in")]
     RegistrationCheckedIn,
+    /// From browsers (`/track`): an event's page shown to a visitor.
+    #[serde(rename = "page.viewed")]
+    PageViewed,
+    /// From browsers: a search run.
+    #[serde(rename = "search.performed")]
+    SearchPerformed,
+    /// From browsers: a link followed, on an event's page or elsewhere.
+    #[serde(rename = "link.clicked")]
+    LinkClicked,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 16] = [
+    pub const ALL: [FactKind; 19] = [
         Self::UserSignedUp,
         Self::UserDeleted,
         Self::OrganizationCreated,
@@ -82,6 +91,9 @@ impl FactKind {
         Self::RegistrationPromoted,
         Self::RegistrationCancelled,
         Self::RegistrationCheckedIn,
+        Self::PageViewed,
+        Self::SearchPerformed,
+        Self::LinkClicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +114,9 @@ impl FactKind {
             Self::RegistrationPromoted => "registration.promoted",
             Self::RegistrationCancelled => "registration.cancelled",
             Self::RegistrationCheckedIn => "registration.checked_in",
+            Self::PageViewed => "page.viewed",
+            Self::SearchPerformed => "search.performed",
+            Self::LinkClicked => "link.clicked",
         }
     }
 
@@ -124,6 +139,8 @@ impl FactKind {
             | Self::RegistrationPromoted
             | Self::RegistrationCancelled
             | Self::RegistrationCheckedIn => (true, false, true),
+            Self::PageViewed => (true, false, false),
+            Self::SearchPerformed | Self::LinkClicked => (false, false, false),
         }
     }
 }
@@ -139,6 +156,8 @@ pub mod metric {
     pub const SIGN_UPS: &str = "sign_ups";
     pub const EVENTS_PUBLISHED: &str = "events_published";
     pub const ORGANIZATIONS_CREATED: &str = "organizations_created";
+    pub const SEARCHES: &str = "searches";
+    pub const LINK_CLICKS: &str = "link_clicks";
 }
 
 /// What a report is about; also the key prefix of its rollup rows.
@@ -163,9 +182,9 @@ impl Scope {
     pub fn metrics(self) -> &'static [&'static str] {
         use metric::*;
         match self {
-            Self::Event(_) => &[VIEWS, UNIQUE_VISITORS, REGISTRATIONS, CANCELLATIONS, CHECK_INS],
+            Self::Event(_) => &[VIEWS, UNIQUE_VISITORS, REGISTRATIONS, CANCELLATIONS, CHECK_INS, LINK_CLICKS],
             Self::Organization(_) => &[VIEWS, UNIQUE_VISITORS, REGISTRATIONS, CANCELLATIONS, CHECK_INS, MEMBERS_JOINED],
-            Self::Platform => &[SIGN_UPS, EVENTS_PUBLISHED, REGISTRATIONS, ORGANIZATIONS_CREATED],
+            Self::Platform => &[SIGN_UPS, EVENTS_PUBLISHED, REGISTRATIONS, ORGANIZATIONS_CREATED, SEARCHES],
         }
     }
 }
@@ -229,7 +248,7 @@ pub struct Ingested {
     pub expired: u64,
 }
 
-fn is_visitor_id(s: &str) -> bool {
+pub fn is_visitor_id(s: &str) -> bool {
     (1..=VISITOR_ID_MAX).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -318,6 +337,11 @@ impl Fact {
             FactKind::UserSignedUp => out.push((Scope::Platform.key(), SIGN_UPS)),
             FactKind::EventPublished => out.push((Scope::Platform.key(), EVENTS_PUBLISHED)),
             FactKind::OrganizationCreated => out.push((Scope::Platform.key(), ORGANIZATIONS_CREATED)),
+            // The events service counts views as it serves them (`event.viewed`); a
+            // browser's page view adds its visitor, not a second view.
+            FactKind::PageViewed => {}
+            FactKind::SearchPerformed => out.push((Scope::Platform.key(), SEARCHES)),
+            FactKind::LinkClicked => both(LINK_CLICKS),
             FactKind::UserDeleted
             | FactKind::OrganizationDeleted
             | FactKind::MemberLeft
@@ -332,7 +356,7 @@ impl Fact {
     /// Who viewed, for unique visitors: the anonymous visitor id, else the signed-in
     /// user. A view by neither counts as a view but not as a visitor.
     pub fn visitor(&self) -> Option<String> {
-        if self.kind != FactKind::EventViewed {
+        if !matches!(self.kind, FactKind::EventViewed | FactKind::PageViewed) {
             return None;
         }
         self.visitor_id.clone().map(|v| format!("v:{v}")).or_else(|| self.user_id.map(|u| format!("u:{u}")))
@@ -660,8 +684,8 @@ mod tests {
         assert_eq!(r.totals[metric::CHECK_INS], 0);
         let csv = to_csv(&r, metrics);
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "start,views,unique_visitors,registrations,cancellations,check_ins");
-        assert_eq!(lines[1], "2026-11-23T00:00:00Z,4,2,0,0,0");
+        assert_eq!(lines[0], "start,views,unique_visitors,registrations,cancellations,check_ins,link_clicks");
+        assert_eq!(lines[1], "2026-11-23T00:00:00Z,4,2,0,0,0,0");
         assert_eq!(lines.len(), 4);
     }
 }

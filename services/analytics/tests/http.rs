@@ -27,6 +27,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        // The stories below happen on fixed dates: keep them past the default 90 days.
+        Self::start_with(AnalyticsConfig { retention_days: 3650, ..AnalyticsConfig::defaults() }).await
+    }
+
+    async fn start_with(config: AnalyticsConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_owned();
         let common = Args::parse_from(["test", "--data-dir", &data]).common;
@@ -35,8 +40,6 @@ impl Server {
         let keys = KeyRing::load(dir.path().join("keys"), policy, true, now).unwrap();
         let jwks = keys.clone();
         let ctx = Context { common: common.clone(), keys: KeySource::Provider(Arc::new(move || jwks.jwks())) };
-        // The stories below happen on fixed dates: keep them past the default 90 days.
-        let config = AnalyticsConfig { retention_days: 3650, ..AnalyticsConfig::defaults() };
         let service = analytics::build(config, &ctx).await.unwrap();
         let router = kit::server::app(vec![service], &common.http);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -343,10 +346,10 @@ async fn csv_has_a_header_and_a_row_per_bucket() {
     let story = story();
     deliver(&s, Some(&s.service("events")), &json!({ "facts": story.facts })).await;
     let path = format!("/api/v1/analytics/events/{}?from=2026-11-16T00:00:00Z&to=2026-11-19T00:00:00Z", story.event);
-    let expected = "start,views,unique_visitors,registrations,cancellations,check_ins\r\n\
-                    2026-11-16T00:00:00Z,3,2,1,0,0\r\n\
-                    2026-11-17T00:00:00Z,0,0,0,0,0\r\n\
-                    2026-11-18T00:00:00Z,1,1,1,1,0\r\n";
+    let expected = "start,views,unique_visitors,registrations,cancellations,check_ins,link_clicks\r\n\
+                    2026-11-16T00:00:00Z,3,2,1,0,0,0\r\n\
+                    2026-11-17T00:00:00Z,0,0,0,0,0,0\r\n\
+                    2026-11-18T00:00:00Z,1,1,1,1,0,0\r\n";
 
     let by_accept =
         send(client().get(s.url(&path)).bearer_auth(s.admin()).header("accept", "text/html;q=0.9, text/csv")).await;
@@ -410,4 +413,107 @@ async fn the_paths_are_in_the_openapi_document() {
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+}
+
+const BROWSER: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+
+async fn track(s: &Server, user_agent: &str, body: reqwest::Body) -> Reply {
+    let req = client()
+        .post(s.url("/api/v1/analytics/track"))
+        .header("user-agent", user_agent)
+        .header("content-type", "application/json")
+        .body(body);
+    send(req).await
+}
+
+fn client_event(kind: &str, at: &str, extra: Value) -> Value {
+    let mut e = json!({ "id": Uuid::new_v4(), "type": kind, "at": at });
+    e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    e
+}
+
+#[tokio::test]
+async fn browsers_report_visitors_searches_and_clicks_once() {
+    let s = Server::start().await;
+    let event = Uuid::new_v4();
+    let now = kit::rfc3339(kit::now_unix());
+    let batch = json!({ "visitor_id": "v-42", "events": [
+        client_event("page_view", &now, json!({ "event_id": event })),
+        client_event("page_view", &now, json!({ "event_id": event })),
+        client_event("search", &now, json!({ "query": "джаз" })),
+        client_event("link_click", &now, json!({ "event_id": event, "url": "https://example.org/tickets" })),
+    ]});
+    let r = track(&s, BROWSER, batch.to_string().into()).await;
+    assert_eq!((r.status, &r.body), (202, &json!({"accepted": 4, "duplicates": 0, "ignored": 0})), "{r:?}");
+    let again = track(&s, BROWSER, batch.to_string().into()).await;
+    assert_eq!(again.body, json!({"accepted": 0, "duplicates": 4, "ignored": 0}), "a retried batch counts once");
+
+    let admin = s.admin();
+    let per_event = report(&s, &admin, &format!("/api/v1/analytics/events/{event}?bucket=day")).await;
+    let t = &per_event.body["totals"];
+    assert_eq!((t["unique_visitors"].as_i64(), t["link_clicks"].as_i64()), (Some(1), Some(1)), "{per_event:?}");
+    assert_eq!(t["views"], 0, "views are the events service's to count: {per_event:?}");
+    let platform = report(&s, &admin, "/api/v1/analytics/platform?bucket=day").await;
+    assert_eq!(platform.body["totals"]["searches"], 1, "{platform:?}");
+}
+
+#[tokio::test]
+async fn bad_track_input_is_refused_and_never_stored() {
+    let s = Server::start().await;
+    let now = kit::rfc3339(kit::now_unix());
+    let future = kit::rfc3339(kit::now_unix() + 3600);
+    let view = |at: &str| client_event("page_view", at, json!({ "event_id": Uuid::new_v4() }));
+    let many: Vec<Value> = (0..51).map(|_| view(&now)).collect();
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("garbage", "not json at all".into(), 400),
+        ("wrong types", json!({ "visitor_id": 7, "events": "many" }).to_string(), 422),
+        ("unknown field", json!({ "visitor_id": "v", "events": [view(&now)], "user_id": "x" }).to_string(), 422),
+        (
+            "unknown type",
+            json!({ "visitor_id": "v", "events": [client_event("purchase", &now, json!({}))] }).to_string(),
+            422,
+        ),
+        ("a huge batch", json!({ "visitor_id": "v", "events": many }).to_string(), 422),
+        ("the future", json!({ "visitor_id": "v", "events": [view(&now), view(&future)] }).to_string(), 422),
+        ("a bad visitor id", json!({ "visitor_id": "<script>", "events": [view(&now)] }).to_string(), 422),
+        ("a huge body", json!({ "visitor_id": "v", "events": [], "pad": "x".repeat(64 * 1024) }).to_string(), 413),
+    ];
+    for (what, body, status) in cases {
+        let r = track(&s, BROWSER, body.into()).await;
+        assert!(r.status == status || (status == 422 && r.status == 400), "{what}: {r:?}");
+        r.assert_problem(r.status);
+    }
+    assert_eq!(s.stored_facts(), 0, "nothing of a refused batch is stored");
+}
+
+#[tokio::test]
+async fn robots_are_dropped_and_a_hammering_address_is_slowed() {
+    let s = Server::start_with(AnalyticsConfig { track_rps: 1, track_burst: 2, ..AnalyticsConfig::defaults() }).await;
+    let now = kit::rfc3339(kit::now_unix());
+    let batch = || json!({ "visitor_id": "v", "events": [client_event("search", &now, json!({ "query": "q" }))] });
+    let r = track(
+        &s,
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        batch().to_string().into(),
+    )
+    .await;
+    assert_eq!((r.status, &r.body["ignored"]), (202, &json!(1)), "{r:?}");
+    assert_eq!(s.stored_facts(), 0, "robots' reports are not stored");
+
+    // The robot's batch spent one token of the burst of 2; one more fits, then 429.
+    assert_eq!(track(&s, BROWSER, batch().to_string().into()).await.status, 202);
+    let limited = client()
+        .post(s.url("/api/v1/analytics/track"))
+        .header("user-agent", BROWSER)
+        .json(&batch())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(track(&s, BROWSER, batch().to_string().into()).await.status, 202, "recovers");
+    assert_eq!(s.stored_facts(), 2);
 }

@@ -33,6 +33,7 @@ async fn the_openapi_document_describes_the_analytics_api() {
         "/api/v1/analytics/organizations/{id}",
         "/api/v1/analytics/platform",
         "/internal/v1/analytics/facts",
+        "/api/v1/analytics/track",
         "/api/v1/events",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");

@@ -2,6 +2,7 @@
 
 pub mod facts;
 pub mod reports;
+pub mod track;
 
 use crate::App;
 use axum::Router;
@@ -15,13 +16,17 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/analytics/events/{id}", get(reports::event))
         .route("/api/v1/analytics/organizations/{id}", get(reports::organization))
         .route("/api/v1/analytics/platform", get(reports::platform))
+        .route(
+            "/api/v1/analytics/track",
+            post(track::track).layer(axum::extract::DefaultBodyLimit::max(track::TRACK_BODY_MAX)),
+        )
         .with_state(app)
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Veche API", description = "The events platform's HTTP API. Errors are application/problem+json (RFC 9457)."),
-    paths(facts::ingest, reports::event, reports::organization, reports::platform),
+    paths(facts::ingest, reports::event, reports::organization, reports::platform, track::track),
     modifiers(&BearerAuth),
     tags((name = "analytics", description = "Reports over events, organizations and the platform"),
          (name = "internal", description = "Calls between services, with service tokens"))
