@@ -20,7 +20,7 @@ pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
 
 #[utoipa::path(get, path = "/api/v1/analytics/events/{id}", tag = "analytics", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "the event's id"), ReportParams),
-    responses((status = 200, description = "views, unique_visitors, registrations, cancellations, check_ins",
+    responses((status = 200, description = "views, unique_visitors, registrations, cancellations, check_ins, link_clicks",
                 content((Report = "application/json"), (String = "text/csv"))),
               (status = 401, body = kit::problem::Problem),
               (status = 403, description = "platform administrators only, for now", body = kit::problem::Problem),
@@ -54,7 +54,7 @@ pub async fn organization(
 
 #[utoipa::path(get, path = "/api/v1/analytics/platform", tag = "analytics", security(("bearer" = [])),
     params(ReportParams),
-    responses((status = 200, description = "sign_ups, events_published, registrations, organizations_created",
+    responses((status = 200, description = "sign_ups, events_published, registrations, organizations_created, searches",
                 content((Report = "application/json"), (String = "text/csv"))),
               (status = 401, body = kit::problem::Problem),
               (status = 403, description = "platform administrators only", body = kit::problem::Problem),
