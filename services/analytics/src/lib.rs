@@ -106,6 +106,8 @@ impl AnalyticsConfig {
 pub struct App {
     pub store: Arc<dyn AnalyticsStore>,
     pub track_limits: Arc<limits::TrackLimits>,
+    /// Who manages which organization (for organization admins' reports).
+    pub orgs: kit::orgs::Organizations,
     /// Whether the client's address comes from `X-Forwarded-For` (behind the gateway).
     pub trust_forwarded_for: bool,
 }
@@ -122,6 +124,7 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
     let app = App {
         store: Arc::new(store),
         track_limits: limits::TrackLimits::new(config.track_rps, config.track_burst),
+        orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
         trust_forwarded_for: ctx.common.http.trust_forwarded_for,
     };
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));

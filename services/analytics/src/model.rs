@@ -372,6 +372,13 @@ impl Fact {
     }
 }
 
+/// Who reads a report about something of `organization` (`None`: the platform's, or an
+/// event whose organization is not known yet): platform admins always; admins and owners
+/// of that organization; nobody else.
+pub fn may_read(organization: Option<Uuid>, role: Option<kit::orgs::OrgRole>, platform_admin: bool) -> bool {
+    platform_admin || (organization.is_some() && role.is_some_and(kit::orgs::OrgRole::manages_events))
+}
+
 /// The start of the hour `t` falls in.
 pub fn hour_of(t: i64) -> i64 {
     t - t.rem_euclid(HOUR)
@@ -687,5 +694,27 @@ mod tests {
         assert_eq!(lines[0], "start,views,unique_visitors,registrations,cancellations,check_ins,link_clicks");
         assert_eq!(lines[1], "2026-11-23T00:00:00Z,4,2,0,0,0,0");
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn reports_are_read_by_platform_admins_and_the_organizations_admins() {
+        use kit::orgs::OrgRole::{Admin, Member, Owner};
+        let org = Some(Uuid::nil());
+        let table = [
+            (org, None, false, false),
+            (org, Some(Member), false, false),
+            (org, Some(Admin), false, true),
+            (org, Some(Owner), false, true),
+            (org, None, true, true),
+            (None, Some(Owner), false, false),
+            (None, None, true, true),
+        ];
+        for (organization, role, platform_admin, allowed) in table {
+            assert_eq!(
+                may_read(organization, role, platform_admin),
+                allowed,
+                "{organization:?} {role:?} {platform_admin}"
+            );
+        }
     }
 }

@@ -13,8 +13,9 @@
 use crate::model::{Counts, Fact, Ingested, Scope, Window, hour_of, metric};
 use async_trait::async_trait;
 use kit::db::{Db, DbError, Migrations};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use std::path::Path;
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +43,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// Stores a batch in one transaction; counts the facts not seen before.
     async fn ingest(&self, facts: Vec<Fact>) -> Result<Ingested>;
+    /// The organization an event belongs to, as its facts said.
+    async fn organization_of(&self, event: Uuid) -> Result<Option<Uuid>>;
     /// The counters of `scope` over `window`, grouped into its buckets.
     async fn counts(&self, scope: Scope, window: Window) -> Result<Counts>;
     /// Deletes raw facts that occurred before `before`; returns how many. Rollups stay.
@@ -51,7 +54,8 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-const MIGRATIONS: Migrations = &[r#"
+const MIGRATIONS: Migrations = &[
+    r#"
 -- Raw facts, keyed by their id: the key that makes redelivery harmless. Ids are random
 -- UUIDs, so no key range is hot.
 CREATE TABLE facts (
@@ -90,7 +94,18 @@ CREATE TABLE retention (
     pruned_before  INTEGER NOT NULL
 );
 INSERT INTO retention (one, pruned_before) VALUES (1, 0);
-"#];
+"#,
+    r#"
+-- Which organization an event belongs to, from the facts that name both: who may read
+-- the event's report. Kept when raw facts are pruned.
+CREATE TABLE event_organizations (
+    event_id         TEXT PRIMARY KEY,
+    organization_id  TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_organizations
+    SELECT event_id, organization_id FROM facts WHERE event_id IS NOT NULL AND organization_id IS NOT NULL;
+"#,
+];
 
 pub struct SqliteStore {
     db: Db,
@@ -120,10 +135,16 @@ impl AnalyticsStore for SqliteStore {
                     "INSERT INTO rollups (scope, metric, hour, value) VALUES (?1, ?2, ?3, 1)
                      ON CONFLICT (scope, metric, hour) DO UPDATE SET value = value + 1",
                 )?;
+                let mut owner = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO event_organizations (event_id, organization_id) VALUES (?1, ?2)",
+                )?;
                 let mut visit =
                     tx.prepare_cached("INSERT OR IGNORE INTO visitors (scope, hour, visitor) VALUES (?1, ?2, ?3)")?;
                 let mut done = Ingested::default();
                 for f in facts {
+                    if let (Some(event), Some(org)) = (f.event_id, f.organization_id) {
+                        owner.execute(params![event.to_string(), org.to_string()])?;
+                    }
                     if f.occurred_at < pruned_before {
                         done.expired += 1;
                         continue;
@@ -153,6 +174,18 @@ impl AnalyticsStore for SqliteStore {
                     }
                 }
                 Ok(done)
+            })
+            .await
+    }
+
+    async fn organization_of(&self, event: Uuid) -> Result<Option<Uuid>> {
+        self.db
+            .read(move |c| {
+                let org: Option<String> = c
+                    .prepare_cached("SELECT organization_id FROM event_organizations WHERE event_id = ?1")?
+                    .query_row([event.to_string()], |r| r.get(0))
+                    .optional()?;
+                Ok(org.and_then(|o| Uuid::parse_str(&o).ok()))
             })
             .await
     }

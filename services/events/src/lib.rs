@@ -12,7 +12,6 @@ pub mod compaction;
 pub mod fixtures;
 pub mod ics;
 pub mod model;
-pub mod orgs;
 pub mod search;
 pub mod store;
 pub mod views;
@@ -33,7 +32,7 @@ pub struct EventsConfig {}
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn EventStore>,
-    pub orgs: orgs::Organizations,
+    pub orgs: kit::orgs::Organizations,
     pub views: views::Views,
     pub public_url: String,
 }
@@ -45,7 +44,7 @@ pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let app = App {
         store: store.clone(),
-        orgs: orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
+        orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
     };

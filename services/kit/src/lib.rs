@@ -19,6 +19,7 @@ pub mod db;
 pub mod extract;
 pub mod mail;
 pub mod openapi;
+pub mod orgs;
 pub mod outbox;
 pub mod page;
 pub mod platform;

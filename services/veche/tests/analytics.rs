@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::orgs::{create_org, join};
 use common::*;
 use serde_json::json;
 
@@ -108,4 +109,43 @@ async fn domain_facts_reach_the_reports_once_across_hard_kills() {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let again = totals_when(&v, platform, &root, |_| true).await;
     assert_eq!(again["sign_ups"], users, "{again}");
+}
+
+#[tokio::test]
+async fn organization_admins_read_their_own_reports_and_no_one_elses() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "owner@example.org").await;
+    let (other, _) = signed_up(&v, "other@example.org").await;
+    let ours_org = create_org(&v, &owner, json!({ "name": "Ours", "slug": "ours" })).await;
+    let theirs = create_org(&v, &other, json!({ "name": "Theirs", "slug": "theirs" })).await;
+    let member = join(&v, &ours_org, &owner, "member@example.org", "member").await;
+    let ours = ours_org["id"].as_str().unwrap().to_owned();
+    let theirs = theirs["id"].as_str().unwrap().to_owned();
+
+    // An event of ours, published: its facts tell analytics which organization it is of.
+    let event = json!({"title": "Talk", "description": "", "start": "2030-12-05T16:00:00Z",
+        "end": "2030-12-05T18:00:00Z", "time_zone": "UTC", "format": "online",
+        "online_url": "https://example.org/live", "tags": [], "category": "talk", "organization_id": ours});
+    let r = send(client().post(v.url("/api/v1/events")).bearer_auth(&owner).json(&event)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let published = send(client().post(v.url(&format!("/api/v1/events/{id}/publish"))).bearer_auth(&owner)).await;
+    assert_eq!(published.status, 200, "{published:?}");
+
+    let org_report = format!("/api/v1/analytics/organizations/{ours}");
+    let event_report = format!("/api/v1/analytics/events/{id}");
+    // Once the relay has told analytics whose event it is, its owner reads both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_auth(&v, &event_report, &owner).await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the owner never got the event's report");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(get_auth(&v, &org_report, &owner).await.status, 200);
+    // A plain member, an admin of another organization and a stranger read neither.
+    for token in [&member, &other] {
+        get_auth(&v, &org_report, token).await.assert_problem(403);
+        get_auth(&v, &event_report, token).await.assert_problem(403);
+    }
+    get_auth(&v, &format!("/api/v1/analytics/organizations/{theirs}"), &owner).await.assert_problem(403);
+    get_auth(&v, "/api/v1/analytics/platform", &owner).await.assert_problem(403);
 }

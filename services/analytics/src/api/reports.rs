@@ -1,16 +1,17 @@
 //! `/api/v1/analytics/{events/{id},organizations/{id},platform}`: reports as JSON or CSV.
 //!
-//! Access, for now: platform administrators only, for all three. Organization admins
-//! seeing their own organizations' and events' numbers needs the organizations lookup
-//! ("is this user an admin of that organization?") and the event-to-organization mapping,
-//! which come with the relay.
+//! Access ([`crate::model::may_read`]): platform administrators read every report;
+//! admins and owners of an organization read its report and its events' reports (the
+//! organizations service says who they are; an event's organization is learned from its
+//! facts); nobody else reads any.
 
 use crate::App;
+use crate::model::may_read;
 use crate::model::{Report, ReportFormat, ReportParams, Scope, assemble, to_csv};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use kit::auth::Admin;
+use kit::auth::{Admin, AuthUser};
 use kit::extract::{Json, Path, Query};
 use kit::{ApiError, now_unix};
 use uuid::Uuid;
@@ -23,15 +24,17 @@ pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
     responses((status = 200, description = "views, unique_visitors, registrations, cancellations, check_ins, link_clicks",
                 content((Report = "application/json"), (String = "text/csv"))),
               (status = 401, body = kit::problem::Problem),
-              (status = 403, description = "platform administrators only, for now", body = kit::problem::Problem),
+              (status = 403, description = "platform administrators, and admins and owners of the organization, only", body = kit::problem::Problem),
               (status = 422, description = "bad from, to, bucket or format", body = kit::problem::Problem)))]
 pub async fn event(
     State(app): State<App>,
-    _: Admin,
+    me: AuthUser,
     Path(id): Path<Uuid>,
     Query(p): Query<ReportParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let organization = app.store.organization_of(id).await?;
+    authorize(&app, &me, organization).await?;
     report(&app, Scope::Event(id), &p, &headers).await
 }
 
@@ -40,15 +43,16 @@ pub async fn event(
     responses((status = 200, description = "the event metrics over the organization's events, and members_joined",
                 content((Report = "application/json"), (String = "text/csv"))),
               (status = 401, body = kit::problem::Problem),
-              (status = 403, description = "platform administrators only, for now", body = kit::problem::Problem),
+              (status = 403, description = "platform administrators, and admins and owners of the organization, only", body = kit::problem::Problem),
               (status = 422, description = "bad from, to, bucket or format", body = kit::problem::Problem)))]
 pub async fn organization(
     State(app): State<App>,
-    _: Admin,
+    me: AuthUser,
     Path(id): Path<Uuid>,
     Query(p): Query<ReportParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&app, &me, Some(id)).await?;
     report(&app, Scope::Organization(id), &p, &headers).await
 }
 
@@ -66,6 +70,20 @@ pub async fn platform(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     report(&app, Scope::Platform, &p, &headers).await
+}
+
+/// Platform admins pass at once; anyone else needs to manage `organization` (asked of the
+/// organizations service only then).
+async fn authorize(app: &App, me: &AuthUser, organization: Option<Uuid>) -> Result<(), ApiError> {
+    let role = match organization {
+        Some(org) if !me.is_admin() => app.orgs.role(org, me.id).await?,
+        _ => None,
+    };
+    if may_read(organization, role, me.is_admin()) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only admins of the organization read its reports".into()))
+    }
 }
 
 /// CSV when `?format=csv`, or when no format is named and `Accept` asks for `text/csv`.

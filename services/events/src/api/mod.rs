@@ -5,7 +5,6 @@ pub mod registrations;
 
 use crate::App;
 use crate::model::{Event, Status};
-use crate::orgs::OrgRole;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use axum::routing::{get, post};
 use kit::ApiError;
 use kit::auth::AuthUser;
 use kit::openapi::BearerAuth;
+use kit::orgs::OrgRole;
 use utoipa::OpenApi;
 use uuid::Uuid;
 

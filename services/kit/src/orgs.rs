@@ -1,8 +1,9 @@
-//! Asking the organizations service who may act for an organization. The answer is
-//! cached briefly: a role change takes effect here within `TTL`.
+//! Asking the organizations service who may act for an organization (the events and
+//! analytics services ask). The answer is cached briefly: a role change takes effect
+//! within `TTL`.
 
-use kit::ApiError;
-use kit::service_token::ServiceTokens;
+use crate::ApiError;
+use crate::service_token::ServiceTokens;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ pub enum OrgRole {
 }
 
 impl OrgRole {
-    /// Admins and owners manage the organization's events.
+    /// Admins and owners manage the organization's events and read its reports.
     pub fn manages_events(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)
     }
