@@ -1,5 +1,6 @@
 //! Routes of the analytics service, and its OpenAPI document.
 
+pub mod dashboard;
 pub mod facts;
 pub mod reports;
 pub mod track;
@@ -13,6 +14,8 @@ use utoipa::OpenApi;
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/internal/v1/analytics/facts", post(facts::ingest))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::asset))
         .route("/api/v1/analytics/events/{id}", get(reports::event))
         .route("/api/v1/analytics/organizations/{id}", get(reports::organization))
         .route("/api/v1/analytics/platform", get(reports::platform))
