@@ -128,7 +128,24 @@ async function show(event) {
     const t = report.totals;
     renderBars($("funnel"), [["views", t.views], ["registrations", t.registrations], ["check_ins", t.check_ins]], true);
   }
+  renderTop(report);
+  const active = $("active-users");
+  active.hidden = report.active_users === undefined;
+  active.textContent = `Active users in the period: ${report.active_users}`;
   $("report").hidden = false;
+}
+
+// Top events (of an organization) or organizations (of the platform), by registrations,
+// named after the options the page already knows.
+function renderTop(report) {
+  const ranked = report.top_events || report.top_organizations;
+  $("top-section").hidden = !ranked;
+  if (!ranked) return;
+  $("top-title").textContent = report.top_events ? "Top events" : "Top organizations";
+  const names = new Map();
+  for (const o of $("event").options) names.set(o.value, o.text);
+  for (const o of $("scope").options) names.set(o.value.replace("organization:", ""), o.text);
+  renderBars($("top"), ranked.map((r) => [names.get(r.id) || r.id, r.registrations]));
 }
 
 function renderTotals(totals) {

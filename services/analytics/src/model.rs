@@ -501,13 +501,63 @@ pub struct Bucket {
     pub values: BTreeMap<String, i64>,
 }
 
-/// A report: totals over the window, and a series of every bucket in it (empty ones too).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A report: totals over the window, and a series of every bucket in it (empty ones too),
+/// plus what its scope adds (the funnel, top events or organizations, active users).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     /// Sums over the window; `unique_visitors` is the number of distinct visitors over
     /// the whole window, not the sum of the buckets'.
     pub totals: BTreeMap<String, i64>,
     pub series: Vec<Bucket>,
+    /// Events and organizations: view → registration → check-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funnel: Option<Funnel>,
+    /// Organizations: its events with the most registrations in the window (at most 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_events: Option<Vec<Ranked>>,
+    /// The platform: organizations with the most registrations in the window (at most 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_organizations: Option<Vec<Ranked>>,
+    /// The platform: distinct users who did anything (signed up, registered, joined, ...)
+    /// in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_users: Option<i64>,
+}
+
+/// The funnel of an event or an organization's events over a window. Rates are `null`
+/// when the step before is zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Funnel {
+    pub views: i64,
+    pub registrations: i64,
+    pub check_ins: i64,
+    /// registrations / views.
+    pub view_to_registration: Option<f64>,
+    /// check_ins / registrations: the attendance rate.
+    pub attendance_rate: Option<f64>,
+}
+
+impl Funnel {
+    /// From a report's totals, when they hold the three steps.
+    pub fn of(totals: &BTreeMap<String, i64>) -> Option<Funnel> {
+        let (views, registrations, check_ins) =
+            (*totals.get(metric::VIEWS)?, *totals.get(metric::REGISTRATIONS)?, *totals.get(metric::CHECK_INS)?);
+        let rate = |n: i64, d: i64| (d > 0).then(|| (n as f64 / d as f64 * 1000.0).round() / 1000.0);
+        Some(Funnel {
+            views,
+            registrations,
+            check_ins,
+            view_to_registration: rate(registrations, views),
+            attendance_rate: rate(check_ins, registrations),
+        })
+    }
+}
+
+/// An event or organization and its registrations in a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Ranked {
+    pub id: Uuid,
+    pub registrations: i64,
 }
 
 /// What the store read for a window: `(metric, bucket start) -> value` and, for unique
@@ -545,7 +595,8 @@ pub fn assemble(window: Window, metrics: &[&str], counts: &Counts) -> Report {
     if metrics.contains(&metric::UNIQUE_VISITORS) {
         totals.insert(metric::UNIQUE_VISITORS.to_owned(), counts.visitors_total);
     }
-    Report { totals, series }
+    let funnel = Funnel::of(&totals);
+    Report { totals, series, funnel, top_events: None, top_organizations: None, active_users: None }
 }
 
 /// A report as CSV: a header (`start` and the metrics in order), one row per bucket.
@@ -689,6 +740,8 @@ mod tests {
         assert_eq!(r.totals[metric::VIEWS], 5);
         assert_eq!(r.totals[metric::UNIQUE_VISITORS], 2);
         assert_eq!(r.totals[metric::CHECK_INS], 0);
+        let funnel = r.funnel.clone().expect("an event's report has a funnel");
+        assert_eq!((funnel.views, funnel.view_to_registration, funnel.attendance_rate), (5, Some(0.0), None));
         let csv = to_csv(&r, metrics);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "start,views,unique_visitors,registrations,cancellations,check_ins,link_clicks");

@@ -10,7 +10,7 @@
 //! Once facts before some time are pruned, a fact from before then can no longer be told
 //! apart from a redelivery, so it is answered `expired` and not counted.
 
-use crate::model::{Counts, Fact, Ingested, Scope, Window, hour_of, metric};
+use crate::model::{Counts, Fact, Ingested, Ranked, Scope, Window, hour_of, metric};
 use async_trait::async_trait;
 use kit::db::{Db, DbError, Migrations};
 use rusqlite::{OptionalExtension, params};
@@ -45,6 +45,11 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn ingest(&self, facts: Vec<Fact>) -> Result<Ingested>;
     /// The organization an event belongs to, as its facts said.
     async fn organization_of(&self, event: Uuid) -> Result<Option<Uuid>>;
+    /// An organization's events (or, with `None`, all organizations) with the most
+    /// registrations in `window`, at most `n`.
+    async fn top(&self, organization: Option<Uuid>, window: Window, n: i64) -> Result<Vec<Ranked>>;
+    /// Distinct users seen in any fact during `window`.
+    async fn active_users(&self, window: Window) -> Result<i64>;
     /// The counters of `scope` over `window`, grouped into its buckets.
     async fn counts(&self, scope: Scope, window: Window) -> Result<Counts>;
     /// Deletes raw facts that occurred before `before`; returns how many. Rollups stay.
@@ -107,6 +112,9 @@ INSERT OR IGNORE INTO event_organizations
 "#,
 ];
 
+/// The `visitors` scope that holds who did anything, for active users.
+const ACTIVE_USERS: &str = "users";
+
 pub struct SqliteStore {
     db: Db,
 }
@@ -167,6 +175,9 @@ impl AnalyticsStore for SqliteStore {
                     for (scope, metric) in f.counters() {
                         bump.execute(params![scope, metric, hour])?;
                     }
+                    if let Some(user) = f.user_id {
+                        visit.execute(params![ACTIVE_USERS, hour, user.to_string()])?;
+                    }
                     if let Some(visitor) = f.visitor() {
                         for scope in f.visitor_scopes() {
                             visit.execute(params![scope, hour, visitor])?;
@@ -186,6 +197,51 @@ impl AnalyticsStore for SqliteStore {
                     .query_row([event.to_string()], |r| r.get(0))
                     .optional()?;
                 Ok(org.and_then(|o| Uuid::parse_str(&o).ok()))
+            })
+            .await
+    }
+
+    async fn top(&self, organization: Option<Uuid>, window: Window, n: i64) -> Result<Vec<Ranked>> {
+        self.db
+            .read(move |c| {
+                let rows: Vec<(String, i64)> = match organization {
+                    Some(org) => c
+                        .prepare_cached(
+                            "SELECT e.event_id, sum(r.value) FROM event_organizations e
+                               JOIN rollups r ON r.scope = 'event:' || e.event_id
+                              WHERE e.organization_id = ?1 AND r.metric = 'registrations'
+                                AND r.hour >= ?2 AND r.hour < ?3
+                              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?4",
+                        )?
+                        .query_map(params![org.to_string(), window.start, window.end, n], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?,
+                    None => c
+                        .prepare_cached(
+                            "SELECT substr(scope, 14), sum(value) FROM rollups
+                              WHERE scope >= 'organization:' AND scope < 'organization;'
+                                AND metric = 'registrations' AND hour >= ?1 AND hour < ?2
+                              GROUP BY scope ORDER BY 2 DESC, 1 LIMIT ?3",
+                        )?
+                        .query_map(params![window.start, window.end, n], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?,
+                };
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, registrations)| Some(Ranked { id: Uuid::parse_str(&id).ok()?, registrations }))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn active_users(&self, window: Window) -> Result<i64> {
+        self.db
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT count(DISTINCT visitor) FROM visitors WHERE scope = ?1 AND hour >= ?2 AND hour < ?3",
+                )?
+                .query_row(params![ACTIVE_USERS, window.start, window.end], |r| r.get(0))?)
             })
             .await
     }

@@ -330,6 +330,12 @@ async fn hour_day_and_week_buckets_match_the_hand_count() {
             ("2026-11-23T00:00:00Z".to_owned(), vec![1, 1, 0, 0, 1, 0])
         ]
     );
+    // 5 views, 2 registrations, 1 check-in; the one event leads its organization.
+    assert_eq!(
+        org.body["funnel"],
+        json!({"views": 5, "registrations": 2, "check_ins": 1, "view_to_registration": 0.4, "attendance_rate": 0.5})
+    );
+    assert_eq!(org.body["top_events"], json!([{"id": story.event, "registrations": 2}]));
 
     let platform_metrics = ["sign_ups", "events_published", "registrations", "organizations_created"];
     let platform =
@@ -338,6 +344,9 @@ async fn hour_day_and_week_buckets_match_the_hand_count() {
     assert_eq!(platform.body["series"].as_array().unwrap().len(), 4);
     assert_eq!(series(&platform.body, &platform_metrics)[0].1, [1, 1, 1, 1]);
     assert_eq!(totals(&platform.body, &platform_metrics), [1, 1, 2, 1]);
+    assert_eq!(platform.body["top_organizations"], json!([{"id": story.organization, "registrations": 2}]));
+    assert_eq!(platform.body["active_users"], 2, "u1 and u2 acted between the 16th and the 20th");
+    assert!(platform.body.get("funnel").is_none(), "the platform has no funnel");
 }
 
 #[tokio::test]

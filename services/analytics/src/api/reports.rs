@@ -16,6 +16,9 @@ use kit::extract::{Json, Path, Query};
 use kit::{ApiError, now_unix};
 use uuid::Uuid;
 
+/// How many top events or organizations a report lists.
+const TOP: i64 = 5;
+
 /// The media type of CSV answers.
 pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
 
@@ -102,7 +105,15 @@ fn wants_csv(p: &ReportParams, headers: &HeaderMap) -> bool {
 async fn report(app: &App, scope: Scope, p: &ReportParams, headers: &HeaderMap) -> Result<Response, ApiError> {
     let window = p.validate(now_unix())?;
     let counts = app.store.counts(scope, window).await?;
-    let report = assemble(window, scope.metrics(), &counts);
+    let mut report = assemble(window, scope.metrics(), &counts);
+    match scope {
+        Scope::Organization(id) => report.top_events = Some(app.store.top(Some(id), window, TOP).await?),
+        Scope::Platform => {
+            report.top_organizations = Some(app.store.top(None, window, TOP).await?);
+            report.active_users = Some(app.store.active_users(window).await?);
+        }
+        Scope::Event(_) => {}
+    }
     if !wants_csv(p, headers) {
         return Ok(Json(report).into_response());
     }
