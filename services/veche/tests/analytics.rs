@@ -88,27 +88,53 @@ async fn domain_facts_reach_the_reports_once_across_hard_kills() {
     let r = send(client().delete(v.url(&format!("{registrations}/me"))).bearer_auth(&tokens[0])).await;
     assert!(r.status < 300, "{r:?}");
 
-    // More sign-ups, each round ended by SIGKILL while the relay may be mid-delivery.
-    let mut users = 4;
+    // More activity, each round ended by SIGKILL while the relays are delivering: sign-ups,
+    // and bursts of page views (cheap, so many facts are in flight when the kill lands).
+    let page = v.url(&format!("/api/v1/events/{id}"));
     for round in 0..3 {
-        for i in 0..5 {
+        for i in 0..3 {
             assert_eq!(register(&v, &format!("r{round}-{i}@example.org")).await.status, 201);
-            users += 1;
         }
+        let views = (0..300).map(|_| send(client().get(&page)));
+        for r in futures::future::join_all(views).await {
+            assert_eq!(r.status, 200);
+        }
+        // Views are written every half second, then relayed: kill in the middle of that.
+        tokio::time::sleep(std::time::Duration::from_millis(600 + 150 * round)).await;
         v.restart();
     }
 
+    // Every report against counts taken straight from the services' own databases: the
+    // outboxes hold each fact exactly once, as committed with its change.
+    let count = |db: &str, kinds: &[&str]| -> i64 {
+        let c = rusqlite::Connection::open(v.data.join(db)).unwrap();
+        let list = kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(",");
+        c.query_row(&format!("SELECT count(*) FROM outbox WHERE kind IN ({list})"), [], |r| r.get(0)).unwrap()
+    };
+    let sign_ups = count("users.db", &["user.signed_up"]);
+    assert_eq!(sign_ups, 4 + 9, "root, a, b, c and nine more");
+    let registrations = count("events.db", &["registration.made", "registration.waitlisted"]);
+    let cancellations = count("events.db", &["registration.cancelled"]);
+    let views = count("events.db", &["event.viewed"]);
+    assert!(views >= 900, "the views made it to the events service's outbox: {views}");
+
     let platform = "/api/v1/analytics/platform?bucket=day";
-    let totals = totals_when(&v, platform, &root, |t| t["sign_ups"] == users).await;
-    assert_eq!(totals["events_published"], 1, "{totals}");
-    assert_eq!(totals["registrations"], 3, "made twice and waitlisted once: {totals}");
+    let totals = totals_when(&v, platform, &root, |t| t["sign_ups"] == sign_ups).await;
+    assert_eq!(totals["events_published"], count("events.db", &["event.published"]), "{totals}");
+    assert_eq!(totals["registrations"], registrations, "{totals}");
     let per_event = format!("/api/v1/analytics/events/{id}?bucket=day");
-    let totals = totals_when(&v, &per_event, &root, |t| t["cancellations"] == 1).await;
-    assert_eq!(totals["registrations"], 3, "{totals}");
-    // Nothing is counted twice once everything is delivered.
+    let totals = totals_when(&v, &per_event, &root, |t| t["views"] == views).await;
+    assert_eq!(
+        (totals["registrations"].as_i64(), totals["cancellations"].as_i64()),
+        (Some(registrations), Some(cancellations))
+    );
+    assert_eq!((registrations, cancellations), (3, 1), "made twice and waitlisted once; a cancelled");
+    // Nothing is counted twice, even after the relays have had time to send again.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let again = totals_when(&v, &per_event, &root, |_| true).await;
+    assert_eq!(again["views"], views, "{again}");
     let again = totals_when(&v, platform, &root, |_| true).await;
-    assert_eq!(again["sign_ups"], users, "{again}");
+    assert_eq!(again["sign_ups"], sign_ups, "{again}");
 }
 
 #[tokio::test]
