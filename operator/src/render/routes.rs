@@ -41,6 +41,7 @@ pub const DEFAULT_ROUTES: &[Route] = &[
     Route { prefix: "/api/v1/analytics", upstream: ServiceKind::Analytics, auth: Auth::Optional },
     Route { prefix: "/.well-known", upstream: ServiceKind::Users, auth: Auth::None },
     Route { prefix: "/dashboard", upstream: ServiceKind::Analytics, auth: Auth::None },
+    Route { prefix: "/invitations", upstream: ServiceKind::Organizations, auth: Auth::None },
 ];
 
 /// The file the gateway reads.
@@ -79,7 +80,7 @@ mod tests {
         assert_eq!(value["upstreams"]["analytics"], json!(["http://demo-analytics.apps.svc:8080"]));
         assert!(value["upstreams"].get("gateway").is_none(), "the gateway is nobody's upstream");
         assert_eq!(value["routes"][0], json!({"prefix": "/api/v1/auth", "upstream": "users", "auth": "optional"}));
-        assert_eq!(value["routes"].as_array().unwrap().len(), 11);
+        assert_eq!(value["routes"].as_array().unwrap().len(), 12);
         assert_eq!(value["routes"][5], json!({"prefix": "/api/v1/calendar", "upstream": "events", "auth": "none"}));
     }
 

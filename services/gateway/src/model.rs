@@ -68,6 +68,8 @@ impl RouteTable {
             ("/api/v1/analytics", "analytics", Access::Optional),
             ("/.well-known", "users", Access::None),
             ("/dashboard", "analytics", Access::None),
+            // The page an invitation mail links to.
+            ("/invitations", "organizations", Access::None),
         ];
         let upstreams = ["users", "organizations", "events", "analytics"]
             .into_iter()

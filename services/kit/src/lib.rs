@@ -13,6 +13,7 @@
 //! - [`secret`] and [`page`]: random tokens and cursor pagination;
 //! - [`validate`]: emails, web URLs and lengths, checked alike everywhere.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod db;

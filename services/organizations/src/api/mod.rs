@@ -3,6 +3,7 @@
 pub mod invitations;
 pub mod members;
 pub mod organizations;
+pub mod page;
 
 use crate::App;
 use crate::store::Actor;
@@ -30,6 +31,8 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/organizations/{id}/invitations/{invitation_id}", delete(invitations::revoke))
         .route("/api/v1/organizations/invitations/accept", post(invitations::accept))
         .route("/api/v1/users/me/organizations", get(organizations::mine))
+        .route("/invitations/accept", get(page::accept))
+        .route("/invitations/{file}", get(page::asset))
         .with_state(app)
 }
 

@@ -5,72 +5,40 @@
 // Environment: VECHE_URL, EMAIL, PASSWORD, ORG_ID, EVENT_ID, EXPECT (JSON totals),
 // SCREENSHOT (path), VECHE_CHROMIUM (the browser).
 "use strict";
-const { chromium } = require("playwright-core");
 const fs = require("fs");
+const { env, run } = require("./lib.cjs");
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-
-async function main() {
+run("dashboard", async (page, failures) => {
   const expect = JSON.parse(env("EXPECT"));
-  const browser = await chromium.launch({
-    executablePath: env("VECHE_CHROMIUM"),
-    headless: true,
-    args: ["--no-sandbox", "--disable-dev-shm-usage"],
-  });
-  const failures = [];
-  try {
-    const page = await browser.newPage({ viewport: { width: 1100, height: 1200 }, acceptDownloads: true });
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-    await page.goto(`${env("VECHE_URL")}/dashboard`);
-    await page.fill("#email", env("EMAIL"));
-    await page.fill("#password", env("PASSWORD"));
-    await page.click("#login button[type=submit]");
-    await page.waitForSelector(`#scope option[value="organization:${env("ORG_ID")}"]`, { state: "attached" });
-    await page.selectOption("#scope", `organization:${env("ORG_ID")}`);
-    await page.waitForSelector(`#event option[value="${env("EVENT_ID")}"]`, { state: "attached" });
-    await page.selectOption("#event", env("EVENT_ID"));
-    await page.click("#query button[type=submit]");
-    await page.waitForSelector("#report:not([hidden])");
-    if (await page.isVisible("#login")) failures.push("the login form is still shown after logging in");
+  await page.goto(`${env("VECHE_URL")}/dashboard`);
+  await page.fill("#email", env("EMAIL"));
+  await page.fill("#password", env("PASSWORD"));
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector(`#scope option[value="organization:${env("ORG_ID")}"]`, { state: "attached" });
+  await page.selectOption("#scope", `organization:${env("ORG_ID")}`);
+  await page.waitForSelector(`#event option[value="${env("EVENT_ID")}"]`, { state: "attached" });
+  await page.selectOption("#event", env("EVENT_ID"));
+  await page.click("#query button[type=submit]");
+  await page.waitForSelector("#report:not([hidden])");
+  if (await page.isVisible("#login")) failures.push("the login form is still shown after logging in");
 
-    for (const [metric, want] of Object.entries(expect)) {
-      const shown = (await page.textContent(`#totals tr[data-metric="${metric}"] td`))?.trim();
-      if (shown !== String(want)) failures.push(`totals ${metric}: page shows ${shown}, expected ${want}`);
-      const bar = (await page.textContent(`#bars .row[data-metric="${metric}"] .value`))?.trim();
-      if (bar !== String(want)) failures.push(`bar ${metric}: page shows ${bar}, expected ${want}`);
-    }
-    for (const metric of ["views", "registrations", "check_ins"]) {
-      const step = (await page.textContent(`#funnel .row[data-metric="${metric}"] .value`))?.trim() ?? "";
-      if (!step.startsWith(String(expect[metric]))) failures.push(`funnel ${metric}: ${step}, expected ${expect[metric]}`);
-    }
-    const canvases = await page.locator("#series-chart canvas").count();
-    if (canvases < 1) failures.push("the time-series chart drew no canvas");
-    const legend = await page.locator("#series-chart .u-legend .u-series").count();
-    if (legend < Object.keys(expect).length) failures.push(`the chart has ${legend} series`);
-
-    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#csv")]);
-    const csv = fs.readFileSync(await download.path(), "utf8");
-    if (!csv.startsWith("start,views,unique_visitors,registrations")) failures.push(`CSV starts: ${csv.slice(0, 80)}`);
-
-    await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
-    if (errors.length) failures.push(`browser errors: ${errors.join("; ")}`);
-  } finally {
-    await browser.close();
+  for (const [metric, want] of Object.entries(expect)) {
+    const shown = (await page.textContent(`#totals tr[data-metric="${metric}"] td`))?.trim();
+    if (shown !== String(want)) failures.push(`totals ${metric}: page shows ${shown}, expected ${want}`);
+    const bar = (await page.textContent(`#bars .row[data-metric="${metric}"] .value`))?.trim();
+    if (bar !== String(want)) failures.push(`bar ${metric}: page shows ${bar}, expected ${want}`);
   }
-  if (failures.length) {
-    console.error(failures.join("\n"));
-    process.exit(1);
+  for (const metric of ["views", "registrations", "check_ins"]) {
+    const step = (await page.textContent(`#funnel .row[data-metric="${metric}"] .value`))?.trim() ?? "";
+    if (!step.startsWith(String(expect[metric])))
+      failures.push(`funnel ${metric}: ${step}, expected ${expect[metric]}`);
   }
-  console.log("dashboard ok");
-}
+  const canvases = await page.locator("#series-chart canvas").count();
+  if (canvases < 1) failures.push("the time-series chart drew no canvas");
+  const legend = await page.locator("#series-chart .u-legend .u-series").count();
+  if (legend < Object.keys(expect).length) failures.push(`the chart has ${legend} series`);
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#csv")]);
+  const csv = fs.readFileSync(await download.path(), "utf8");
+  if (!csv.startsWith("start,views,unique_visitors,registrations")) failures.push(`CSV starts: ${csv.slice(0, 80)}`);
 });

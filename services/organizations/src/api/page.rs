@@ -1,0 +1,21 @@
+//! `/invitations/accept`: where an invitation mail's link lands. A small page that logs
+//! the invitee in (or signs them up) and accepts with the token from the link, through
+//! the public API. Its files ship inside the binary.
+
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
+use kit::ApiError;
+use kit::assets::{CSS, HTML, JS, serve};
+
+pub async fn accept() -> Response {
+    serve(HTML, include_bytes!("../../assets/invitation.html"), false)
+}
+
+pub async fn asset(Path(name): Path<String>) -> Response {
+    let (content_type, bytes): (&'static str, &'static [u8]) = match name.as_str() {
+        "invitation.js" => (JS, include_bytes!("../../assets/invitation.js")),
+        "invitation.css" => (CSS, include_bytes!("../../assets/invitation.css")),
+        _ => return ApiError::NotFound("no such file".into()).into_response(),
+    };
+    serve(content_type, bytes, true)
+}

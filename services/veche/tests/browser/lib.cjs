@@ -1,0 +1,39 @@
+// What every page check shares: the environment, a headless chromium (Debian's, through
+// playwright-core), a page that records script errors, a screenshot at the end, and an
+// exit status that says whether every check held.
+"use strict";
+const { chromium } = require("playwright-core");
+
+function env(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+// Runs `check(page, failures)`; a check pushes what it found wrong onto `failures`.
+async function run(name, check) {
+  const browser = await chromium.launch({
+    executablePath: env("VECHE_CHROMIUM"),
+    headless: true,
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  });
+  const failures = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 1000 }, acceptDownloads: true });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    await check(page, failures);
+    await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+    if (errors.length) failures.push(`browser errors: ${errors.join("; ")}`);
+  } finally {
+    await browser.close();
+  }
+  if (failures.length) {
+    console.error(failures.join("\n"));
+    process.exit(1);
+  }
+  console.log(`${name} ok`);
+}
+
+module.exports = { env, run };

@@ -1,0 +1,135 @@
+//! The pages of `veche up` in a real browser: Debian's chromium, driven by playwright-core
+//! (`tests/browser/*.cjs`) against a freshly started `veche up`.
+//!
+//! - The analytics dashboard: an organizer logs in, picks their event, and the page must
+//!   show the numbers this test made happen: views, registrations and a check-in.
+//! - The invitation page an invitation mail links to: a newcomer signs up there and joins.
+//!
+//! Screenshots are kept as artifacts in the cargo target directory (`tmp/`).
+//!
+//! scripts/test installs the browser and sets VECHE_CHROMIUM and VECHE_BROWSER_MODULES;
+//! without them this test fails and says so (it is never skipped).
+
+mod common;
+
+use common::orgs::{create_org, invite, post_as};
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with scripts/test, which installs chromium and playwright-core")
+    })
+}
+
+#[tokio::test]
+async fn an_organizer_sees_the_events_numbers_in_the_dashboard() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "organizer@example.org").await;
+    let org = create_org(&v, &owner, json!({ "name": "Jazz club", "slug": "jazz-club" })).await;
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let event = json!({"title": "Jazz night", "description": "", "start": "2030-12-05T16:00:00Z",
+        "end": "2030-12-05T18:00:00Z", "time_zone": "Europe/Moscow", "format": "online",
+        "online_url": "https://example.org/live", "tags": ["jazz"], "category": "concert",
+        "capacity": 10, "organization_id": org_id});
+    let r = post_as(&v, &owner, "/api/v1/events", event).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(post_as(&v, &owner, &format!("/api/v1/events/{id}/publish"), json!({})).await.status, 200);
+
+    // Three anonymous page views, two registrations, one check-in.
+    for _ in 0..3 {
+        assert_eq!(send(client().get(v.url(&format!("/api/v1/events/{id}")))).await.status, 200);
+    }
+    let mut attendees = Vec::new();
+    for who in ["ann", "bob"] {
+        let (token, _) = signed_up(&v, &format!("{who}@example.org")).await;
+        let r = post_as(&v, &token, &format!("/api/v1/events/{id}/registrations"), json!({})).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        attendees.push(common::orgs::user_id(&token));
+    }
+    let r =
+        post_as(&v, &owner, &format!("/api/v1/events/{id}/registrations/{}/check-in", attendees[0]), json!({})).await;
+    assert!(r.status < 300, "{r:?}");
+
+    // What the page must show, once the relay has delivered everything.
+    let expect = json!({ "views": 3, "registrations": 2, "cancellations": 0, "check_ins": 1 });
+    let report = format!("/api/v1/analytics/events/{id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let totals: Value = get_auth(&v, &report, &owner).await.body["totals"].clone();
+        if ["views", "registrations", "check_ins"].iter().all(|m| totals[m] == expect[m]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "analytics never caught up: {totals}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    run_browser(
+        "dashboard",
+        &[
+            ("VECHE_URL", v.url("")),
+            ("EMAIL", "organizer@example.org".into()),
+            ("PASSWORD", PASSWORD.into()),
+            ("ORG_ID", org_id),
+            ("EVENT_ID", id),
+            ("EXPECT", expect.to_string()),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_invitee_signs_up_and_joins_from_the_mail_link() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "host@example.org").await;
+    let org = create_org(&v, &owner, json!({ "name": "Book club", "slug": "book-club" })).await;
+    invite(&v, &org, &owner, "newcomer@example.org", "member").await;
+    let mail = v.wait_mail("newcomer@example.org", "/invitations/accept?token=");
+    let link = mail
+        .split_whitespace()
+        .find(|w| w.contains("/invitations/accept?token="))
+        .expect("the link in the mail")
+        .to_owned();
+    run_browser(
+        "invitation",
+        &[
+            ("LINK", link),
+            ("EMAIL", "newcomer@example.org".into()),
+            ("PASSWORD", PASSWORD.into()),
+            ("ORG_NAME", "Book club".into()),
+        ],
+    )
+    .await;
+    // The newcomer is a member, as the API says.
+    let r = login(&v, "newcomer@example.org", PASSWORD).await;
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let mine = get_auth(&v, "/api/v1/users/me/organizations", &token).await;
+    assert_eq!(mine.body["items"][0]["id"], org["id"], "{mine:?}");
+    assert_eq!(mine.body["items"][0]["role"], "member", "{mine:?}");
+}
+
+/// Runs `tests/browser/<name>.cjs` with `vars` in chromium; fails with its output unless
+/// it passes, and checks it left a real screenshot at `<target>/tmp/<name>.png`.
+async fn run_browser(name: &str, vars: &[(&str, String)]) {
+    let (chromium, modules) = (env("VECHE_CHROMIUM"), env("VECHE_BROWSER_MODULES"));
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&screenshot);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/browser/{name}.cjs"));
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script).env("NODE_PATH", &modules).env("VECHE_CHROMIUM", &chromium).env("SCREENSHOT", &screenshot);
+    for (key, value) in vars {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().await.expect("running node");
+    assert!(
+        out.status.success(),
+        "the {name} page check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&screenshot).expect("the screenshot was saved");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "a real screenshot");
+    eprintln!("{name} screenshot: {}", screenshot.display());
+}
