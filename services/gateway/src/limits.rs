@@ -1,53 +1,10 @@
-//! Rate limits per client address and per user: token buckets (GCRA, from `governor`),
-//! each refilling at a steady rate with room for a burst.
+//! Rate limits of the gateway: per client address and per user, from
+//! [`kit::limits`]' token buckets.
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::hash::Hash;
+pub use kit::limits::{Limiter, Rate};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A steady rate and a burst; zero rate turns the limit off.
-#[derive(Debug, Clone, Copy)]
-pub struct Rate {
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-impl Rate {
-    fn quota(self) -> Option<Quota> {
-        let rate = NonZeroU32::new(self.per_second)?;
-        let burst = NonZeroU32::new(self.burst.max(1)).unwrap_or(rate);
-        Some(Quota::per_second(rate).allow_burst(burst))
-    }
-}
-
-/// One keyed limiter, or none when its rate is zero.
-pub struct Limiter<K: Hash + Eq + Clone> {
-    inner: Option<DefaultKeyedRateLimiter<K>>,
-}
-
-impl<K: Hash + Eq + Clone> Limiter<K> {
-    pub fn new(rate: Rate) -> Self {
-        Self { inner: rate.quota().map(RateLimiter::keyed) }
-    }
-
-    /// `Err(wait)` when `key` has spent its bucket: how long until the next request fits.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        let Some(limiter) = &self.inner else { return Ok(()) };
-        limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-
-    /// Forgets keys whose buckets are full again, so memory follows the active callers.
-    fn forget_idle(&self) {
-        if let Some(limiter) = &self.inner {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-    }
-}
 
 pub struct Limits {
     pub client: Limiter<IpAddr>,
@@ -57,15 +14,9 @@ pub struct Limits {
 impl Limits {
     pub fn new(client: Rate, user: Rate) -> Arc<Self> {
         let limits = Arc::new(Self { client: Limiter::new(client), user: Limiter::new(user) });
-        let weak = Arc::downgrade(&limits);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(limits) = weak.upgrade() else { break };
-                limits.client.forget_idle();
-                limits.user.forget_idle();
-            }
+        kit::limits::tidy_every_minute(&limits, |l| {
+            l.client.forget_idle();
+            l.user.forget_idle();
         });
         limits
     }
@@ -79,27 +30,6 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_burst_passes_then_the_bucket_refuses_with_a_wait() {
-        let limiter = Limiter::new(Rate { per_second: 1, burst: 3 });
-        let key = "127.0.0.1".parse::<IpAddr>().unwrap();
-        for _ in 0..3 {
-            assert!(limiter.check(&key).is_ok());
-        }
-        let wait = limiter.check(&key).unwrap_err();
-        assert!(wait <= Duration::from_secs(1) && !wait.is_zero(), "{wait:?}");
-        let other = "127.0.0.2".parse::<IpAddr>().unwrap();
-        assert!(limiter.check(&other).is_ok(), "buckets are per key");
-    }
-
-    #[test]
-    fn zero_rate_means_no_limit() {
-        let limiter = Limiter::new(Rate { per_second: 0, burst: 0 });
-        for _ in 0..10_000 {
-            assert!(limiter.check(&"u".to_owned()).is_ok());
-        }
-    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

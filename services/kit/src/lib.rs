@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod limits;
 pub mod mail;
 pub mod openapi;
 pub mod orgs;
