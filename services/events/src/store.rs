@@ -361,12 +361,27 @@ fn get_registration(c: &Connection, event_id: Uuid, user_id: Uuid) -> rusqlite::
 /// Records a fact about `event` with its organization (while the event exists), so
 /// analytics can count it towards the organization.
 fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: i64) -> rusqlite::Result<()> {
-    let organization: Option<String> = tx
-        .prepare_cached("SELECT organization_id FROM events WHERE id = ?1")?
-        .query_row([event.to_string()], |r| r.get(0))
-        .optional()?;
+    let organization = organization_of(tx, event)?;
+    fact_of(tx, kind, event, organization.as_deref(), user, now)
+}
+
+/// A fact about `event` of a known `organization`.
+fn fact_of(
+    tx: &Transaction<'_>,
+    kind: &str,
+    event: Uuid,
+    organization: Option<&str>,
+    user: Option<Uuid>,
+    now: i64,
+) -> rusqlite::Result<()> {
     let payload = json!({ "event_id": event, "organization_id": organization, "user_id": user });
     kit::outbox::record(tx, kind, &payload, now)
+}
+
+fn organization_of(tx: &Transaction<'_>, event: Uuid) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached("SELECT organization_id FROM events WHERE id = ?1")?
+        .query_row([event.to_string()], |r| r.get(0))
+        .optional()
 }
 
 /// Above this many matching events, a set (text or tag matches) is checked row by row while
@@ -993,8 +1008,14 @@ impl EventStore for SqliteStore {
     async fn record_views(&self, views: Vec<(Uuid, Option<Uuid>, i64)>) -> Result<()> {
         self.db
             .write(move |tx| {
+                // A batch is mostly a few popular events: look each one's organization up once.
+                let mut organizations = std::collections::HashMap::new();
                 for (event, user, at) in views {
-                    fact(tx, "event.viewed", event, user, at)?;
+                    let organization = match organizations.entry(event) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => e.insert(organization_of(tx, event)?),
+                    };
+                    fact_of(tx, "event.viewed", event, organization.as_deref(), user, at)?;
                 }
                 Ok(())
             })
