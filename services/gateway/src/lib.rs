@@ -16,7 +16,7 @@ use crate::limits::{Limits, Rate};
 use crate::model::RouteTable;
 use crate::upstream::Upstream;
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::get;
 use kit::auth::Verifier;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +57,11 @@ pub struct GatewayConfig {
     /// timeout, so a slow service is a 504 rather than the 503 of a timed-out request).
     #[arg(long, env = "VECHE_UPSTREAM_TIMEOUT", default_value_t = 25.0)]
     pub upstream_timeout_secs: f64,
+
+    /// Threads serving requests, each with its own listening socket and connection pools
+    /// (0: one per available core). Only `veche serve gateway`; `veche up` shares its runtime.
+    #[arg(long = "gateway-threads", env = "VECHE_GATEWAY_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// What the request path needs, shared by every request.
@@ -69,6 +74,8 @@ pub struct Gateway {
     pub body_limit: usize,
     pub trust_forwarded_for: bool,
     pub openapi: docs::MergedOpenApi,
+    /// Meters of each route, in the order of `routes`.
+    pub meters: Vec<proxy::Meters>,
 }
 
 /// Upstreams by name: over HTTP from the table, or the given in-process routers.
@@ -86,15 +93,16 @@ pub fn load_table(config: &GatewayConfig) -> anyhow::Result<RouteTable> {
     RouteTable::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Builds the gateway as a service for `kit::server::app`: its routes, no OpenAPI paths
-/// of its own (it serves the merged document), readiness of its keys and local upstreams.
+/// Builds the gateway, ready to serve: its front door ([`proxy::Front`]) over the app of
+/// its own routes (no OpenAPI paths of its own: it serves the merged document), with
+/// readiness of its keys and local upstreams.
 pub fn build(
     config: &GatewayConfig,
     table: RouteTable,
     upstreams: Upstreams,
     verifier: Verifier,
     http: &kit::config::HttpArgs,
-) -> anyhow::Result<kit::server::Service> {
+) -> anyhow::Result<proxy::Front> {
     table.validate()?;
     let mut built = HashMap::new();
     for (name, endpoints) in &table.upstreams {
@@ -107,8 +115,11 @@ pub fn build(
         };
         built.insert(name.clone(), upstream);
     }
+    let routes = model::Router::new(&table);
+    let meters = routes.routes().iter().map(proxy::Meters::new).collect();
     let gateway = Arc::new(Gateway {
-        routes: model::Router::new(&table),
+        routes,
+        meters,
         upstreams: built,
         verifier: verifier.clone(),
         limits: Limits::new(
@@ -120,18 +131,19 @@ pub fn build(
         trust_forwarded_for: http.trust_forwarded_for,
         openapi: docs::MergedOpenApi::default(),
     });
+    let cors = cors_layer(&config.cors_origins)?;
     let mut router = Router::new()
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/docs/", get(docs::page))
         .route("/docs/{asset}", get(docs::asset))
-        .route("/{*path}", any(proxy::forward))
         .with_state(gateway.clone());
-    if let Some(cors) = cors_layer(&config.cors_origins)? {
-        router = router.layer(cors);
+    if let Some(cors) = &cors {
+        router = router.layer(cors.clone());
     }
+    let checked = gateway.clone();
     let ready: kit::server::ReadyCheck = Arc::new(move || {
-        let gateway = gateway.clone();
+        let gateway = checked.clone();
         Box::pin(async move {
             if !gateway.verifier.has_keys() {
                 gateway.verifier.refresh_keys(false).await.map_err(|e| format!("keys: {e}"))?;
@@ -142,7 +154,9 @@ pub fn build(
             Ok(())
         })
     });
-    Ok(kit::server::Service { name: SERVICE, router, openapi: utoipa_empty(), ready })
+    let app =
+        kit::server::app(vec![kit::server::Service { name: SERVICE, router, openapi: utoipa_empty(), ready }], http);
+    Ok(proxy::Front::new(gateway, app, cors))
 }
 
 fn utoipa_empty() -> utoipa::openapi::OpenApi {

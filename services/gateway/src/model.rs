@@ -138,7 +138,18 @@ impl Router {
 
     /// The route serving `path`: the longest prefix that matches on a segment boundary.
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| matches_prefix(&r.prefix, path))
+        self.find_index(path).map(|i| &self.routes[i])
+    }
+
+    /// The position of the route for `path` in [`Router::routes`] (for state kept per
+    /// route alongside, like its meters).
+    pub fn find_index(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| matches_prefix(&r.prefix, path))
+    }
+
+    /// The routes, longest prefix first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 }
 

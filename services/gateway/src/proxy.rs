@@ -6,41 +6,170 @@ use crate::Gateway;
 use crate::model::{Access, Route};
 use crate::upstream::Failure;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use kit::ApiError;
 use kit::auth::{TokenUse, bearer_token};
 use kit::server::{Peer, client_ip};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::Service;
+use tower::util::BoxCloneSyncService;
+use tracing::Instrument;
 
-pub async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+/// Paths the gateway answers itself (through the app's routes), whatever the route table says.
+const OWN_PATHS: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/"];
+
+fn is_own(path: &str) -> bool {
+    OWN_PATHS.contains(&path) || path.starts_with("/docs/")
+}
+
+/// The gateway's front door. A request for a route in the table takes the proxy path,
+/// which sets its own request id, span, meters and access log line: the lean way through
+/// that every API call takes. Everything else (docs, the OpenAPI document, health,
+/// metrics, 404s) goes to `app`, with the layer stack every service has.
+#[derive(Clone)]
+pub struct Front {
+    gateway: Arc<Gateway>,
+    /// The proxy path, behind CORS when origins are allowed.
+    proxy: BoxCloneSyncService<Request, Response, Infallible>,
+    app: axum::Router,
+}
+
+impl Front {
+    pub fn new(gateway: Arc<Gateway>, app: axum::Router, cors: Option<tower_http::cors::CorsLayer>) -> Self {
+        let proxy = Proxy(gateway.clone());
+        let proxy = match cors {
+            Some(cors) => BoxCloneSyncService::new(tower::Layer::layer(&cors, proxy)),
+            None => BoxCloneSyncService::new(proxy),
+        };
+        Self { gateway, proxy, app }
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Answer {
+        let path = req.uri().path();
+        if !is_own(path) && self.gateway.routes.find_index(path).is_some() {
+            self.proxy.call(req)
+        } else {
+            let app = self.app.clone();
+            Box::pin(tower::ServiceExt::oneshot(app, req))
+        }
+    }
+}
+
+/// The proxy path as a service, so CORS can wrap it.
+#[derive(Clone)]
+struct Proxy(Arc<Gateway>);
+
+impl Service<Request> for Proxy {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Answer {
+        let gateway = self.0.clone();
+        Box::pin(async move { Ok(forward(&gateway, req).await) })
+    }
+}
+
+/// Per route: its request counters by status and its latency histogram, looked up in
+/// the metrics registry once rather than on every request.
+pub struct Meters {
+    duration: metrics::Histogram,
+    by_status: Box<[OnceLock<metrics::Counter>]>,
+}
+
+impl Meters {
+    pub fn new(route: &Route) -> Self {
+        let labels = [("route", route.prefix.clone()), ("upstream", route.upstream.clone())];
+        Self {
+            duration: metrics::histogram!("gateway_request_duration_seconds", &labels),
+            by_status: (0..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn record(&self, route: &Route, status: http::StatusCode, elapsed: Duration) {
+        let code = status.as_u16();
+        let counter = self.by_status[usize::from(code) % 600].get_or_init(|| {
+            let labels =
+                [("route", route.prefix.clone()), ("upstream", route.upstream.clone()), ("status", code.to_string())];
+            metrics::counter!("gateway_requests_total", &labels)
+        });
+        counter.increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Counts a request in `http_requests_in_flight` (the gauge every service keeps) until
+/// dropped, also when the client goes away mid-request.
+struct InFlight(&'static metrics::Gauge);
+
+impl InFlight {
+    fn start() -> Self {
+        static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_requests_in_flight"));
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// One request through the gateway; its refusals are problem+json answered here.
+async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let started = Instant::now();
-    let Some(route) = gw.routes.find(req.uri().path()) else {
+    let _in_flight = InFlight::start();
+    let path = req.uri().path();
+    let Some(index) = gw.routes.find_index(path) else {
         return ApiError::NotFound("no such route".into()).into_response();
     };
+    let route = &gw.routes.routes()[index];
+    let request_id = kit::server::ensure_request_id(req.headers_mut());
+    let span = kit::server::request_span(&req, request_id.to_str().unwrap_or(""));
     let method = req.method().clone();
-    let response = admit_and_send(&gw, route, req).await.unwrap_or_else(IntoResponse::into_response);
+    let mut response =
+        admit_and_send(gw, route, req).instrument(span.clone()).await.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().entry(kit::server::request_id_header()).or_insert(request_id);
     let status = response.status();
     let elapsed = started.elapsed();
-    let labels = [
-        ("route", route.prefix.clone()),
-        ("upstream", route.upstream.clone()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("gateway_requests_total", &labels).increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "veche::access",
-        %method,
-        route = %route.prefix,
-        upstream = %route.upstream,
-        status = status.as_u16(),
-        ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    gw.meters[index].record(route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            target: "veche::access",
+            %method,
+            route = %route.prefix,
+            upstream = %route.upstream,
+            status = status.as_u16(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
     response
 }
 

@@ -7,6 +7,7 @@ use http::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -47,7 +48,32 @@ enum Target {
 struct Remote {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
-    client: Client<HttpConnector, Body>,
+    /// Which of this thread's clients is this upstream's (see [`client`]).
+    id: usize,
+}
+
+type HttpClient = Client<HttpConnector, Body>;
+
+thread_local! {
+    /// Each thread's own connection pools, by upstream id. A pooled connection is driven by
+    /// a task on the runtime that opened it; sharing pools between the gateway's
+    /// per-core runtimes would hand every request across threads.
+    static CLIENTS: std::cell::RefCell<HashMap<usize, HttpClient>> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// This thread's client for upstream `id` (a handle: clones share its pool).
+fn client(id: usize) -> HttpClient {
+    CLIENTS.with(|clients| clients.borrow_mut().entry(id).or_insert_with(new_client).clone())
+}
+
+fn new_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 struct Endpoint {
@@ -68,20 +94,15 @@ fn now_ms() -> u64 {
 impl Upstream {
     /// An upstream reached over HTTP at `endpoints` (`http://host:port`).
     pub fn remote(name: &str, endpoints: &[String]) -> anyhow::Result<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        static IDS: AtomicUsize = AtomicUsize::new(0);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
         let endpoints = endpoints
             .iter()
             .map(|e| Ok(Endpoint { base: e.parse()?, ejected_until: AtomicU64::new(0) }))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             name: name.to_owned(),
-            target: Target::Remote(Box::new(Remote { endpoints, next: AtomicUsize::new(0), client })),
+            target: Target::Remote(Box::new(Remote { endpoints, next: AtomicUsize::new(0), id })),
         })
     }
 
@@ -109,7 +130,7 @@ impl Upstream {
         // A request that failed to connect was never sent, so it may go to another
         // endpoint; only a bodiless idempotent one can be rebuilt to try again.
         let retryable = parts.method.is_idempotent() && http_body::Body::size_hint(&body).exact() == Some(0);
-        let mut body = Some(body);
+        let (mut parts, mut body) = (Some(parts), Some(body));
         let count = remote.endpoints.len();
         let start = remote.next.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
@@ -121,10 +142,13 @@ impl Upstream {
                 continue;
             }
             let Some(this_body) = body.take().or_else(|| retryable.then(Body::empty)) else { break };
+            // The head is copied only while another endpoint may still need it.
+            let head = if retryable && i + 1 < count { parts.clone() } else { parts.take() };
+            let Some(mut head) = head else { break };
             tried += 1;
-            let mut req = Request::from_parts(parts.clone(), this_body);
-            *req.uri_mut() = join(&endpoint.base, &parts.uri);
-            match remote.client.request(req).await {
+            head.uri = join(&endpoint.base, &head.uri);
+            let req = Request::from_parts(head, this_body);
+            match client(remote.id).request(req).await {
                 Ok(response) => {
                     endpoint.ejected_until.store(0, Ordering::Relaxed);
                     return Ok(response.map(Body::new));

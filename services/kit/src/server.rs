@@ -55,13 +55,31 @@ pub fn metrics_handle() -> PrometheusHandle {
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
-                Ok(handle) => handle,
+                Ok(handle) => {
+                    run_upkeep(handle.clone());
+                    handle
+                }
                 // Another recorder is installed (an embedding program chose its own):
                 // serve an empty exposition rather than fail.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// Histogram samples wait in the recorder until upkeep folds them into buckets; without
+/// it they pile up between scrapes (memory that grows with traffic). A plain thread, so
+/// it runs whichever runtime (or none) asked for the handle first.
+fn run_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the metrics upkeep thread");
+    }
 }
 
 /// Assembles services behind one router with the ops endpoints and the layer stack.
@@ -110,8 +128,30 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
 /// caller sent a W3C `traceparent`, its trace id.
 fn make_span(req: &Request) -> tracing::Span {
     let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
+    request_span(req, request_id)
+}
+
+/// The span of a request whose id is `request_id` (for servers that set the id themselves,
+/// like the gateway's proxy path).
+pub fn request_span<B>(req: &http::Request<B>, request_id: &str) -> tracing::Span {
     let trace_id = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of).unwrap_or("");
     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id, trace_id)
+}
+
+/// The request's `X-Request-Id`: the caller's, or a new one set on the request. The same
+/// header the layer stack of [`app`] sets and copies onto the response.
+pub fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&REQUEST_ID) {
+        return id.clone();
+    }
+    let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value");
+    headers.insert(REQUEST_ID.clone(), id.clone());
+    id
+}
+
+/// The name of the request id header.
+pub fn request_id_header() -> &'static header::HeaderName {
+    &REQUEST_ID
 }
 
 /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
@@ -238,13 +278,33 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
+/// What [`serve`] serves: an axum `Router`, or a service of its own like the gateway's
+/// front door.
+pub trait HttpService:
+    tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (cleartext, by prior knowledge) until `shutdown` resolves,
 /// then drains in-flight requests for at most the shutdown grace. Each connection must
 /// send its headers within the header timeout, which also closes idle kept-alive
 /// connections: a slow or silent client cannot hold a connection for long.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: impl HttpService,
     shutdown: impl Future<Output = ()> + Send + 'static,
     http: &HttpArgs,
 ) -> std::io::Result<()> {
@@ -272,7 +332,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = tower::ServiceExt::map_request(router.clone(), move |mut req: http::Request<_>| {
+        let service = tower::ServiceExt::map_request(service.clone(), move |mut req: http::Request<_>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             req.map(axum::body::Body::new)
         });
@@ -295,6 +355,79 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves `service` on `threads` threads (0: one per available core), each with its own
+/// single-threaded runtime and its own socket listening on `addr` with `SO_REUSEPORT`, so
+/// the kernel spreads connections over them: Envoy's and nginx's worker model. A request
+/// stays on one thread from accept to answer, and nothing is handed between threads,
+/// which suits a proxy whose work is all I/O. Returns once `shutdown` resolved and every
+/// thread drained; `on_bound` learns the address (port 0 picks one, shared by all).
+pub async fn serve_per_core<S: HttpService>(
+    addr: SocketAddr,
+    threads: usize,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    http: &HttpArgs,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // Every socket is bound here, before any thread starts, so a taken port fails the
+    // start and port 0 resolves once for all.
+    let first = reuseport_socket(addr)?;
+    let addr = first.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("not an IP socket"))?;
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(reuseport_socket(addr)?);
+    }
+    on_bound(addr);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::with_capacity(threads);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (service, http, mut stopped) = (service.clone(), http.clone(), stopped.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(socket.into())?;
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                serve(listener, service, shutdown, &http).await
+            })
+        })?;
+        workers.push(worker);
+    }
+    drop(stopped);
+    shutdown.await;
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || {
+        let mut result = Ok(());
+        for worker in workers {
+            match worker.join() {
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(std::io::Error::other("a server thread panicked")),
+                Ok(Ok(())) => {}
+            }
+        }
+        result
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// A listening, non-blocking socket on `addr` that other sockets may share.
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +439,45 @@ mod tests {
         assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id_of("garbage"), None);
         assert_eq!(trace_id_of("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    /// Over real sockets: port 0 resolves once for every thread, each thread answers on
+    /// its own runtime, and shutdown waits for a request in flight.
+    #[tokio::test]
+    async fn per_core_threads_share_one_port_and_drain_on_shutdown() {
+        let router = Router::new()
+            .route("/thread", get(|| async { std::thread::current().name().unwrap_or("").to_owned() }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            );
+        let http = HttpArgs::default();
+        let (bound, address) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let on_bound = move |a| bound.send(a).unwrap();
+            serve_per_core(addr, 2, router, async move { stopped.await.unwrap_or(()) }, &http, on_bound).await
+        });
+        let addr = address.await.unwrap();
+        assert_ne!(addr.port(), 0);
+        // New connections land on either thread; 40 of them reach both.
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..40 {
+            let client = reqwest::Client::new();
+            let name = client.get(format!("http://{addr}/thread")).send().await.unwrap().text().await.unwrap();
+            threads.insert(name);
+        }
+        assert_eq!(threads, ["serve-0".to_owned(), "serve-1".to_owned()].into(), "{threads:?}");
+        let slow = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let answer = slow.await.unwrap().unwrap();
+        assert_eq!(answer.text().await.unwrap(), "done", "the request in flight was answered");
+        served.await.unwrap().unwrap();
+        assert!(std::net::TcpStream::connect(addr).is_err(), "nothing listens after shutdown");
     }
 }

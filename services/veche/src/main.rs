@@ -212,7 +212,6 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     }
     let unlimited = gateway::GatewayConfig { client_rps: 0, user_rps: 0, cors_origins: Vec::new(), ..services.gateway };
     let between = gateway::build(&unlimited, open_table, local(), verifier, &common.http)?;
-    let between = kit::server::app(vec![between], &common.http);
     let http = common.http.clone();
     tokio::spawn(async move {
         if let Err(e) = kit::server::serve(internal, between, std::future::pending(), &http).await {
@@ -220,38 +219,58 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
         }
     });
 
-    let router = kit::server::app(vec![edge], &common.http);
     eprintln!(
         "Veche is up at http://{addr}  (data: {dir}, API docs: http://{addr}/docs, mail: {dir}/mail)",
         dir = common.data_dir.display()
     );
-    run(listener, router, &common).await
+    run(listener, edge, &common).await
 }
 
 async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> anyhow::Result<()> {
     kit::telemetry::init(common.log_format);
-    let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let built = match service {
+        ServiceName::Gateway => return serve_gateway(common, services.gateway).await,
         ServiceName::Users => users::build(services.users, &common).await?.service,
         ServiceName::Events => events::build(services.events, &Context::standalone(common.clone())).await?,
         ServiceName::Organizations => {
             organizations::build(services.organizations(), &Context::standalone(common.clone())).await?
         }
         ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
-        ServiceName::Gateway => {
-            let table = gateway::load_table(&services.gateway)?;
-            let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
-            gateway::build(&services.gateway, table, gateway::Upstreams::Remote, verifier, &common.http)?
-        }
     };
+    let listener = tokio::net::TcpListener::bind(common.listen).await?;
     tracing::info!(service = service.name(), "serving one service");
     let router = kit::server::app(vec![built], &common.http);
     run(listener, router, &common).await
 }
 
-async fn run(listener: tokio::net::TcpListener, router: axum::Router, common: &CommonArgs) -> anyhow::Result<()> {
+/// The gateway alone, in front of remote upstreams: a thread per core, each with its own
+/// runtime and listening socket (see `kit::server::serve_per_core`).
+async fn serve_gateway(common: CommonArgs, config: gateway::GatewayConfig) -> anyhow::Result<()> {
+    let table = gateway::load_table(&config)?;
+    let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
+    let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &common.http)?;
+    let data_dir = common.data_dir.display().to_string();
+    let bound =
+        |addr| tracing::info!(service = "gateway", %addr, data_dir, threads = config.threads, "Veche is listening");
+    kit::server::serve_per_core(
+        common.listen,
+        config.threads,
+        front,
+        kit::server::shutdown_signal(),
+        &common.http,
+        bound,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn run(
+    listener: tokio::net::TcpListener,
+    service: impl kit::server::HttpService,
+    common: &CommonArgs,
+) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, data_dir = %common.data_dir.display(), "Veche is listening");
-    kit::server::serve(listener, router, kit::server::shutdown_signal(), &common.http).await?;
+    kit::server::serve(listener, service, kit::server::shutdown_signal(), &common.http).await?;
     Ok(())
 }
 

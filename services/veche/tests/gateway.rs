@@ -222,6 +222,7 @@ async fn routes_tokens_and_failures_are_answered_at_the_edge() {
     // Without one, the gateway makes one.
     let r = send(get("/api/v1/open/x")).await;
     assert!(r.body["request_id"].as_str().is_some_and(|id| id.len() >= 16), "{r:?}");
+    assert_eq!(r.headers["x-request-id"], r.body["request_id"].as_str().unwrap(), "the caller learns the same id");
     // And the real users service answers through it.
     let r = send(get("/api/v1/users/me").bearer_auth(&access)).await;
     assert_eq!(r.status, 200, "{r:?}");
