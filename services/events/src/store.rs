@@ -254,10 +254,9 @@ fn require(c: &Connection, id: Uuid) -> Result<Event> {
     get_event(c, id)?.ok_or(StoreError::NotFound)
 }
 
-/// Writes the columns derived from the input, the tags and the search indexes of one
-/// event. `fresh` events have nothing to remove first; skipping the removal matters: a
-/// delete from a contentless FTS5 table leaves a tombstone even when there was no row.
-fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput, fresh: bool) -> rusqlite::Result<()> {
+/// Rewrites the columns derived from the input, the tags and the search indexes of an
+/// existing event.
+fn reindex(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
     let venue = input.venue.as_ref();
     tx.prepare_cached(
         "UPDATE events SET doc = ?2, title = ?3, start_at = ?4, end_at = ?5, format = ?6, city_key = ?7,
@@ -279,16 +278,21 @@ fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput, fresh: bool) -> rus
         input.capacity,
         input.visibility.as_str(),
     ])?;
-    if !fresh {
-        tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
-        tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
-        tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
-    }
+    tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
+    tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
+    tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
+    index_beside(tx, seq, input)
+}
+
+/// The tags and the search indexes of one event, kept beside its row. Only for an event
+/// with none yet: a delete from a contentless FTS5 table leaves a tombstone even when
+/// there was no row, so a fresh event skips the removals of [`reindex`].
+fn index_beside(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
     for tag in &input.tags {
         tx.prepare_cached("INSERT OR IGNORE INTO event_tags (tag, event_seq) VALUES (?1, ?2)")?
             .execute(params![tag, seq])?;
     }
-    if let Some((lat, lon)) = venue.and_then(|v| Some((v.latitude?, v.longitude?))) {
+    if let Some((lat, lon)) = input.venue.as_ref().and_then(|v| Some((v.latitude?, v.longitude?))) {
         tx.prepare_cached("INSERT INTO events_geo VALUES (?1, ?2, ?2, ?3, ?3)")?.execute(params![seq, lat, lon])?;
     }
     tx.prepare_cached("UPDATE search_stats SET max_duration = max(max_duration, ?1)")?
@@ -298,6 +302,8 @@ fn index(tx: &Transaction<'_>, seq: i64, input: &EventInput, fresh: bool) -> rus
     Ok(())
 }
 
+/// A new event: its whole row in one insert (each secondary index written once), then
+/// what is kept beside it.
 fn insert(
     tx: &Transaction<'_>,
     input: &EventInput,
@@ -307,20 +313,34 @@ fn insert(
 ) -> rusqlite::Result<Uuid> {
     let id = Uuid::new_v4();
     let published_at = (status == Status::Published).then_some(now);
+    let venue = input.venue.as_ref();
     tx.prepare_cached(
-        "INSERT INTO events (id, organization_id, created_by, doc, title, start_at, end_at, format, is_free,
-                             status, visibility, created_at, updated_at, published_at)
-         VALUES (?1, ?2, ?3, '{}', '', 0, 0, '', 1, ?4, 'public', ?5, ?5, ?6)",
+        "INSERT INTO events (id, organization_id, created_by, doc, title, start_at, end_at, format, city_key,
+                             latitude, longitude, category, is_free, capacity, status, visibility,
+                             created_at, updated_at, published_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
     )?
     .execute(params![
         id.to_string(),
         input.organization_id.to_string(),
         created_by.to_string(),
+        to_json(input),
+        input.title,
+        input.start.as_second(),
+        input.end.as_second(),
+        input.format.as_str(),
+        venue.map(|v| v.city.to_lowercase()),
+        venue.and_then(|v| v.latitude),
+        venue.and_then(|v| v.longitude),
+        input.category,
+        input.price.is_none(),
+        input.capacity,
         status.as_str(),
+        input.visibility.as_str(),
         now,
         published_at
     ])?;
-    index(tx, tx.last_insert_rowid(), input, true)?;
+    index_beside(tx, tx.last_insert_rowid(), input)?;
     Ok(id)
 }
 
@@ -751,7 +771,7 @@ impl EventStore for SqliteStore {
                         "{registered} people are registered; capacity cannot go below that"
                     )));
                 }
-                index(tx, seq, &input, false)?;
+                reindex(tx, seq, &input)?;
                 tx.execute("UPDATE events SET updated_at = ?2 WHERE seq = ?1", params![seq, now])?;
                 require(tx, id)
             })

@@ -153,8 +153,10 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let request_id = kit::server::ensure_request_id(req.headers_mut());
     let span = kit::server::request_span(&req, request_id.to_str().unwrap_or(""));
     let method = req.method().clone();
-    let mut response =
-        admit_and_send(gw, route, req).instrument(span.clone()).await.unwrap_or_else(IntoResponse::into_response);
+    let sent = admit_and_send(gw, route, req);
+    // Entering a span on every poll costs even when nothing is logged at its level.
+    let answered = if span.is_disabled() { sent.await } else { sent.instrument(span.clone()).await };
+    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().entry(kit::server::request_id_header()).or_insert(request_id);
     let status = response.status();
     let elapsed = started.elapsed();
@@ -245,33 +247,39 @@ async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Resul
 }
 
 /// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named by `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The request as the upstream gets it: hop-by-hop headers gone, `X-Forwarded-*` set,
 /// the body capped at the route's limit while it streams.
@@ -288,15 +296,15 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
     if let Some(ip) = client {
         // The gateway is the trusted edge: what a client claims in X-Forwarded-For is
         // replaced unless the gateway itself trusts a proxy in front of it.
-        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-            parts.headers.insert("x-forwarded-for", v);
+        if let Ok(v) = HeaderValue::try_from(ip.to_string()) {
+            parts.headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    if !parts.headers.contains_key("x-forwarded-proto") {
-        parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !parts.headers.contains_key(X_FORWARDED_PROTO) {
+        parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if let Some(host) = parts.headers.get(header::HOST).cloned() {
-        parts.headers.insert("x-forwarded-host", host);
+        parts.headers.insert(X_FORWARDED_HOST, host);
     }
     Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)))
 }

@@ -28,7 +28,7 @@ pub struct Passwords {
 struct Inner {
     permits: Semaphore,
     /// Working memory of finished hashes, kept only while more hashes are asked for.
-    spare: Mutex<Vec<Vec<Block>>>,
+    spare: Mutex<Vec<Memory>>,
     /// Hashes asked for and not yet finished (running or queued).
     demand: AtomicUsize,
 }
@@ -63,6 +63,61 @@ fn phc(salt: &[u8], hash: &[u8]) -> String {
     )
 }
 
+/// Argon2's working memory (19 MiB a hash), taken from the system allocator: freed, it
+/// goes straight back to the system (glibc maps blocks this large on their own), where
+/// the process allocator (mimalloc) would keep it for reuse and an idle server would sit
+/// on it.
+struct Memory {
+    blocks: std::ptr::NonNull<Block>,
+    len: usize,
+}
+
+// SAFETY: `Memory` owns its allocation exclusively, like a `Vec<Block>`.
+unsafe impl Send for Memory {}
+
+impl Memory {
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::array::<Block>(len.max(1)).expect("argon2 memory fits the address space")
+    }
+
+    fn new(len: usize) -> Self {
+        use std::alloc::GlobalAlloc;
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size; all-zero bytes are a valid `Block`
+        // (`Block::default()` is zeros).
+        let raw = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        let Some(blocks) = std::ptr::NonNull::new(raw.cast::<Block>()) else { std::alloc::handle_alloc_error(layout) };
+        Self { blocks, len }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl std::ops::Deref for Memory {
+    type Target = [Block];
+    fn deref(&self) -> &[Block] {
+        // SAFETY: `len` initialised blocks live at `blocks` until drop.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Memory {
+    fn deref_mut(&mut self) -> &mut [Block] {
+        // SAFETY: as in `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        use std::alloc::GlobalAlloc;
+        // SAFETY: allocated in `new` by the same allocator with the same layout.
+        unsafe { std::alloc::System.dealloc(self.blocks.as_ptr().cast(), Self::layout(self.len)) }
+    }
+}
+
 impl Passwords {
     /// Runs `work` with argon2 working memory of `blocks` blocks, on the blocking pool.
     async fn with_memory<T, F>(&self, blocks: usize, work: F) -> anyhow::Result<T>
@@ -89,7 +144,7 @@ impl Passwords {
             let reused = worker.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut memory = match reused {
                 Some(m) if m.len() == blocks => m,
-                _ => vec![Block::default(); blocks],
+                _ => Memory::new(blocks),
             };
             let result = work(&mut memory);
             if worker.demand.load(Ordering::SeqCst) > 1 {

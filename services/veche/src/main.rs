@@ -15,6 +15,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use users::UsersConfig;
 
+/// mimalloc: the proxy path and the services allocate per request, and glibc's malloc
+/// cost them 4–9% of their throughput (bench/gateway.sh). Built without transparent huge
+/// pages (`no_thp` of libmimalloc-sys): with them, an idle `veche up` held 37 MiB, not 26.
+/// Argon2's large working memory bypasses it (users' `password::Memory`), so it goes
+/// back to the system when a login is done.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "veche", version, about = "Veche: the backend of an events platform")]
 struct Cli {
@@ -116,9 +124,10 @@ enum AdminCommand {
     },
 }
 
-/// glibc adapts its mmap threshold upwards after large frees, after which big buffers
-/// (argon2's 19 MiB) come from heaps it never gives back. A fixed threshold keeps every
-/// allocation of 1 MiB or more in its own mapping, returned to the system when freed.
+/// glibc's malloc still serves C code (SQLite) and argon2's working memory. It adapts its
+/// mmap threshold upwards after large frees, after which big buffers come from heaps it
+/// never gives back. A fixed threshold keeps every allocation of 1 MiB or more in its own
+/// mapping, returned to the system when freed.
 fn keep_large_allocations_returnable() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator tuning; called once, before any thread starts.
