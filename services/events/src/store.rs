@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -254,30 +255,53 @@ fn require(c: &Connection, id: Uuid) -> Result<Event> {
     get_event(c, id)?.ok_or(StoreError::NotFound)
 }
 
+/// The columns derived from an event's input, in the order of [`DERIVED_COLUMNS`].
+fn derived(input: &EventInput) -> [rusqlite::types::Value; 12] {
+    use rusqlite::types::Value;
+    let venue = input.venue.as_ref();
+    let text = |s: Option<String>| s.map_or(Value::Null, Value::Text);
+    let real = |x: Option<f64>| x.map_or(Value::Null, Value::Real);
+    [
+        Value::Text(to_json(input)),
+        Value::Text(input.title.clone()),
+        Value::Integer(input.start.as_second()),
+        Value::Integer(input.end.as_second()),
+        Value::Text(input.format.as_str().to_owned()),
+        text(venue.map(|v| v.city.to_lowercase())),
+        real(venue.and_then(|v| v.latitude)),
+        real(venue.and_then(|v| v.longitude)),
+        text(input.category.clone()),
+        Value::Integer(input.price.is_none().into()),
+        input.capacity.map_or(Value::Null, |c| Value::Integer(c.into())),
+        Value::Text(input.visibility.as_str().to_owned()),
+    ]
+}
+
+const DERIVED_COLUMNS: [&str; 12] = [
+    "doc",
+    "title",
+    "start_at",
+    "end_at",
+    "format",
+    "city_key",
+    "latitude",
+    "longitude",
+    "category",
+    "is_free",
+    "capacity",
+    "visibility",
+];
+
 /// Rewrites the columns derived from the input, the tags and the search indexes of an
 /// existing event.
 fn reindex(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
-    let venue = input.venue.as_ref();
-    tx.prepare_cached(
-        "UPDATE events SET doc = ?2, title = ?3, start_at = ?4, end_at = ?5, format = ?6, city_key = ?7,
-                latitude = ?8, longitude = ?9, category = ?10, is_free = ?11, capacity = ?12, visibility = ?13
-         WHERE seq = ?1",
-    )?
-    .execute(params![
-        seq,
-        to_json(input),
-        input.title,
-        input.start.as_second(),
-        input.end.as_second(),
-        input.format.as_str(),
-        venue.map(|v| v.city.to_lowercase()),
-        venue.and_then(|v| v.latitude),
-        venue.and_then(|v| v.longitude),
-        input.category,
-        input.price.is_none(),
-        input.capacity,
-        input.visibility.as_str(),
-    ])?;
+    static UPDATE: LazyLock<String> = LazyLock::new(|| {
+        let set: Vec<String> = DERIVED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
+        format!("UPDATE events SET {} WHERE seq = ?1", set.join(", "))
+    });
+    let values = derived(input);
+    let params = std::iter::once(&seq as &dyn ToSql).chain(values.iter().map(|v| v as &dyn ToSql)).collect::<Vec<_>>();
+    tx.prepare_cached(&UPDATE)?.execute(&params[..])?;
     tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
     tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
     tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
@@ -313,33 +337,18 @@ fn insert(
 ) -> rusqlite::Result<Uuid> {
     let id = Uuid::new_v4();
     let published_at = (status == Status::Published).then_some(now);
-    let venue = input.venue.as_ref();
-    tx.prepare_cached(
-        "INSERT INTO events (id, organization_id, created_by, doc, title, start_at, end_at, format, city_key,
-                             latitude, longitude, category, is_free, capacity, status, visibility,
-                             created_at, updated_at, published_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
-    )?
-    .execute(params![
-        id.to_string(),
-        input.organization_id.to_string(),
-        created_by.to_string(),
-        to_json(input),
-        input.title,
-        input.start.as_second(),
-        input.end.as_second(),
-        input.format.as_str(),
-        venue.map(|v| v.city.to_lowercase()),
-        venue.and_then(|v| v.latitude),
-        venue.and_then(|v| v.longitude),
-        input.category,
-        input.price.is_none(),
-        input.capacity,
-        status.as_str(),
-        input.visibility.as_str(),
-        now,
-        published_at
-    ])?;
+    let (id_text, organization, creator) = (id.to_string(), input.organization_id.to_string(), created_by.to_string());
+    let values = derived(input);
+    let own: [&dyn ToSql; 6] = [&id_text, &organization, &creator, &status.as_str(), &now, &published_at];
+    let params = values.iter().map(|v| v as &dyn ToSql).chain(own).collect::<Vec<_>>();
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO events ({}, id, organization_id, created_by, status, created_at, updated_at, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
+            DERIVED_COLUMNS.join(", ")
+        )
+    });
+    tx.prepare_cached(&INSERT)?.execute(&params[..])?;
     index_beside(tx, tx.last_insert_rowid(), input)?;
     Ok(id)
 }

@@ -161,16 +161,15 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let status = response.status();
     let elapsed = started.elapsed();
     gw.meters[index].record(route, status, elapsed);
+    // A 5xx is also a warning, so logs at `warn` still show upstream trouble.
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let (prefix, upstream, code) = (&route.prefix, &route.upstream, status.as_u16());
     span.in_scope(|| {
-        tracing::info!(
-            target: "veche::access",
-            %method,
-            route = %route.prefix,
-            upstream = %route.upstream,
-            status = status.as_u16(),
-            ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        )
+        if status.is_server_error() {
+            tracing::warn!(target: "veche::access", %method, route = %prefix, %upstream, status = code, ms, "request");
+        } else {
+            tracing::info!(target: "veche::access", %method, route = %prefix, %upstream, status = code, ms, "request");
+        }
     });
     response
 }
