@@ -445,11 +445,15 @@ mod tests {
     /// its own runtime, and shutdown waits for a request in flight.
     #[tokio::test]
     async fn per_core_threads_share_one_port_and_drain_on_shutdown() {
+        // The slow handler says when it has started, so shutdown comes while it runs.
+        let started = Arc::new(tokio::sync::Notify::new());
+        let entered = started.clone();
         let router = Router::new()
             .route("/thread", get(|| async { std::thread::current().name().unwrap_or("").to_owned() }))
             .route(
                 "/slow",
-                get(|| async {
+                get(move || async move {
+                    entered.notify_one();
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     "done"
                 }),
@@ -473,7 +477,7 @@ mod tests {
         }
         assert_eq!(threads, ["serve-0".to_owned(), "serve-1".to_owned()].into(), "{threads:?}");
         let slow = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        started.notified().await;
         stop.send(()).unwrap();
         let answer = slow.await.unwrap().unwrap();
         assert_eq!(answer.text().await.unwrap(), "done", "the request in flight was answered");
