@@ -34,7 +34,6 @@ pub mod retention;
 pub mod store;
 
 use crate::store::{AnalyticsStore, SqliteStore};
-use kit::auth::JwtLayer;
 use kit::platform::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,16 +128,9 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
     };
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));
 
-    let verifier = ctx.verifier(SERVICE);
-    // The issuer may start after us (`veche serve`); readiness keeps asking until it has.
-    if let Err(e) = verifier.refresh_keys(true).await {
-        tracing::warn!(error = %e, "no token verification keys yet");
-    }
-    let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
     let store = app.store.clone();
-    let ready = kit::platform::ready_check(verifier, move || {
+    Ok(ctx.service(SERVICE, api::router(app), api::openapi(), move || {
         let store = store.clone();
         async move { store.ping().await.map_err(|e| e.to_string()) }
-    });
-    Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+    }))
 }

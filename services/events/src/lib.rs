@@ -17,7 +17,6 @@ pub mod store;
 pub mod views;
 
 use crate::store::{EventStore, SqliteStore};
-use kit::auth::JwtLayer;
 use kit::platform::Context;
 use std::sync::Arc;
 
@@ -48,11 +47,8 @@ pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
     };
-    let verifier = ctx.verifier(SERVICE);
-    let router = api::router(app).layer(JwtLayer::new(verifier.clone()));
-    let ready = kit::platform::ready_check(verifier, move || {
+    Ok(ctx.service(SERVICE, api::router(app), api::openapi(), move || {
         let store = store.clone();
         async move { store.ping().await.map_err(|e| e.to_string()) }
-    });
-    Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+    }))
 }

@@ -116,7 +116,7 @@ pub fn build(
         built.insert(name.clone(), upstream);
     }
     let routes = model::Router::new(&table);
-    let meters = routes.routes().iter().map(proxy::Meters::new).collect();
+    let meters = routes.routes().iter().map(|_| proxy::Meters::default()).collect();
     let gateway = Arc::new(Gateway {
         routes,
         meters,

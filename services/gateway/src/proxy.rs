@@ -44,7 +44,12 @@ pub struct Front {
 
 impl Front {
     pub fn new(gateway: Arc<Gateway>, app: axum::Router, cors: Option<tower_http::cors::CorsLayer>) -> Self {
-        let proxy = Proxy(gateway.clone());
+        let proxied = gateway.clone();
+        // The proxy path as a service, so CORS can wrap it.
+        let proxy = tower::service_fn(move |req: Request| {
+            let gateway = proxied.clone();
+            async move { Ok::<_, Infallible>(forward(&gateway, req).await) }
+        });
         let proxy = match cors {
             Some(cors) => BoxCloneSyncService::new(tower::Layer::layer(&cors, proxy)),
             None => BoxCloneSyncService::new(proxy),
@@ -75,76 +80,41 @@ impl Service<Request> for Front {
     }
 }
 
-/// The proxy path as a service, so CORS can wrap it.
-#[derive(Clone)]
-struct Proxy(Arc<Gateway>);
-
-impl Service<Request> for Proxy {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Answer;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Answer {
-        let gateway = self.0.clone();
-        Box::pin(async move { Ok(forward(&gateway, req).await) })
-    }
-}
-
 /// Per route: its request counters by status and its latency histogram, looked up in
-/// the metrics registry once rather than on every request.
+/// the metrics registry once rather than on every request. Lazily, at first use: the
+/// recorder is installed when the server is assembled, after the routes are.
 pub struct Meters {
-    duration: metrics::Histogram,
+    duration: OnceLock<metrics::Histogram>,
     by_status: Box<[OnceLock<metrics::Counter>]>,
 }
 
-impl Meters {
-    pub fn new(route: &Route) -> Self {
-        let labels = [("route", route.prefix.clone()), ("upstream", route.upstream.clone())];
-        Self {
-            duration: metrics::histogram!("gateway_request_duration_seconds", &labels),
-            by_status: (0..600).map(|_| OnceLock::new()).collect(),
-        }
+impl Default for Meters {
+    fn default() -> Self {
+        Self { duration: OnceLock::new(), by_status: (0..600).map(|_| OnceLock::new()).collect() }
     }
+}
 
+impl Meters {
     fn record(&self, route: &Route, status: http::StatusCode, elapsed: Duration) {
         let code = status.as_u16();
-        let counter = self.by_status[usize::from(code) % 600].get_or_init(|| {
-            let labels =
-                [("route", route.prefix.clone()), ("upstream", route.upstream.clone()), ("status", code.to_string())];
-            metrics::counter!("gateway_requests_total", &labels)
-        });
+        let labels = |more: Option<String>| {
+            let mut labels = vec![("route", route.prefix.clone()), ("upstream", route.upstream.clone())];
+            labels.extend(more.map(|code| ("status", code)));
+            labels
+        };
+        let counter = self.by_status[usize::from(code) % 600]
+            .get_or_init(|| metrics::counter!("gateway_requests_total", &labels(Some(code.to_string()))));
         counter.increment(1);
-        self.duration.record(elapsed.as_secs_f64());
-    }
-}
-
-/// Counts a request in `http_requests_in_flight` (the gauge every service keeps) until
-/// dropped, also when the client goes away mid-request.
-struct InFlight(&'static metrics::Gauge);
-
-impl InFlight {
-    fn start() -> Self {
-        static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
-        let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_requests_in_flight"));
-        gauge.increment(1.0);
-        Self(gauge)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
+        let duration =
+            self.duration.get_or_init(|| metrics::histogram!("gateway_request_duration_seconds", &labels(None)));
+        duration.record(elapsed.as_secs_f64());
     }
 }
 
 /// One request through the gateway; its refusals are problem+json answered here.
 async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let started = Instant::now();
-    let _in_flight = InFlight::start();
+    let _in_flight = kit::server::InFlight::start();
     let path = req.uri().path();
     let Some(index) = gw.routes.find_index(path) else {
         return ApiError::NotFound("no such route".into()).into_response();

@@ -27,6 +27,25 @@ impl Context {
         Verifier::new(self.keys.clone(), self.common.platform.issuer(), service)
     }
 
+    /// Service `name` as the server bootstrap takes it: `router` behind token checks with
+    /// this context's keys, and ready when its store answers `store_ping` and it holds keys.
+    pub fn service<F, Fut>(
+        &self,
+        name: &'static str,
+        router: axum::Router,
+        openapi: utoipa::openapi::OpenApi,
+        store_ping: F,
+    ) -> crate::server::Service
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let verifier = self.verifier(name);
+        let router = router.layer(crate::auth::JwtLayer::new(verifier.clone()));
+        let ready = ready_check(verifier, store_ping);
+        crate::server::Service { name, router, openapi, ready }
+    }
+
     /// Service tokens for calls `service` makes, when it has a client secret.
     pub fn service_tokens(&self, service: &str) -> Option<Arc<ServiceTokens>> {
         let secret = self.common.platform.client_secret.clone()?;

@@ -179,18 +179,28 @@ async fn reject_declared_oversize(limit: usize, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
+/// Counts a request in `http_requests_in_flight` until dropped, also when the client goes
+/// away and the request's future is dropped.
+pub struct InFlight(&'static metrics::Gauge);
+
+impl InFlight {
+    pub fn start() -> Self {
+        static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_requests_in_flight"));
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let in_flight = metrics::gauge!("http_requests_in_flight");
-    in_flight.increment(1.0);
-    // Decrement even when the client goes away and the future is dropped.
-    struct Done(metrics::Gauge);
-    impl Drop for Done {
-        fn drop(&mut self) {
-            self.0.decrement(1.0);
-        }
-    }
-    let _done = Done(in_flight);
+    let _in_flight = InFlight::start();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;

@@ -10,7 +10,6 @@ pub mod model;
 pub mod store;
 
 use crate::store::{OrganizationStore, SqliteStore};
-use kit::auth::JwtLayer;
 use kit::platform::Context;
 use std::sync::Arc;
 
@@ -86,16 +85,9 @@ pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result
         invitation_ttl: config.invitation_ttl,
     };
 
-    let verifier = ctx.verifier(SERVICE);
-    // The issuer may start after us (`veche serve`); readiness keeps asking until it has.
-    if let Err(e) = verifier.refresh_keys(true).await {
-        tracing::warn!(error = %e, "no token verification keys yet");
-    }
-    let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
     let store = app.store.clone();
-    let ready = kit::platform::ready_check(verifier, move || {
+    Ok(ctx.service(SERVICE, api::router(app), api::openapi(), move || {
         let store = store.clone();
         async move { store.ping().await.map_err(|e| e.to_string()) }
-    });
-    Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+    }))
 }

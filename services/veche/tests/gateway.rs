@@ -292,6 +292,13 @@ async fn routes_tokens_and_failures_are_answered_at_the_edge() {
             && l.contains(r#"status="503""#)),
         "{metrics}"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_request_duration_seconds_bucket")
+                && l.contains(r#"route="/api/v1/stopped""#)),
+        "the latency histogram is exported: {metrics}"
+    );
     drop(s.users);
 }
 
