@@ -27,7 +27,26 @@ pub fn stems(text: &str) -> Vec<String> {
             let w = w.to_lowercase().replace('ё', "е");
             let cyrillic = w.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
             let stem = if cyrillic { ru.stem(&w) } else { en.stem(&w) };
-            stem.into_owned()
+            without_latin_diacritics(&stem)
+        })
+        .collect()
+}
+
+/// `é` → `e`, `ü` → `u`, as the text index's tokenizer (FTS5 `unicode61`) folds Latin
+/// letters, so a word checked on the row (`events.terms`) matches exactly what the index
+/// matches; other scripts keep their marks (`й` stays `й`).
+fn without_latin_diacritics(stem: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    stem.chars()
+        .map(|c| match c.is_ascii() {
+            true => c,
+            false => {
+                let mut parts = std::iter::once(c).nfd();
+                match (parts.next(), parts.all(unicode_normalization::char::is_combining_mark)) {
+                    (Some(base), true) if base.is_ascii_alphabetic() => base,
+                    _ => c,
+                }
+            }
         })
         .collect()
 }
@@ -40,6 +59,26 @@ pub fn document(title: &str, description: &str, tags: &[String]) -> String {
         words.extend(stems(tag));
     }
     words.join(" ")
+}
+
+/// The distinct stems of an event's text, each between spaces (` a b `), so a row matches
+/// a query stem `s` when it holds ` s ` (see [`term_needles`]).
+pub fn terms(title: &str, description: &str, tags: &[String]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::from(" ");
+    for stem in stems(title).into_iter().chain(stems(description)).chain(tags.iter().flat_map(|t| stems(t))) {
+        if !seen.contains(&stem) {
+            out.push_str(&stem);
+            out.push(' ');
+            seen.insert(stem);
+        }
+    }
+    out
+}
+
+/// What to look for in [`terms`] for each stem of an FTS query made by [`fts_query`].
+pub fn term_needles(fts: &str) -> Vec<String> {
+    fts.split(' ').map(|t| format!(" {} ", t.trim_matches('"'))).collect()
 }
 
 /// An FTS5 query matching every stem of `q` (quoted, so no user input is FTS syntax).
@@ -297,6 +336,11 @@ mod tests {
         assert_eq!(fts_query("Running  концерты!").unwrap(), "\"run\" \"концерт\"");
         assert_eq!(fts_query("\"OR* NEAR(\""), Some("\"or\" \"near\"".into()));
         assert_eq!(fts_query("  !!! "), None);
+        assert_eq!(stems("Café Zürich"), ["cafe", "zurich"], "Latin letters lose their marks, as in the index");
+        assert_eq!(stems("чай"), ["ча"], "stemmed first");
+        assert_eq!(stems("йога"), ["йог"], "other scripts keep them");
+        assert_eq!(terms("Jazz jazz", "концерты", &["jazz".into()]), " jazz концерт ");
+        assert_eq!(term_needles("\"jazz\" \"концерт\""), [" jazz ", " концерт "]);
     }
 
     #[test]

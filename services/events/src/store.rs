@@ -168,6 +168,63 @@ CREATE TABLE search_stats (id INTEGER PRIMARY KEY CHECK (id = 1), max_duration I
 INSERT INTO search_stats SELECT 1, COALESCE(MAX(end_at - start_at), 0) FROM events;
 "#,
     kit::outbox::DELIVERY_TABLE,
+    r#"
+-- The distinct stems of an event's text, space-separated with a space at each end: a
+-- search walking an index checks its words on the row (`instr`) instead of probing the
+-- text index per row. Filled by the store (stemming is Rust); see `backfill_terms`.
+ALTER TABLE events ADD COLUMN terms TEXT;
+CREATE INDEX events_without_terms ON events (seq) WHERE terms IS NULL;
+
+-- Search postings of listed (published, public) events: one row per event and value of
+-- each equality filter, in start order. A search walks its rarest filter's postings in
+-- the order it returns and seeks the others by primary key, so it reads about
+-- `limit ÷ selectivity` postings however large the corpus, and the event row only for
+-- rows that pass. Kept by the triggers below, so no write path can forget them.
+CREATE TABLE event_facets (
+    facet    TEXT NOT NULL,      -- 'city:kazan', 'category:concert', 'tag:music', 'free:1', ...
+    start_at INTEGER NOT NULL,
+    seq      INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+    end_at   INTEGER NOT NULL,
+    PRIMARY KEY (facet, start_at, seq)
+) WITHOUT ROWID;
+CREATE INDEX event_facets_by_event ON event_facets (seq);
+
+CREATE VIEW event_facet_values (seq, facet) AS
+          SELECT seq, 'city:' || city_key FROM events WHERE city_key IS NOT NULL
+UNION ALL SELECT seq, 'category:' || category FROM events WHERE category IS NOT NULL
+UNION ALL SELECT seq, 'format:' || format FROM events
+UNION ALL SELECT seq, 'free:' || is_free FROM events
+UNION ALL SELECT seq, 'organization:' || organization_id FROM events
+UNION ALL SELECT event_seq, 'tag:' || tag FROM event_tags;
+
+CREATE TRIGGER event_facets_on_insert AFTER INSERT ON events
+WHEN new.status = 'published' AND new.visibility = 'public' BEGIN
+    INSERT OR IGNORE INTO event_facets SELECT facet, new.start_at, new.seq, new.end_at
+    FROM event_facet_values WHERE seq = new.seq;
+END;
+CREATE TRIGGER event_facets_on_update
+AFTER UPDATE OF status, visibility, start_at, end_at, city_key, category, format, is_free, organization_id ON events
+BEGIN
+    DELETE FROM event_facets WHERE seq = old.seq;
+    INSERT OR IGNORE INTO event_facets SELECT facet, new.start_at, new.seq, new.end_at
+    FROM event_facet_values WHERE seq = new.seq AND new.status = 'published' AND new.visibility = 'public';
+END;
+CREATE TRIGGER event_facets_on_tag AFTER INSERT ON event_tags BEGIN
+    INSERT OR IGNORE INTO event_facets SELECT 'tag:' || new.tag, start_at, seq, end_at
+    FROM events WHERE seq = new.event_seq AND status = 'published' AND visibility = 'public';
+END;
+CREATE TRIGGER event_facets_on_untag AFTER DELETE ON event_tags BEGIN
+    DELETE FROM event_facets WHERE seq = old.event_seq AND +facet = 'tag:' || old.tag;
+END;
+INSERT INTO event_facets SELECT v.facet, e.start_at, e.seq, e.end_at
+FROM event_facet_values v JOIN events e ON e.seq = v.seq WHERE e.status = 'published' AND e.visibility = 'public';
+
+-- Listed events in start order, with what a walk checks before reading the row: the end
+-- (ongoing events) and the coordinates (a radius).
+DROP INDEX events_listed_by_start;
+CREATE INDEX events_listed ON events (start_at, seq, end_at, latitude, longitude)
+WHERE status = 'published' AND visibility = 'public';
+"#,
 ];
 
 /// Segments of the text index (see [`SqliteStore::search_index_segments`]).
@@ -180,7 +237,7 @@ const IMPORT_CACHE_SIZE: i64 = -512 * 1024;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     db: Db,
-    frequencies: TermFrequencies,
+    counts: Counts,
 }
 
 impl SqliteStore {
@@ -190,10 +247,47 @@ impl SqliteStore {
     }
 
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            db: Db::open_with(path, MIGRATIONS, register_distance_function).await?,
-            frequencies: TermFrequencies::default(),
-        })
+        let store =
+            Self { db: Db::open_with(path, MIGRATIONS, register_distance_function).await?, counts: Counts::default() };
+        store.backfill_terms().await?;
+        Ok(store)
+    }
+
+    /// Fills `events.terms` for events stored before the column existed, in batches of
+    /// short write transactions; a database that has them all skips this in one lookup.
+    async fn backfill_terms(&self) -> Result<()> {
+        const BATCH: i64 = 2000;
+        let mut after = 0;
+        let mut filled = 0;
+        loop {
+            let (last, n) = self
+                .db
+                .write(move |tx| {
+                    let rows: Vec<(i64, String)> = tx
+                        .prepare_cached(
+                            "SELECT seq, doc FROM events WHERE seq > ?1 AND terms IS NULL ORDER BY seq LIMIT ?2",
+                        )?
+                        .query_map([after, BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for (seq, doc) in &rows {
+                        let input: EventInput = parse_json(doc.clone())?;
+                        let terms = crate::search::terms(&input.title, &input.description, &input.tags);
+                        tx.prepare_cached("UPDATE events SET terms = ?2 WHERE seq = ?1")?
+                            .execute(params![seq, terms])?;
+                    }
+                    Ok::<_, StoreError>((rows.last().map(|(seq, _)| *seq), rows.len()))
+                })
+                .await?;
+            filled += n;
+            match last {
+                Some(seq) => after = seq,
+                None => break,
+            }
+        }
+        if filled > 0 {
+            tracing::info!(events = filled, "filled the search terms of events stored before they existed");
+        }
+        Ok(())
     }
 
     /// Segments of the text index. Each search probe seeks once per segment, so their
@@ -223,10 +317,10 @@ impl SqliteStore {
 
     /// The SQL and SQLite's plan for a search: for tuning (`examples/probe.rs`).
     pub async fn explain(&self, search: Search, now: i64) -> Result<(String, Vec<String>)> {
-        let frequencies = self.frequencies.clone();
+        let counts = self.counts.clone();
         self.db
             .read(move |c| {
-                let ev = evidence(c, &search, &frequencies)?;
+                let ev = evidence(c, &search, &counts)?;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
@@ -256,7 +350,7 @@ fn require(c: &Connection, id: Uuid) -> Result<Event> {
 }
 
 /// The columns derived from an event's input, in the order of [`DERIVED_COLUMNS`].
-fn derived(input: &EventInput) -> [rusqlite::types::Value; 12] {
+fn derived(input: &EventInput) -> [rusqlite::types::Value; 13] {
     use rusqlite::types::Value;
     let venue = input.venue.as_ref();
     let text = |s: Option<String>| s.map_or(Value::Null, Value::Text);
@@ -274,10 +368,11 @@ fn derived(input: &EventInput) -> [rusqlite::types::Value; 12] {
         Value::Integer(input.price.is_none().into()),
         input.capacity.map_or(Value::Null, |c| Value::Integer(c.into())),
         Value::Text(input.visibility.as_str().to_owned()),
+        Value::Text(crate::search::terms(&input.title, &input.description, &input.tags)),
     ]
 }
 
-const DERIVED_COLUMNS: [&str; 12] = [
+const DERIVED_COLUMNS: [&str; 13] = [
     "doc",
     "title",
     "start_at",
@@ -290,6 +385,7 @@ const DERIVED_COLUMNS: [&str; 12] = [
     "is_free",
     "capacity",
     "visibility",
+    "terms",
 ];
 
 /// Rewrites the columns derived from the input, the tags and the search indexes of an
@@ -344,7 +440,7 @@ fn insert(
     static INSERT: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO events ({}, id, organization_id, created_by, status, created_at, updated_at, published_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
             DERIVED_COLUMNS.join(", ")
         )
     });
@@ -413,52 +509,32 @@ fn organization_of(tx: &Transaction<'_>, event: Uuid) -> rusqlite::Result<Option
         .optional()
 }
 
-/// Above this many matching events, a set (text or tag matches) is checked row by row while
-/// walking the requested order; below it, the matches are fetched and sorted. Walking
-/// costs about `limit / selectivity` probes, fetching about `matches` lookups, so the
-/// crossover grows with the square root of the corpus (measured: bench/search.sh).
-fn walk_threshold(corpus: i64) -> i64 {
-    ((corpus.max(1) as f64 * 1000.0).sqrt() as i64).max(2000)
+/// Whether a set of matching events (the text matches, the venues in a radius's box, the
+/// events holding every tag) should drive a search: each fetched by key, then sorted. The
+/// alternative walks the requested order and checks each row; it reads about
+/// `limit × corpus ÷ matches` rows before a page fills. So the set drives while
+/// `matches² ≤ limit × corpus × walked ÷ fetched`, the last factor being what checking a
+/// walked row costs against fetching a match (measured with examples/probe.rs: about 1
+/// when the walk reads the row, 1/15 when the walked index holds what it checks).
+fn drives(matches: f64, corpus: i64, limit: i64, walked_per_fetched: f64) -> bool {
+    matches * matches <= limit as f64 * corpus.max(1) as f64 * walked_per_fetched
 }
+
+/// A walked index entry that holds the coordinates (`events_listed`) against a venue
+/// fetched from the R*Tree and sorted.
+const GEO_WALKED_PER_FETCHED: f64 = 1.0 / 15.0;
 
 /// What the planner knows before writing the SQL.
 struct Evidence {
     /// Estimated events matching the text query, and the tags (`None`: not asked).
     text: Option<f64>,
     tags: Option<f64>,
-    /// Venues in the radius's bounding box, counted up to just past the walk threshold.
+    /// Venues in the radius's bounding box, counted up to just past where they stop driving.
     geo: Option<i64>,
+    /// The postings of each equality filter of a listed search, rarest first.
+    facets: Vec<(String, i64)>,
     corpus: i64,
     max_duration: i64,
-}
-
-/// How a set of matching events (from the text index or the tag index) joins a search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SetPlan {
-    /// Few matches: they drive (each looked up by key, then sorted).
-    Drive,
-    /// Many matches, and another filter's index to walk: the matches become a set that
-    /// each walked row is checked against (`+` keeps SQLite from driving by it).
-    Filter,
-    /// Many matches: walk the requested order (or another filter's index) and probe the
-    /// set per row; a page fills after about `limit ÷ share of matches` probes, long
-    /// before the matches run out. A probe is one seek per index segment, microseconds
-    /// while background merging keeps the segments few.
-    Probe,
-}
-
-fn set_plan(estimate: f64, corpus: i64) -> SetPlan {
-    if estimate <= walk_threshold(corpus) as f64 { SetPlan::Drive } else { SetPlan::Probe }
-}
-
-/// For text matches next to another selective filter: probing costs about
-/// `limit · corpus ÷ matches` seeks of ~6.5 µs, building the set `matches` reads of
-/// ~0.1 µs; the set wins below `√(65 · limit · corpus)` matches (bench/search.sh).
-fn filtered_text_plan(estimate: f64, corpus: i64, limit: i64) -> SetPlan {
-    match set_plan(estimate, corpus) {
-        SetPlan::Probe if estimate * estimate <= 65.0 * limit as f64 * corpus as f64 => SetPlan::Filter,
-        plan => plan,
-    }
 }
 
 /// Ranking a very common word by relevance scores only this many of its matches that
@@ -467,34 +543,37 @@ fn filtered_text_plan(estimate: f64, corpus: i64, limit: i64) -> SetPlan {
 /// engines do the same (Typesense stops early unless asked to be exhaustive).
 pub const RELEVANCE_WINDOW: i64 = 1000;
 
+/// Up to this many matches of a word are all ranked by relevance; more are ranked over
+/// [`RELEVANCE_WINDOW`]. Scoring costs about a microsecond a match, so the bound grows with
+/// the square root of the corpus: 10,000 at 100,000 events.
+fn rank_all_below(corpus: i64) -> f64 {
+    (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
+}
+
 /// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
 fn combined(counts: &[i64], corpus: i64) -> f64 {
     let n = corpus.max(1) as f64;
     counts.iter().fold(n, |acc, &c| acc * (c as f64 / n))
 }
 
-/// Document frequencies of stems, remembered for a while: counting a common stem's
-/// documents walks its whole posting list (about a millisecond per 50,000), and the
-/// planner needs only an estimate.
+/// Counts the planner needs only roughly (a stem's documents, a filter value's postings),
+/// remembered for a while: counting a common one walks its whole list, about a
+/// millisecond per 50,000 entries.
 #[derive(Clone, Debug, Default)]
-struct TermFrequencies(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+struct Counts(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
 
-impl TermFrequencies {
+impl Counts {
     const FRESH_FOR: Duration = Duration::from_secs(30);
     const CAPACITY: usize = 10_000;
 
-    fn get(&self, c: &Connection, term: &str) -> rusqlite::Result<i64> {
-        let remembered = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(term).copied();
-        if let Some((df, at)) = remembered
+    fn get(&self, key: String, count: impl FnOnce() -> rusqlite::Result<i64>) -> rusqlite::Result<i64> {
+        let remembered = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        if let Some((n, at)) = remembered
             && at.elapsed() < Self::FRESH_FOR
         {
-            return Ok(df);
+            return Ok(n);
         }
-        let df: i64 = c
-            .prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
-            .query_row([term], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
+        let n = count()?;
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::CAPACITY {
             map.retain(|_, (_, at)| at.elapsed() < Self::FRESH_FOR);
@@ -502,177 +581,187 @@ impl TermFrequencies {
                 map.clear();
             }
         }
-        map.insert(term.to_owned(), (df, Instant::now()));
-        Ok(df)
+        map.insert(key, (n, Instant::now()));
+        Ok(n)
+    }
+
+    fn term(&self, c: &Connection, term: &str) -> rusqlite::Result<i64> {
+        self.get(format!("term {term}"), || {
+            Ok(c.prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
+                .query_row([term], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        })
+    }
+
+    /// Postings of a filter value, counted up to a bound: past it only "common" matters.
+    fn facet(&self, c: &Connection, facet: &str) -> rusqlite::Result<i64> {
+        self.get(format!("facet {facet}"), || {
+            c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM event_facets WHERE facet = ?1 LIMIT 200000)")?
+                .query_row([facet], |r| r.get(0))
+        })
     }
 }
 
-fn evidence(c: &Connection, s: &Search, frequencies: &TermFrequencies) -> rusqlite::Result<Evidence> {
+/// The equality filters of a search as posting keys (see the `event_facets` table).
+fn facets_of(s: &Search) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(s.city.as_ref().map(|c| format!("city:{c}")));
+    out.extend(s.category.as_ref().map(|c| format!("category:{c}")));
+    out.extend(s.format.map(|f| format!("format:{}", f.as_str())));
+    out.extend(s.free.map(|f| format!("free:{}", i64::from(f))));
+    out.extend(s.organization_id.map(|o| format!("organization:{o}")));
+    out.extend(s.tags.iter().map(|t| format!("tag:{t}")));
+    out
+}
+
+fn evidence(c: &Connection, s: &Search, counts: &Counts) -> rusqlite::Result<Evidence> {
     let max_duration =
         c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
     // The largest rowid is the corpus size closely enough, and costs one index seek.
     let corpus: i64 = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
+    let limit = s.limit as i64 + 1;
     let text = match &s.fts {
         None => None,
         Some(fts) => {
-            let mut counts = Vec::new();
+            let mut n = Vec::new();
             for term in fts.split(' ').map(|t| t.trim_matches('"')) {
-                counts.push(frequencies.get(c, term)?);
+                n.push(counts.term(c, term)?);
             }
-            Some(combined(&counts, corpus))
+            Some(combined(&n, corpus))
         }
     };
-    let tag_counts = if s.tags.is_empty() {
+    let tags = if s.tags.is_empty() {
         None
     } else {
-        let mut counts = Vec::new();
+        let mut n = Vec::new();
         for tag in &s.tags {
-            counts.push(
-                c.prepare_cached("SELECT count(*) FROM event_tags WHERE tag = ?1")?.query_row([tag], |r| r.get(0))?,
-            );
+            n.push(counts.get(format!("tag {tag}"), || {
+                c.prepare_cached("SELECT count(*) FROM event_tags WHERE tag = ?1")?.query_row([tag], |r| r.get(0))
+            })?);
         }
-        Some(counts)
+        Some(combined(&n, corpus))
     };
     let geo = match s.near {
         None => None,
         Some((lat, lon, radius)) => {
             let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
+            let enough = (limit as f64 * corpus as f64 * GEO_WALKED_PER_FETCHED).sqrt() as i64 + 1;
             Some(
                 c.prepare_cached(
                     "SELECT count(*) FROM (SELECT 1 FROM events_geo \
                      WHERE min_lat >= ?1 AND max_lat <= ?2 AND min_lon >= ?3 AND max_lon <= ?4 LIMIT ?5)",
                 )?
-                .query_row(params![lat_lo, lat_hi, lon_lo, lon_hi, walk_threshold(corpus) + 1], |r| r.get(0))?,
+                .query_row(params![lat_lo, lat_hi, lon_lo, lon_hi, enough], |r| r.get(0))?,
             )
         }
     };
-    Ok(Evidence {
-        text,
-        tags: tag_counts.map(|counts| combined(&counts, corpus)),
-        geo,
-        corpus,
-        max_duration: max_duration.unwrap_or(0),
-    })
+    let mut facets = Vec::new();
+    if s.statuses.is_none() && s.sort == Sort::Start {
+        for facet in facets_of(s) {
+            let n = counts.facet(c, &facet)?;
+            facets.push((facet, n));
+        }
+        facets.sort_by_key(|(_, n)| *n);
+    }
+    Ok(Evidence { text, tags, geo, facets, corpus, max_duration: max_duration.unwrap_or(0) })
 }
 
-/// The SQL and parameters of a search. Filters are ANDed. The text index is used one of
-/// four ways, by what the evidence says is cheapest:
-/// - relevance: joined, so bm25 is computed only for rows that pass the other filters;
-///   for a very common word with nothing else selective, over [`RELEVANCE_WINDOW`] rows;
-/// - a rare word: its matches drive (each looked up by key, then sorted);
-/// - a common word: walk the requested order, or the index of another filter, and probe
-///   the text index per row; a page fills long before the matches run out.
+/// Where a search's rows come from, cheapest first by the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Few text matches: they are fetched by key and sorted.
+    Text,
+    /// Few venues in the radius's box: from the R*Tree, fetched and sorted.
+    Geo,
+    /// Few events hold every tag: the tag index intersects them.
+    Tags,
+    /// Walk the rarest filter's postings in start order (a listed search by start).
+    Facets,
+    /// Walk an index of the events table in the requested order (or SQLite's choice).
+    Events,
+}
+
+fn source(s: &Search, ev: &Evidence) -> Source {
+    let limit = s.limit as i64 + 1;
+    let rarest_facet = ev.facets.first().map_or(f64::INFINITY, |(_, n)| *n as f64);
+    let text = ev.text.filter(|&n| drives(n, ev.corpus, limit, 1.0) && n < rarest_facet);
+    let geo =
+        ev.geo.map(|n| n as f64).filter(|&n| drives(n, ev.corpus, limit, GEO_WALKED_PER_FETCHED) && n < rarest_facet);
+    let tags = ev.tags.filter(|&n| drives(n, ev.corpus, limit, 1.0));
+    match (text, geo) {
+        (Some(t), Some(g)) if g < t => Source::Geo,
+        (Some(_), _) => Source::Text,
+        (None, Some(_)) => Source::Geo,
+        _ if !ev.facets.is_empty() => Source::Facets,
+        _ if tags.is_some() => Source::Tags,
+        _ => Source::Events,
+    }
+}
+
+/// The SQL and parameters of a search. Filters are ANDed; see [`source`] for where the
+/// rows come from. The text index serves relevance (bm25 computed only for rows that pass
+/// the other filters; for a very common word with nothing else selective, over
+/// [`RELEVANCE_WINDOW`] rows) and rare words (their matches drive); any other text match
+/// is checked on the row, against its stems (`events.terms`).
 fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql>>) {
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
-    let mut from = String::from(" FROM events e");
-    // Per-row checks against another index go last, cheapest first (a tag is one primary
-    // key seek, a text probe one seek per segment), so most rows fail a column filter
-    // before paying for them.
-    let mut tag_probes: &[String] = &[];
-    let mut text_probe: Option<&String> = None;
+    let relevance = s.sort == Sort::Relevance;
+    let source = if relevance { Source::Events } else { source(s, ev) };
+    // `k` holds the sort key: the postings walked, or the event row itself.
+    let (mut from, k) = match source {
+        Source::Facets => (String::from(" FROM event_facets k CROSS JOIN events e ON e.seq = k.seq"), "k"),
+        _ => (String::from(" FROM events e"), "e"),
+    };
     let selective =
         s.city.is_some() || s.near.is_some() || s.category.is_some() || s.organization_id.is_some() || s.to.is_some();
-    let text_plan = s.fts.as_ref().map(|_| match selective {
-        true => filtered_text_plan(ev.text.unwrap_or(0.0), ev.corpus, s.limit as i64),
-        false => set_plan(ev.text.unwrap_or(0.0), ev.corpus),
-    });
     // Relevance over a window: the filtered, newest matches in a subquery, ranked outside.
-    let windowed = s.sort == Sort::Relevance && text_plan == Some(SetPlan::Probe) && !selective && s.tags.is_empty();
+    let windowed =
+        relevance && !selective && s.tags.is_empty() && ev.text.is_some_and(|n| n > rank_all_below(ev.corpus));
+    let mut needles = Vec::new();
     if let Some(fts) = &s.fts {
-        let cond = match text_plan {
-            _ if s.sort == Sort::Relevance => {
-                from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
-                Some("events_fts MATCH ?")
-            }
-            Some(SetPlan::Filter) => Some("+e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"),
-            Some(SetPlan::Drive) => Some("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"),
-            _ => None,
-        };
-        match cond {
-            Some(cond) => {
-                conds.push(cond.into());
-                p.push(Box::new(fts.clone()));
-            }
-            None => text_probe = Some(fts),
+        if relevance {
+            from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
+            conds.push("events_fts MATCH ?".into());
+            p.push(Box::new(fts.clone()));
+        } else if source == Source::Text {
+            conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
+            p.push(Box::new(fts.clone()));
+        } else {
+            needles = crate::search::term_needles(fts);
         }
     }
-    // Popularity walks its own index; the status index would need a sort of everything.
-    let unindexed = if s.sort == Sort::Popularity { "+" } else { "" };
-    match &s.statuses {
-        None => conds.push(format!("{unindexed}e.status = 'published' AND {unindexed}e.visibility = 'public'")),
-        Some(statuses) if !statuses.is_empty() => {
-            let list: Vec<String> = statuses.iter().map(|st| format!("'{}'", st.as_str())).collect();
-            conds.push(format!("{unindexed}e.status IN ({})", list.join(", ")));
+    let mut facets: &[(String, i64)] = &[];
+    if source == Source::Facets {
+        // Postings exist only for listed events: the status needs no check.
+        conds.push(format!("{k}.facet = ?"));
+        p.push(Box::new(ev.facets[0].0.clone()));
+        facets = &ev.facets[1..];
+    } else {
+        // Popularity walks its own index; the listing index would need a sort of everything.
+        let unindexed = if s.sort == Sort::Popularity { "+" } else { "" };
+        match &s.statuses {
+            None => conds.push(format!("{unindexed}e.status = 'published' AND {unindexed}e.visibility = 'public'")),
+            Some(statuses) if !statuses.is_empty() => {
+                let list: Vec<String> = statuses.iter().map(|st| format!("'{}'", st.as_str())).collect();
+                conds.push(format!("{unindexed}e.status IN ({})", list.join(", ")));
+            }
+            Some(_) => {}
         }
-        Some(_) => {}
     }
     // Upcoming and ongoing events unless the caller asks for another window.
     let window_from = s.from.unwrap_or(now);
-    conds.push("e.end_at >= ? AND e.start_at >= ?".into());
+    conds.push(format!("{k}.end_at >= ? AND {k}.start_at >= ?"));
     p.push(Box::new(window_from));
     p.push(Box::new(window_from.saturating_sub(ev.max_duration)));
     if let Some(to) = s.to {
-        conds.push("e.start_at < ?".into());
+        conds.push(format!("{k}.start_at < ?"));
         p.push(Box::new(to));
     }
-    if let Some(city) = &s.city {
-        conds.push("e.city_key = ?".into());
-        p.push(Box::new(city.clone()));
-    }
-    if let Some((lat, lon, radius)) = s.near {
-        let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
-        // Few venues in the box: they drive, from the R*Tree. Many (a city centre): walk
-        // the requested order and check each row's coordinates, which fills a page sooner.
-        conds.push(if ev.geo.unwrap_or(0) <= walk_threshold(ev.corpus) {
-            "e.seq IN (SELECT seq FROM events_geo WHERE min_lat >= ? AND max_lat <= ? AND min_lon >= ? AND max_lon <= ?) \
-             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
-                .into()
-        } else {
-            "+e.latitude >= ? AND +e.latitude <= ? AND +e.longitude >= ? AND +e.longitude <= ? \
-             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
-                .into()
-        });
-        for v in [lat_lo, lat_hi, lon_lo, lon_hi, lat, lon, radius] {
-            p.push(Box::new(v));
-        }
-    }
-    if !s.tags.is_empty() {
-        let text_drives = s.sort == Sort::Relevance || text_plan == Some(SetPlan::Drive);
-        // Few events hold every tag (by independent counts): the tag index intersects
-        // them (a merge of sorted ranges) and that set drives. Otherwise, or when rows come
-        // from elsewhere, each row's tags are checked.
-        let few = ev.tags.is_some_and(|n| set_plan(n, ev.corpus) == SetPlan::Drive);
-        if few && !text_drives {
-            let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
-            conds.push(format!("e.seq IN ({})", sets.join(" INTERSECT ")));
-            for tag in &s.tags {
-                p.push(Box::new(tag.clone()));
-            }
-        } else {
-            tag_probes = &s.tags;
-        }
-    }
-    if let Some(category) = &s.category {
-        conds.push("e.category = ?".into());
-        p.push(Box::new(category.clone()));
-    }
-    if let Some(org) = s.organization_id {
-        conds.push("e.organization_id = ?".into());
-        p.push(Box::new(org.to_string()));
-    }
-    if let Some(format) = s.format {
-        conds.push("e.format = ?".into());
-        p.push(Box::new(format.as_str()));
-    }
-    if let Some(free) = s.free {
-        conds.push("e.is_free = ?".into());
-        p.push(Box::new(free));
-    }
-    let mut offset = 0;
     match s.after {
         Some(Cursor::Start(start, seq)) => {
-            conds.push("(e.start_at, e.seq) > (?, ?)".into());
+            conds.push(format!("({k}.start_at, {k}.seq) > (?, ?)"));
             p.push(Box::new(start));
             p.push(Box::new(seq));
         }
@@ -682,23 +771,79 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
             p.push(Box::new(count));
             p.push(Box::new(seq));
         }
-        Some(Cursor::Offset(n)) => offset = n,
-        None => {}
+        Some(Cursor::Offset(_)) | None => {}
     }
-    for tag in tag_probes {
-        conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
-        p.push(Box::new(tag.clone()));
+    // The other postings, each one primary-key seek, before the event row is read.
+    for (facet, _) in facets {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM event_facets f WHERE f.facet = ? AND f.start_at = {k}.start_at AND f.seq = {k}.seq)"
+        ));
+        p.push(Box::new(facet.clone()));
     }
-    if let Some(fts) = text_probe {
-        conds.push("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? AND rowid = e.seq)".into());
-        p.push(Box::new(fts.clone()));
+    if source != Source::Facets {
+        if let Some(city) = &s.city {
+            conds.push("e.city_key = ?".into());
+            p.push(Box::new(city.clone()));
+        }
+        if let Some(category) = &s.category {
+            conds.push("e.category = ?".into());
+            p.push(Box::new(category.clone()));
+        }
+        if let Some(org) = s.organization_id {
+            conds.push("e.organization_id = ?".into());
+            p.push(Box::new(org.to_string()));
+        }
+        if let Some(format) = s.format {
+            conds.push("e.format = ?".into());
+            p.push(Box::new(format.as_str()));
+        }
+        if let Some(free) = s.free {
+            conds.push("e.is_free = ?".into());
+            p.push(Box::new(free));
+        }
+    }
+    if let Some((lat, lon, radius)) = s.near {
+        let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
+        conds.push(if source == Source::Geo {
+            "e.seq IN (SELECT seq FROM events_geo WHERE min_lat >= ? AND max_lat <= ? AND min_lon >= ? AND max_lon <= ?) \
+             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
+                .into()
+        } else {
+            // Checked on the walked row (`events_listed` holds the coordinates).
+            "+e.latitude >= ? AND +e.latitude <= ? AND +e.longitude >= ? AND +e.longitude <= ? \
+             AND distance_km(e.latitude, e.longitude, ?, ?) <= ?"
+                .into()
+        });
+        for v in [lat_lo, lat_hi, lon_lo, lon_hi, lat, lon, radius] {
+            p.push(Box::new(v));
+        }
+    }
+    if source == Source::Tags {
+        let sets = vec!["SELECT event_seq FROM event_tags WHERE tag = ?"; s.tags.len()];
+        conds.push(format!("e.seq IN ({})", sets.join(" INTERSECT ")));
+        for tag in &s.tags {
+            p.push(Box::new(tag.clone()));
+        }
+    } else if source != Source::Facets {
+        for tag in &s.tags {
+            conds.push("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event_seq = e.seq)".into());
+            p.push(Box::new(tag.clone()));
+        }
+    }
+    for needle in needles {
+        conds.push("instr(e.terms, ?) > 0".into());
+        p.push(Box::new(needle));
     }
     let order = match s.sort {
-        Sort::Start => "e.start_at, e.seq",
-        Sort::Popularity => "e.registered_count DESC, e.seq",
-        Sort::Relevance => "bm25(events_fts), e.seq",
+        Sort::Start => format!("{k}.start_at, {k}.seq"),
+        Sort::Popularity => "e.registered_count DESC, e.seq".into(),
+        Sort::Relevance => "bm25(events_fts), e.seq".into(),
     };
     let conds = conds.join(" AND ");
+    let offset = match s.after {
+        Some(Cursor::Offset(n)) => n,
+        _ => 0,
+    };
     let page = format!("LIMIT {} OFFSET {offset}", s.limit + 1);
     // The sort key columns come first (for the next page's cursor); one row more than
     // asked tells whether there is a next page.
@@ -836,10 +981,10 @@ impl EventStore for SqliteStore {
     }
 
     async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)> {
-        let frequencies = self.frequencies.clone();
+        let counts = self.counts.clone();
         self.db
             .read(move |c| {
-                let ev = evidence(c, &search, &frequencies)?;
+                let ev = evidence(c, &search, &counts)?;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let mut stmt = c.prepare_cached(&sql)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();

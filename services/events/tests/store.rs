@@ -290,3 +290,91 @@ async fn merging_the_text_index_keeps_every_match() {
         assert_eq!(after, before, "{q}: the same events before and after merging");
     }
 }
+
+/// Filtered searches walk postings kept beside the events (`event_facets`); every kind of
+/// change must move an event in or out of them, at once.
+#[tokio::test]
+async fn filtered_search_follows_every_change_to_an_event() {
+    let (_dir, store) = open().await;
+    let now = EPOCH - 86_400;
+    let mut input = one_event(100);
+    input.title = "Органный концерт".into();
+    input.description = "Bach".into();
+    input.tags = vec!["music".into()];
+    input.category = Some("concert".into());
+    input.venue.as_mut().unwrap().city = "Kazan".into();
+    input.price = None;
+    let found = |city: &'static str, tag: &'static str, q: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            let params = SearchParams {
+                city: Some(city.into()),
+                tags: Some(tag.into()),
+                free: Some(true),
+                q: q.map(str::to_owned),
+                ..Default::default()
+            };
+            store.search(params.validate().unwrap(), now).await.unwrap().0.iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let id = store.create(input.clone(), Uuid::new_v4(), now).await.unwrap().id;
+    assert!(found("kazan", "music", None).await.is_empty(), "a draft is not listed");
+    store.set_status(id, Status::Published, now).await.unwrap();
+    assert_eq!(found("kazan", "music", Some("концерты")).await, [id], "published: listed, its words checked");
+    assert!(found("kazan", "music", Some("jazz")).await.is_empty(), "a word it lacks");
+
+    input.venue.as_mut().unwrap().city = "Moscow".into();
+    input.tags = vec!["art".into()];
+    input.description = "Jazz".into();
+    store.update(id, input.clone(), now).await.unwrap();
+    assert!(found("kazan", "music", None).await.is_empty(), "moved away from the old city and tag");
+    assert_eq!(found("moscow", "art", Some("jazz")).await, [id], "found by the new city, tag and words");
+
+    input.visibility = Visibility::Unlisted;
+    store.update(id, input.clone(), now).await.unwrap();
+    assert!(found("moscow", "art", None).await.is_empty(), "unlisted");
+    input.visibility = Visibility::Public;
+    store.update(id, input.clone(), now).await.unwrap();
+    assert_eq!(found("moscow", "art", None).await, [id], "public again");
+
+    store.set_status(id, Status::Cancelled, now).await.unwrap();
+    assert!(found("moscow", "art", None).await.is_empty(), "cancelled");
+
+    let other = store.create(input.clone(), Uuid::new_v4(), now).await.unwrap().id;
+    store.set_status(other, Status::Published, now).await.unwrap();
+    assert_eq!(found("moscow", "art", None).await, [other]);
+    store.delete(other, now).await.unwrap();
+    assert!(found("moscow", "art", None).await.is_empty(), "deleted");
+    let postings: i64 = store
+        .db()
+        .read(|c| c.query_row("SELECT count(*) FROM event_facets", [], |r| r.get(0)).map_err(kit::db::DbError::from))
+        .await
+        .unwrap();
+    assert_eq!(postings, 0, "no postings outlive their listed events");
+}
+
+/// Events stored before `events.terms` existed get theirs when the store opens, so words
+/// checked on the row find them.
+#[tokio::test]
+async fn terms_missing_from_older_events_are_filled_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let now = EPOCH - 86_400;
+    let corpus = fixtures::corpus(3, 500, EPOCH, &[Uuid::new_v4()]);
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.import(corpus.clone(), Uuid::new_v4(), now).await.unwrap();
+    let search = || SearchParams { q: Some("open".into()), city: Some("kazan".into()), ..Default::default() };
+    let before = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
+    assert!(!before.is_empty());
+    store
+        .db()
+        .write(|tx| tx.execute("UPDATE events SET terms = NULL", []).map_err(kit::db::DbError::from))
+        .await
+        .unwrap();
+    let forgotten = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
+    assert!(forgotten.is_empty(), "without terms the row check finds nothing (the test would prove nothing)");
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let after = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
+    assert_eq!(after, before);
+}
