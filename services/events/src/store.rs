@@ -247,8 +247,7 @@ impl SqliteStore {
     }
 
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let store =
-            Self { db: Db::open_with(path, MIGRATIONS, register_distance_function).await?, counts: Counts::default() };
+        let store = Self { db: Db::open_with(path, MIGRATIONS, prepare_connection).await?, counts: Counts::default() };
         store.backfill_terms().await?;
         Ok(store)
     }
@@ -657,7 +656,7 @@ fn evidence(c: &Connection, s: &Search, counts: &Counts) -> rusqlite::Result<Evi
         }
     };
     let mut facets = Vec::new();
-    if s.statuses.is_none() && s.sort == Sort::Start {
+    if s.statuses.is_none() && s.sort != Sort::Relevance {
         for facet in facets_of(s) {
             let n = counts.facet(c, &facet)?;
             facets.push((facet, n));
@@ -689,11 +688,17 @@ fn source(s: &Search, ev: &Evidence) -> Source {
     let geo =
         ev.geo.map(|n| n as f64).filter(|&n| drives(n, ev.corpus, limit, GEO_WALKED_PER_FETCHED) && n < rarest_facet);
     let tags = ev.tags.filter(|&n| drives(n, ev.corpus, limit, 1.0));
+    // In start order the postings are walked in the order asked, however many; for
+    // popularity they are read whole and sorted, so only when few.
+    let facets = match s.sort {
+        Sort::Start => !ev.facets.is_empty(),
+        _ => ev.facets.first().is_some_and(|(_, n)| drives(*n as f64, ev.corpus, limit, 1.0)),
+    };
     match (text, geo) {
         (Some(t), Some(g)) if g < t => Source::Geo,
         (Some(_), _) => Source::Text,
         (None, Some(_)) => Source::Geo,
-        _ if !ev.facets.is_empty() => Source::Facets,
+        _ if facets => Source::Facets,
         _ if tags.is_some() => Source::Tags,
         _ => Source::Events,
     }
@@ -712,6 +717,11 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     // `k` holds the sort key: the postings walked, or the event row itself.
     let (mut from, k) = match source {
         Source::Facets => (String::from(" FROM event_facets k CROSS JOIN events e ON e.seq = k.seq"), "k"),
+        // Walk by popularity and check each row: a page fills after `limit ÷ selectivity`
+        // rows, where SQLite would rather read a filter's whole range and sort it.
+        Source::Events if s.sort == Sort::Popularity && s.statuses.is_none() => {
+            (String::from(" FROM events e INDEXED BY events_by_popularity"), "e")
+        }
         _ => (String::from(" FROM events e"), "e"),
     };
     let selective =
@@ -860,7 +870,12 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
     (sql, p)
 }
 
-fn register_distance_function(c: &Connection) -> rusqlite::Result<()> {
+/// Each connection: the planner's stability guarantee and the distance function.
+fn prepare_connection(c: &Connection) -> rusqlite::Result<()> {
+    // A search's SQL is already shaped by its own evidence (`search_sql`). Without the
+    // guarantee SQLite plans again from the bound values on every run of a statement whose
+    // range parameters its statistics sample, a tenth of a search's time.
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     use rusqlite::functions::FunctionFlags;
     c.create_scalar_function(
         "distance_km",
