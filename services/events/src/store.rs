@@ -542,11 +542,12 @@ struct Evidence {
 /// engines do the same (Typesense stops early unless asked to be exhaustive).
 pub const RELEVANCE_WINDOW: i64 = 1000;
 
-/// Up to this many matches of a word are all ranked by relevance; more are ranked over
-/// [`RELEVANCE_WINDOW`]. Scoring costs about a microsecond a match, so the bound grows with
-/// the square root of the corpus: 10,000 at 100,000 events.
-fn rank_all_below(corpus: i64) -> f64 {
-    (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
+/// Whether a text query's matches are ranked over [`RELEVANCE_WINDOW`] rather than all of
+/// them, with or without other filters: reading a match and its row costs about a
+/// microsecond, so the whole set is ranked up to a bound that grows with the square root
+/// of the corpus (10,000 matches at 100,000 events).
+pub fn ranked_over_window(matches: f64, corpus: i64) -> bool {
+    matches > (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
 }
 
 /// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
@@ -706,8 +707,8 @@ fn source(s: &Search, ev: &Evidence) -> Source {
 
 /// The SQL and parameters of a search. Filters are ANDed; see [`source`] for where the
 /// rows come from. The text index serves relevance (bm25 computed only for rows that pass
-/// the other filters; for a very common word with nothing else selective, over
-/// [`RELEVANCE_WINDOW`] rows) and rare words (their matches drive); any other text match
+/// the other filters; for a very common word, over the newest [`RELEVANCE_WINDOW`] that
+/// pass) and rare words (their matches drive); any other text match
 /// is checked on the row, against its stems (`events.terms`).
 fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql>>) {
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
@@ -724,11 +725,8 @@ fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql
         }
         _ => (String::from(" FROM events e"), "e"),
     };
-    let selective =
-        s.city.is_some() || s.near.is_some() || s.category.is_some() || s.organization_id.is_some() || s.to.is_some();
     // Relevance over a window: the filtered, newest matches in a subquery, ranked outside.
-    let windowed =
-        relevance && !selective && s.tags.is_empty() && ev.text.is_some_and(|n| n > rank_all_below(ev.corpus));
+    let windowed = relevance && ev.text.is_some_and(|n| ranked_over_window(n, ev.corpus));
     let mut needles = Vec::new();
     if let Some(fts) = &s.fts {
         if relevance {
