@@ -73,11 +73,12 @@ for size in $SIZES; do
         "very common word|/api/v1/events?q=open|50"
         "very common word + city|/api/v1/events?q=open&city=moscow|50"
         "very common word, by relevance|/api/v1/events?q=open&sort=relevance|50"
+        "very common word + city, by relevance|/api/v1/events?q=open&city=moscow&sort=relevance|50"
         "GET /events/{id} (baseline)|/api/v1/events/$sample|base"
     )
     echo
     echo "corpus: $size events"
-    printf '%-32s %10s %9s %9s  %s\n' "query" "req/s" "p50 ms" "p99 ms" "target"
+    printf '%-38s %10s %9s %9s  %s\n' "query" "req/s" "p50 ms" "p99 ms" "target"
     results=()
     for row in "${rows[@]}"; do
         IFS='|' read -r name path limit <<<"$row"
@@ -96,7 +97,7 @@ for size in $SIZES; do
         else
             verdict="p99 < $limit ms $(bench_verdict "$p99" "<" "$limit")  ($(bench_ratio "$rps" "$base_rps") of baseline req/s)"
         fi
-        printf '%-32s %10.0f %9.2f %9.2f  %s\n' "$name" "$rps" "$p50" "$p99" "$verdict"
+        printf '%-38s %10.0f %9.2f %9.2f  %s\n' "$name" "$rps" "$p50" "$p99" "$verdict"
     done
     kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
     server_pid=""
