@@ -9,6 +9,7 @@
 pub mod docs;
 pub mod limits;
 pub mod model;
+mod pool;
 pub mod proxy;
 pub mod upstream;
 

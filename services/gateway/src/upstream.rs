@@ -2,19 +2,13 @@
 //! `veche up`, a service's router in the same process (the same request and response,
 //! without the socket).
 
+use crate::pool::{self, SendError};
 use axum::body::Body;
 use http::{Request, Response, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-/// How long to wait for a TCP connection: a stopped upstream answers at once with a
-/// refusal; one that does not answer at all should not hold the caller for long.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed connection an endpoint is skipped for this long.
 const EJECT_FOR: Duration = Duration::from_secs(2);
 
@@ -48,36 +42,14 @@ enum Target {
 struct Remote {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
-    /// Which of this thread's clients is this upstream's (see [`client`]).
+    /// Tells this upstream's connections apart in each thread's pool (see [`pool`]).
     id: usize,
-}
-
-type HttpClient = Client<HttpConnector, Body>;
-
-thread_local! {
-    /// Each thread's own connection pools, by upstream id. A pooled connection is driven by
-    /// a task on the runtime that opened it; sharing pools between the gateway's
-    /// per-core runtimes would hand every request across threads.
-    static CLIENTS: std::cell::RefCell<HashMap<usize, HttpClient>> = std::cell::RefCell::new(HashMap::new());
-}
-
-/// This thread's client for upstream `id` (a handle: clones share its pool).
-fn client(id: usize) -> HttpClient {
-    CLIENTS.with(|clients| clients.borrow_mut().entry(id).or_insert_with(new_client).clone())
-}
-
-fn new_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
 }
 
 struct Endpoint {
     base: Uri,
+    /// `host:port`, to connect to.
+    addr: String,
     /// Milliseconds since `epoch` until which the endpoint is skipped.
     ejected_until: AtomicU64,
 }
@@ -98,7 +70,13 @@ impl Upstream {
         let id = IDS.fetch_add(1, Ordering::Relaxed);
         let endpoints = endpoints
             .iter()
-            .map(|e| Ok(Endpoint { base: e.parse()?, ejected_until: AtomicU64::new(0) }))
+            .map(|e| {
+                let base: Uri = e.parse()?;
+                anyhow::ensure!(base.scheme_str() == Some("http"), "{e}: upstream endpoints are http://host:port");
+                let authority = base.authority().ok_or_else(|| anyhow::anyhow!("{e}: no host"))?;
+                let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+                Ok(Endpoint { base, addr, ejected_until: AtomicU64::new(0) })
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             name: name.to_owned(),
@@ -136,7 +114,8 @@ impl Upstream {
         let now = now_ms();
         let mut tried = 0;
         for i in 0..count {
-            let endpoint = &remote.endpoints[(start + i) % count];
+            let index = (start + i) % count;
+            let endpoint = &remote.endpoints[index];
             // Skip an ejected endpoint unless it is the last chance.
             if endpoint.ejected_until.load(Ordering::Relaxed) > now && !(tried == 0 && i == count - 1) {
                 continue;
@@ -146,22 +125,27 @@ impl Upstream {
             let head = if retryable && i + 1 < count { parts.clone() } else { parts.take() };
             let Some(mut head) = head else { break };
             tried += 1;
-            head.uri = join(&endpoint.base, &head.uri);
+            head.uri = origin_form(&head.uri);
+            if !head.headers.contains_key(http::header::HOST)
+                && let Some(host) = endpoint.base.authority().and_then(|a| a.as_str().parse().ok())
+            {
+                head.headers.insert(http::header::HOST, host);
+            }
             let req = Request::from_parts(head, this_body);
-            match client(remote.id).request(req).await {
+            match pool::send((remote.id, index), &endpoint.addr, req).await {
                 Ok(response) => {
                     endpoint.ejected_until.store(0, Ordering::Relaxed);
-                    return Ok(response.map(Body::new));
+                    return Ok(response);
                 }
-                Err(e) if e.is_connect() => {
+                Err(SendError::Connect(e)) => {
                     endpoint.ejected_until.store(now_ms() + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
                     tracing::warn!(upstream = %self.name, endpoint = %endpoint.base, error = %e, "could not connect");
                     if !retryable {
                         break;
                     }
                 }
-                Err(e) if body_too_large(&e) => return Err(Failure::BodyTooLarge),
-                Err(e) => return Err(Failure::Broken(self.name.clone(), e.to_string())),
+                Err(SendError::Request(e)) if body_too_large(&e) => return Err(Failure::BodyTooLarge),
+                Err(SendError::Request(e)) => return Err(Failure::Broken(self.name.clone(), e.to_string())),
             }
         }
         Err(Failure::Unavailable(self.name.clone()))
@@ -186,10 +170,12 @@ impl Upstream {
     }
 }
 
-fn join(base: &Uri, uri: &Uri) -> Uri {
-    let mut parts = base.clone().into_parts();
-    parts.path_and_query = uri.path_and_query().cloned();
-    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+/// The request target an origin server expects: path and query only (RFC 9112, 3.2.1).
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
 }
 
 fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -208,9 +194,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_path_and_query_move_to_the_endpoint() {
-        let base: Uri = "http://10.0.0.7:8080".parse().unwrap();
-        let uri: Uri = "/api/v1/events?q=jazz&city=kazan".parse().unwrap();
-        assert_eq!(join(&base, &uri).to_string(), "http://10.0.0.7:8080/api/v1/events?q=jazz&city=kazan");
+    fn the_upstream_gets_path_and_query() {
+        let uri: Uri = "http://gateway.example/api/v1/events?q=jazz&city=kazan".parse().unwrap();
+        assert_eq!(origin_form(&uri).to_string(), "/api/v1/events?q=jazz&city=kazan");
+        assert_eq!(origin_form(&"/healthz".parse().unwrap()).to_string(), "/healthz");
+    }
+
+    #[test]
+    fn endpoints_must_be_plain_http_with_a_host() {
+        assert!(Upstream::remote("users", &["http://127.0.0.1:8081".into()]).is_ok());
+        assert!(Upstream::remote("users", &["https://users:8443".into()]).is_err());
+        assert!(Upstream::remote("users", &["users:8081".into()]).is_err());
     }
 }
