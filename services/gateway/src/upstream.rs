@@ -94,7 +94,7 @@ impl Upstream {
         let sent = async {
             match &self.target {
                 Target::Local(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})),
-                Target::Remote(remote) => self.send_remote(remote, req).await,
+                Target::Remote(remote) => Box::pin(self.send_remote(remote, req)).await,
             }
         };
         match tokio::time::timeout(timeout, sent).await {
