@@ -94,6 +94,7 @@ impl Upstream {
         let sent = async {
             match &self.target {
                 Target::Local(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})),
+                // Boxed once, rather than copied with every layer the request's future passes.
                 Target::Remote(remote) => Box::pin(self.send_remote(remote, req)).await,
             }
         };
