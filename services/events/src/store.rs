@@ -263,8 +263,11 @@ impl SqliteStore {
                 .db
                 .write(move |tx| {
                     let rows: Vec<(i64, String)> = tx
+                        // Named: left to itself SQLite walks the whole table by key (30 ms at
+                        // 100,000 events, on every start) rather than the empty partial index.
                         .prepare_cached(
-                            "SELECT seq, doc FROM events WHERE seq > ?1 AND terms IS NULL ORDER BY seq LIMIT ?2",
+                            "SELECT seq, doc FROM events INDEXED BY events_without_terms \
+                             WHERE terms IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
                         )?
                         .query_map([after, BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
                         .collect::<rusqlite::Result<_>>()?;
