@@ -20,10 +20,11 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = 0;
     if let Some(sql) = args[2].strip_prefix("sql:") {
         let sql = sql.to_owned();
+        let explained = sql.clone();
         let plan: Vec<String> = store
             .db()
             .read(move |c| -> Result<_, kit::db::DbError> {
-                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {explained}"))?;
                 bind_now(&mut stmt, now)?;
                 let mut rows = stmt.raw_query();
                 let mut plan = Vec::new();
@@ -37,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  plan: {step}");
         }
         for _ in 0..runs {
-            let sql = args[2]["sql:".len()..].to_owned();
+            let sql = sql.clone();
             let t = std::time::Instant::now();
             rows = store
                 .db()

@@ -207,4 +207,16 @@ mod tests {
         assert!(Upstream::remote("users", &["https://users:8443".into()]).is_err());
         assert!(Upstream::remote("users", &["users:8081".into()]).is_err());
     }
+
+    /// Every request's future is moved a few times on its way through the layers (into a
+    /// box, a timeout, a span), a memcpy each time. The remote send is boxed once instead of
+    /// carried along; inline it made the future threefold (2.8 KB, 3% of the CPU in copies).
+    #[test]
+    fn sending_upstream_stays_small() {
+        let upstream = Upstream::remote("x", &["http://127.0.0.1:1".into()]).unwrap();
+        let req = Request::get("/").body(Body::empty()).unwrap();
+        let sending = upstream.send(req, Duration::from_secs(1));
+        let size = std::mem::size_of_val(&sending);
+        assert!(size <= 1536, "Upstream::send's future is {size} bytes");
+    }
 }

@@ -519,14 +519,12 @@ mod tests {
         assert!(cache.get(&[2; 32], 200).is_none());
         assert!(cache.get(&[3; 32], 200).is_some());
     }
-}
-#[cfg(test)]
-mod future_size {
+
     /// A verification runs inside every request's future; the rare key refresh (an HTTP
     /// fetch) stays boxed out of it, or it grows eightfold (1.6 KB).
     #[test]
     fn verifying_stays_small() {
-        let verifier = super::Verifier::new(super::KeySource::Url("http://127.0.0.1:1/jwks".into()), "x", "y");
+        let verifier = Verifier::new(KeySource::Url("http://127.0.0.1:1/jwks".into()), "x", "y");
         let verifying = verifier.verify("a.b.c");
         let size = std::mem::size_of_val(&verifying);
         assert!(size <= 512, "Verifier::verify's future is {size} bytes");
