@@ -100,9 +100,11 @@ impl AnalyticsConfig {
     }
 }
 
-/// Everything a handler needs.
-#[derive(Clone)]
-pub struct App {
+/// Everything a handler needs, shared: axum hands each request its own clone of the
+/// state, so cloning it must cost one reference count, not a copy of every field.
+pub type App = Arc<AppState>;
+
+pub struct AppState {
     pub store: Arc<dyn AnalyticsStore>,
     pub track_limits: Arc<limits::TrackLimits>,
     /// Who manages which organization (for organization admins' reports).
@@ -120,12 +122,12 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
     );
     anyhow::ensure!(config.prune_interval >= 1, "the prune interval must be at least a second");
     let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
-    let app = App {
+    let app = Arc::new(AppState {
         store: Arc::new(store),
         track_limits: limits::TrackLimits::new(config.track_rps, config.track_burst),
         orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
         trust_forwarded_for: ctx.common.http.trust_forwarded_for,
-    };
+    });
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));
 
     let store = app.store.clone();

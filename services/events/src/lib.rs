@@ -27,9 +27,11 @@ pub const SERVICE: &str = "events";
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EventsConfig {}
 
-/// Everything a handler needs.
-#[derive(Clone)]
-pub struct App {
+/// Everything a handler needs, shared: axum hands each request its own clone of the
+/// state, so cloning it must cost one reference count, not a copy of every field.
+pub type App = Arc<AppState>;
+
+pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub orgs: kit::orgs::Organizations,
     pub views: views::Views,
@@ -41,12 +43,12 @@ pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::
     ctx.spawn_relay(SERVICE, sqlite.db());
     compaction::start(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
-    let app = App {
+    let app = Arc::new(AppState {
         store: store.clone(),
         orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
-    };
+    });
     Ok(ctx.service(SERVICE, api::router(app), api::openapi(), move || {
         let store = store.clone();
         async move { store.ping().await.map_err(|e| e.to_string()) }

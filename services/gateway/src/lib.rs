@@ -58,11 +58,6 @@ pub struct GatewayConfig {
     /// timeout, so a slow service is a 504 rather than the 503 of a timed-out request).
     #[arg(long, env = "VECHE_UPSTREAM_TIMEOUT", default_value_t = 25.0)]
     pub upstream_timeout_secs: f64,
-
-    /// Threads serving requests, each with its own listening socket and connection pools
-    /// (0: one per available core). Only `veche serve gateway`; `veche up` shares its runtime.
-    #[arg(long = "gateway-threads", env = "VECHE_GATEWAY_THREADS", default_value_t = 0)]
-    pub threads: usize,
 }
 
 /// What the request path needs, shared by every request.

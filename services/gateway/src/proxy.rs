@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use kit::ApiError;
 use kit::auth::{TokenUse, bearer_token};
 use kit::server::{Peer, client_ip};
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -228,6 +229,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: a look at each name costs less than eight removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers named by `Connection` are hop-by-hop too.
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -265,7 +270,7 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
     if let Some(ip) = client {
         // The gateway is the trusted edge: what a client claims in X-Forwarded-For is
         // replaced unless the gateway itself trusts a proxy in front of it.
-        if let Ok(v) = HeaderValue::try_from(ip.to_string()) {
+        if let Some(v) = forwarded_for(ip) {
             parts.headers.insert(X_FORWARDED_FOR, v);
         }
     }
@@ -276,6 +281,23 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
         parts.headers.insert(X_FORWARDED_HOST, host);
     }
     Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)))
+}
+
+/// The client's address as a header value. Formatting an address cost more than the rest
+/// of the header work; each thread keeps the last one it made, and a client's requests
+/// come on one connection, to one thread, so most of them reuse it.
+fn forwarded_for(ip: IpAddr) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((known, value)) if *known == ip => Some(value.clone()),
+        _ => {
+            let value = HeaderValue::try_from(ip.to_string()).ok()?;
+            *last = Some((ip, value.clone()));
+            Some(value)
+        }
+    })
 }
 
 fn incoming(mut response: Response) -> Response {
@@ -298,5 +320,21 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("authorization"), "end-to-end headers stay");
+
+        let mut only_upgrade = HeaderMap::new();
+        only_upgrade.insert("upgrade", HeaderValue::from_static("websocket"));
+        only_upgrade.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut only_upgrade);
+        assert_eq!(only_upgrade.keys().collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn forwarded_for_follows_the_address() {
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(forwarded_for(one).unwrap(), "192.0.2.1");
+        assert_eq!(forwarded_for(one).unwrap(), "192.0.2.1");
+        assert_eq!(forwarded_for(two).unwrap(), "2001:db8::2");
+        assert_eq!(forwarded_for(one).unwrap(), "192.0.2.1");
     }
 }

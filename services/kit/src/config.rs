@@ -111,6 +111,11 @@ pub struct HttpArgs {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+
+    /// Threads serving requests in `veche serve`, each with its own runtime and listening
+    /// socket (0: one per available core). `veche up` serves everything on one runtime.
+    #[arg(long, env = "VECHE_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl Default for HttpArgs {
@@ -121,6 +126,7 @@ impl Default for HttpArgs {
             shutdown_grace_secs: 20,
             header_timeout_secs: 10.0,
             trust_forwarded_for: false,
+            threads: 0,
         }
     }
 }

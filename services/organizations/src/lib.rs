@@ -55,9 +55,11 @@ impl OrganizationsConfig {
     }
 }
 
-/// Everything a handler needs.
-#[derive(Clone)]
-pub struct App {
+/// Everything a handler needs, shared: axum hands each request its own clone of the
+/// state, so cloning it must cost one reference count, not a copy of every field.
+pub type App = Arc<AppState>;
+
+pub struct AppState {
     pub store: Arc<dyn OrganizationStore>,
     pub mailer: kit::mail::Mailer,
     /// Where people reach the platform: the base of invitation links.
@@ -78,12 +80,12 @@ pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result
         ctx.common.data_dir.join("mail"),
         config.mail_from.as_deref().unwrap_or(DEFAULT_MAIL_FROM),
     )?;
-    let app = App {
+    let app = Arc::new(AppState {
         store: Arc::new(store),
         mailer,
         public_url: ctx.common.platform.public_url(),
         invitation_ttl: config.invitation_ttl,
-    };
+    });
 
     let store = app.store.clone();
     Ok(ctx.service(SERVICE, api::router(app), api::openapi(), move || {

@@ -111,9 +111,11 @@ impl UsersConfig {
     }
 }
 
-/// Everything a handler needs.
-#[derive(Clone)]
-pub struct App {
+/// Everything a handler needs, shared: axum hands each request its own clone of the
+/// state, so cloning it must cost one reference count, not a copy of every field.
+pub type App = Arc<AppState>;
+
+pub struct AppState {
     pub store: Arc<dyn UserStore>,
     pub issuer: tokens::Issuer,
     pub passwords: password::Passwords,
@@ -150,7 +152,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         keys.rotate(now)?;
     }
     let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
-    let app = App {
+    let app = Arc::new(AppState {
         // Two seconds bound how long another replica's change to an account goes unseen.
         store: Arc::new(CachedStore::new(store, Duration::from_secs(2))),
         issuer: tokens::Issuer {
@@ -166,7 +168,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         config: Arc::new(config),
         public_url: common.platform.public_url(),
         trust_forwarded_for: common.http.trust_forwarded_for,
-    };
+    });
     bootstrap_admin(&app).await?;
     spawn_key_maintenance(keys.clone(), generate);
 

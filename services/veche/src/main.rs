@@ -246,30 +246,29 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         }
         ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
     };
-    let listener = tokio::net::TcpListener::bind(common.listen).await?;
-    tracing::info!(service = service.name(), "serving one service");
     let router = kit::server::app(vec![built], &common.http);
-    run(listener, router, &common).await
+    serve_on_every_core(service.name(), router, &common).await
 }
 
-/// The gateway alone, in front of remote upstreams: a thread per core, each with its own
-/// runtime and listening socket (see `kit::server::serve_per_core`).
+/// The gateway alone, in front of remote upstreams.
 async fn serve_gateway(common: CommonArgs, config: gateway::GatewayConfig) -> anyhow::Result<()> {
     let table = gateway::load_table(&config)?;
     let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
     let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &common.http)?;
-    let data_dir = common.data_dir.display().to_string();
-    let bound =
-        |addr| tracing::info!(service = "gateway", %addr, data_dir, threads = config.threads, "Veche is listening");
-    kit::server::serve_per_core(
-        common.listen,
-        config.threads,
-        front,
-        kit::server::shutdown_signal(),
-        &common.http,
-        bound,
-    )
-    .await?;
+    serve_on_every_core(gateway::SERVICE, front, &common).await
+}
+
+/// One service alone: a thread per core, each with its own runtime and listening socket
+/// (see `kit::server::serve_per_core`).
+async fn serve_on_every_core(
+    name: &str,
+    service: impl kit::server::HttpService,
+    common: &CommonArgs,
+) -> anyhow::Result<()> {
+    let (data_dir, threads) = (common.data_dir.display().to_string(), common.http.threads);
+    let bound = |addr| tracing::info!(service = name, %addr, data_dir, threads, "Veche is listening");
+    kit::server::serve_per_core(common.listen, threads, service, kit::server::shutdown_signal(), &common.http, bound)
+        .await?;
     Ok(())
 }
 

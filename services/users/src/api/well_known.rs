@@ -20,7 +20,7 @@ pub async fn jwks(State(app): State<App>) -> Response {
     responses((status = 200, description = "OpenID Connect discovery metadata (the subset Veche implements)")))]
 pub async fn openid_configuration(State(app): State<App>) -> Json<serde_json::Value> {
     let issuer = app.issuer.issuer.clone();
-    let base = app.public_url;
+    let base = &app.public_url;
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
