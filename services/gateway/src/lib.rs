@@ -63,7 +63,9 @@ pub struct GatewayConfig {
 /// What the request path needs, shared by every request.
 pub struct Gateway {
     pub routes: model::Router,
-    pub upstreams: HashMap<String, Upstream>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// The upstream of each route, in the order of `routes`.
+    pub route_upstreams: Vec<Arc<Upstream>>,
     pub verifier: Verifier,
     pub limits: Arc<Limits>,
     pub upstream_timeout: Duration,
@@ -109,14 +111,20 @@ pub fn build(
                 None => Upstream::remote(name, endpoints)?,
             },
         };
-        built.insert(name.clone(), upstream);
+        built.insert(name.clone(), Arc::new(upstream));
     }
     let routes = model::Router::new(&table);
     let meters = routes.routes().iter().map(|_| proxy::Meters::default()).collect();
+    let route_upstreams = routes
+        .routes()
+        .iter()
+        .map(|r| built.get(&r.upstream).cloned().ok_or_else(|| anyhow::anyhow!("no upstream {}", r.upstream)))
+        .collect::<anyhow::Result<_>>()?;
     let gateway = Arc::new(Gateway {
         routes,
         meters,
         upstreams: built,
+        route_upstreams,
         verifier: verifier.clone(),
         limits: Limits::new(
             Rate { per_second: config.client_rps, burst: config.client_burst },

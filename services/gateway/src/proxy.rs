@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use kit::ApiError;
-use kit::auth::{TokenUse, bearer_token};
+use kit::auth::{Claims, TokenUse, bearer_token};
 use kit::server::{Peer, client_ip};
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -124,7 +124,7 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let request_id = kit::server::ensure_request_id(req.headers_mut());
     let span = kit::server::request_span(&req, request_id.to_str().unwrap_or(""));
     let method = req.method().clone();
-    let sent = admit_and_send(gw, route, req);
+    let sent = admit_and_send(gw, index, req);
     // Entering a span on every poll costs even when nothing is logged at its level.
     let answered = if span.is_disabled() { sent.await } else { sent.instrument(span.clone()).await };
     let mut response = answered.unwrap_or_else(IntoResponse::into_response);
@@ -145,24 +145,22 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     response
 }
 
-async fn admit_and_send(gw: &Gateway, route: &Route, req: Request) -> Result<Response, ApiError> {
+async fn admit_and_send(gw: &Gateway, index: usize, req: Request) -> Result<Response, ApiError> {
+    let route = &gw.routes.routes()[index];
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let client = client_ip(req.headers(), Peer(peer), gw.trust_forwarded_for);
     if let Some(ip) = client {
         gw.limits.client.check(&ip).map_err(too_many)?;
     }
-    if let Some(user) = check_token(gw, route.auth, req.headers()).await? {
-        gw.limits.user.check(&user).map_err(too_many)?;
+    if let Some(claims) = check_token(gw, route.auth, req.headers()).await? {
+        gw.limits.user.check(&claims.sub).map_err(too_many)?;
     }
     let limit = route.max_body_bytes.unwrap_or(gw.body_limit).min(gw.body_limit);
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let upstream = gw
-        .upstreams
-        .get(&route.upstream)
-        .ok_or_else(|| ApiError::Unavailable(format!("{} is not configured", route.upstream)))?;
+    let upstream = &gw.route_upstreams[index];
     let req = outgoing(req, limit, client);
     match upstream.send(req, gw.upstream_timeout).await {
         Ok(response) => Ok(incoming(response)),
@@ -197,9 +195,9 @@ fn too_many(wait: Duration) -> ApiError {
     ApiError::TooManyRequests { retry_after: Duration::from_secs(crate::limits::retry_after_secs(wait)) }
 }
 
-/// The edge's token check: `Ok(Some(user))` for a valid access token, `Ok(None)` when
+/// The edge's token check: `Ok(Some(claims))` for a valid access token, `Ok(None)` when
 /// no token is needed or sent. Services still verify the token they receive.
-async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Result<Option<Arc<Claims>>, ApiError> {
     if access == Access::None {
         return Ok(None);
     }
@@ -213,7 +211,7 @@ async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Resul
     if claims.token_use != TokenUse::Access {
         return Err(ApiError::Unauthorized("an access token is required".into()));
     }
-    Ok(Some(claims.sub.clone()))
+    Ok(Some(claims))
 }
 
 /// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
@@ -260,13 +258,6 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    // The upstream starts afresh (an in-process router would otherwise see the gateway's
-    // own path parameters), knowing only who connected.
-    let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
-    parts.extensions = http::Extensions::new();
-    if let Some(connected) = connected {
-        parts.extensions.insert(connected);
-    }
     if let Some(ip) = client {
         // The gateway is the trusted edge: what a client claims in X-Forwarded-For is
         // replaced unless the gateway itself trusts a proxy in front of it.
@@ -280,7 +271,13 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
     if let Some(host) = parts.headers.get(header::HOST).cloned() {
         parts.headers.insert(X_FORWARDED_HOST, host);
     }
-    Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)))
+    // Most requests have no body; an empty one needs no limit (nor a box around it).
+    let body = if http_body::Body::is_end_stream(&body) {
+        Body::empty()
+    } else {
+        Body::new(http_body_util::Limited::new(body, limit))
+    };
+    Request::from_parts(parts, body)
 }
 
 /// The client's address as a header value. Formatting an address cost more than the rest

@@ -4,7 +4,9 @@
 
 use crate::pool::{self, SendError};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use http::{Request, Response, Uri};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -93,7 +95,7 @@ impl Upstream {
     pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Body>, Failure> {
         let sent = async {
             match &self.target {
-                Target::Local(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})),
+                Target::Local(router) => Ok(router.clone().oneshot(afresh(req)).await.unwrap_or_else(|e| match e {})),
                 // Boxed once, rather than copied with every layer the request's future passes.
                 Target::Remote(remote) => Box::pin(self.send_remote(remote, req)).await,
             }
@@ -111,14 +113,16 @@ impl Upstream {
         let retryable = parts.method.is_idempotent() && http_body::Body::size_hint(&body).exact() == Some(0);
         let (mut parts, mut body) = (Some(parts), Some(body));
         let count = remote.endpoints.len();
-        let start = remote.next.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms();
+        // Shared counters are written only when there is a choice: every thread writing
+        // one line on every request makes the cores pass it back and forth.
+        let start = if count > 1 { remote.next.fetch_add(1, Ordering::Relaxed) } else { 0 };
         let mut tried = 0;
         for i in 0..count {
             let index = (start + i) % count;
             let endpoint = &remote.endpoints[index];
             // Skip an ejected endpoint unless it is the last chance.
-            if endpoint.ejected_until.load(Ordering::Relaxed) > now && !(tried == 0 && i == count - 1) {
+            let ejected_until = endpoint.ejected_until.load(Ordering::Relaxed);
+            if ejected_until != 0 && ejected_until > now_ms() && !(tried == 0 && i == count - 1) {
                 continue;
             }
             let Some(this_body) = body.take().or_else(|| retryable.then(Body::empty)) else { break };
@@ -135,7 +139,9 @@ impl Upstream {
             let req = Request::from_parts(head, this_body);
             match pool::send((remote.id, index), &endpoint.addr, req).await {
                 Ok(response) => {
-                    endpoint.ejected_until.store(0, Ordering::Relaxed);
+                    if ejected_until != 0 {
+                        endpoint.ejected_until.store(0, Ordering::Relaxed);
+                    }
                     return Ok(response);
                 }
                 Err(SendError::Connect(e)) => {
@@ -169,6 +175,18 @@ impl Upstream {
         let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
+}
+
+/// The request as an in-process router should see it: without the gateway's own
+/// extensions (its path parameters would confuse the service's router), knowing only who
+/// connected.
+fn afresh(mut req: Request<Body>) -> Request<Body> {
+    let connected = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
+    *req.extensions_mut() = http::Extensions::new();
+    if let Some(connected) = connected {
+        req.extensions_mut().insert(connected);
+    }
+    req
 }
 
 /// The request target an origin server expects: path and query only (RFC 9112, 3.2.1).

@@ -134,8 +134,15 @@ fn make_span(req: &Request) -> tracing::Span {
 /// The span of a request whose id is `request_id` (for servers that set the id themselves,
 /// like the gateway's proxy path).
 pub fn request_span<B>(req: &http::Request<B>, request_id: &str) -> tracing::Span {
-    let trace_id = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of).unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id, trace_id)
+    // Fields are worked out only when the span is enabled (not at `warn`, say).
+    let trace_id = || req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of);
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id,
+        trace_id = trace_id().unwrap_or("")
+    )
 }
 
 /// The request's `X-Request-Id`: the caller's, or a new one set on the request. The same
