@@ -385,6 +385,7 @@ for round in $(seq 1 "$ROUNDS"); do
         keep "$r" rps "$t_rps"
         keep "$r" p50 "$t_p50"
         keep "$r" p99 "$t_p99"
+        bench_log "    $t_rps req/s, p50 $t_p50, p99 $t_p99"
         sleep 1
     done
     for r in "${rows[@]}"; do
