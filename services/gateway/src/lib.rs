@@ -63,8 +63,9 @@ pub struct GatewayConfig {
 /// What the request path needs, shared by every request.
 pub struct Gateway {
     pub routes: model::Router,
+    /// Every upstream by name (the OpenAPI merge and the readiness check walk them).
     pub upstreams: HashMap<String, Arc<Upstream>>,
-    /// The upstream of each route, in the order of `routes`.
+    /// The upstream of each route, in the order of `routes`, so a request needs no lookup.
     pub route_upstreams: Vec<Arc<Upstream>>,
     pub verifier: Verifier,
     pub limits: Arc<Limits>,
