@@ -4,14 +4,16 @@
 //!
 //! Rooms: [`model`] (the route table), [`upstream`] (where requests go: pooled HTTP or
 //! a router in this process), [`limits`] (token buckets), [`proxy`] (a request's way
-//! through), [`docs`] (the merged OpenAPI document and `/docs`).
+//! through), [`edge`] (the gateway's own HTTP/1.1 path, [`wire`] its bytes), [`docs`] (the merged OpenAPI document and `/docs`).
 
 pub mod docs;
+pub mod edge;
 pub mod limits;
 pub mod model;
 mod pool;
 pub mod proxy;
 pub mod upstream;
+mod wire;
 
 use crate::limits::{Limits, Rate};
 use crate::model::RouteTable;
@@ -72,6 +74,10 @@ pub struct Gateway {
     pub upstream_timeout: Duration,
     pub body_limit: usize,
     pub trust_forwarded_for: bool,
+    /// Whether CORS applies (some origins are allowed).
+    pub cors: bool,
+    /// How long a client may take to send a request head, or stay idle between requests.
+    pub header_timeout: Duration,
     pub openapi: docs::MergedOpenApi,
     /// Meters of each route, in the order of `routes`.
     pub meters: Vec<proxy::Meters>,
@@ -116,6 +122,7 @@ pub fn build(
     }
     let routes = model::Router::new(&table);
     let meters = routes.routes().iter().map(|_| proxy::Meters::default()).collect();
+    let cors = cors_layer(&config.cors_origins)?;
     let route_upstreams = routes
         .routes()
         .iter()
@@ -134,9 +141,10 @@ pub fn build(
         upstream_timeout: Duration::from_secs_f64(config.upstream_timeout_secs.max(0.001)),
         body_limit: http.body_limit,
         trust_forwarded_for: http.trust_forwarded_for,
+        cors: cors.is_some(),
+        header_timeout: http.header_timeout(),
         openapi: docs::MergedOpenApi::default(),
     });
-    let cors = cors_layer(&config.cors_origins)?;
     let mut router = Router::new()
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))

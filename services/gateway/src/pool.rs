@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// An idle connection older than this is closed rather than reused: the upstream may be
 /// about to close it (servers' keep-alive timeouts are usually a minute or more).
-const IDLE_FOR: Duration = Duration::from_secs(50);
+pub(crate) const IDLE_FOR: Duration = Duration::from_secs(50);
 /// Idle connections kept per endpoint and thread; more are closed.
-const MAX_IDLE: usize = 256;
+pub(crate) const MAX_IDLE: usize = 256;
 
 /// Which endpoint a connection belongs to: (upstream id, endpoint index).
 pub type Key = (usize, usize);

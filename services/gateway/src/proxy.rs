@@ -10,8 +10,8 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use kit::ApiError;
-use kit::auth::{Claims, TokenUse, bearer_token};
-use kit::server::{Peer, client_ip};
+use kit::auth::{Claims, TokenUse, bearer_token_of};
+use kit::server::Peer;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,7 +27,7 @@ use tracing::Instrument;
 /// Paths the gateway answers itself (through the app's routes), whatever the route table says.
 const OWN_PATHS: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/"];
 
-fn is_own(path: &str) -> bool {
+pub(crate) fn is_own(path: &str) -> bool {
     OWN_PATHS.contains(&path) || path.starts_with("/docs/")
 }
 
@@ -37,7 +37,7 @@ fn is_own(path: &str) -> bool {
 /// metrics, 404s) goes to `app`, with the layer stack every service has.
 #[derive(Clone)]
 pub struct Front {
-    gateway: Arc<Gateway>,
+    pub(crate) gateway: Arc<Gateway>,
     /// The proxy path, behind CORS when origins are allowed.
     proxy: BoxCloneSyncService<Request, Response, Infallible>,
     app: axum::Router,
@@ -120,7 +120,6 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let Some(index) = gw.routes.find_index(path) else {
         return ApiError::NotFound("no such route".into()).into_response();
     };
-    let route = &gw.routes.routes()[index];
     let request_id = kit::server::ensure_request_id(req.headers_mut());
     let span = kit::server::request_span(&req, request_id.to_str().unwrap_or(""));
     let method = req.method().clone();
@@ -129,55 +128,100 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let answered = if span.is_disabled() { sent.await } else { sent.instrument(span.clone()).await };
     let mut response = answered.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().entry(kit::server::request_id_header()).or_insert(request_id);
-    let status = response.status();
-    let elapsed = started.elapsed();
+    account(gw, index, method.as_str(), response.status(), started.elapsed(), &span);
+    response
+}
+
+/// The meters and the access log line of one proxied request.
+pub(crate) fn account(
+    gw: &Gateway,
+    index: usize,
+    method: &str,
+    status: http::StatusCode,
+    elapsed: Duration,
+    span: &tracing::Span,
+) {
+    let route = &gw.routes.routes()[index];
     gw.meters[index].record(route, status, elapsed);
     // A 5xx is also a warning, so logs at `warn` still show upstream trouble.
     let ms = elapsed.as_secs_f64() * 1000.0;
     let (prefix, upstream, code) = (&route.prefix, &route.upstream, status.as_u16());
     span.in_scope(|| {
         if status.is_server_error() {
-            tracing::warn!(target: "veche::access", %method, route = %prefix, %upstream, status = code, ms, "request");
+            tracing::warn!(target: "veche::access", method, route = %prefix, %upstream, status = code, ms, "request");
         } else {
-            tracing::info!(target: "veche::access", %method, route = %prefix, %upstream, status = code, ms, "request");
+            tracing::info!(target: "veche::access", method, route = %prefix, %upstream, status = code, ms, "request");
         }
     });
-    response
 }
 
 async fn admit_and_send(gw: &Gateway, index: usize, req: Request) -> Result<Response, ApiError> {
     let route = &gw.routes.routes()[index];
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let client = client_ip(req.headers(), Peer(peer), gw.trust_forwarded_for);
+    let client = admit(gw, route, peer, req.headers()).await?;
+    let upstream = &gw.route_upstreams[index];
+    let req = outgoing(req, body_limit(gw, route), client);
+    match upstream.send(req, gw.upstream_timeout).await {
+        Ok(response) => Ok(incoming(response)),
+        Err(e) => Err(failed(route, e)),
+    }
+}
+
+/// A request's headers, by lower-case name: the parsed map of the hyper path or the raw
+/// headers of the gateway's own HTTP/1 path.
+pub(crate) trait Headers: Sync {
+    fn value(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl Headers for HeaderMap {
+    fn value(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn value(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+}
+
+/// The edge's checks, in order: the client's rate, the token, the user's rate, the
+/// declared body size. Returns the client's address.
+pub(crate) async fn admit(
+    gw: &Gateway,
+    route: &Route,
+    peer: Option<SocketAddr>,
+    headers: &(impl Headers + ?Sized),
+) -> Result<Option<IpAddr>, ApiError> {
+    let client = kit::server::client_ip_of(|| headers.value("x-forwarded-for"), Peer(peer), gw.trust_forwarded_for);
     if let Some(ip) = client {
         gw.limits.client.check(&ip).map_err(too_many)?;
     }
-    if let Some(claims) = check_token(gw, route.auth, req.headers()).await? {
+    if let Some(claims) = check_token(gw, route.auth, headers).await? {
         gw.limits.user.check(&claims.sub).map_err(too_many)?;
     }
-    let limit = route.max_body_bytes.unwrap_or(gw.body_limit).min(gw.body_limit);
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let declared = headers.value("content-length").and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > body_limit(gw, route) as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let upstream = &gw.route_upstreams[index];
-    let req = outgoing(req, limit, client);
-    match upstream.send(req, gw.upstream_timeout).await {
-        Ok(response) => Ok(incoming(response)),
-        Err(e) => {
-            metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
-                .increment(1);
-            Err(match e {
-                Failure::Unavailable(name) => ApiError::Unavailable(format!("the {name} service is unavailable")),
-                Failure::Timeout(name) => {
-                    ApiError::GatewayTimeout(format!("the {name} service did not answer in time"))
-                }
-                Failure::BodyTooLarge => ApiError::PayloadTooLarge,
-                Failure::Broken(name, detail) => {
-                    tracing::warn!(upstream = %name, error = %detail, "upstream failed mid-request");
-                    ApiError::BadGateway(format!("the {name} service failed"))
-                }
-            })
+    Ok(client)
+}
+
+fn body_limit(gw: &Gateway, route: &Route) -> usize {
+    route.max_body_bytes.unwrap_or(gw.body_limit).min(gw.body_limit)
+}
+
+/// The problem an upstream's failure is answered with (and counted).
+pub(crate) fn failed(route: &Route, e: Failure) -> ApiError {
+    metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
+        .increment(1);
+    match e {
+        Failure::Unavailable(name) => ApiError::Unavailable(format!("the {name} service is unavailable")),
+        Failure::Timeout(name) => ApiError::GatewayTimeout(format!("the {name} service did not answer in time")),
+        Failure::BodyTooLarge => ApiError::PayloadTooLarge,
+        Failure::Broken(name, detail) => {
+            tracing::warn!(upstream = %name, error = %detail, "upstream failed mid-request");
+            ApiError::BadGateway(format!("the {name} service failed"))
         }
     }
 }
@@ -197,11 +241,15 @@ fn too_many(wait: Duration) -> ApiError {
 
 /// The edge's token check: `Ok(Some(claims))` for a valid access token, `Ok(None)` when
 /// no token is needed or sent. Services still verify the token they receive.
-async fn check_token(gw: &Gateway, access: Access, headers: &HeaderMap) -> Result<Option<Arc<Claims>>, ApiError> {
+async fn check_token(
+    gw: &Gateway,
+    access: Access,
+    headers: &(impl Headers + ?Sized),
+) -> Result<Option<Arc<Claims>>, ApiError> {
     if access == Access::None {
         return Ok(None);
     }
-    let token = match bearer_token(headers) {
+    let token = match headers.value("authorization").and_then(bearer_token_of) {
         None if access == Access::Required => return Err(ApiError::Unauthorized("an access token is required".into())),
         None => return Ok(None),
         Some(token) => token?,
@@ -283,7 +331,7 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
 /// The client's address as a header value. Formatting an address cost more than the rest
 /// of the header work; each thread keeps the last one it made, and a client's requests
 /// come on one connection, to one thread, so most of them reuse it.
-fn forwarded_for(ip: IpAddr) -> Option<HeaderValue> {
+pub(crate) fn forwarded_for(ip: IpAddr) -> Option<HeaderValue> {
     thread_local! {
         static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
     }

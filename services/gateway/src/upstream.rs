@@ -41,17 +41,17 @@ enum Target {
     Local(axum::Router),
 }
 
-struct Remote {
+pub(crate) struct Remote {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
     /// Tells this upstream's connections apart in each thread's pool (see [`pool`]).
     id: usize,
 }
 
-struct Endpoint {
+pub(crate) struct Endpoint {
     base: Uri,
     /// `host:port`, to connect to.
-    addr: String,
+    pub(crate) addr: String,
     /// Milliseconds since `epoch` until which the endpoint is skipped.
     ejected_until: AtomicU64,
 }
@@ -106,47 +106,40 @@ impl Upstream {
         }
     }
 
+    /// The endpoints, when the upstream is reached over HTTP (not in this process).
+    pub(crate) fn endpoints(&self) -> Option<&Remote> {
+        match &self.target {
+            Target::Remote(remote) => Some(remote),
+            Target::Local(_) => None,
+        }
+    }
+
     async fn send_remote(&self, remote: &Remote, req: Request<Body>) -> Result<Response<Body>, Failure> {
         let (parts, body) = req.into_parts();
         // A request that failed to connect was never sent, so it may go to another
         // endpoint; only a bodiless idempotent one can be rebuilt to try again.
         let retryable = parts.method.is_idempotent() && http_body::Body::size_hint(&body).exact() == Some(0);
         let (mut parts, mut body) = (Some(parts), Some(body));
-        let count = remote.endpoints.len();
-        // Shared counters are written only when there is a choice: every thread writing
-        // one line on every request makes the cores pass it back and forth.
-        let start = if count > 1 { remote.next.fetch_add(1, Ordering::Relaxed) } else { 0 };
-        let mut tried = 0;
-        for i in 0..count {
-            let index = (start + i) % count;
-            let endpoint = &remote.endpoints[index];
-            // Skip an ejected endpoint unless it is the last chance.
-            let ejected_until = endpoint.ejected_until.load(Ordering::Relaxed);
-            if ejected_until != 0 && ejected_until > now_ms() && !(tried == 0 && i == count - 1) {
-                continue;
-            }
+        let mut attempts = remote.attempts();
+        while let Some((key, endpoint)) = attempts.next() {
             let Some(this_body) = body.take().or_else(|| retryable.then(Body::empty)) else { break };
             // The head is copied only while another endpoint may still need it.
-            let head = if retryable && i + 1 < count { parts.clone() } else { parts.take() };
+            let head = if retryable && attempts.more_left() { parts.clone() } else { parts.take() };
             let Some(mut head) = head else { break };
-            tried += 1;
             head.uri = origin_form(&head.uri);
             if !head.headers.contains_key(http::header::HOST)
-                && let Some(host) = endpoint.base.authority().and_then(|a| a.as_str().parse().ok())
+                && let Ok(host) = endpoint.authority().parse()
             {
                 head.headers.insert(http::header::HOST, host);
             }
             let req = Request::from_parts(head, this_body);
-            match pool::send((remote.id, index), &endpoint.addr, req).await {
+            match pool::send(key, &endpoint.addr, req).await {
                 Ok(response) => {
-                    if ejected_until != 0 {
-                        endpoint.ejected_until.store(0, Ordering::Relaxed);
-                    }
+                    endpoint.answered();
                     return Ok(response);
                 }
                 Err(SendError::Connect(e)) => {
-                    endpoint.ejected_until.store(now_ms() + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
-                    tracing::warn!(upstream = %self.name, endpoint = %endpoint.base, error = %e, "could not connect");
+                    endpoint.eject(&self.name, &e);
                     if !retryable {
                         break;
                     }
@@ -187,6 +180,79 @@ fn afresh(mut req: Request<Body>) -> Request<Body> {
         req.extensions_mut().insert(connected);
     }
     req
+}
+
+impl Remote {
+    /// The endpoints to try for one request, in order: round-robin from the next one,
+    /// those recently refused skipped unless nothing else is left.
+    pub(crate) fn attempts(&self) -> Attempts<'_> {
+        let count = self.endpoints.len();
+        // Shared counters are written only when there is a choice: every thread writing
+        // one line on every request makes the cores pass it back and forth.
+        let start = if count > 1 { self.next.fetch_add(1, Ordering::Relaxed) } else { 0 };
+        Attempts { remote: self, start, i: 0, tried: 0 }
+    }
+}
+
+/// See [`Remote::attempts`].
+pub(crate) struct Attempts<'a> {
+    remote: &'a Remote,
+    start: usize,
+    i: usize,
+    tried: usize,
+}
+
+impl Attempts<'_> {
+    /// Whether another endpoint may still come.
+    pub(crate) fn more_left(&self) -> bool {
+        self.i < self.remote.endpoints.len()
+    }
+}
+
+impl<'a> Iterator for Attempts<'a> {
+    type Item = (pool::Key, &'a Endpoint);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let count = self.remote.endpoints.len();
+        while self.i < count {
+            let i = self.i;
+            self.i += 1;
+            let index = (self.start + i) % count;
+            let endpoint = &self.remote.endpoints[index];
+            // An ejected endpoint is tried only as the last chance.
+            if endpoint.ejected() && !(self.tried == 0 && i == count - 1) {
+                continue;
+            }
+            self.tried += 1;
+            return Some(((self.remote.id, index), endpoint));
+        }
+        None
+    }
+}
+
+impl Endpoint {
+    /// `host:port` as a `Host` header names it.
+    pub(crate) fn authority(&self) -> &str {
+        self.base.authority().map_or("", |a| a.as_str())
+    }
+
+    fn ejected(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
+    }
+
+    /// It answered: no longer skipped (a store only when it was).
+    pub(crate) fn answered(&self) {
+        if self.ejected_until.load(Ordering::Relaxed) != 0 {
+            self.ejected_until.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// It refused a connection: skipped for a while.
+    pub(crate) fn eject(&self, upstream: &str, error: &std::io::Error) {
+        self.ejected_until.store(now_ms() + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
+        tracing::warn!(%upstream, endpoint = %self.base, %error, "could not connect");
+    }
 }
 
 /// The request target an origin server expects: path and query only (RFC 9112, 3.2.1).

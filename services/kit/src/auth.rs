@@ -365,8 +365,14 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
 /// Reads `Authorization: Bearer <token>`; `None` when there is no bearer credential
 /// (no header, or another scheme such as the Basic of the token endpoint).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, AuthError>> {
-    let value = headers.get(AUTHORIZATION)?;
-    let Ok(value) = value.to_str() else {
+    bearer_token_of(headers.get(AUTHORIZATION)?.as_bytes())
+}
+
+/// [`bearer_token`] from the raw `Authorization` value.
+pub fn bearer_token_of(value: &[u8]) -> Option<Result<&str, AuthError>> {
+    // Visible ASCII only, as `HeaderValue::to_str` wants.
+    let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    let Some(value) = std::str::from_utf8(value).ok().filter(|_| visible) else {
         return Some(Err(AuthError::BadHeader));
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));

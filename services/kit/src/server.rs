@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -134,15 +134,20 @@ fn make_span(req: &Request) -> tracing::Span {
 /// The span of a request whose id is `request_id` (for servers that set the id themselves,
 /// like the gateway's proxy path).
 pub fn request_span<B>(req: &http::Request<B>, request_id: &str) -> tracing::Span {
+    let traceparent = || req.headers().get("traceparent").map(HeaderValue::as_bytes);
+    request_span_of(req.method().as_str(), req.uri().path(), request_id, traceparent)
+}
+
+/// The same span from a request's parts (for the gateway's own HTTP/1 path).
+pub fn request_span_of<'a>(
+    method: &str,
+    path: &str,
+    request_id: &str,
+    traceparent: impl FnOnce() -> Option<&'a [u8]>,
+) -> tracing::Span {
     // Fields are worked out only when the span is enabled (not at `warn`, say).
-    let trace_id = || req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of);
-    tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        request_id,
-        trace_id = trace_id().unwrap_or("")
-    )
+    let trace_id = || traceparent().and_then(|v| std::str::from_utf8(v).ok()).and_then(trace_id_of);
+    tracing::info_span!("request", method, path, request_id, trace_id = trace_id().unwrap_or(""))
 }
 
 /// The request's `X-Request-Id`: the caller's, or a new one set on the request. The same
@@ -151,11 +156,18 @@ pub fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     if let Some(id) = headers.get(&REQUEST_ID) {
         return id.clone();
     }
-    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    let id = HeaderValue::from_str(id).expect("a UUID is a valid header value");
+    let mut text = [0; REQUEST_ID_LENGTH];
+    let id = HeaderValue::from_str(new_request_id(&mut text)).expect("a UUID is a valid header value");
     headers.insert(REQUEST_ID.clone(), id.clone());
     id
+}
+
+/// The length of a request id this server makes.
+pub const REQUEST_ID_LENGTH: usize = uuid::fmt::Hyphenated::LENGTH;
+
+/// A new request id (a random UUID), written into `text`.
+pub fn new_request_id(text: &mut [u8; REQUEST_ID_LENGTH]) -> &str {
+    uuid::Uuid::new_v4().hyphenated().encode_lower(text)
 }
 
 /// The name of the request id header.
@@ -265,10 +277,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 /// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the
 /// service sits behind a proxy it trusts.
 pub fn client_ip(req_headers: &http::HeaderMap, peer: Peer, trust_forwarded: bool) -> Option<IpAddr> {
+    client_ip_of(|| req_headers.get("x-forwarded-for").map(HeaderValue::as_bytes), peer, trust_forwarded)
+}
+
+/// [`client_ip`] from the raw `X-Forwarded-For` value (looked up only when trusted).
+pub fn client_ip_of<'a>(
+    forwarded_for: impl FnOnce() -> Option<&'a [u8]>,
+    peer: Peer,
+    trust_forwarded: bool,
+) -> Option<IpAddr> {
     if trust_forwarded
-        && let Some(ip) = req_headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
+        && let Some(ip) = forwarded_for()
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse().ok())
     {
@@ -317,6 +337,67 @@ impl<S> HttpService for S where
 {
 }
 
+/// What a server does with each connection it accepts. [`ByHyper`] serves it with hyper;
+/// the gateway serves plain HTTP/1.1 proxying itself and hands anything else to hyper.
+pub trait Connections: Clone + Send + Sync + 'static {
+    /// Serves one connection until it ends; `hyper` can take it over at any point.
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        hyper: Handoff,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Any [`HttpService`], served by hyper on every connection.
+#[derive(Clone)]
+pub struct ByHyper<S>(pub S);
+
+impl<S: HttpService> Connections for ByHyper<S> {
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        hyper: Handoff,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        hyper.serve(stream, peer, self.0.clone())
+    }
+}
+
+/// hyper's HTTP/1.1 and HTTP/2 server for one connection, and the server's shutdown as
+/// that connection sees it. Held, it also keeps a graceful shutdown waiting.
+pub struct Handoff {
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Handoff {
+    /// Changes to `true` when the server starts to shut down: a connection of its own
+    /// should finish the request in hand and close.
+    pub fn stopping(&mut self) -> &mut tokio::sync::watch::Receiver<bool> {
+        &mut self.stopping
+    }
+
+    /// Serves the connection with hyper from here on; `io` may replay bytes already read.
+    pub async fn serve<I>(self, io: I, peer: SocketAddr, service: impl HttpService)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+        let service = tower::ServiceExt::map_request(service, move |mut req: http::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(axum::body::Body::new)
+        });
+        let connection =
+            self.builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        if let Err(e) = self.watcher.watch(connection.into_owned()).await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    }
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (cleartext, by prior knowledge) until `shutdown` resolves,
 /// then drains in-flight requests for at most the shutdown grace. Each connection must
 /// send its headers within the header timeout, which also closes idle kept-alive
@@ -327,15 +408,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     http: &HttpArgs,
 ) -> std::io::Result<()> {
+    serve_connections(listener, ByHyper(service), shutdown, http).await
+}
+
+/// [`serve`] with connections served by `connections`.
+pub async fn serve_connections(
+    listener: TcpListener,
+    connections: impl Connections,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    http: &HttpArgs,
+) -> std::io::Result<()> {
     let (grace, header_timeout) = (http.shutdown_grace(), http.header_timeout());
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
+    let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -351,20 +443,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = tower::ServiceExt::map_request(service.clone(), move |mut req: http::Request<_>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.map(axum::body::Body::new)
-        });
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        });
+        let hyper = Handoff { builder: builder.clone(), watcher: graceful.watcher(), stopping: stopping.clone() };
+        tokio::spawn(connections.serve_connection(stream, peer, hyper));
     }
     drop(listener);
+    let _ = stop.send(true);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
@@ -374,7 +457,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves `service` on `threads` threads (0: one per available core), each with its own
+/// Serves `connections` on `threads` threads (0: one per available core), each with its own
 /// single-threaded runtime and its own socket listening on `addr` with `SO_REUSEPORT`, so
 /// the kernel spreads connections over them: Envoy's and nginx's worker model. A request
 /// stays on one thread from accept to answer, and nothing is handed between threads.
@@ -383,10 +466,10 @@ pub async fn serve(
 /// hand-offs cost `GET /users/me` a fifth of its throughput. Returns once `shutdown`
 /// resolved and every thread drained; `on_bound` learns the address (port 0 picks one,
 /// shared by all).
-pub async fn serve_per_core<S: HttpService>(
+pub async fn serve_per_core(
     addr: SocketAddr,
     threads: usize,
-    service: S,
+    connections: impl Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
     http: &HttpArgs,
     on_bound: impl FnOnce(SocketAddr),
@@ -407,7 +490,7 @@ pub async fn serve_per_core<S: HttpService>(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
     for (i, socket) in sockets.into_iter().enumerate() {
-        let (service, http, mut stopped) = (service.clone(), http.clone(), stopped.clone());
+        let (connections, http, mut stopped) = (connections.clone(), http.clone(), stopped.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
             runtime.block_on(async move {
@@ -415,7 +498,7 @@ pub async fn serve_per_core<S: HttpService>(
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                serve(listener, service, shutdown, &http).await
+                serve_connections(listener, connections, shutdown, &http).await
             })
         })?;
         workers.push(worker);
@@ -486,7 +569,7 @@ mod tests {
         let served = tokio::spawn(async move {
             let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
             let on_bound = move |a| bound.send(a).unwrap();
-            serve_per_core(addr, 2, router, async move { stopped.await.unwrap_or(()) }, &http, on_bound).await
+            serve_per_core(addr, 2, ByHyper(router), async move { stopped.await.unwrap_or(()) }, &http, on_bound).await
         });
         let addr = address.await.unwrap();
         assert_ne!(addr.port(), 0);

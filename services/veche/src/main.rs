@@ -247,7 +247,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
     };
     let router = kit::server::app(vec![built], &common.http);
-    serve_on_every_core(service.name(), router, &common).await
+    serve_on_every_core(service.name(), kit::server::ByHyper(router), &common).await
 }
 
 /// The gateway alone, in front of remote upstreams.
@@ -255,20 +255,27 @@ async fn serve_gateway(common: CommonArgs, config: gateway::GatewayConfig) -> an
     let table = gateway::load_table(&config)?;
     let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
     let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &common.http)?;
-    serve_on_every_core(gateway::SERVICE, front, &common).await
+    serve_on_every_core(gateway::SERVICE, gateway::edge::Edge::new(front), &common).await
 }
 
 /// One service alone: a thread per core, each with its own runtime and listening socket
 /// (see `kit::server::serve_per_core`).
 async fn serve_on_every_core(
     name: &str,
-    service: impl kit::server::HttpService,
+    connections: impl kit::server::Connections,
     common: &CommonArgs,
 ) -> anyhow::Result<()> {
     let (data_dir, threads) = (common.data_dir.display().to_string(), common.http.threads);
     let bound = |addr| tracing::info!(service = name, %addr, data_dir, threads, "Veche is listening");
-    kit::server::serve_per_core(common.listen, threads, service, kit::server::shutdown_signal(), &common.http, bound)
-        .await?;
+    kit::server::serve_per_core(
+        common.listen,
+        threads,
+        connections,
+        kit::server::shutdown_signal(),
+        &common.http,
+        bound,
+    )
+    .await?;
     Ok(())
 }
 

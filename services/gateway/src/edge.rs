@@ -1,0 +1,596 @@
+//! The gateway's own HTTP/1.1 path, which `veche serve gateway` serves its connections
+//! with. nginx's way: one task per client connection parses each request head in place
+//! ([`wire`]), runs the edge's checks ([`proxy::admit`]), writes the head upstream on a
+//! pooled connection of this thread, and relays the answer back as bytes. No request or
+//! response objects, no task per upstream connection, no channel between them: hyper's
+//! server and client did the same work for a quarter more CPU, which on a loaded machine
+//! is a quarter less throughput (bench/gateway.sh).
+//!
+//! It only shortens the common way. Whatever it does not take (HTTP/2, HTTP/1.0, chunked
+//! or `Expect` request bodies, upgrades, CORS requests, the gateway's own pages, a route
+//! to an in-process upstream, a head it cannot parse) goes to hyper with the bytes read so
+//! far, and hyper serves the rest of that connection as it serves every other service.
+//! Every answer the gateway makes itself is the same [`kit::ApiError`] on both ways.
+
+use crate::proxy::{self, Front};
+use crate::upstream::{Failure, Remote};
+use crate::wire::{self, Framing};
+use crate::{Gateway, pool};
+use axum::response::IntoResponse;
+use bytes::{Buf, Bytes, BytesMut};
+use kit::ApiError;
+use kit::server::Handoff;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// The gateway's connections: its own HTTP/1.1 path first, hyper for the rest.
+#[derive(Clone)]
+pub struct Edge {
+    front: Front,
+}
+
+impl Edge {
+    pub fn new(front: Front) -> Self {
+        Self { front }
+    }
+}
+
+impl kit::server::Connections for Edge {
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut hyper: Handoff,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let front = self.front.clone();
+        async move {
+            let gateway = front.gateway.clone();
+            let mut client = Client::new(stream, peer);
+            if let End::HandOver = client.serve(&gateway, hyper.stopping()).await {
+                let replay = Replay { pending: client.inbuf.freeze(), io: client.stream };
+                hyper.serve(replay, peer, front).await;
+            }
+        }
+    }
+}
+
+/// How a connection's own loop ended.
+enum End {
+    Closed,
+    /// hyper takes the connection, replaying the bytes read so far.
+    HandOver,
+}
+
+enum ReadHead {
+    /// A complete head of this many bytes is at the front of the buffer.
+    Complete(usize),
+    Closed,
+    NotOurs,
+}
+
+/// What became of one request.
+enum Outcome {
+    /// The upstream's answer went to the client (`keep`: the connection may go on).
+    Relayed { status: u16, keep: bool },
+    /// Nothing was written yet: the gateway answers with this problem.
+    Refused(ApiError),
+    /// The client went away.
+    Gone,
+}
+
+/// Why one try upstream failed.
+enum Attempt {
+    /// The connection was closed before it answered a byte: a reused one may have been
+    /// closed by the upstream while idle.
+    Stale(String),
+    Broken(String),
+    ClientGone,
+}
+
+struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes from the client not used yet: a head, a body, requests sent ahead.
+    inbuf: BytesMut,
+    /// Body bytes of the current request not read from the client yet.
+    unread: u64,
+    /// Bytes from the upstream.
+    upbuf: BytesMut,
+    /// What goes out next, upstream or to the client.
+    out: Vec<u8>,
+}
+
+impl Client {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+        Self {
+            stream,
+            peer,
+            inbuf: BytesMut::with_capacity(8192),
+            unread: 0,
+            upbuf: BytesMut::with_capacity(8192),
+            out: Vec::with_capacity(4096),
+        }
+    }
+
+    async fn serve(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> End {
+        loop {
+            // Shutting down: the connection closes between requests.
+            if *stopping.borrow() {
+                return End::Closed;
+            }
+            let head_len = match self.read_head(gw, stopping).await {
+                ReadHead::Complete(n) => n,
+                ReadHead::Closed => return End::Closed,
+                ReadHead::NotOurs => return End::HandOver,
+            };
+            let head = self.inbuf.split_to(head_len).freeze();
+            match self.one_request(gw, &head).await {
+                Some(true) => {}
+                Some(false) => return End::Closed,
+                None => {
+                    // Not this path's: the head goes back in front of what followed it.
+                    let mut all = BytesMut::with_capacity(head.len() + self.inbuf.len());
+                    all.extend_from_slice(&head);
+                    all.extend_from_slice(&self.inbuf);
+                    self.inbuf = all;
+                    return End::HandOver;
+                }
+            }
+        }
+    }
+
+    /// Reads until a whole request head is buffered, within the header timeout (which
+    /// also ends an idle kept-alive connection, as hyper's does).
+    async fn read_head(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> ReadHead {
+        let timeout = tokio::time::sleep(gw.header_timeout);
+        tokio::pin!(timeout);
+        loop {
+            if !self.inbuf.is_empty() {
+                let seen = &self.inbuf[..self.inbuf.len().min(wire::H2_PREFACE.len())];
+                if wire::H2_PREFACE.starts_with(seen) {
+                    if seen.len() == wire::H2_PREFACE.len() {
+                        return ReadHead::NotOurs;
+                    }
+                } else {
+                    let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+                    match httparse::Request::new(&mut headers).parse(&self.inbuf) {
+                        Ok(httparse::Status::Complete(n)) => return ReadHead::Complete(n),
+                        Ok(httparse::Status::Partial) if self.inbuf.len() <= wire::MAX_HEAD => {}
+                        // Malformed or too large: hyper answers it.
+                        _ => return ReadHead::NotOurs,
+                    }
+                }
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < 1024 {
+                self.inbuf.reserve(8192);
+            }
+            tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.inbuf) => match read {
+                    Ok(0) | Err(_) => return ReadHead::Closed,
+                    Ok(_) => {}
+                },
+                () = &mut timeout => return ReadHead::Closed,
+                _ = stopping.changed(), if self.inbuf.is_empty() => return ReadHead::Closed,
+            }
+        }
+    }
+
+    /// Serves the request whose head is `head`: `Some(keep-alive)`, or `None` when it is
+    /// not this path's to serve (nothing was done with it then).
+    async fn one_request(&mut self, gw: &Gateway, head: &Bytes) -> Option<bool> {
+        let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        parsed.parse(head).ok()?;
+        let req = wire::admissible(&parsed, gw.cors)?;
+        if proxy::is_own(req.path) {
+            return None;
+        }
+        let index = gw.routes.find_index(req.path)?;
+        let remote = gw.route_upstreams[index].endpoints()?;
+
+        let started = std::time::Instant::now();
+        let _in_flight = kit::server::InFlight::start();
+        let mut made = [0; kit::server::REQUEST_ID_LENGTH];
+        let theirs = req.header("x-request-id").and_then(|v| std::str::from_utf8(v).ok());
+        let (request_id, made) = match theirs {
+            Some(id) => (id, false),
+            None => (kit::server::new_request_id(&mut made), true),
+        };
+        let span = kit::server::request_span_of(req.method, req.path, request_id, || req.header("traceparent"));
+        self.unread = req.body_len;
+        let exchange = self.exchange(gw, index, remote, &req, request_id, made);
+        // Entering a span on every poll costs even when nothing is logged at its level.
+        let outcome = if span.is_disabled() { exchange.await } else { exchange.instrument(span.clone()).await };
+        let (status, keep) = match outcome {
+            Outcome::Relayed { status, keep } => (status, keep),
+            Outcome::Gone => return Some(false),
+            Outcome::Refused(problem) => {
+                let status = problem.status().as_u16();
+                (status, self.refuse(problem, &req, request_id).await)
+            }
+        };
+        let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        proxy::account(gw, index, req.method, status, started.elapsed(), &span);
+        Some(keep)
+    }
+
+    /// Answers with the gateway's own problem; whether the connection may go on.
+    async fn refuse(&mut self, problem: ApiError, req: &wire::Request<'_>, request_id: &str) -> bool {
+        // A body the upstream never got is skipped when it is all here; otherwise the
+        // connection closes rather than read it.
+        if self.unread > 0 && self.inbuf.len() as u64 >= self.unread {
+            self.inbuf.advance(self.unread as usize);
+            self.unread = 0;
+        }
+        let keep = !req.close && self.unread == 0;
+        let (head, body) = problem.into_response().into_parts();
+        let body = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+        self.out.clear();
+        wire::local_response(&mut self.out, &head, &body, request_id, req.is_head(), !keep);
+        self.stream.write_all(&self.out).await.is_ok() && keep
+    }
+
+    async fn exchange(
+        &mut self,
+        gw: &Gateway,
+        index: usize,
+        remote: &Remote,
+        req: &wire::Request<'_>,
+        request_id: &str,
+        made: bool,
+    ) -> Outcome {
+        let route = &gw.routes.routes()[index];
+        let client = match proxy::admit(gw, route, Some(self.peer), req.headers).await {
+            Ok(client) => client.and_then(proxy::forwarded_for),
+            Err(problem) => return Outcome::Refused(problem),
+        };
+        let name = &route.upstream;
+        let forwarding = wire::Forwarding {
+            client: client.as_ref().map(http::HeaderValue::as_bytes),
+            host: "",
+            made_request_id: made.then_some(request_id),
+        };
+        let sent = tokio::time::timeout(gw.upstream_timeout, self.send(remote, name, req, forwarding)).await;
+        let (upstream, key) = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(Sent::Failed(failure))) => return Outcome::Refused(proxy::failed(route, failure)),
+            Ok(Err(Sent::ClientGone)) => return Outcome::Gone,
+            Err(_) => return Outcome::Refused(proxy::failed(route, Failure::Timeout(name.clone()))),
+        };
+        self.relay(upstream, key, req, request_id, name).await
+    }
+
+    /// Sends the request to an endpoint (an idle connection of this thread, or a new one)
+    /// and reads the answer's head into `upbuf`. Like the hyper path, a request goes to
+    /// another endpoint only when the connection failed, and a request already sent is
+    /// sent again only when it is bodiless and idempotent and its connection was a reused
+    /// one the upstream had closed.
+    async fn send(
+        &mut self,
+        remote: &Remote,
+        name: &str,
+        req: &wire::Request<'_>,
+        mut forwarding: wire::Forwarding<'_>,
+    ) -> Result<(TcpStream, pool::Key), Sent> {
+        let retryable = req.retryable();
+        for (key, endpoint) in remote.attempts() {
+            loop {
+                let (mut upstream, reused) = match idle::take(key) {
+                    Some(upstream) => (upstream, true),
+                    None => match connect(&endpoint.addr).await {
+                        Ok(upstream) => (upstream, false),
+                        Err(e) => {
+                            endpoint.eject(name, &e);
+                            if retryable {
+                                break;
+                            }
+                            return Err(Sent::Failed(Failure::Unavailable(name.to_owned())));
+                        }
+                    },
+                };
+                forwarding.host = endpoint.authority();
+                self.out.clear();
+                wire::upstream_head(&mut self.out, req, &forwarding);
+                match self.try_once(&mut upstream).await {
+                    Ok(()) => {
+                        endpoint.answered();
+                        return Ok((upstream, key));
+                    }
+                    Err(Attempt::Stale(_)) if reused && retryable => continue,
+                    Err(Attempt::Stale(detail) | Attempt::Broken(detail)) => {
+                        return Err(Sent::Failed(Failure::Broken(name.to_owned(), detail)));
+                    }
+                    Err(Attempt::ClientGone) => return Err(Sent::ClientGone),
+                }
+            }
+        }
+        Err(Sent::Failed(Failure::Unavailable(name.to_owned())))
+    }
+
+    /// Writes the head in `out` and the body, then reads the answer's head (past any
+    /// interim 1xx) into `upbuf`.
+    async fn try_once(&mut self, upstream: &mut TcpStream) -> Result<(), Attempt> {
+        let here = (self.inbuf.len() as u64).min(self.unread) as usize;
+        self.out.extend_from_slice(&self.inbuf[..here]);
+        self.inbuf.advance(here);
+        self.unread -= here as u64;
+        upstream.write_all(&self.out).await.map_err(|e| Attempt::Stale(e.to_string()))?;
+        while self.unread > 0 {
+            if self.inbuf.is_empty() {
+                self.inbuf.reserve(8192);
+                match self.stream.read_buf(&mut self.inbuf).await {
+                    Ok(0) | Err(_) => return Err(Attempt::ClientGone),
+                    Ok(_) => {}
+                }
+            }
+            let take = (self.inbuf.len() as u64).min(self.unread) as usize;
+            upstream.write_all(&self.inbuf[..take]).await.map_err(|e| Attempt::Broken(e.to_string()))?;
+            self.inbuf.advance(take);
+            self.unread -= take as u64;
+        }
+        self.upbuf.clear();
+        let mut answered = false;
+        loop {
+            if !self.upbuf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.upbuf) {
+                    Ok(httparse::Status::Complete(n)) => match response.code {
+                        Some(101) => return Err(Attempt::Broken("an upgrade nobody asked for".into())),
+                        // Interim answers are not passed on (hyper's client drops them too).
+                        Some(100..=199) => {
+                            self.upbuf.advance(n);
+                            answered = true;
+                            continue;
+                        }
+                        _ => return Ok(()),
+                    },
+                    Ok(httparse::Status::Partial) if self.upbuf.len() <= wire::MAX_HEAD => {}
+                    Ok(httparse::Status::Partial) => return Err(Attempt::Broken("response head too large".into())),
+                    Err(e) => return Err(Attempt::Broken(format!("bad response head: {e}"))),
+                }
+            }
+            if self.upbuf.capacity() - self.upbuf.len() < 1024 {
+                self.upbuf.reserve(8192);
+            }
+            match upstream.read_buf(&mut self.upbuf).await {
+                Ok(0) if self.upbuf.is_empty() && !answered => return Err(Attempt::Stale("closed".into())),
+                Ok(0) => return Err(Attempt::Broken("closed mid-answer".into())),
+                Err(e) if self.upbuf.is_empty() && !answered => return Err(Attempt::Stale(e.to_string())),
+                Err(e) => return Err(Attempt::Broken(e.to_string())),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Relays the answer whose head is in `upbuf`, and its body, to the client; the
+    /// upstream connection goes back to the pool when the body ended where it should.
+    async fn relay(
+        &mut self,
+        mut upstream: TcpStream,
+        key: pool::Key,
+        req: &wire::Request<'_>,
+        request_id: &str,
+        name: &str,
+    ) -> Outcome {
+        let (head_len, answer) = {
+            let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            let Ok(httparse::Status::Complete(head_len)) = response.parse(&self.upbuf) else {
+                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
+            };
+            let Some(answer) = wire::answer(&response, req.is_head()) else {
+                tracing::warn!(upstream = %name, "upstream answered with a broken framing");
+                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
+            };
+            let close = req.close || answer.framing == Framing::UntilClose;
+            self.out.clear();
+            wire::client_head(&mut self.out, &response, &answer, request_id, close);
+            (head_len, answer)
+        };
+        self.upbuf.advance(head_len);
+        let status = answer.status;
+        let keep = !(req.close || answer.framing == Framing::UntilClose);
+        let ended = match answer.framing {
+            Framing::Empty => self.write_out().await.map(|()| self.upbuf.is_empty()),
+            Framing::Length(n) => self.relay_length(&mut upstream, n).await,
+            Framing::Chunked => self.relay_chunks(&mut upstream).await,
+            Framing::UntilClose => self.relay_until_close(&mut upstream).await.map(|()| false),
+        };
+        match ended {
+            Ok(reusable) => {
+                if reusable && !answer.closes {
+                    idle::give_back(key, upstream);
+                }
+                Outcome::Relayed { status, keep }
+            }
+            // The head is out: all that is left is to close the connection.
+            Err(Relay::Upstream(e)) => {
+                tracing::warn!(upstream = %name, error = %e, "upstream failed mid-answer");
+                Outcome::Relayed { status, keep: false }
+            }
+            Err(Relay::Client) => Outcome::Relayed { status, keep: false },
+        }
+    }
+
+    async fn write_out(&mut self) -> Result<(), Relay> {
+        let written = self.stream.write_all(&self.out).await;
+        self.out.clear();
+        written.map_err(|_| Relay::Client)
+    }
+
+    /// Reads more of the answer's body into `upbuf`.
+    async fn read_upstream(&mut self, upstream: &mut TcpStream) -> Result<(), Relay> {
+        self.upbuf.clear();
+        self.upbuf.reserve(16384);
+        match upstream.read_buf(&mut self.upbuf).await {
+            Ok(0) => Err(Relay::Upstream("closed mid-body".into())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Relay::Upstream(e.to_string())),
+        }
+    }
+
+    /// A body of `n` bytes; `Ok(true)` when nothing followed it.
+    async fn relay_length(&mut self, upstream: &mut TcpStream, mut n: u64) -> Result<bool, Relay> {
+        loop {
+            let here = (self.upbuf.len() as u64).min(n) as usize;
+            self.out.extend_from_slice(&self.upbuf[..here]);
+            self.upbuf.advance(here);
+            n -= here as u64;
+            self.write_out().await?;
+            if n == 0 {
+                return Ok(self.upbuf.is_empty());
+            }
+            self.read_upstream(upstream).await?;
+        }
+    }
+
+    /// A chunked body, passed on as it is; `Ok(true)` when nothing followed it.
+    async fn relay_chunks(&mut self, upstream: &mut TcpStream) -> Result<bool, Relay> {
+        let mut chunks = wire::Chunks::default();
+        loop {
+            let end = chunks.feed(&self.upbuf).map_err(|_| Relay::Upstream("bad chunked body".into()))?;
+            let here = end.unwrap_or(self.upbuf.len());
+            self.out.extend_from_slice(&self.upbuf[..here]);
+            self.upbuf.advance(here);
+            self.write_out().await?;
+            if end.is_some() {
+                return Ok(self.upbuf.is_empty());
+            }
+            self.read_upstream(upstream).await?;
+        }
+    }
+
+    /// A body that ends when the upstream closes.
+    async fn relay_until_close(&mut self, upstream: &mut TcpStream) -> Result<(), Relay> {
+        self.out.extend_from_slice(&self.upbuf);
+        self.write_out().await?;
+        loop {
+            match self.read_upstream(upstream).await {
+                Ok(()) => {
+                    self.out.extend_from_slice(&self.upbuf);
+                    self.write_out().await?;
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+}
+
+enum Sent {
+    Failed(Failure),
+    ClientGone,
+}
+
+enum Relay {
+    Upstream(String),
+    Client,
+}
+
+async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = match tokio::time::timeout(pool::CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Idle upstream connections of this path, per thread (like [`pool`]'s for hyper's).
+mod idle {
+    use crate::pool::{IDLE_FOR, Key, MAX_IDLE};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Instant;
+    use tokio::net::TcpStream;
+
+    thread_local! {
+        static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn take(key: Key) -> Option<TcpStream> {
+        IDLE.with_borrow_mut(|idle| {
+            let list = idle.get_mut(&key)?;
+            while let Some((stream, since)) = list.pop() {
+                if since.elapsed() < IDLE_FOR && still_open(&stream) {
+                    return Some(stream);
+                }
+            }
+            None
+        })
+    }
+
+    pub fn give_back(key: Key, stream: TcpStream) {
+        IDLE.with_borrow_mut(|idle| {
+            let list = idle.entry(key).or_default();
+            if list.len() < MAX_IDLE {
+                list.push((stream, Instant::now()));
+            }
+        });
+    }
+
+    /// An idle connection has nothing to read: anything there (the upstream's close,
+    /// most likely) makes it useless. tokio knows without a system call unless the
+    /// last read filled its buffer exactly.
+    fn still_open(stream: &TcpStream) -> bool {
+        match stream.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0; 1];
+                matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// The client's connection for hyper: the bytes this path read first, then the socket.
+struct Replay {
+    pending: Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(buf.remaining());
+            buf.put_slice(&self.pending[..n]);
+            self.pending.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,388 @@
+//! The gateway's own HTTP/1.1 path over real sockets: a client writing raw bytes, the
+//! gateway's connections served as `veche serve gateway` serves them, and a scripted
+//! upstream on loopback that answers each path with a different framing and counts its
+//! connections. What hyper's path did for the gateway must still hold: framing relayed
+//! intact, connections reused, `X-Forwarded-*` and request ids, refusals as problems, and
+//! whatever this path does not take answered by hyper on the same connection.
+
+use gateway::model::{Access, Route, RouteTable};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the upstream saw: each request's head (lower-cased) and body, and its connections.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<(String, Vec<u8>)>,
+    connections: usize,
+}
+
+/// Reads one request (head and body) from `stream`; `None` at its end.
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    while find(buf, b"\r\n\r\n").is_none() {
+        read_more(stream, buf).await?;
+    }
+    let end = find(buf, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap().to_ascii_lowercase();
+    buf.drain(..end);
+    let body = if head_value(&head, "transfer-encoding") == Some("chunked") {
+        read_chunked(stream, buf).await?
+    } else {
+        let length = head_value(&head, "content-length").map_or(0, |v| v.parse::<usize>().unwrap());
+        while buf.len() < length {
+            read_more(stream, buf).await?;
+        }
+        buf.drain(..length).collect()
+    };
+    Some((head, body))
+}
+
+/// Decodes a chunked body (written here, not with the gateway's code).
+async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        while find(buf, b"\r\n").is_none() {
+            read_more(stream, buf).await?;
+        }
+        let line = find(buf, b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line]).unwrap(), 16).unwrap();
+        while buf.len() < line + 2 + size + 2 {
+            read_more(stream, buf).await?;
+        }
+        body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+        buf.drain(..line + 2 + size + 2);
+        if size == 0 {
+            return Some(body);
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn head_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The upstream: each path answers in its own way.
+async fn upstream() -> (String, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            log.lock().unwrap().connections += 1;
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut drop_next = false;
+                while let Some((head, body)) = read_request(&mut stream, &mut buf).await {
+                    if drop_next {
+                        return;
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let head_request = head.starts_with("head ");
+                    log.lock().unwrap().requests.push((head, body.clone()));
+                    let w = &mut stream;
+                    match path.as_str() {
+                        "/api/plain" if head_request => {
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").await
+                        }
+                        "/api/plain" => w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await,
+                        "/api/chunked" => {
+                            // In two writes, the second a moment later: the relay must wait for it.
+                            w.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                                .await
+                                .unwrap();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            w.write_all(b"6\r\n world\r\n0\r\n\r\n").await
+                        }
+                        "/api/until-close" => {
+                            let _ =
+                                w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end").await;
+                            return;
+                        }
+                        "/api/empty" => w.write_all(b"HTTP/1.1 204 No Content\r\nx-upstream: 1\r\n\r\n").await,
+                        "/api/echo" => {
+                            let head = format!("HTTP/1.1 201 Created\r\ncontent-length: {}\r\n\r\n", body.len());
+                            w.write_all(&[head.as_bytes(), &body].concat()).await
+                        }
+                        // Answers, then closes without saying so: the next request that takes
+                        // this connection from the pool finds it closed.
+                        "/api/then-gone" => {
+                            let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ngone").await;
+                            return;
+                        }
+                        // Answers, then closes when the next request comes: a pooled
+                        // connection that looked open when it was taken.
+                        "/api/then-drop" => {
+                            drop_next = true;
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndrop").await
+                        }
+                        "/api/says-close" => {
+                            let _ = w
+                                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye")
+                                .await;
+                            return;
+                        }
+                        "/api/early-hint" => {
+                            w.write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n").await.unwrap();
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
+                        }
+                        _ => w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await,
+                    }
+                    .unwrap();
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The gateway in front of `upstream`: `/api` open, `/private` needing a token, and
+/// `/small` taking bodies of at most 16 bytes.
+async fn gateway(upstream: &str) -> String {
+    let endpoint = format!("http://{upstream}");
+    let route = |prefix: &str, auth, max_body_bytes| Route {
+        prefix: prefix.into(),
+        upstream: "up".into(),
+        auth,
+        max_body_bytes,
+    };
+    let table = RouteTable {
+        upstreams: [("up".to_owned(), vec![endpoint.clone()])].into(),
+        routes: vec![
+            route("/api", Access::None, None),
+            route("/private", Access::Required, None),
+            route("/small", Access::None, Some(16)),
+        ],
+    };
+    let config = gateway::GatewayConfig {
+        routes: None,
+        cors_origins: Vec::new(),
+        client_rps: 0,
+        client_burst: 0,
+        user_rps: 0,
+        user_burst: 0,
+        upstream_timeout_secs: 5.0,
+    };
+    let http = kit::config::HttpArgs::default();
+    let verifier = kit::auth::Verifier::new(kit::auth::KeySource::Url(format!("{endpoint}/jwks")), "test", "gateway");
+    let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &http).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let edge = gateway::edge::Edge::new(front);
+    tokio::spawn(async move { kit::server::serve_connections(listener, edge, std::future::pending(), &http).await });
+    addr
+}
+
+/// A response as the client reads it: status line, head (lower-cased), decoded body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Reads one response; `head_request`: no body whatever the head says. Decodes chunked
+/// bodies itself (not with the gateway's code).
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Answer {
+    while find(buf, b"\r\n\r\n").is_none() {
+        read_more(stream, buf).await.expect("the gateway closed before answering");
+    }
+    let end = find(buf, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap().to_ascii_lowercase();
+    buf.drain(..end);
+    let status = head[9..12].parse().unwrap();
+    let mut body = Vec::new();
+    if head_request || status == 204 || status == 304 {
+    } else if head_value(&head, "transfer-encoding") == Some("chunked") {
+        body = read_chunked(stream, buf).await.expect("the gateway closed mid-body");
+    } else if let Some(length) = head_value(&head, "content-length") {
+        let length: usize = length.parse().unwrap();
+        while buf.len() < length {
+            read_more(stream, buf).await.unwrap();
+        }
+        body = buf.drain(..length).collect();
+    } else {
+        while read_more(stream, buf).await.is_some() {}
+        body = std::mem::take(buf);
+    }
+    Answer { status, head, body }
+}
+
+async fn connect(addr: &str) -> (TcpStream, Vec<u8>) {
+    (TcpStream::connect(addr).await.unwrap(), Vec::new())
+}
+
+/// Sends `request` on the connection and reads the answer.
+async fn ask(conn: &mut (TcpStream, Vec<u8>), request: &str) -> Answer {
+    conn.0.write_all(request.as_bytes()).await.unwrap();
+    read_answer(&mut conn.0, &mut conn.1, request.starts_with("HEAD ")).await
+}
+
+async fn closed(conn: &mut (TcpStream, Vec<u8>)) -> bool {
+    let mut byte = [0; 1];
+    matches!(tokio::time::timeout(Duration::from_secs(2), conn.0.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+}
+
+#[tokio::test]
+async fn every_framing_is_relayed_and_connections_are_reused() {
+    let (up, seen) = upstream().await;
+    let gw = gateway(&up).await;
+    let mut conn = connect(&gw).await;
+
+    let plain = ask(&mut conn, &get("/api/plain")).await;
+    assert_eq!((plain.status, plain.body.as_slice()), (200, &b"hello"[..]));
+    assert!(head_value(&plain.head, "x-request-id").is_some_and(|id| id.len() == 36), "{}", plain.head);
+    assert!(head_value(&plain.head, "date").is_some(), "{}", plain.head);
+
+    let chunked = ask(&mut conn, &get("/api/chunked")).await;
+    assert_eq!((chunked.status, chunked.body.as_slice()), (200, &b"hello world"[..]));
+    assert_eq!(head_value(&chunked.head, "transfer-encoding"), Some("chunked"));
+
+    let empty = ask(&mut conn, &get("/api/empty")).await;
+    assert_eq!((empty.status, head_value(&empty.head, "x-upstream")), (204, Some("1")));
+
+    let head = ask(&mut conn, "HEAD /api/plain HTTP/1.1\r\nhost: gw.test\r\n\r\n").await;
+    assert_eq!((head.status, head_value(&head.head, "content-length"), head.body.len()), (200, Some("5"), 0));
+
+    let hinted = ask(&mut conn, &get("/api/early-hint")).await;
+    assert_eq!((hinted.status, hinted.body.as_slice()), (200, &b"ok"[..]), "interim answers are not passed on");
+
+    // Two requests in one write: two answers, in order.
+    let both = format!("{}{}", get("/api/plain"), get("/api/chunked"));
+    conn.0.write_all(both.as_bytes()).await.unwrap();
+    let first = read_answer(&mut conn.0, &mut conn.1, false).await;
+    let second = read_answer(&mut conn.0, &mut conn.1, false).await;
+    assert_eq!((first.body.as_slice(), second.body.as_slice()), (&b"hello"[..], &b"hello world"[..]));
+
+    assert_eq!(seen.lock().unwrap().connections, 1, "one client connection, one upstream connection");
+
+    // A body up to the close: relayed, and both connections end.
+    let until_close = ask(&mut conn, &get("/api/until-close")).await;
+    assert_eq!((until_close.status, until_close.body.as_slice()), (200, &b"until the end"[..]));
+    assert_eq!(head_value(&until_close.head, "connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_body_and_forwarding_headers() {
+    let (up, seen) = upstream().await;
+    let gw = gateway(&up).await;
+    let mut conn = connect(&gw).await;
+    // The body in two writes, the second after the head went upstream.
+    let head = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 11\r\nx-forwarded-for: 6.6.6.6\r\nx-request-id: mine\r\n\r\nhello";
+    conn.0.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.0.write_all(b" world").await.unwrap();
+    let echoed = read_answer(&mut conn.0, &mut conn.1, false).await;
+    assert_eq!((echoed.status, echoed.body.as_slice()), (201, &b"hello world"[..]));
+    assert_eq!(head_value(&echoed.head, "x-request-id"), Some("mine"), "the client's id comes back");
+
+    let (upstream_head, body) = seen.lock().unwrap().requests.last().cloned().unwrap();
+    assert_eq!(body, b"hello world");
+    assert_eq!(head_value(&upstream_head, "x-forwarded-for"), Some("127.0.0.1"), "the client's claim is replaced");
+    assert_eq!(head_value(&upstream_head, "x-forwarded-host"), Some("gw.test"));
+    assert_eq!(head_value(&upstream_head, "x-forwarded-proto"), Some("http"));
+    assert_eq!(head_value(&upstream_head, "x-request-id"), Some("mine"));
+    assert_eq!(head_value(&upstream_head, "host"), Some("gw.test"));
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_for_a_get() {
+    let (up, seen) = upstream().await;
+    let gw = gateway(&up).await;
+    let mut conn = connect(&gw).await;
+    assert_eq!(ask(&mut conn, &get("/api/then-gone")).await.body, b"gone");
+    // Give the close time to arrive, then again, twice: the pooled connection is dead.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
+    let says_close = ask(&mut conn, &get("/api/says-close")).await;
+    assert_eq!(says_close.body, b"bye");
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello", "a new connection after `close`");
+    assert_eq!(seen.lock().unwrap().connections, 3);
+
+    // Closed as the request came: a GET is sent again on a new connection...
+    assert_eq!(ask(&mut conn, &get("/api/then-drop")).await.body, b"drop");
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
+    assert_eq!(seen.lock().unwrap().connections, 4);
+    // ...a POST is not (it may have been acted on): 502.
+    assert_eq!(ask(&mut conn, &get("/api/then-drop")).await.body, b"drop");
+    let post = ask(&mut conn, "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 2\r\n\r\nhi").await;
+    assert_eq!((post.status, head_value(&post.head, "content-type")), (502, Some("application/problem+json")));
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello", "and the client's connection goes on");
+}
+
+#[tokio::test]
+async fn refusals_are_problems_and_a_refused_body_is_not_taken_for_a_request() {
+    let (up, seen) = upstream().await;
+    let gw = gateway(&up).await;
+    let mut conn = connect(&gw).await;
+
+    // No token: 401 from the gateway, the body skipped, the connection goes on.
+    let refused = ask(&mut conn, "POST /private/x HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 4\r\n\r\nGET ").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(head_value(&refused.head, "content-type"), Some("application/problem+json"));
+    assert_eq!(head_value(&refused.head, "www-authenticate"), Some("bearer"));
+    let problem: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
+
+    // Declared too large: 413 before a byte of it is read, then the connection closes.
+    let big = ask(&mut conn, "POST /small/x HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 1000\r\n\r\n").await;
+    assert_eq!((big.status, head_value(&big.head, "connection")), (413, Some("close")));
+    assert!(closed(&mut conn).await, "the unread body is not taken for the next request");
+    assert!(
+        seen.lock().unwrap().requests.iter().all(|(head, _)| !head.contains("/private") && !head.contains("/small"))
+    );
+}
+
+#[tokio::test]
+async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
+    let (up, _) = upstream().await;
+    let gw = gateway(&up).await;
+
+    // HTTP/1.0 and a chunked request body go to hyper, which proxies them the same way.
+    let mut conn = connect(&gw).await;
+    let old = ask(&mut conn, "GET /api/plain HTTP/1.0\r\nhost: gw.test\r\n\r\n").await;
+    assert_eq!((old.status, old.body.as_slice()), (200, &b"hello"[..]));
+    let mut conn = connect(&gw).await;
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
+    let chunked = ask(
+        &mut conn,
+        "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!((chunked.status, chunked.body.as_slice()), (201, &b"abc"[..]));
+    // The gateway's own pages and unknown routes, also after a handover.
+    let health = ask(&mut conn, &get("/healthz")).await;
+    assert_eq!(health.status, 200);
+    let unknown = ask(&mut conn, &get("/nowhere")).await;
+    assert_eq!((unknown.status, head_value(&unknown.head, "content-type")), (404, Some("application/problem+json")));
+
+    // A malformed head: hyper's 400.
+    let mut conn = connect(&gw).await;
+    let bad = ask(&mut conn, "GET /api/plain HTTP/1.1\r\nbad header\r\n\r\n").await;
+    assert_eq!(bad.status, 400);
+}
