@@ -23,9 +23,11 @@ use kit::server::Handoff;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// The gateway's connections: its own HTTP/1.1 path first, hyper for the rest.
@@ -118,18 +120,24 @@ impl Client {
     }
 
     async fn serve(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> End {
+        let mut deadline = Deadline::new(gw.header_timeout);
+        // The head being served, copied out of `inbuf`, which reads on for its body.
+        let mut head = Vec::with_capacity(2048);
         loop {
             // Shutting down: the connection closes between requests.
             if *stopping.borrow() {
                 return End::Closed;
             }
-            let head_len = match self.read_head(gw, stopping).await {
+            deadline.set(Instant::now() + gw.header_timeout);
+            let head_len = match self.read_head(&mut deadline, stopping).await {
                 ReadHead::Complete(n) => n,
                 ReadHead::Closed => return End::Closed,
                 ReadHead::NotOurs => return End::HandOver,
             };
-            let head = self.inbuf.split_to(head_len).freeze();
-            match self.one_request(gw, &head).await {
+            head.clear();
+            head.extend_from_slice(&self.inbuf[..head_len]);
+            self.inbuf.advance(head_len);
+            match self.one_request(gw, &head, &mut deadline).await {
                 Some(true) => {}
                 Some(false) => return End::Closed,
                 None => {
@@ -144,11 +152,9 @@ impl Client {
         }
     }
 
-    /// Reads until a whole request head is buffered, within the header timeout (which
-    /// also ends an idle kept-alive connection, as hyper's does).
-    async fn read_head(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> ReadHead {
-        let timeout = tokio::time::sleep(gw.header_timeout);
-        tokio::pin!(timeout);
+    /// Reads until a whole request head is buffered, by the deadline (the header timeout,
+    /// which also ends an idle kept-alive connection, as hyper's does).
+    async fn read_head(&mut self, deadline: &mut Deadline, stopping: &mut watch::Receiver<bool>) -> ReadHead {
         loop {
             if !self.inbuf.is_empty() {
                 let seen = &self.inbuf[..self.inbuf.len().min(wire::H2_PREFACE.len())];
@@ -156,7 +162,11 @@ impl Client {
                     if seen.len() == wire::H2_PREFACE.len() {
                         return ReadHead::NotOurs;
                     }
+                } else if let Some(end) = memchr::memmem::find(&self.inbuf, b"\r\n\r\n") {
+                    // Where a head ends, found without parsing it: it is parsed once, after.
+                    return ReadHead::Complete(end + 4);
                 } else {
+                    // No blank line yet, or lines that end in a bare LF: httparse decides.
                     let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
                     match httparse::Request::new(&mut headers).parse(&self.inbuf) {
                         Ok(httparse::Status::Complete(n)) => return ReadHead::Complete(n),
@@ -175,7 +185,7 @@ impl Client {
                     Ok(0) | Err(_) => return ReadHead::Closed,
                     Ok(_) => {}
                 },
-                () = &mut timeout => return ReadHead::Closed,
+                () = deadline.passed() => return ReadHead::Closed,
                 _ = stopping.changed(), if self.inbuf.is_empty() => return ReadHead::Closed,
             }
         }
@@ -183,10 +193,14 @@ impl Client {
 
     /// Serves the request whose head is `head`: `Some(keep-alive)`, or `None` when it is
     /// not this path's to serve (nothing was done with it then).
-    async fn one_request(&mut self, gw: &Gateway, head: &Bytes) -> Option<bool> {
+    async fn one_request(&mut self, gw: &Gateway, head: &[u8], deadline: &mut Deadline) -> Option<bool> {
         let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
-        parsed.parse(head).ok()?;
+        // The head must end where it was found to end (a bare-LF head could end sooner).
+        match parsed.parse(head) {
+            Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+            _ => return None,
+        }
         let req = wire::admissible(&parsed, gw.cors)?;
         if proxy::is_own(req.path) {
             return None;
@@ -194,17 +208,23 @@ impl Client {
         let index = gw.routes.find_index(req.path)?;
         let remote = gw.route_upstreams[index].endpoints()?;
 
-        let started = std::time::Instant::now();
+        // An id that is not text (obs-text bytes) is passed on as it is by hyper's path.
+        let theirs = match req.header("x-request-id") {
+            Some(id) => Some(std::str::from_utf8(id).ok()?),
+            None => None,
+        };
+
+        let started = Instant::now();
         let _in_flight = kit::server::InFlight::start();
         let mut made = [0; kit::server::REQUEST_ID_LENGTH];
-        let theirs = req.header("x-request-id").and_then(|v| std::str::from_utf8(v).ok());
         let (request_id, made) = match theirs {
             Some(id) => (id, false),
             None => (kit::server::new_request_id(&mut made), true),
         };
         let span = kit::server::request_span_of(req.method, req.path, request_id, || req.header("traceparent"));
         self.unread = req.body_len;
-        let exchange = self.exchange(gw, index, remote, &req, request_id, made);
+        deadline.set(started + gw.upstream_timeout);
+        let exchange = self.exchange(gw, index, remote, &req, request_id, made, started, deadline);
         // Entering a span on every poll costs even when nothing is logged at its level.
         let outcome = if span.is_disabled() { exchange.await } else { exchange.instrument(span.clone()).await };
         let (status, keep) = match outcome {
@@ -244,6 +264,8 @@ impl Client {
         req: &wire::Request<'_>,
         request_id: &str,
         made: bool,
+        started: Instant,
+        deadline: &mut Deadline,
     ) -> Outcome {
         let route = &gw.routes.routes()[index];
         let client = match proxy::admit(gw, route, Some(self.peer), req.headers).await {
@@ -256,14 +278,17 @@ impl Client {
             host: "",
             made_request_id: made.then_some(request_id),
         };
-        let sent = tokio::time::timeout(gw.upstream_timeout, self.send(remote, name, req, forwarding)).await;
-        let (upstream, key) = match sent {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(Sent::Failed(failure))) => return Outcome::Refused(proxy::failed(route, failure)),
-            Ok(Err(Sent::ClientGone)) => return Outcome::Gone,
-            Err(_) => return Outcome::Refused(proxy::failed(route, Failure::Timeout(name.clone()))),
+        let sent = tokio::select! {
+            biased;
+            sent = self.send(remote, name, req, forwarding, started) => sent,
+            () = deadline.passed() => return Outcome::Refused(proxy::failed(route, Failure::Timeout(name.clone()))),
         };
-        self.relay(upstream, key, req, request_id, name).await
+        let (upstream, key) = match sent {
+            Ok(sent) => sent,
+            Err(Sent::Failed(failure)) => return Outcome::Refused(proxy::failed(route, failure)),
+            Err(Sent::ClientGone) => return Outcome::Gone,
+        };
+        self.relay(upstream, key, req, request_id, name, started).await
     }
 
     /// Sends the request to an endpoint (an idle connection of this thread, or a new one)
@@ -277,11 +302,12 @@ impl Client {
         name: &str,
         req: &wire::Request<'_>,
         mut forwarding: wire::Forwarding<'_>,
+        now: Instant,
     ) -> Result<(TcpStream, pool::Key), Sent> {
         let retryable = req.retryable();
         for (key, endpoint) in remote.attempts() {
             loop {
-                let (mut upstream, reused) = match idle::take(key) {
+                let (mut upstream, reused) = match idle::take(key, now) {
                     Some(upstream) => (upstream, true),
                     None => match connect(&endpoint.addr).await {
                         Ok(upstream) => (upstream, false),
@@ -378,6 +404,7 @@ impl Client {
         req: &wire::Request<'_>,
         request_id: &str,
         name: &str,
+        now: Instant,
     ) -> Outcome {
         let (head_len, answer) = {
             let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
@@ -406,7 +433,7 @@ impl Client {
         match ended {
             Ok(reusable) => {
                 if reusable && !answer.closes {
-                    idle::give_back(key, upstream);
+                    idle::give_back(key, upstream, now);
                 }
                 Outcome::Relayed { status, keep }
             }
@@ -483,6 +510,41 @@ impl Client {
     }
 }
 
+/// One timer per connection for both its timeouts, the head's and the upstream's. Armed
+/// anew for every request, timers cost 2% of the gateway's CPU; this one is re-armed only
+/// when it fires before the deadline, about once per timeout period.
+struct Deadline {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    at: Instant,
+}
+
+impl Deadline {
+    fn new(after: Duration) -> Self {
+        let at = Instant::now() + after;
+        Self { timer: Box::pin(tokio::time::sleep_until(at)), at }
+    }
+
+    /// From now on, the deadline is `at`. The timer is moved only when it would fire late.
+    fn set(&mut self, at: Instant) {
+        self.at = at;
+        if self.timer.deadline() > at {
+            self.timer.as_mut().reset(at);
+        }
+    }
+
+    /// Resolves once the deadline has passed.
+    async fn passed(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            if Instant::now() >= self.at {
+                return;
+            }
+            let at = self.at;
+            self.timer.as_mut().reset(at);
+        }
+    }
+}
+
 enum Sent {
     Failed(Failure),
     ClientGone,
@@ -508,18 +570,20 @@ mod idle {
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::task::{Context, Poll, Waker};
-    use std::time::Instant;
     use tokio::net::TcpStream;
+    use tokio::time::Instant;
 
     thread_local! {
         static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::new());
     }
 
-    pub fn take(key: Key) -> Option<TcpStream> {
+    /// An idle connection to `key`, if one is still good `now` (the request's start: the
+    /// clock is read once per request).
+    pub fn take(key: Key, now: Instant) -> Option<TcpStream> {
         IDLE.with_borrow_mut(|idle| {
             let list = idle.get_mut(&key)?;
             while let Some((stream, since)) = list.pop() {
-                if since.elapsed() < IDLE_FOR && still_open(&stream) {
+                if now.saturating_duration_since(since) < IDLE_FOR && still_open(&stream) {
                     return Some(stream);
                 }
             }
@@ -527,11 +591,11 @@ mod idle {
         })
     }
 
-    pub fn give_back(key: Key, stream: TcpStream) {
+    pub fn give_back(key: Key, stream: TcpStream, now: Instant) {
         IDLE.with_borrow_mut(|idle| {
             let list = idle.entry(key).or_default();
             if list.len() < MAX_IDLE {
-                list.push((stream, Instant::now()));
+                list.push((stream, now));
             }
         });
     }

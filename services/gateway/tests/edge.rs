@@ -142,6 +142,10 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
                                 .await;
                             return;
                         }
+                        "/api/slow" => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow").await
+                        }
                         "/api/early-hint" => {
                             w.write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n").await.unwrap();
                             w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
@@ -159,6 +163,14 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
 /// The gateway in front of `upstream`: `/api` open, `/private` needing a token, and
 /// `/small` taking bodies of at most 16 bytes.
 async fn gateway(upstream: &str) -> String {
+    gateway_until(upstream, std::future::pending()).await.0
+}
+
+/// [`gateway`], shutting down when `shutdown` resolves; the handle ends when it has.
+async fn gateway_until(
+    upstream: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let endpoint = format!("http://{upstream}");
     let route = |prefix: &str, auth, max_body_bytes| Route {
         prefix: prefix.into(),
@@ -189,8 +201,8 @@ async fn gateway(upstream: &str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let edge = gateway::edge::Edge::new(front);
-    tokio::spawn(async move { kit::server::serve_connections(listener, edge, std::future::pending(), &http).await });
-    addr
+    let served = tokio::spawn(async move { kit::server::serve_connections(listener, edge, shutdown, &http).await });
+    (addr, served)
 }
 
 /// A response as the client reads it: status line, head (lower-cased), decoded body.
@@ -385,4 +397,26 @@ async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
     let mut conn = connect(&gw).await;
     let bad = ask(&mut conn, "GET /api/plain HTTP/1.1\r\nbad header\r\n\r\n").await;
     assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
+    let (up, _) = upstream().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (gw, served) = gateway_until(&up, async move {
+        let _ = stopped.await;
+    })
+    .await;
+    let mut busy = connect(&gw).await;
+    let mut idle = connect(&gw).await;
+    assert_eq!(ask(&mut idle, &get("/api/plain")).await.body, b"hello");
+    busy.0.write_all(get("/api/slow").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    assert!(closed(&mut idle).await, "an idle connection closes at once");
+    let slow = read_answer(&mut busy.0, &mut busy.1, false).await;
+    assert_eq!((slow.status, slow.body.as_slice()), (200, &b"slow"[..]), "the request in hand is answered");
+    assert!(closed(&mut busy).await, "and then its connection closes");
+    let done = tokio::time::timeout(Duration::from_secs(5), served).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "the server returns once its connections are gone");
 }

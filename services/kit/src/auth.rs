@@ -370,9 +370,11 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<Result<&str, AuthError>
 
 /// [`bearer_token`] from the raw `Authorization` value.
 pub fn bearer_token_of(value: &[u8]) -> Option<Result<&str, AuthError>> {
-    // Visible ASCII only, as `HeaderValue::to_str` wants.
-    let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    let Some(value) = std::str::from_utf8(value).ok().filter(|_| visible) else {
+    // Visible ASCII only, as `HeaderValue::to_str` wants. Counted without an early exit,
+    // so the loop is vectorised: a token is a kilobyte, and a byte at a time this check
+    // was 4% of the gateway's CPU.
+    let invisible = value.iter().fold(false, |seen, &b| seen | ((b < 0x20) & (b != b'\t')) | (b >= 0x7f));
+    let Some(value) = std::str::from_utf8(value).ok().filter(|_| !invisible) else {
         return Some(Err(AuthError::BadHeader));
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -579,6 +581,11 @@ mod tests {
         assert!(bearer_token(&h).is_none(), "other schemes are not ours to judge");
         h.insert(AUTHORIZATION, "Bearer".parse().unwrap());
         assert!(bearer_token(&h).unwrap().is_err());
+        // Raw bytes (the gateway's HTTP/1 path): what `HeaderValue::to_str` refuses is refused.
+        assert_eq!(bearer_token_of(b"Bearer abc\t").unwrap().unwrap(), "abc");
+        for bad in [&b"Bearer ab\x01c"[..], b"Bearer ab\x7fc", "Bearer abç".as_bytes(), b"Bearer \xff\xfe"] {
+            assert!(matches!(bearer_token_of(bad), Some(Err(AuthError::BadHeader))), "{bad:?}");
+        }
     }
 
     #[test]
