@@ -12,6 +12,7 @@
 //! far, and hyper serves the rest of that connection as it serves every other service.
 //! Every answer the gateway makes itself is the same [`kit::ApiError`] on both ways.
 
+use crate::model::Route;
 use crate::proxy::{self, Front};
 use crate::upstream::{Failure, Remote};
 use crate::wire::{self, Framing};
@@ -75,6 +76,18 @@ enum ReadHead {
     NotOurs,
 }
 
+/// One request on its way upstream.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    route: &'a Route,
+    remote: &'a Remote,
+    req: &'a wire::Request<'a>,
+    request_id: &'a str,
+    /// The gateway made the request id (the client sent none).
+    made: bool,
+    started: Instant,
+}
+
 /// What became of one request.
 enum Outcome {
     /// The upstream's answer went to the client (`keep`: the connection may go on).
@@ -121,8 +134,8 @@ impl Client {
 
     async fn serve(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> End {
         let mut deadline = Deadline::new(gw.header_timeout);
-        // The head being served, copied out of `inbuf`, which reads on for its body.
-        let mut head = Vec::with_capacity(2048);
+        // The head being served, out of `inbuf`, which reads on for its body.
+        let mut head = BytesMut::with_capacity(8192);
         loop {
             // Shutting down: the connection closes between requests.
             if *stopping.borrow() {
@@ -134,9 +147,12 @@ impl Client {
                 ReadHead::Closed => return End::Closed,
                 ReadHead::NotOurs => return End::HandOver,
             };
-            head.clear();
-            head.extend_from_slice(&self.inbuf[..head_len]);
-            self.inbuf.advance(head_len);
+            // The head leaves `inbuf` without a copy: the buffers swap, and only what
+            // followed the head (a body, requests sent ahead; mostly nothing) goes back.
+            std::mem::swap(&mut head, &mut self.inbuf);
+            self.inbuf.clear();
+            self.inbuf.extend_from_slice(&head[head_len..]);
+            head.truncate(head_len);
             match self.one_request(gw, &head, &mut deadline).await {
                 Some(true) => {}
                 Some(false) => return End::Closed,
@@ -215,7 +231,7 @@ impl Client {
         };
 
         let started = Instant::now();
-        let _in_flight = kit::server::InFlight::start();
+        let _in_flight = gw.meters.start();
         let mut made = [0; kit::server::REQUEST_ID_LENGTH];
         let (request_id, made) = match theirs {
             Some(id) => (id, false),
@@ -224,7 +240,9 @@ impl Client {
         let span = kit::server::request_span_of(req.method, req.path, request_id, || req.header("traceparent"));
         self.unread = req.body_len;
         deadline.set(started + gw.upstream_timeout);
-        let exchange = self.exchange(gw, index, remote, &req, request_id, made, started, deadline);
+        let route = &gw.routes.routes()[index];
+        let call = Call { route, remote, req: &req, request_id, made, started };
+        let exchange = self.exchange(gw, &call, deadline);
         // Entering a span on every poll costs even when nothing is logged at its level.
         let outcome = if span.is_disabled() { exchange.await } else { exchange.instrument(span.clone()).await };
         let (status, keep) = match outcome {
@@ -236,7 +254,7 @@ impl Client {
             }
         };
         let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        proxy::account(gw, index, req.method, status, started.elapsed(), &span);
+        proxy::account(gw, index, req.method, status, started, &span);
         Some(keep)
     }
 
@@ -256,18 +274,8 @@ impl Client {
         self.stream.write_all(&self.out).await.is_ok() && keep
     }
 
-    async fn exchange(
-        &mut self,
-        gw: &Gateway,
-        index: usize,
-        remote: &Remote,
-        req: &wire::Request<'_>,
-        request_id: &str,
-        made: bool,
-        started: Instant,
-        deadline: &mut Deadline,
-    ) -> Outcome {
-        let route = &gw.routes.routes()[index];
+    async fn exchange(&mut self, gw: &Gateway, call: &Call<'_>, deadline: &mut Deadline) -> Outcome {
+        let Call { route, remote, req, request_id, made, started } = *call;
         let client = match proxy::admit(gw, route, Some(self.peer), req.headers).await {
             Ok(client) => client.and_then(proxy::forwarded_for),
             Err(problem) => return Outcome::Refused(problem),
@@ -567,14 +575,14 @@ async fn connect(addr: &str) -> std::io::Result<TcpStream> {
 /// Idle upstream connections of this path, per thread (like [`pool`]'s for hyper's).
 mod idle {
     use crate::pool::{IDLE_FOR, Key, MAX_IDLE};
+    use foldhash::HashMap;
     use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::task::{Context, Poll, Waker};
     use tokio::net::TcpStream;
     use tokio::time::Instant;
 
     thread_local! {
-        static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::new());
+        static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::default());
     }
 
     /// An idle connection to `key`, if one is still good `now` (the request's start: the

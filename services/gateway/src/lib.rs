@@ -3,12 +3,13 @@
 //! limits, and serves one OpenAPI document for the whole API with interactive docs.
 //!
 //! Rooms: [`model`] (the route table), [`upstream`] (where requests go: pooled HTTP or
-//! a router in this process), [`limits`] (token buckets), [`proxy`] (a request's way
+//! a router in this process), [`limits`] (token buckets), [`meters`] (batched per thread), [`proxy`] (a request's way
 //! through), [`edge`] (the gateway's own HTTP/1.1 path, [`wire`] its bytes), [`docs`] (the merged OpenAPI document and `/docs`).
 
 pub mod docs;
 pub mod edge;
 pub mod limits;
+pub mod meters;
 pub mod model;
 mod pool;
 pub mod proxy;
@@ -79,8 +80,8 @@ pub struct Gateway {
     /// How long a client may take to send a request head, or stay idle between requests.
     pub header_timeout: Duration,
     pub openapi: docs::MergedOpenApi,
-    /// Meters of each route, in the order of `routes`.
-    pub meters: Vec<proxy::Meters>,
+    /// Meters of each route (by its index in `routes`) and of requests in flight.
+    pub meters: Arc<meters::Meters>,
 }
 
 /// Upstreams by name: over HTTP from the table, or the given in-process routers.
@@ -121,7 +122,7 @@ pub fn build(
         built.insert(name.clone(), Arc::new(upstream));
     }
     let routes = model::Router::new(&table);
-    let meters = routes.routes().iter().map(|_| proxy::Meters::default()).collect();
+    let meters = meters::Meters::new(routes.routes());
     let cors = cors_layer(&config.cors_origins)?;
     let route_upstreams = routes
         .routes()

@@ -17,9 +17,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower::Service;
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
@@ -81,41 +81,10 @@ impl Service<Request> for Front {
     }
 }
 
-/// Per route: its request counters by status and its latency histogram, looked up in
-/// the metrics registry once rather than on every request. Lazily, at first use: the
-/// recorder is installed when the server is assembled, after the routes are.
-pub struct Meters {
-    duration: OnceLock<metrics::Histogram>,
-    by_status: Box<[OnceLock<metrics::Counter>]>,
-}
-
-impl Default for Meters {
-    fn default() -> Self {
-        Self { duration: OnceLock::new(), by_status: (0..600).map(|_| OnceLock::new()).collect() }
-    }
-}
-
-impl Meters {
-    fn record(&self, route: &Route, status: http::StatusCode, elapsed: Duration) {
-        let code = status.as_u16();
-        let labels = |more: Option<String>| {
-            let mut labels = vec![("route", route.prefix.clone()), ("upstream", route.upstream.clone())];
-            labels.extend(more.map(|code| ("status", code)));
-            labels
-        };
-        let counter = self.by_status[usize::from(code) % 600]
-            .get_or_init(|| metrics::counter!("gateway_requests_total", &labels(Some(code.to_string()))));
-        counter.increment(1);
-        let duration =
-            self.duration.get_or_init(|| metrics::histogram!("gateway_request_duration_seconds", &labels(None)));
-        duration.record(elapsed.as_secs_f64());
-    }
-}
-
 /// One request through the gateway; its refusals are problem+json answered here.
 async fn forward(gw: &Gateway, mut req: Request) -> Response {
-    let started = Instant::now();
-    let _in_flight = kit::server::InFlight::start();
+    let started = tokio::time::Instant::now();
+    let _in_flight = gw.meters.start();
     let path = req.uri().path();
     let Some(index) = gw.routes.find_index(path) else {
         return ApiError::NotFound("no such route".into()).into_response();
@@ -128,7 +97,7 @@ async fn forward(gw: &Gateway, mut req: Request) -> Response {
     let answered = if span.is_disabled() { sent.await } else { sent.instrument(span.clone()).await };
     let mut response = answered.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().entry(kit::server::request_id_header()).or_insert(request_id);
-    account(gw, index, method.as_str(), response.status(), started.elapsed(), &span);
+    account(gw, index, method.as_str(), response.status(), started, &span);
     response
 }
 
@@ -138,11 +107,13 @@ pub(crate) fn account(
     index: usize,
     method: &str,
     status: http::StatusCode,
-    elapsed: Duration,
+    started: tokio::time::Instant,
     span: &tracing::Span,
 ) {
     let route = &gw.routes.routes()[index];
-    gw.meters[index].record(route, status, elapsed);
+    let now = tokio::time::Instant::now();
+    let elapsed = now - started;
+    gw.meters.record(index, status.as_u16(), elapsed, now);
     // A 5xx is also a warning, so logs at `warn` still show upstream trouble.
     let ms = elapsed.as_secs_f64() * 1000.0;
     let (prefix, upstream, code) = (&route.prefix, &route.upstream, status.as_u16());

@@ -249,7 +249,12 @@ pub fn client_head(
 ) {
     let status = answer.status;
     let reason = response.reason.filter(|r| !r.is_empty()).or_else(|| canonical_reason(status)).unwrap_or("");
-    let _ = write!(Line(out), "HTTP/1.1 {status} {reason}\r\n");
+    // A status is three digits (httparse checks), written without `fmt`'s machinery.
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status), b' ']);
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     let named = connection_names(response.headers);
     let (mut has_id, mut has_date) = (false, false);
     for h in response.headers.iter() {

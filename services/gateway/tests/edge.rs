@@ -161,25 +161,17 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
 }
 
 /// The gateway in front of `upstream`: `/api` open, `/private` needing a token, and
-/// `/small` taking bodies of at most 16 bytes.
-async fn gateway(upstream: &str) -> String {
-    gateway_until(upstream, std::future::pending()).await.0
-}
-
-/// [`gateway`], shutting down when `shutdown` resolves; the handle ends when it has.
-async fn gateway_until(
-    upstream: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+/// `/small` taking bodies of at most 16 bytes; its upstream is called `name`.
+fn front(upstream: &str, name: &str) -> gateway::proxy::Front {
     let endpoint = format!("http://{upstream}");
     let route = |prefix: &str, auth, max_body_bytes| Route {
         prefix: prefix.into(),
-        upstream: "up".into(),
+        upstream: name.into(),
         auth,
         max_body_bytes,
     };
     let table = RouteTable {
-        upstreams: [("up".to_owned(), vec![endpoint.clone()])].into(),
+        upstreams: [(name.to_owned(), vec![endpoint.clone()])].into(),
         routes: vec![
             route("/api", Access::None, None),
             route("/private", Access::Required, None),
@@ -195,9 +187,21 @@ async fn gateway_until(
         user_burst: 0,
         upstream_timeout_secs: 5.0,
     };
-    let http = kit::config::HttpArgs::default();
     let verifier = kit::auth::Verifier::new(kit::auth::KeySource::Url(format!("{endpoint}/jwks")), "test", "gateway");
-    let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &http).unwrap();
+    gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &kit::config::HttpArgs::default()).unwrap()
+}
+
+async fn gateway(upstream: &str) -> String {
+    gateway_until(upstream, std::future::pending()).await.0
+}
+
+/// [`gateway`], shutting down when `shutdown` resolves; the handle ends when it has.
+async fn gateway_until(
+    upstream: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let http = kit::config::HttpArgs::default();
+    let front = front(upstream, "up");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let edge = gateway::edge::Edge::new(front);
@@ -419,4 +423,48 @@ async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
     assert!(closed(&mut busy).await, "and then its connection closes");
     let done = tokio::time::timeout(Duration::from_secs(5), served).await;
     assert!(matches!(done, Ok(Ok(Ok(())))), "the server returns once its connections are gone");
+}
+
+/// On the threads `veche serve gateway` runs, meters are batched per thread and added when
+/// the thread goes idle: once the answers are in, every request is counted, once.
+#[tokio::test]
+async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
+    let metrics = kit::server::metrics_handle();
+    let (up, _) = upstream().await;
+    let edge = gateway::edge::Edge::new(front(&up, "metered"));
+    let (bound, addr) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = kit::config::HttpArgs::default();
+    let served = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        kit::server::serve_per_core("127.0.0.1:0".parse().unwrap(), 2, edge, shutdown, &http, |a| {
+            let _ = bound.send(a);
+        })
+        .await
+    });
+    let gw = addr.await.unwrap().to_string();
+    let mut asked = Vec::new();
+    for _ in 0..4 {
+        let gw = gw.clone();
+        asked.push(tokio::spawn(async move {
+            let mut conn = connect(&gw).await;
+            for _ in 0..10 {
+                assert_eq!(ask(&mut conn, &get("/api/plain")).await.status, 200);
+            }
+        }));
+    }
+    for a in asked {
+        a.await.unwrap();
+    }
+    let line = r#"gateway_requests_total{route="/api",upstream="metered",status="200"} "#;
+    let count = || metrics.render().lines().find_map(|l| l.strip_prefix(line)?.trim().parse::<u64>().ok());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while count() != Some(40) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(), Some(40), "{}", metrics.render());
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
 }

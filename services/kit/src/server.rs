@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::cell::RefCell;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -491,8 +492,10 @@ pub async fn serve_per_core(
     let mut workers = Vec::with_capacity(threads);
     for (i, socket) in sockets.into_iter().enumerate() {
         let (connections, http, mut stopped) = (connections.clone(), http.clone(), stopped.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().on_thread_park(run_idle_hooks).build()?;
         let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            WHEN_IDLE.set(Some(Vec::new()));
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(socket.into())?;
                 let shutdown = async move {
@@ -519,6 +522,31 @@ pub async fn serve_per_core(
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Work a thread does whenever its runtime goes idle.
+type IdleHooks = Vec<Box<dyn Fn()>>;
+
+thread_local! {
+    /// The idle hooks of a serving thread of [`serve_per_core`]; `None` on other threads.
+    static WHEN_IDLE: RefCell<Option<IdleHooks>> = const { RefCell::new(None) };
+}
+
+/// Runs `hook` each time this thread's runtime has nothing left to do and waits for
+/// events, if this is a serving thread of [`serve_per_core`]. Returns `false` on any
+/// other thread, where the hook never runs (work deferred to it must be done at once).
+pub fn when_idle(hook: impl Fn() + 'static) -> bool {
+    WHEN_IDLE.with_borrow_mut(|hooks| match hooks {
+        Some(hooks) => {
+            hooks.push(Box::new(hook));
+            true
+        }
+        None => false,
+    })
+}
+
+fn run_idle_hooks() {
+    WHEN_IDLE.with_borrow(|hooks| hooks.iter().flatten().for_each(|hook| hook()));
 }
 
 /// A listening, non-blocking socket on `addr` that other sockets may share.
