@@ -133,16 +133,22 @@ impl Client {
     }
 
     async fn serve(&mut self, gw: &Gateway, stopping: &mut watch::Receiver<bool>) -> End {
+        if *stopping.borrow_and_update() {
+            return End::Closed;
+        }
+        // The server's shutdown, waited for by one future for the connection's life: made
+        // anew for every request, it locked the channel twice a request.
+        let mut stop = Stop { signal: Box::pin(stopping.changed()), seen: false };
         let mut deadline = Deadline::new(gw.header_timeout);
         // The head being served, out of `inbuf`, which reads on for its body.
         let mut head = BytesMut::with_capacity(8192);
         loop {
             // Shutting down: the connection closes between requests.
-            if *stopping.borrow() {
+            if stop.seen {
                 return End::Closed;
             }
             deadline.set(Instant::now() + gw.header_timeout);
-            let head_len = match self.read_head(&mut deadline, stopping).await {
+            let head_len = match self.read_head(&mut deadline, &mut stop).await {
                 ReadHead::Complete(n) => n,
                 ReadHead::Closed => return End::Closed,
                 ReadHead::NotOurs => return End::HandOver,
@@ -170,7 +176,7 @@ impl Client {
 
     /// Reads until a whole request head is buffered, by the deadline (the header timeout,
     /// which also ends an idle kept-alive connection, as hyper's does).
-    async fn read_head(&mut self, deadline: &mut Deadline, stopping: &mut watch::Receiver<bool>) -> ReadHead {
+    async fn read_head(&mut self, deadline: &mut Deadline, stop: &mut Stop<'_>) -> ReadHead {
         loop {
             if !self.inbuf.is_empty() {
                 let seen = &self.inbuf[..self.inbuf.len().min(wire::H2_PREFACE.len())];
@@ -202,7 +208,13 @@ impl Client {
                     Ok(_) => {}
                 },
                 () = deadline.passed() => return ReadHead::Closed,
-                _ = stopping.changed(), if self.inbuf.is_empty() => return ReadHead::Closed,
+                // Idle, the connection closes at once; a head begun is read and served first.
+                _ = &mut stop.signal, if !stop.seen => {
+                    stop.seen = true;
+                    if self.inbuf.is_empty() {
+                        return ReadHead::Closed;
+                    }
+                }
             }
         }
     }
@@ -516,6 +528,13 @@ impl Client {
             }
         }
     }
+}
+
+/// The server's shutdown as one connection waits for it.
+struct Stop<'a> {
+    signal: Pin<Box<dyn Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>>,
+    /// It came (or the server is gone).
+    seen: bool,
 }
 
 /// One timer per connection for both its timeouts, the head's and the upstream's. Armed
