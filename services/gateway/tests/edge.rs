@@ -405,7 +405,7 @@ async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
 
 #[tokio::test]
 async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
-    let (up, _) = upstream().await;
+    let (up, seen) = upstream().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (gw, served) = gateway_until(&up, async move {
         let _ = stopped.await;
@@ -415,7 +415,13 @@ async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
     let mut idle = connect(&gw).await;
     assert_eq!(ask(&mut idle, &get("/api/plain")).await.body, b"hello");
     busy.0.write_all(get("/api/slow").as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shutdown comes once the slow request is at the upstream.
+    let at_upstream = || seen.lock().unwrap().requests.iter().any(|(head, _)| head.starts_with("get /api/slow "));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !at_upstream() {
+        assert!(std::time::Instant::now() < deadline, "the slow request never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     stop.send(()).unwrap();
     assert!(closed(&mut idle).await, "an idle connection closes at once");
     let slow = read_answer(&mut busy.0, &mut busy.1, false).await;
