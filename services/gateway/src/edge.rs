@@ -54,7 +54,7 @@ impl kit::server::Connections for Edge {
         let front = self.front.clone();
         async move {
             let gateway = front.gateway.clone();
-            let mut client = Client::new(stream, peer);
+            let mut client = Client::new(stream, peer, gateway.cors);
             if let End::HandOver = client.serve(&gateway, hyper.stopping()).await {
                 let replay = Replay { pending: client.inbuf.freeze(), io: client.stream };
                 hyper.serve(replay, peer, front).await;
@@ -111,6 +111,8 @@ enum Attempt {
 struct Client {
     stream: TcpStream,
     peer: SocketAddr,
+    /// CORS applies to the gateway's answers (their `Vary`).
+    cors: bool,
     /// Bytes from the client not used yet: a head, a body, requests sent ahead.
     inbuf: BytesMut,
     /// Body bytes of the current request not read from the client yet.
@@ -122,10 +124,11 @@ struct Client {
 }
 
 impl Client {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    fn new(stream: TcpStream, peer: SocketAddr, cors: bool) -> Self {
         Self {
             stream,
             peer,
+            cors,
             inbuf: BytesMut::with_capacity(8192),
             unread: 0,
             upbuf: BytesMut::with_capacity(8192),
@@ -139,13 +142,16 @@ impl Client {
         }
         // The server's shutdown, waited for by one future for the connection's life: made
         // anew for every request, it locked the channel twice a request.
+        // A second receiver answers "has it come?" without waiting, for a client whose
+        // next request is always buffered already and so never waits in `read_head`.
+        let check = stopping.clone();
         let mut stop = Stop { signal: Box::pin(stopping.changed()), seen: false };
         let mut deadline = Deadline::new(gw.header_timeout);
         // The head being served, out of `inbuf`, which reads on for its body.
         let mut head = BytesMut::with_capacity(8192);
         loop {
             // Shutting down: the connection closes between requests.
-            if stop.seen {
+            if stop.seen || check.has_changed().unwrap_or(true) {
                 return End::Closed;
             }
             deadline.set(Instant::now() + gw.header_timeout);
@@ -283,7 +289,7 @@ impl Client {
         let (head, body) = problem.into_response().into_parts();
         let body = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
         self.out.clear();
-        wire::local_response(&mut self.out, &head, &body, request_id, req.is_head(), !keep);
+        wire::local_response(&mut self.out, &head, &body, request_id, req.is_head(), !keep, self.cors);
         self.stream.write_all(&self.out).await.is_ok() && keep
     }
 
@@ -439,7 +445,7 @@ impl Client {
             };
             let close = req.close || answer.framing == Framing::UntilClose;
             self.out.clear();
-            wire::client_head(&mut self.out, &response, &answer, request_id, close);
+            wire::client_head(&mut self.out, &response, &answer, request_id, close, self.cors);
             (head_len, answer)
         };
         self.upbuf.advance(head_len);
@@ -622,6 +628,11 @@ mod idle {
     pub fn give_back(key: Key, stream: TcpStream, now: Instant) {
         IDLE.with_borrow_mut(|idle| {
             let list = idle.entry(key).or_default();
+            // The oldest wait at the front: once it is too old, the old ones are closed
+            // (the upstream has likely closed them already).
+            if list.first().is_some_and(|(_, since)| now.saturating_duration_since(*since) >= IDLE_FOR) {
+                list.retain(|(_, since)| now.saturating_duration_since(*since) < IDLE_FOR);
+            }
             if list.len() < MAX_IDLE {
                 list.push((stream, now));
             }

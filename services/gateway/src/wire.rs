@@ -91,7 +91,12 @@ pub fn admissible<'h>(req: &'h httparse::Request<'h, 'h>, cors: bool) -> Option<
         return None;
     }
     let (method, target) = (req.method?, req.path?);
-    if !target.starts_with('/') || !(plain_target(target) || http::uri::PathAndQuery::try_from(target).is_ok()) {
+    // A fragment is hyper's to drop (routing must not see it); CONNECT asks for a tunnel.
+    if method == "CONNECT"
+        || !target.starts_with('/')
+        || target.contains('#')
+        || !(plain_target(target) || http::uri::PathAndQuery::try_from(target).is_ok())
+    {
         return None;
     }
     let mut body_len = None;
@@ -216,7 +221,7 @@ pub fn answer(response: &httparse::Response<'_, '_>, request_was_head: bool) -> 
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked only when it is the last coding.
+            // Chunked only when it is the last coding (a length beside it is ignored).
             let last = std::str::from_utf8(h.value).ok()?.rsplit(',').next().unwrap_or("").trim();
             chunked = Some(last.eq_ignore_ascii_case("chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -234,7 +239,9 @@ pub fn answer(response: &httparse::Response<'_, '_>, request_was_head: bool) -> 
             (None, None) => Framing::UntilClose,
         }
     };
-    Some(Answer { status, framing, closes: closes || framing == Framing::UntilClose })
+    // A length and a coding both: relayed by the coding, and the connection not trusted again.
+    let ambiguous = length.is_some() && chunked.is_some();
+    Some(Answer { status, framing, closes: closes || ambiguous || framing == Framing::UntilClose })
 }
 
 /// Writes the head the client gets into `out`: the upstream's status and end-to-end
@@ -246,6 +253,7 @@ pub fn client_head(
     answer: &Answer,
     request_id: &str,
     close: bool,
+    cors: bool,
 ) {
     let status = answer.status;
     let reason = response.reason.filter(|r| !r.is_empty()).or_else(|| canonical_reason(status)).unwrap_or("");
@@ -259,7 +267,9 @@ pub fn client_head(
     let (mut has_id, mut has_date) = (false, false);
     for h in response.headers.iter() {
         let name = h.name;
-        if is_hop_by_hop(name) || named.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+        let stale_length = matches!(answer.framing, Framing::Chunked | Framing::UntilClose)
+            && name.eq_ignore_ascii_case("content-length");
+        if is_hop_by_hop(name) || stale_length || named.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             continue;
         }
         has_id |= name.eq_ignore_ascii_case("x-request-id");
@@ -269,10 +279,18 @@ pub fn client_head(
     if answer.framing == Framing::Chunked {
         put_header(out, b"transfer-encoding", b"chunked");
     }
-    finish_head(out, request_id, has_id, has_date, close);
+    finish_head(out, request_id, has_id, has_date, close, cors);
 }
 
-fn finish_head(out: &mut Vec<u8>, request_id: &str, has_id: bool, has_date: bool, close: bool) {
+/// What tower-http's CORS layer adds to every answer (its default `Vary`), so that caches
+/// keep answers to CORS requests apart; this path takes no CORS request, but answers the
+/// same URLs.
+const CORS_VARY: &[u8] = b"origin, access-control-request-method, access-control-request-headers";
+
+fn finish_head(out: &mut Vec<u8>, request_id: &str, has_id: bool, has_date: bool, close: bool, cors: bool) {
+    if cors {
+        put_header(out, b"vary", CORS_VARY);
+    }
     if !has_id {
         put_header(out, b"x-request-id", request_id.as_bytes());
     }
@@ -309,6 +327,7 @@ pub fn local_response(
     request_id: &str,
     head_only: bool,
     close: bool,
+    cors: bool,
 ) {
     let status = head.status;
     let _ = write!(Line(out), "HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
@@ -322,7 +341,7 @@ pub fn local_response(
     }
     let _ = write!(Line(out), "content-length: {}\r\n", body.len());
     let has_date = head.headers.contains_key(http::header::DATE);
-    finish_head(out, request_id, has_id, has_date, close);
+    finish_head(out, request_id, has_id, has_date, close, cors);
     if !head_only {
         out.extend_from_slice(body);
     }
@@ -492,7 +511,8 @@ mod tests {
             };
             let mut h = [httparse::EMPTY_HEADER; 16];
             let taken = admissible(&parse(text.as_bytes(), &mut h), false).is_some();
-            assert_eq!(taken, http::uri::PathAndQuery::try_from(target).is_ok(), "{target}");
+            let valid = http::uri::PathAndQuery::try_from(target).is_ok();
+            assert_eq!(taken, valid && !target.contains('#'), "{target}");
         }
         assert!(plain_target("/api/v1/events?q=jazz&city=kazan%20") && !plain_target("/e?q=[1]"));
 
@@ -553,6 +573,12 @@ mod tests {
         assert_eq!(framing(b"HTTP/1.1 200 OK\r\n\r\n", false), Some(Framing::UntilClose));
         assert_eq!(framing(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false), None);
         assert_eq!(framing(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n", false), None);
+        assert!(
+            answer_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false)
+                .unwrap()
+                .closes,
+            "a length beside a coding: the connection is not trusted again"
+        );
         let until_close = answer_of(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
         assert!(until_close.closes, "a body up to the close leaves no connection to reuse");
         assert!(answer_of(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).unwrap().closes);
@@ -568,7 +594,7 @@ mod tests {
         response.parse(text).unwrap();
         let answer = answer(&response, false).unwrap();
         let mut out = Vec::new();
-        client_head(&mut out, &response, &answer, "id-1", false);
+        client_head(&mut out, &response, &answer, "id-1", false, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 201 Created\r\nDate: Thu, 26 Nov 2026 08:00:00 GMT\r\nLocation: /e/1\r\n\
@@ -587,16 +613,22 @@ mod tests {
             .unwrap()
             .into_parts();
         let mut out = Vec::new();
-        local_response(&mut out, &head, b"{}", "id-2", false, false);
+        local_response(&mut out, &head, b"{}", "id-2", false, false, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\n\
              date: Thu, 26 Nov 2026 08:00:00 GMT\r\ncontent-length: 2\r\nx-request-id: id-2\r\n\r\n{}"
         );
         let mut out = Vec::new();
-        local_response(&mut out, &head, b"{}", "id-2", true, true);
+        local_response(&mut out, &head, b"{}", "id-2", true, true, true);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("content-length: 2\r\nx-request-id: id-2\r\nconnection: close\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "content-length: 2\r\nvary: origin, access-control-request-method, access-control-request-headers\r\n\
+                 x-request-id: id-2\r\nconnection: close\r\n\r\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

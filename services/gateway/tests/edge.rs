@@ -391,6 +391,10 @@ async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
     )
     .await;
     assert_eq!((chunked.status, chunked.body.as_slice()), (201, &b"abc"[..]));
+    // A fragment is not the path's: hyper drops it, and the route is the path's without it.
+    let mut conn = connect(&gw).await;
+    let fragment = ask(&mut conn, &get("/api/plain#x")).await;
+    assert_eq!((fragment.status, fragment.body.as_slice()), (200, &b"hello"[..]));
     // The gateway's own pages and unknown routes, also after a handover.
     let health = ask(&mut conn, &get("/healthz")).await;
     assert_eq!(health.status, 200);
