@@ -19,9 +19,13 @@ bench_log() {
 # A TCP port nobody listens on right now. Racy in principle (someone may take it before
 # the server binds), but the server then fails to start and the caller says so.
 bench_free_port() {
-    local port i
+    local port i low=32768
+    # Below the kernel's ephemeral range, which outgoing connections take their source
+    # ports from: a port picked there can be taken between the check and the bind.
+    read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    ((low > 11024)) || bench_die "the ephemeral port range starts at $low: no room below it for servers"
     for i in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (low - 10000)))
         # A refused connection means nobody listens there.
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
