@@ -5,6 +5,7 @@
 use crate::Gateway;
 use crate::model::{Access, Route};
 use crate::upstream::Failure;
+use crate::wire;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
@@ -233,21 +234,9 @@ async fn check_token(
     Ok(Some(claims))
 }
 
-/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages have none: a look at each name costs less than eight removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(|name| wire::is_hop_by_hop(name.as_str())) {
         return;
     }
     // Headers named by `Connection` are hop-by-hop too.
@@ -263,7 +252,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    for name in wire::HOP_BY_HOP {
         headers.remove(name);
     }
 }
