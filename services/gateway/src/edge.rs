@@ -237,10 +237,7 @@ impl Client {
             _ => return None,
         }
         let req = wire::admissible(&parsed, gw.cors)?;
-        if proxy::is_own(req.path) {
-            return None;
-        }
-        let index = gw.routes.find_index(req.path)?;
+        let index = gw.proxied_route(req.path)?;
         let remote = gw.route_upstreams[index].endpoints()?;
 
         // An id that is not text (obs-text bytes) is passed on as it is by hyper's path.
@@ -336,7 +333,7 @@ impl Client {
             loop {
                 let (mut upstream, reused) = match idle::take(key, now) {
                     Some(upstream) => (upstream, true),
-                    None => match connect(&endpoint.addr).await {
+                    None => match pool::dial(&endpoint.addr).await {
                         Ok(upstream) => (upstream, false),
                         Err(e) => {
                             endpoint.eject(name, &e);
@@ -587,15 +584,6 @@ enum Sent {
 enum Relay {
     Upstream(String),
     Client,
-}
-
-async fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let stream = match tokio::time::timeout(pool::CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(stream) => stream?,
-        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
-    };
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 /// Idle upstream connections of this path, per thread (like [`pool`]'s for hyper's).

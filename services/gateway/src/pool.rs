@@ -94,12 +94,19 @@ fn give_back(key: Key, sender: Sender) {
     });
 }
 
-async fn connect(addr: &str) -> std::io::Result<Sender> {
+/// A new TCP connection to an upstream endpoint, within [`CONNECT_TIMEOUT`], its small
+/// writes sent at once (both ways through the gateway connect with it).
+pub(crate) async fn dial(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
         Ok(stream) => stream?,
         Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
     };
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn connect(addr: &str) -> std::io::Result<Sender> {
+    let stream = dial(addr).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -28,8 +28,16 @@ use tracing::Instrument;
 /// Paths the gateway answers itself (through the app's routes), whatever the route table says.
 const OWN_PATHS: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/"];
 
-pub(crate) fn is_own(path: &str) -> bool {
+fn is_own(path: &str) -> bool {
     OWN_PATHS.contains(&path) || path.starts_with("/docs/")
+}
+
+impl Gateway {
+    /// The route a request for `path` is proxied on: none for the gateway's own paths
+    /// and for paths no route serves (both ways through the gateway ask this).
+    pub(crate) fn proxied_route(&self, path: &str) -> Option<usize> {
+        if is_own(path) { None } else { self.routes.find_index(path) }
+    }
 }
 
 /// The gateway's front door. A request for a route in the table takes the proxy path,
@@ -73,7 +81,7 @@ impl Service<Request> for Front {
 
     fn call(&mut self, req: Request) -> Answer {
         let path = req.uri().path();
-        if !is_own(path) && self.gateway.routes.find_index(path).is_some() {
+        if self.gateway.proxied_route(path).is_some() {
             self.proxy.call(req)
         } else {
             let app = self.app.clone();
