@@ -387,6 +387,10 @@ impl Client {
         self.upbuf.clear();
         let mut answered = false;
         loop {
+            if wire::final_head_is_buffered(&self.upbuf) {
+                // Parsed once, by `relay`, which answers 502 if it is broken.
+                return Ok(());
+            }
             if !self.upbuf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
                 let mut response = httparse::Response::new(&mut headers);

@@ -194,6 +194,17 @@ pub enum Framing {
     UntilClose,
 }
 
+/// Whether `buf` begins with a whole response head that is not an interim 1xx answer,
+/// found without parsing it (the relay parses it once, and answers 502 if it is broken).
+/// `false` leaves the question to httparse: a head not complete yet, a 1xx, or lines
+/// that end in a bare LF.
+pub fn final_head_is_buffered(buf: &[u8]) -> bool {
+    buf.len() > 12
+        && buf.starts_with(b"HTTP/1.")
+        && buf[9] != b'1'
+        && memchr::memmem::find(&buf[12..], b"\r\n\r\n").is_some()
+}
+
 /// The upstream response as this path relays it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -466,6 +477,17 @@ impl Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_final_head_is_found_without_parsing_and_anything_else_is_left_to_httparse() {
+        assert!(final_head_is_buffered(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+        assert!(final_head_is_buffered(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!final_head_is_buffered(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"), "not complete");
+        assert!(!final_head_is_buffered(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"), "interim");
+        assert!(!final_head_is_buffered(b"HTTP/1.1 200 OK\ncontent-length: 0\n\n"), "bare LF");
+        assert!(!final_head_is_buffered(b"HTTP/1.1 200"));
+        assert!(!final_head_is_buffered(b""));
+    }
 
     fn parse<'h>(text: &'h [u8], headers: &'h mut [httparse::Header<'h>]) -> httparse::Request<'h, 'h> {
         let mut req = httparse::Request::new(headers);

@@ -3,7 +3,8 @@
 //! analytics keys `/track` by client address.
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
@@ -24,14 +25,18 @@ impl Rate {
     }
 }
 
+/// Keys are hashed on every request: with foldhash rather than SipHash, which is slower,
+/// randomly seeded so that callers still cannot choose keys that collide.
+type Hasher = foldhash::quality::RandomState;
+
 /// One keyed limiter, or none when its rate is zero.
 pub struct Limiter<K: Hash + Eq + Clone> {
-    inner: Option<DefaultKeyedRateLimiter<K>>,
+    inner: Option<RateLimiter<K, DefaultKeyedStateStore<K, Hasher>, DefaultClock>>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(rate: Rate) -> Self {
-        Self { inner: rate.quota().map(RateLimiter::keyed) }
+        Self { inner: rate.quota().map(|quota| RateLimiter::dashmap_with_hasher(quota, Hasher::default())) }
     }
 
     /// `Err(wait)` when `key` has spent its bucket: how long until the next request fits.
