@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark of the API gateway: one authenticated read, GET /api/v1/users/me with a Bearer
-# token, over four paths to the same `veche serve users`, every row from one run with one
+# token, over five paths to the same `veche serve users`, every row from one run with one
 # load tool and one set of settings:
 #
 #   (a) direct    straight to the users service (the baseline)
 #   (b) gateway   through `veche serve gateway`, the route requiring a token (checks on)
-#   (c) nginx     through Debian's nginx: proxy_pass to an upstream with keepalive 64
+#   (c) nginx     through Debian's nginx: proxy_pass to an upstream with keepalive 64,
+#                 forwarding what the gateway forwards on every request: the client's
+#                 address, scheme and host (X-Forwarded-For, -Proto, -Host) and a request
+#                 id (X-Request-Id: the client's, or one nginx makes)
 #   (d) open      through a second gateway whose /api/v1/users route has "auth": "none"
+#   (e) bare      the same nginx with proxy_pass alone, forwarding neither (for reference:
+#                 it does less for each request than the gateway must)
+#
+# nginx checks no token and counts no rate, so even row (c) does less than (b) does.
 #
 # Each path gets two passes: throughput (CONNECTIONS connections; req/s, p50, p99) and
 # latency (LATENCY_CONNECTIONS connections, 1 by default, so nothing queues and p50 is
@@ -24,7 +31,7 @@
 #
 # Settings (environment): DURATION (10s), CONNECTIONS (32), LATENCY_CONNECTIONS (1),
 # THREADS (2), TIMEOUT (10s), WARMUP (2s), ROUNDS (1; more interleave the rows and
-# print medians), ROWS ("direct gateway nginx open"; a subset
+# print medians), ROWS ("direct gateway nginx open bare"; a subset
 # measures only those, e.g. ROWS="direct nginx"), TOOL (wrk; oha to force the fallback),
 # NO_BUILD=1 to reuse the binary already in CARGO_TARGET_DIR.
 set -euo pipefail
@@ -42,7 +49,7 @@ TIMEOUT=${TIMEOUT:-10s}
 WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-1}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || bench_die "ROUNDS must be a positive whole number, not '$ROUNDS'"
-ROWS=${ROWS:-direct gateway nginx open}
+ROWS=${ROWS:-direct gateway nginx open bare}
 TOOL=${TOOL:-wrk}
 PASSWORD="correct horse battery staple"
 # Rate limits of the gateways, far above what loopback can reach: the bench measures
@@ -56,16 +63,18 @@ declare -A label=(
     [direct]="(a) direct to users"
     [gateway]="(b) gateway"
     [nginx]="(c) nginx"
+    [bare]="(e) nginx, bare"
     [open]="(d) gateway, checks off"
 )
 rows=()
 for r in $ROWS; do
-    [[ -n ${label[$r]:-} ]] || bench_die "ROWS: unknown row '$r' (rows: direct gateway nginx open)"
+    [[ -n ${label[$r]:-} ]] || bench_die "ROWS: unknown row '$r' (rows: direct gateway nginx open bare)"
     rows+=("$r")
 done
 ((${#rows[@]} > 0)) || bench_die "ROWS is empty"
 has_row() { [[ " ${rows[*]} " == *" $1 "* ]]; }
 needs_gateway() { has_row gateway || has_row open; }
+needs_nginx() { has_row nginx || has_row bare; }
 
 # --- the load tool: wrk first, oha from crates.io if wrk cannot be installed ----------
 bench_choose_tool
@@ -93,7 +102,7 @@ ensure_nginx() {
     echo "$found"
 }
 nginx=""
-has_row nginx && nginx=$(ensure_nginx)
+needs_nginx && nginx=$(ensure_nginx)
 
 # --- build: release, in the benchmark's own target directory -----------------------------
 build_veche=(cargo build --release -p veche --bin veche)
@@ -191,9 +200,11 @@ has_row open && setup_gateway open none
 # daemon (a session of its own) would not compete with the load tool and the users
 # service on the terms the gateway does. By hand, measured that way, the two proxies
 # looked even when in this script nginx is 10-15% ahead.
-if has_row nginx; then
+if needs_nginx; then
     free_port nginx_port
     nginx_url="http://127.0.0.1:$nginx_port"
+    free_port bare_port
+    bare_url="http://127.0.0.1:$bare_port"
     mkdir -p "$work/nginx"
     # As root, nginx's workers would switch to `nobody`; keep them as the current user.
     nginx_user=""
@@ -222,8 +233,28 @@ http {
         keepalive 64;
         keepalive_requests 1000000;
     }
+    # The request id as the gateway forwards it: the client's, or a new one.
+    map \$http_x_request_id \$forwarded_request_id {
+        ""      \$request_id;
+        default \$http_x_request_id;
+    }
+    # (c): what the gateway forwards on every request.
     server {
         listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://users;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$forwarded_request_id;
+        }
+    }
+    # (e): proxy_pass alone.
+    server {
+        listen 127.0.0.1:$bare_port;
         location / {
             proxy_pass http://users;
             proxy_http_version 1.1;
@@ -253,7 +284,7 @@ if has_row open; then
     echo "open:     the same gateway command on port $open_port with VECHE_GATEWAY_ROUTES=\$WORK/routes-open.json,"
     echo "          whose /api/v1/users route has \"auth\": \"none\""
 fi
-if has_row nginx; then
+if needs_nginx; then
     echo "nginx:    $(fmt_cmd "${nginx_cmd[@]}" | show)  ($("$nginx" -v 2>&1 | sed 's/^nginx version: //'))"
     echo "          \$WORK/nginx/nginx.conf:"
     grep -v '^#' "$work/nginx/nginx.conf" | grep -v '^ *$' | show | sed 's/^/            /'
@@ -294,7 +325,7 @@ has_row gateway && start gateway "$gateway_url/readyz" "${gateway_env[@]}" \
     "VECHE_GATEWAY_ROUTES=$work/routes-gateway.json" -- "${gateway_cmd[@]}"
 has_row open && start open "$open_url/readyz" "${gateway_env[@]}" \
     "VECHE_GATEWAY_ROUTES=$work/routes-open.json" -- "${open_cmd[@]}"
-has_row nginx && start nginx "$nginx_url/readyz" -- "${nginx_cmd[@]}"
+needs_nginx && start nginx "$nginx_url/readyz" -- "${nginx_cmd[@]}"
 
 # --- every path answers the read, with the same body ---------------------------------------
 me_path=/api/v1/users/me
@@ -448,6 +479,10 @@ if has_row nginx && has_row direct; then
     added=$(awk -v g="${lat_p50_us[nginx]}" -v d="${lat_p50_us[direct]}" 'BEGIN { printf "%.1f", g - d }')
     printf '%-44s %8s   (info; p50 %s us vs %s us)\n' "nginx p50 - direct p50, latency pass" "$added us" \
         "$(printf %.1f "${lat_p50_us[nginx]}")" "$(printf %.1f "${lat_p50_us[direct]}")"
+fi
+if has_row gateway && has_row bare; then
+    printf '%-44s %8s   (info: bare nginx forwards no client address or request id)\n' \
+        "gateway req/s / bare nginx req/s" "$(bench_ratio "${rps[gateway]}" "${rps[bare]}")"
 fi
 if has_row gateway && has_row direct; then
     printf '%-44s %8s   (info)\n' "gateway req/s / direct req/s" "$(bench_ratio "${rps[gateway]}" "${rps[direct]}")"
