@@ -54,7 +54,7 @@ impl kit::server::Connections for Edge {
         let front = self.front.clone();
         async move {
             let gateway = front.gateway.clone();
-            let mut client = Client::new(stream, peer, gateway.cors);
+            let mut client = Client::new(stream, peer, &gateway);
             if let End::HandOver = client.serve(&gateway, hyper.stopping()).await {
                 let replay = Replay { pending: client.inbuf.freeze(), io: client.stream };
                 hyper.serve(replay, peer, front).await;
@@ -121,18 +121,25 @@ struct Client {
     upbuf: BytesMut,
     /// What goes out next, upstream or to the client.
     out: Vec<u8>,
+    /// Longest the client may go without reading while an answer is relayed to it, as
+    /// long as it may go without sending while a head is read (the header timeout).
+    client_timeout: Duration,
+    /// Longest the upstream may go without sending while its answer's body is relayed.
+    upstream_timeout: Duration,
 }
 
 impl Client {
-    fn new(stream: TcpStream, peer: SocketAddr, cors: bool) -> Self {
+    fn new(stream: TcpStream, peer: SocketAddr, gw: &Gateway) -> Self {
         Self {
             stream,
             peer,
-            cors,
+            cors: gw.cors,
             inbuf: BytesMut::with_capacity(8192),
             unread: 0,
             upbuf: BytesMut::with_capacity(8192),
             out: Vec::with_capacity(4096),
+            client_timeout: gw.header_timeout,
+            upstream_timeout: gw.upstream_timeout,
         }
     }
 
@@ -312,7 +319,7 @@ impl Client {
             Err(Sent::Failed(failure)) => return Outcome::Refused(proxy::failed(route, failure)),
             Err(Sent::ClientGone) => return Outcome::Gone,
         };
-        self.relay(upstream, key, req, request_id, name, started).await
+        self.relay(upstream, key, call, deadline).await
     }
 
     /// Sends the request to an endpoint (an idle connection of this thread, or a new one)
@@ -425,15 +432,16 @@ impl Client {
 
     /// Relays the answer whose head is in `upbuf`, and its body, to the client; the
     /// upstream connection goes back to the pool when the body ended where it should.
+    /// Neither side may stall it for longer than its timeout.
     async fn relay(
         &mut self,
         mut upstream: TcpStream,
         key: pool::Key,
-        req: &wire::Request<'_>,
-        request_id: &str,
-        name: &str,
-        now: Instant,
+        call: &Call<'_>,
+        deadline: &mut Deadline,
     ) -> Outcome {
+        let Call { route, req, request_id, started: now, .. } = *call;
+        let name = &route.upstream;
         let (head_len, answer) = {
             let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
@@ -453,10 +461,10 @@ impl Client {
         let status = answer.status;
         let keep = !(req.close || answer.framing == Framing::UntilClose);
         let ended = match answer.framing {
-            Framing::Empty => self.write_out().await.map(|()| self.upbuf.is_empty()),
-            Framing::Length(n) => self.relay_length(&mut upstream, n).await,
-            Framing::Chunked => self.relay_chunks(&mut upstream).await,
-            Framing::UntilClose => self.relay_until_close(&mut upstream).await.map(|()| false),
+            Framing::Empty => self.write_out(deadline).await.map(|()| self.upbuf.is_empty()),
+            Framing::Length(n) => self.relay_length(&mut upstream, n, deadline).await,
+            Framing::Chunked => self.relay_chunks(&mut upstream, deadline).await,
+            Framing::UntilClose => self.relay_until_close(&mut upstream, deadline).await.map(|()| false),
         };
         match ended {
             Ok(reusable) => {
@@ -474,63 +482,80 @@ impl Client {
         }
     }
 
-    async fn write_out(&mut self) -> Result<(), Relay> {
-        let written = self.stream.write_all(&self.out).await;
+    /// Writes `out` to the client, which must take it within the client timeout: one that
+    /// stops reading would otherwise hold this connection and an upstream one forever.
+    async fn write_out(&mut self, deadline: &mut Deadline) -> Result<(), Relay> {
+        deadline.set(Instant::now() + self.client_timeout);
+        let written = tokio::select! {
+            biased;
+            written = self.stream.write_all(&self.out) => written.map_err(|_| Relay::Client),
+            () = deadline.passed() => Err(Relay::Client),
+        };
         self.out.clear();
-        written.map_err(|_| Relay::Client)
+        written
     }
 
-    /// Reads more of the answer's body into `upbuf`.
-    async fn read_upstream(&mut self, upstream: &mut TcpStream) -> Result<(), Relay> {
+    /// Reads more of the answer's body into `upbuf`, within the upstream timeout.
+    async fn read_upstream(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<(), Relay> {
         self.upbuf.clear();
         self.upbuf.reserve(16384);
-        match upstream.read_buf(&mut self.upbuf).await {
-            Ok(0) => Err(Relay::Upstream("closed mid-body".into())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(Relay::Upstream(e.to_string())),
+        deadline.set(Instant::now() + self.upstream_timeout);
+        tokio::select! {
+            biased;
+            read = upstream.read_buf(&mut self.upbuf) => match read {
+                Ok(0) => Err(Relay::Upstream("closed mid-body".into())),
+                Ok(_) => Ok(()),
+                Err(e) => Err(Relay::Upstream(e.to_string())),
+            },
+            () = deadline.passed() => Err(Relay::Upstream("no more of the body in time".into())),
         }
     }
 
     /// A body of `n` bytes; `Ok(true)` when nothing followed it.
-    async fn relay_length(&mut self, upstream: &mut TcpStream, mut n: u64) -> Result<bool, Relay> {
+    async fn relay_length(
+        &mut self,
+        upstream: &mut TcpStream,
+        mut n: u64,
+        deadline: &mut Deadline,
+    ) -> Result<bool, Relay> {
         loop {
             let here = (self.upbuf.len() as u64).min(n) as usize;
             self.out.extend_from_slice(&self.upbuf[..here]);
             self.upbuf.advance(here);
             n -= here as u64;
-            self.write_out().await?;
+            self.write_out(deadline).await?;
             if n == 0 {
                 return Ok(self.upbuf.is_empty());
             }
-            self.read_upstream(upstream).await?;
+            self.read_upstream(upstream, deadline).await?;
         }
     }
 
     /// A chunked body, passed on as it is; `Ok(true)` when nothing followed it.
-    async fn relay_chunks(&mut self, upstream: &mut TcpStream) -> Result<bool, Relay> {
+    async fn relay_chunks(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<bool, Relay> {
         let mut chunks = wire::Chunks::default();
         loop {
             let end = chunks.feed(&self.upbuf).map_err(|_| Relay::Upstream("bad chunked body".into()))?;
             let here = end.unwrap_or(self.upbuf.len());
             self.out.extend_from_slice(&self.upbuf[..here]);
             self.upbuf.advance(here);
-            self.write_out().await?;
+            self.write_out(deadline).await?;
             if end.is_some() {
                 return Ok(self.upbuf.is_empty());
             }
-            self.read_upstream(upstream).await?;
+            self.read_upstream(upstream, deadline).await?;
         }
     }
 
     /// A body that ends when the upstream closes.
-    async fn relay_until_close(&mut self, upstream: &mut TcpStream) -> Result<(), Relay> {
+    async fn relay_until_close(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<(), Relay> {
         self.out.extend_from_slice(&self.upbuf);
-        self.write_out().await?;
+        self.write_out(deadline).await?;
         loop {
-            match self.read_upstream(upstream).await {
+            match self.read_upstream(upstream, deadline).await {
                 Ok(()) => {
                     self.out.extend_from_slice(&self.upbuf);
-                    self.write_out().await?;
+                    self.write_out(deadline).await?;
                 }
                 Err(_) => return Ok(()),
             }
@@ -545,9 +570,10 @@ struct Stop<'a> {
     seen: bool,
 }
 
-/// One timer per connection for both its timeouts, the head's and the upstream's. Armed
-/// anew for every request, timers cost 2% of the gateway's CPU; this one is re-armed only
-/// when it fires before the deadline, about once per timeout period.
+/// One timer per connection for all its timeouts: the head's, the upstream's, and the
+/// relay's on either side. Armed anew for every request, timers cost 2% of the gateway's
+/// CPU; this one is re-armed only when it fires before the deadline, about once per
+/// timeout period.
 struct Deadline {
     timer: Pin<Box<tokio::time::Sleep>>,
     at: Instant,

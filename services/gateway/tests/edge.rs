@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 struct Seen {
     requests: Vec<(String, Vec<u8>)>,
     connections: usize,
+    /// How writing `/api/big`'s body ended, once it has.
+    big: Option<Result<(), String>>,
 }
 
 /// Reads one request (head and body) from `stream`; `None` at its end.
@@ -146,6 +148,25 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
                             tokio::time::sleep(Duration::from_millis(300)).await;
                             w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow").await
                         }
+                        // A head and half the body, then nothing while the connection stays open.
+                        "/api/stall" => {
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await.unwrap();
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                        // More than every buffer between here and a client that does not read.
+                        "/api/big" => {
+                            const MIB: usize = 1 << 20;
+                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 64 * MIB);
+                            let mut ended = w.write_all(head.as_bytes()).await;
+                            for _ in 0..64 {
+                                if ended.is_ok() {
+                                    ended = w.write_all(&[b'x'; MIB]).await;
+                                }
+                            }
+                            log.lock().unwrap().big = Some(ended.map_err(|e| e.to_string()));
+                            return;
+                        }
                         "/api/early-hint" => {
                             w.write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n").await.unwrap();
                             w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
@@ -163,6 +184,15 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
 /// The gateway in front of `upstream`: `/api` open, `/private` needing a token, and
 /// `/small` taking bodies of at most 16 bytes; its upstream is called `name`.
 fn front(upstream: &str, name: &str) -> gateway::proxy::Front {
+    front_with(upstream, name, &kit::config::HttpArgs::default(), 5.0)
+}
+
+fn front_with(
+    upstream: &str,
+    name: &str,
+    http: &kit::config::HttpArgs,
+    upstream_timeout_secs: f64,
+) -> gateway::proxy::Front {
     let endpoint = format!("http://{upstream}");
     let route = |prefix: &str, auth, max_body_bytes| Route {
         prefix: prefix.into(),
@@ -185,10 +215,10 @@ fn front(upstream: &str, name: &str) -> gateway::proxy::Front {
         client_burst: 0,
         user_rps: 0,
         user_burst: 0,
-        upstream_timeout_secs: 5.0,
+        upstream_timeout_secs,
     };
     let verifier = kit::auth::Verifier::new(kit::auth::KeySource::Url(format!("{endpoint}/jwks")), "test", "gateway");
-    gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &kit::config::HttpArgs::default()).unwrap()
+    gateway::build(&config, table, gateway::Upstreams::Remote, verifier, http).unwrap()
 }
 
 async fn gateway(upstream: &str) -> String {
@@ -200,8 +230,21 @@ async fn gateway_until(
     upstream: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let http = kit::config::HttpArgs::default();
-    let front = front(upstream, "up");
+    serve(front(upstream, "up"), kit::config::HttpArgs::default(), shutdown).await
+}
+
+/// [`gateway`] with half-second timeouts: the header (and client) timeout and the upstream's.
+async fn impatient_gateway(upstream: &str) -> String {
+    let http = kit::config::HttpArgs { header_timeout_secs: 0.5, ..Default::default() };
+    let front = front_with(upstream, "up", &http, 0.5);
+    serve(front, http, std::future::pending()).await.0
+}
+
+async fn serve(
+    front: gateway::proxy::Front,
+    http: kit::config::HttpArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let edge = gateway::edge::Edge::new(front);
@@ -477,4 +520,34 @@ async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
     assert_eq!(count(), Some(40), "{}", metrics.render());
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_and_an_upstream_that_stops_sending_are_cut_off() {
+    let (up, seen) = upstream().await;
+    let gw = impatient_gateway(&up).await;
+
+    // 64 MiB the client never reads: once every buffer is full, the gateway waits the
+    // client timeout and drops both connections, so the upstream's write fails.
+    let mut reader = connect(&gw).await;
+    reader.0.write_all(get("/api/big").as_bytes()).await.unwrap();
+    let mut ended = None;
+    for _ in 0..100 {
+        ended = seen.lock().unwrap().big.clone();
+        if ended.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ended = ended.expect("the upstream's write still hangs 10 s on: the relay waits for the client forever");
+    assert!(ended.is_err(), "the whole body went out, yet the client read nothing");
+
+    // Half a body, then silence: the client gets what came, then the connection closes.
+    let mut conn = connect(&gw).await;
+    conn.0.write_all(get("/api/stall").as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.0.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "still open 5 s on: the relay waits for the upstream forever");
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("\r\n\r\nhello"), "{got}");
 }
