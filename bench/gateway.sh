@@ -117,7 +117,7 @@ if needs_gateway && ! gateway_help=$("$veche" serve gateway --help 2>&1); then
         echo "$gateway_help"
         echo
         echo "bench: $veche has no \`veche serve gateway\` (the gateway of issue 4 is not in this build yet),"
-        echo "bench: so rows (b) and (d) cannot run. ROWS=\"direct nginx\" measures the other two."
+        echo "bench: so rows (b) and (d) cannot run. ROWS=\"direct nginx bare\" measures the others."
     } >&2
     bench_die "no gateway to measure"
 fi

@@ -103,8 +103,9 @@ pub struct HttpArgs {
     #[arg(long, env = "VECHE_SHUTDOWN_GRACE", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
-    /// Longest a client may take to send a request's headers, and to stay idle between
-    /// requests on a kept-alive connection, in seconds.
+    /// Longest a client may take to send a request's headers, stay idle between requests
+    /// on a kept-alive connection, or go without taking any of an answer it is sent, in
+    /// seconds.
     #[arg(long, env = "VECHE_HEADER_TIMEOUT", default_value_t = 10.0)]
     pub header_timeout_secs: f64,
 

@@ -371,6 +371,8 @@ pub struct Handoff {
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Longest a write may wait for the client to take bytes (the header timeout).
+    write_timeout: Duration,
 }
 
 impl Handoff {
@@ -391,8 +393,12 @@ impl Handoff {
             req.extensions_mut().insert(ConnectInfo(peer));
             req.map(axum::body::Body::new)
         });
-        let connection =
-            self.builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        // A client that stops reading would hold the connection, and whatever feeds its
+        // answer, for as long as it likes: hyper has no write timeout of its own.
+        let mut io = tokio_io_timeout::TimeoutStream::new(io);
+        io.set_write_timeout(Some(self.write_timeout));
+        let io = TokioIo::new(Box::pin(io));
+        let connection = self.builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         if let Err(e) = self.watcher.watch(connection.into_owned()).await {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
@@ -402,7 +408,8 @@ impl Handoff {
 /// Serves HTTP/1.1 and HTTP/2 (cleartext, by prior knowledge) until `shutdown` resolves,
 /// then drains in-flight requests for at most the shutdown grace. Each connection must
 /// send its headers within the header timeout, which also closes idle kept-alive
-/// connections: a slow or silent client cannot hold a connection for long.
+/// connections, and take what it is sent without stalling for longer: a slow or silent
+/// client cannot hold a connection for long.
 pub async fn serve(
     listener: TcpListener,
     service: impl HttpService,
@@ -444,7 +451,12 @@ pub async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let hyper = Handoff { builder: builder.clone(), watcher: graceful.watcher(), stopping: stopping.clone() };
+        let hyper = Handoff {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            stopping: stopping.clone(),
+            write_timeout: header_timeout,
+        };
         tokio::spawn(connections.serve_connection(stream, peer, hyper));
     }
     drop(listener);
@@ -616,5 +628,36 @@ mod tests {
         assert_eq!(answer.text().await.unwrap(), "done", "the request in flight was answered");
         served.await.unwrap().unwrap();
         assert!(std::net::TcpStream::connect(addr).is_err(), "nothing listens after shutdown");
+    }
+
+    /// Over real sockets: a client that asks for a large answer and never reads it is cut
+    /// off once its buffers are full and the header timeout has passed, and the answer's
+    /// body is dropped rather than held for it.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let (guard, dropped) = tokio::sync::oneshot::channel::<()>();
+        let guard = Arc::new(std::sync::Mutex::new(Some(guard)));
+        let router = Router::new().route(
+            "/big",
+            get(move || {
+                let guard = guard.lock().unwrap().take();
+                async move {
+                    // 64 MiB, more than every buffer on the way; `guard` goes with the body.
+                    let chunks = (0..64).map(move |_| {
+                        let _held = &guard;
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 1 << 20]))
+                    });
+                    axum::body::Body::from_stream(futures::stream::iter(chunks))
+                }
+            }),
+        );
+        let http = HttpArgs { header_timeout_secs: 0.5, ..HttpArgs::default() };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { serve(listener, router, std::future::pending(), &http).await });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+        let cut = tokio::time::timeout(Duration::from_secs(10), dropped).await;
+        assert!(cut.is_ok(), "the answer still waits for the client 10 s on");
     }
 }
