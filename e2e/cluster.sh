@@ -2,6 +2,9 @@
 # A real Kubernetes control plane on loopback, built from Go modules, for the end-to-end
 # tests: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (one fake
 # node; kwok marks pods Running and Ready), plus kubectl and helm for the tests to use.
+# With VECHE_CLUSTER_NODE=real, a real node (e2e/node.sh: kubelet, containerd, CNI,
+# kube-proxy, CoreDNS) takes kwok's place, and runs the OCI archives named in
+# VECHE_NODE_IMAGES (space-separated) as real containers.
 #
 #   e2e/cluster.sh build          build the binaries unless cached; prints their directory
 #   e2e/cluster.sh up             start a control plane; prints `export KUBECONFIG=...`
@@ -22,6 +25,8 @@ cache="${VECHE_CLUSTER_CACHE:-$HOME/.cache/veche/cluster}"
 state="${VECHE_CLUSTER_DIR:-/tmp/veche-cluster}"
 # shellcheck source=tools/versions.env
 . "$tools/versions.env"
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 say() { printf 'cluster: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -103,45 +108,6 @@ cmd_build() {
 
 # ---------------------------------------------------------------------------- up
 
-# N free TCP ports on 127.0.0.1 (bound and released at once; the small race is accepted).
-free_ports() {
-  python3 - "$1" <<'PY2'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY2
-}
-
-# Starts a component in its own session (so it outlives `up`), logging to logs/NAME.log.
-start() {
-  local name=$1
-  shift
-  say "starting $name"
-  setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/pids/$name"
-}
-
-alive() { kill -0 "$(cat "$state/pids/$1")" 2>/dev/null; }
-
-# wait_for WHAT SECONDS COMPONENT CMD...: retries CMD until it succeeds; fails early if
-# COMPONENT died, and then shows the tail of its log.
-wait_for() {
-  local what=$1 limit=$2 component=$3
-  shift 3
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$component"; then
-      tail -n 40 "$state/logs/$component.log" >&2 || true
-      die "$component exited while waiting for $what"
-    fi
-    ((SECONDS < deadline)) || { tail -n 40 "$state/logs/$component.log" >&2 || true; die "timed out after ${limit}s waiting for $what"; }
-    sleep 0.5
-  done
-  say "$what: ok"
-}
-
 # Certificates: one CA; a serving certificate for 127.0.0.1/localhost; client certificates
 # for the admin (system:masters), the controller manager and the scheduler (their own RBAC
 # identities), and kwok. A separate service-account signing key.
@@ -152,15 +118,7 @@ make_pki() {
   openssl genpkey "${ec[@]}" -out "$pki/ca.key" 2>/dev/null
   openssl req -x509 -new -key "$pki/ca.key" -out "$pki/ca.crt" -days 30 -subj "/CN=veche-e2e-ca" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  issue() { # NAME SUBJECT EXTENSIONS
-    openssl genpkey "${ec[@]}" -out "$pki/$1.key" 2>/dev/null
-    openssl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr" 2>/dev/null
-    printf '%s\n' "$3" >"$pki/$1.ext"
-    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-      -days 30 -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
-  }
-  local client="keyUsage=critical,digitalSignature
-extendedKeyUsage=clientAuth"
+  local client=$CLIENT_CERT
   issue apiserver "/CN=kube-apiserver" "keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1"
@@ -168,34 +126,20 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,
   issue controller-manager "/CN=system:kube-controller-manager" "$client"
   issue scheduler "/CN=system:kube-scheduler" "$client"
   issue kwok "/O=system:masters/CN=kwok-controller" "$client"
+  # What the API server shows a kubelet (logs, port-forward); a real node binds it to
+  # system:kubelet-api-admin (node.sh).
+  issue kubelet-client "/CN=kube-apiserver-kubelet-client" "$client"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 }
 
-kubeconfig() { # NAME -> writes $state/NAME.kubeconfig for the client certificate NAME
-  cat >"$state/$1.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: veche-e2e
-  cluster:
-    server: https://127.0.0.1:$apiserver_port
-    certificate-authority: $state/pki/ca.crt
-users:
-- name: $1
-  user:
-    client-certificate: $state/pki/$1.crt
-    client-key: $state/pki/$1.key
-contexts:
-- name: veche-e2e
-  context: {cluster: veche-e2e, user: $1, namespace: default}
-current-context: veche-e2e
-KC
-}
+
+real_node() { [[ ${VECHE_CLUSTER_NODE:-kwok} == real ]]; }
 
 cmd_up() {
   local bin
   bin=$(cmd_build)
+  real_node && { "$here/node.sh" build >/dev/null || die "building the real node failed"; }
   if [[ -f $state/pids/kube-apiserver ]] && alive kube-apiserver; then
     die "a cluster is already running in $state (e2e/cluster.sh down first)"
   fi
@@ -228,6 +172,8 @@ cmd_up() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
+    --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true --profiling=false
   kubeconfig admin
   wait_for "kube-apiserver /readyz" 120 kube-apiserver \
@@ -253,33 +199,39 @@ cmd_up() {
     --authorization-kubeconfig="$state/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false --profiling=false
 
-  # kwok: the stages kwokctl uses by default (node initialise and lease heartbeat; pod
-  # ready, complete and delete), copied next to the binaries at build time.
-  kubeconfig kwok
-  start kwok "$bin/kwok" --kubeconfig="$state/kwok.kubeconfig" --config="$bin/kwok-stages.yaml" \
-    --manage-all-nodes=true --server-address="127.0.0.1:$kwok_port" \
-    --node-ip=10.0.0.1 --node-lease-duration-seconds=40
-
   local kubectl=("$bin/kubectl" --kubeconfig="$state/admin.kubeconfig")
-  "${kubectl[@]}" apply -f - >/dev/null <<'NODE'
-apiVersion: v1
-kind: Node
-metadata:
-  name: kwok-node-0
-  annotations:
-    node.alpha.kubernetes.io/ttl: "0"
-    kwok.x-k8s.io/node: fake
-  labels:
-    kubernetes.io/hostname: kwok-node-0
-    kubernetes.io/os: linux
-    kubernetes.io/arch: amd64
-    type: kwok
-status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
+  if real_node; then
+    local images=()
+    read -r -a images <<<"${VECHE_NODE_IMAGES:-}"
+    "$here/node.sh" up "$state" "$bin" "${images[@]}" || die "the real node did not come up"
+  else
+    # kwok: the stages kwokctl uses by default (node initialise and lease heartbeat; pod
+    # ready, complete and delete), copied next to the binaries at build time.
+    kubeconfig kwok
+    start kwok "$bin/kwok" --kubeconfig="$state/kwok.kubeconfig" --config="$bin/kwok-stages.yaml" \
+      --manage-all-nodes=true --server-address="127.0.0.1:$kwok_port" \
+      --node-ip=10.0.0.1 --node-lease-duration-seconds=40
+
+    "${kubectl[@]}" apply -f - >/dev/null <<'NODE'
+  apiVersion: v1
+  kind: Node
+  metadata:
+    name: kwok-node-0
+    annotations:
+      node.alpha.kubernetes.io/ttl: "0"
+      kwok.x-k8s.io/node: fake
+    labels:
+      kubernetes.io/hostname: kwok-node-0
+      kubernetes.io/os: linux
+      kubernetes.io/arch: amd64
+      type: kwok
+  status:
+    allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+    capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
 NODE
-  wait_for "node kwok-node-0 Ready" 60 kwok \
-    "${kubectl[@]}" wait --for=condition=Ready node/kwok-node-0 --timeout=2s
+    wait_for "node kwok-node-0 Ready" 60 kwok \
+      "${kubectl[@]}" wait --for=condition=Ready node/kwok-node-0 --timeout=2s
+  fi
   wait_for "controller manager (default ServiceAccount)" 60 kube-controller-manager \
     "${kubectl[@]}" get serviceaccount default -n default
   alive kube-scheduler || { tail -n 40 "$state/logs/kube-scheduler.log" >&2; die "kube-scheduler exited"; }
@@ -293,6 +245,8 @@ NODE
 
 cmd_down() {
   [[ -d $state ]] || { say "nothing running in $state"; return 0; }
+  # A real node first: its containers and kubelet, before the API they report to.
+  [[ -d $state/node ]] && "$here/node.sh" down "$state"
   local name pid pids=()
   # Only the processes this cluster started, by the pids it recorded. The state is thrown
   # away, so there is nothing to shut down gracefully for: TERM all, KILL what lingers.

@@ -227,7 +227,54 @@ impl Cluster {
             .await;
     }
 
+    /// Applies prometheus-operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs
+    /// (see [`prometheus_operator_crds`]) once per test process and waits until they are
+    /// Established, so that the API server validates the chart's monitoring objects
+    /// against their real schemas.
+    pub async fn install_monitoring_crds(&self) {
+        static APPLIED: OnceCell<()> = OnceCell::const_new();
+        APPLIED
+            .get_or_init(|| async {
+                let dir = prometheus_operator_crds();
+                let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+                for plural in MONITORING_CRDS {
+                    let file = dir.join(format!("monitoring.coreos.com_{plural}.yaml"));
+                    // Server-side: these schemas are larger than the annotation a
+                    // client-side apply keeps.
+                    self.kubectl_ok(["apply", "--server-side", "--force-conflicts", "-f", &file.to_string_lossy()]);
+                    let name = format!("{plural}.monitoring.coreos.com");
+                    let established = await_condition(api.clone(), &name, conditions::is_crd_established());
+                    tokio::time::timeout(Duration::from_secs(60), established)
+                        .await
+                        .unwrap_or_else(|_| panic!("{name} not established in time"))
+                        .expect("watching the crd");
+                }
+            })
+            .await;
+    }
+
     /// Deletes namespace `name` without waiting for its contents to go.
+    /// Installs the operator's chart for `namespace` alone (`watchNamespace`, so its RBAC
+    /// is a RoleBinding there) with no replicas, for a test that runs the operator as a
+    /// process with the chart's ServiceAccount; returns the release's name. Release names
+    /// are unique per namespace because the ClusterRole is named after the release.
+    pub fn install_operator_chart(&self, namespace: &str) -> String {
+        let release = format!("veche-operator-{namespace}");
+        self.helm_ok([
+            "install",
+            &release,
+            &repo("charts/veche-operator"),
+            "-n",
+            namespace,
+            "--set",
+            &format!("watchNamespace={namespace}"),
+            "--set",
+            "replicaCount=0",
+            "--wait",
+        ]);
+        release
+    }
+
     pub fn delete_namespace(&self, name: &str) {
         self.kubectl_ok(["delete", "namespace", name, "--wait=false"]);
     }
@@ -385,9 +432,22 @@ impl Cluster {
     }
 }
 
-/// A hostPath volume pre-bound to `claim`, of its size, access modes and class.
+/// Where the volume of `claim` in `namespace` lives on this machine (a real node's pods
+/// write there; a test may read what they wrote, as an operator reads a disk).
+pub fn volume_path(namespace: &str, claim: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/veche-e2e-volumes/{namespace}/{claim}"))
+}
+
+/// A hostPath volume pre-bound to `claim`, of its size, access modes and class. Its
+/// directory is made here, writable by any user, as local-path provisioners make theirs:
+/// the pods run as a non-root user, and hostPath volumes take no fsGroup.
 fn volume_for(namespace: &str, claim: &PersistentVolumeClaim) -> PersistentVolume {
+    use std::os::unix::fs::PermissionsExt as _;
     let name = claim.metadata.name.clone().unwrap_or_default();
+    let path = volume_path(namespace, &name);
+    if std::fs::create_dir_all(&path).is_ok() {
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
+    }
     let spec = claim.spec.clone().unwrap_or_default();
     let size = spec.resources.and_then(|r| r.requests).and_then(|r| r.get("storage").cloned());
     serde_json::from_value(serde_json::json!({
@@ -397,11 +457,66 @@ fn volume_for(namespace: &str, claim: &PersistentVolumeClaim) -> PersistentVolum
             "accessModes": spec.access_modes.unwrap_or_else(|| vec!["ReadWriteOnce".into()]),
             "storageClassName": spec.storage_class_name.unwrap_or_default(),
             "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": { "path": format!("/tmp/veche-e2e-volumes/{namespace}/{name}"), "type": "DirectoryOrCreate" },
+            "hostPath": { "path": path, "type": "DirectoryOrCreate" },
             "claimRef": { "namespace": namespace, "name": name, "uid": claim.metadata.uid },
         }
     }))
     .expect("a PersistentVolume literal")
+}
+
+/// The prometheus-operator release whose CRDs the chart's monitoring objects are checked
+/// against: the monitoring.coreos.com/v1 schemas kube-prometheus-stack installs.
+pub const PROMETHEUS_OPERATOR_VERSION: &str = "v0.85.0";
+
+/// The CRDs of the objects the chart makes (plural names).
+const MONITORING_CRDS: [&str; 3] = ["servicemonitors", "podmonitors", "prometheusrules"];
+
+/// A directory holding prometheus-operator's CRD manifests
+/// (`monitoring.coreos.com_<plural>.yaml`) at [`PROMETHEUS_OPERATOR_VERSION`].
+///
+/// They come from its Go module (`example/prometheus-operator-crd/` of
+/// github.com/prometheus-operator/prometheus-operator) through the Go module proxy, as
+/// the control plane's binaries do: `go mod download -json` fetches and verifies the
+/// module (against the checksum database) and prints where it is. The manifests are then
+/// copied to `$VECHE_CACHE` (default `$HOME/.cache/veche`)
+/// `/prometheus-operator-crds/<version>/`, so later runs need neither go nor the network.
+pub fn prometheus_operator_crds() -> PathBuf {
+    let cache = std::env::var_os("VECHE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is not set")).join(".cache/veche"));
+    let dir = cache.join("prometheus-operator-crds").join(PROMETHEUS_OPERATOR_VERSION);
+    let complete =
+        |dir: &Path| MONITORING_CRDS.iter().all(|p| dir.join(format!("monitoring.coreos.com_{p}.yaml")).is_file());
+    if complete(&dir) {
+        return dir;
+    }
+    let module = format!("github.com/prometheus-operator/prometheus-operator@{PROMETHEUS_OPERATOR_VERSION}");
+    // Outside any Go module, so no go.mod is read or changed.
+    let scratch = TempDir::new("gomod");
+    let out = ok(Command::new("go").args(["mod", "download", "-json", &module]).current_dir(scratch.path()));
+    let info: serde_json::Value = serde_json::from_str(&out).expect("go mod download -json prints JSON");
+    let source = match info.get("Dir").and_then(|d| d.as_str()) {
+        Some(module_dir) => Path::new(module_dir).join("example/prometheus-operator-crd"),
+        None => panic!("go mod download {module}: no Dir in {out}"),
+    };
+    // Copied next to the cache and renamed into place: two test processes at once never
+    // see half a directory.
+    let partial = cache.join("prometheus-operator-crds").join(format!(".{PROMETHEUS_OPERATOR_VERSION}.{}", unique()));
+    std::fs::create_dir_all(&partial).unwrap_or_else(|e| panic!("creating {}: {e}", partial.display()));
+    for entry in std::fs::read_dir(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let to = partial.join(path.file_name().expect("a file name"));
+            std::fs::copy(&path, &to).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
+    }
+    assert!(complete(&partial), "{} lacks some of {MONITORING_CRDS:?}", source.display());
+    if std::fs::rename(&partial, &dir).is_err() {
+        // Another process got there first; its copy is the same.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    assert!(complete(&dir), "{} is incomplete", dir.display());
+    dir
 }
 
 /// The absolute path of `path` in this repository.

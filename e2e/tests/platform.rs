@@ -41,21 +41,7 @@ impl Rig {
         let cluster = Cluster::connect().await;
         cluster.install_crds().await;
         let ns = cluster.namespace(prefix).await;
-        // Release names are unique per namespace because the ClusterRole is named after
-        // the release. No replicas: the operator runs here as a process instead.
-        let release = format!("veche-operator-{ns}");
-        cluster.helm_ok([
-            "install",
-            &release,
-            &e2e::repo("charts/veche-operator"),
-            "-n",
-            &ns,
-            "--set",
-            &format!("watchNamespace={ns}"),
-            "--set",
-            "replicaCount=0",
-            "--wait",
-        ]);
+        let release = cluster.install_operator_chart(&ns);
         let kubeconfig = cluster.service_account_kubeconfig(&ns, &release);
         let volumes = cluster.provision_volumes(&ns);
         Rig { cluster, ns, kubeconfig, _volumes: volumes }

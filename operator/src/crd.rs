@@ -10,6 +10,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -554,9 +555,19 @@ pub struct ServiceDeploymentStatus {
 /// The CRDs as YAML documents, as `veche-operator crd` prints them and `crds/` holds them.
 pub fn crd_yaml() -> Result<Vec<(&'static str, String)>, serde_saphyr::SerializeError> {
     Ok(vec![
-        ("platform.yaml", serde_saphyr::to_string(&Platform::crd())?),
-        ("servicedeployment.yaml", serde_saphyr::to_string(&ServiceDeployment::crd())?),
+        ("platform.yaml", serde_saphyr::to_string(&released(Platform::crd()))?),
+        ("servicedeployment.yaml", serde_saphyr::to_string(&released(ServiceDeployment::crd()))?),
     ])
+}
+
+/// A CRD labelled with the release it belongs to: binaries, images, chart and CRDs carry
+/// one version, so `kubectl get crd -L app.kubernetes.io/version` tells which is installed.
+fn released(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata.labels = Some(BTreeMap::from([
+        ("app.kubernetes.io/part-of".to_string(), "veche".to_string()),
+        ("app.kubernetes.io/version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]));
+    crd
 }
 
 /// Where the generated CRDs are kept, relative to the repository root.

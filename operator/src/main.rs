@@ -12,9 +12,12 @@ use operator::telemetry::{self, Health, LogFormat};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// `--version`: the release and the commit it was built from (stamped by build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VECHE_GIT_COMMIT"), ")");
+
 /// The Veche operator: Platform and ServiceDeployment, reconciled into a running backend.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

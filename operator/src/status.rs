@@ -252,6 +252,16 @@ pub fn conditions(old: &[Condition], verdict: Verdict, generation: Option<i64>, 
         .collect()
 }
 
+/// How many of `platforms` report Ready=True, and how many do not (no status yet, or
+/// any other Ready status).
+pub fn count_ready(platforms: &[std::sync::Arc<crate::crd::Platform>]) -> (u64, u64) {
+    let ready = platforms
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| status_of(&s.conditions, READY)) == Some("True"))
+        .count() as u64;
+    (ready, platforms.len() as u64 - ready)
+}
+
 /// The status of a condition type in a list, if present.
 pub fn status_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
     conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
@@ -413,5 +423,24 @@ mod tests {
         assert_eq!(same[2].last_transition_time, t1, "Degraded turned True");
         assert_eq!(same[0].observed_generation, Some(2));
         assert!(same.iter().all(|c| ["True", "False", "Unknown"].contains(&c.status.as_str())));
+    }
+
+    #[test]
+    fn platforms_are_counted_ready_only_with_ready_true() {
+        let platform = |ready: Option<&str>| {
+            let conditions = ready.map_or(serde_json::json!([]), |status| {
+                serde_json::json!([{"type": "Ready", "status": status, "reason": "R", "message": "",
+                                    "lastTransitionTime": "2026-01-01T00:00:00Z"}])
+            });
+            let p: crate::crd::Platform = serde_json::from_value(serde_json::json!({
+                "apiVersion": "veche.io/v1alpha1", "kind": "Platform",
+                "metadata": {"name": "p"}, "spec": {}, "status": {"conditions": conditions}
+            }))
+            .unwrap();
+            std::sync::Arc::new(p)
+        };
+        let platforms = [platform(Some("True")), platform(Some("False")), platform(Some("Unknown")), platform(None)];
+        assert_eq!(count_ready(&platforms), (1, 3));
+        assert_eq!(count_ready(&[]), (0, 0));
     }
 }

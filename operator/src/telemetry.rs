@@ -64,6 +64,12 @@ pub fn record_reconcile(controller: &'static str, took: Duration, error: Option<
     }
 }
 
+/// The watched Platforms by readiness (`ready="true"` / `"false"`).
+pub fn record_platforms(ready: u64, not_ready: u64) {
+    metrics::gauge!("veche_operator_platforms", "ready" => "true").set(ready as f64);
+    metrics::gauge!("veche_operator_platforms", "ready" => "false").set(not_ready as f64);
+}
+
 /// What the probes report. Ready means: this replica can do its job, either leading
 /// with its controllers running or standing by with the API server reachable.
 #[derive(Clone, Default)]

@@ -27,3 +27,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.serviceAccount.name | default "default" -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+Labels of the monitoring objects: the chart's, with component "monitoring" (so that
+`-l app.kubernetes.io/component=operator` still means the operator), then
+monitoring.labels, then the object's own. Call with (dict "root" $ "labels" $own).
+*/ -}}
+{{- define "veche-operator.monitoringLabels" -}}
+{{- $labels := include "veche-operator.labels" .root | fromYaml -}}
+{{- $_ := set $labels "app.kubernetes.io/component" "monitoring" -}}
+{{- toYaml (mustMergeOverwrite $labels (.root.Values.monitoring.labels | default dict) (.labels | default dict)) -}}
+{{- end -}}
+
+{{- /*
+The pods the operator runs for Platforms: every service pod carries these labels
+(operator/src/render/mod.rs, `labels`), the operator's own pod does not.
+*/ -}}
+{{- define "veche-operator.platformPodSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: veche
+  app.kubernetes.io/managed-by: veche-operator
+matchExpressions:
+  - key: veche.io/service
+    operator: Exists
+{{- end -}}

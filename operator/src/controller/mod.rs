@@ -13,6 +13,7 @@ use futures::StreamExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -210,13 +211,14 @@ pub async fn run(
     let platform_controller =
         platform::controller(client.clone(), platforms.clone(), sds.clone(), namespace.as_deref())
             .with_config(controller_config(concurrency))
-            .graceful_shutdown_on(shutdown.clone())
-            .run(platform::reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "platform controller");
-                }
-            });
+            .graceful_shutdown_on(shutdown.clone());
+    let readiness = report_readiness(platform_controller.store(), shutdown.clone());
+    let platform_controller =
+        platform_controller.run(platform::reconcile, error_policy, ctx.clone()).for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "platform controller");
+            }
+        });
     let service_controller = service::controller(client.clone(), sds, platforms, namespace.as_deref())
         .with_config(controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -226,7 +228,28 @@ pub async fn run(
                 tracing::debug!(error = %e, "service controller");
             }
         });
-    futures::join!(platform_controller, service_controller);
+    futures::join!(platform_controller, service_controller, readiness);
+}
+
+/// How often the Platforms' readiness is counted for `/metrics`.
+const READINESS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Keeps `veche_operator_platforms{ready}` at the number of watched Platforms that are
+/// Ready and that are not, counted from the controller's cache. Counts rather than a
+/// gauge per Platform: a deleted Platform's series could never be taken back, and would
+/// read as "not ready" for ever.
+async fn report_readiness(store: Store<Platform>, shutdown: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(READINESS_INTERVAL);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = tick.tick() => {
+                let (ready, not_ready) = crate::status::count_ready(&store.state());
+                telemetry::record_platforms(ready, not_ready);
+            }
+        }
+    }
 }
 
 fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {

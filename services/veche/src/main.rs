@@ -23,8 +23,11 @@ use users::UsersConfig;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--version`: the release and the commit it was built from (stamped by build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VECHE_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "veche", version, about = "Veche: the backend of an events platform")]
+#[command(name = "veche", version = VERSION, about = "Veche: the backend of an events platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
