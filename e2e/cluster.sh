@@ -246,7 +246,7 @@ NODE
 cmd_down() {
   [[ -d $state ]] || { say "nothing running in $state"; return 0; }
   # A real node first: its containers and kubelet, before the API they report to.
-  [[ -d $state/node ]] && "$here/node.sh" down "$state"
+  if [[ -d $state/node ]]; then "$here/node.sh" down "$state" || say "the real node's teardown failed; stopping the rest"; fi
   local name pid pids=()
   # Only the processes this cluster started, by the pids it recorded. The state is thrown
   # away, so there is nothing to shut down gracefully for: TERM all, KILL what lingers.

@@ -342,10 +342,11 @@ cmd_down() {
   fi
   grep -o " $node[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   local ns
+  # The pods' network namespaces (what the runtime did not get to remove); one that is
+  # still busy stays behind, harmless, rather than stopping the teardown.
   for ns in /run/netns/cni-*; do
     [[ -e $ns ]] || continue
-    umount -l "$ns" 2>/dev/null || true
-    rm -f "$ns"
+    ip netns delete "${ns##*/}" 2>/dev/null || { umount -l "$ns" 2>/dev/null; rm -f "$ns" 2>/dev/null; } || true
   done
   ip link delete "$BRIDGE" 2>/dev/null || true
   find /sys/fs/cgroup/*/kubepods* -depth -type d -exec rmdir {} \; 2>/dev/null || true
