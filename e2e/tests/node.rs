@@ -1,13 +1,14 @@
-//! The `veche` image in real containers: on a real node (kubelet, containerd and runc,
-//! the CNI bridge, kube-proxy and CoreDNS; e2e/node.sh), the operator brings
-//! `examples/platform-minimal.yaml` up from the image `scripts/images` built, imported as
-//! an OCI archive, under the restricted security context it renders (non-root, read-only
-//! root filesystem, probes, volumes). Then a newcomer's walkthrough
+//! Both images in real containers: on a real node (kubelet, containerd and runc, the CNI
+//! bridge, kube-proxy and CoreDNS; e2e/node.sh), the operator, itself running from its
+//! image as the chart deploys it, brings `examples/platform-minimal.yaml` up from the
+//! `veche` image (both built by `scripts/images` and imported as OCI archives) under the
+//! restricted security context it renders (non-root, read-only root filesystem, probes,
+//! volumes). Then a newcomer's walkthrough
 //! (`examples/walkthrough.sh`) passes through the gateway's Service, and what was
 //! written survives the deletion of the pods that wrote it.
 //!
 //! Run: `scripts/images`, then
-//!   VECHE_CLUSTER_NODE=real VECHE_NODE_IMAGES=<images>/veche.oci.tar \
+//!   VECHE_CLUSTER_NODE=real VECHE_NODE_IMAGES="<images>/veche.oci.tar <images>/veche-operator.oci.tar" \
 //!     e2e/cluster.sh run -- cargo test -p veche-e2e --features cluster --test node
 
 use std::io::{BufRead as _, BufReader};
@@ -16,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use e2e::{Cluster, Operator, eventually};
+use e2e::{Cluster, eventually};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 const NODE: &str = "veche-node-0";
 const IMAGE: &str = concat!("ghcr.io/veche-dev/veche:", env!("CARGO_PKG_VERSION"));
+const OPERATOR_IMAGE: &str = concat!("ghcr.io/veche-dev/veche-operator:", env!("CARGO_PKG_VERSION"));
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// `kubectl port-forward` to a Service, on a free loopback port; stopped on drop.
@@ -126,6 +128,50 @@ fn walkthrough(url: &str, mail_dir: &Path) {
     );
 }
 
+/// The operator from its image, in a real container: the chart's Deployment as rendered
+/// (its ServiceAccount and token, user, read-only root, probes, leader election), scaled
+/// to one, with two changes, both because this test API server listens on loopback only:
+/// the pod shares the node's network, and is told the API server's loopback address in
+/// place of the `kubernetes` Service's (which routes to an address it does not listen on).
+async fn run_operator_from_its_image(cluster: &Cluster, ns: &str, release: &str) {
+    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("the admin kubeconfig");
+    let port = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
+        .expect("the API server's loopback port in the kubeconfig")
+        .to_string();
+    let patch = serde_json::json!({"spec": {"replicas": 1, "template": {"spec": {
+        "hostNetwork": true,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "containers": [{"name": "operator", "env": [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": port},
+        ]}],
+    }}}});
+    cluster.kubectl_ok(["patch", "deployment", release, "-n", ns, "--type", "strategic", "-p", &patch.to_string()]);
+    cluster.wait_available(ns, release, 1, 2 * MINUTE).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let pod = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await
+        .expect("listing the operator's pods")
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .expect("the operator's pod");
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(NODE), "the operator runs on the real node");
+    assert_eq!(spec.containers[0].image.as_deref(), Some(OPERATOR_IMAGE));
+    let name = pod.name_any();
+    eventually("the operator's container leading", MINUTE, || async {
+        let log = cluster.kubectl(["logs", "-n", ns, &name]);
+        let log = String::from_utf8_lossy(&log.stdout);
+        ensure!(log.contains("controllers starting"), "its log so far:\n{log}");
+        Ok(Some(()))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_minimal_platform_runs_the_image_passes_the_walkthrough_and_keeps_its_data() {
     let cluster = Cluster::connect().await;
@@ -139,7 +185,7 @@ async fn the_minimal_platform_runs_the_image_passes_the_walkthrough_and_keeps_it
     let ns = cluster.namespace("node").await;
     let release = cluster.install_operator_chart(&ns);
     let _volumes = cluster.provision_volumes(&ns);
-    let _operator = Operator::start(&cluster.service_account_kubeconfig(&ns, &release), &ns, "node-op");
+    run_operator_from_its_image(&cluster, &ns, &release).await;
 
     // Apply to the walkthrough passing: what a platform engineer waits for.
     let applied = Instant::now();
