@@ -33,25 +33,6 @@ die() { say "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------- build
 
-kube_minor=${KUBERNETES_VERSION#v1.}
-kube_minor=${kube_minor%%.*}
-ldflags=(
-  -s -w
-  -X "k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-  -X "k8s.io/component-base/version.gitMajor=1"
-  -X "k8s.io/component-base/version.gitMinor=$kube_minor"
-  -X "k8s.io/component-base/version.gitTreeState=clean"
-  -X "k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  -X "k8s.io/client-go/pkg/version.gitMajor=1"
-  -X "k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
-  -X "k8s.io/client-go/pkg/version.gitTreeState=clean"
-  -X "helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  -X "helm.sh/helm/v3/internal/version.gitTreeState=clean"
-  -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
-  -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kube_minor"
-  -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
-  -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kube_minor"
-)
 packages=(
   veche.dev/e2e/tools/cmd/etcd
   k8s.io/kubernetes/cmd/kube-apiserver
@@ -133,7 +114,6 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 }
 
-
 real_node() { [[ ${VECHE_CLUSTER_NODE:-kwok} == real ]]; }
 
 cmd_up() {
@@ -213,21 +193,21 @@ cmd_up() {
       --node-ip=10.0.0.1 --node-lease-duration-seconds=40
 
     "${kubectl[@]}" apply -f - >/dev/null <<'NODE'
-  apiVersion: v1
-  kind: Node
-  metadata:
-    name: kwok-node-0
-    annotations:
-      node.alpha.kubernetes.io/ttl: "0"
-      kwok.x-k8s.io/node: fake
-    labels:
-      kubernetes.io/hostname: kwok-node-0
-      kubernetes.io/os: linux
-      kubernetes.io/arch: amd64
-      type: kwok
-  status:
-    allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
-    capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-0
+  annotations:
+    node.alpha.kubernetes.io/ttl: "0"
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: kwok-node-0
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
 NODE
     wait_for "node kwok-node-0 Ready" 60 kwok \
       "${kubectl[@]}" wait --for=condition=Ready node/kwok-node-0 --timeout=2s

@@ -1,6 +1,28 @@
 # Shell helpers of the end-to-end control plane (cluster.sh) and its real node (node.sh),
-# sourced by both. They expect `state` (the cluster's state directory, with logs/ and
-# pids/), and `say` and `die` functions that name the caller.
+# sourced by both after tools/versions.env. They expect `state` (the cluster's state
+# directory, with logs/ and pids/), and `say` and `die` functions that name the caller.
+
+# The link flags of every Go tool built here: stripped, and stamped with the real versions
+# (`kubectl version`, Helm's `.Capabilities` and chart `kubeVersion` checks see them).
+kube_minor=${KUBERNETES_VERSION#v1.}
+kube_minor=${kube_minor%%.*}
+ldflags=(
+  -s -w
+  -X "k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  -X "k8s.io/component-base/version.gitMajor=1"
+  -X "k8s.io/component-base/version.gitMinor=$kube_minor"
+  -X "k8s.io/component-base/version.gitTreeState=clean"
+  -X "k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  -X "k8s.io/client-go/pkg/version.gitMajor=1"
+  -X "k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
+  -X "k8s.io/client-go/pkg/version.gitTreeState=clean"
+  -X "helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  -X "helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+  -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kube_minor"
+  -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+  -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kube_minor"
+)
 
 # N free TCP ports on 127.0.0.1 (bound and released at once; the small race is accepted).
 free_ports() {

@@ -52,11 +52,6 @@ debian_parts() {
 }
 
 build_flags=(-mod=readonly -buildvcs=false -trimpath)
-ldflags=(-s -w
-  -X "k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-  -X "k8s.io/component-base/version.gitMajor=1"
-  -X "k8s.io/component-base/version.gitMinor=$(sed 's/^v1\.\([0-9]*\).*/\1/' <<<"$KUBERNETES_VERSION")"
-  -X "k8s.io/component-base/version.gitTreeState=clean")
 # containerd without the snapshotters that need C libraries or kernel features we skip.
 containerd_tags=no_btrfs,no_devmapper,no_zfs,no_aufs
 
