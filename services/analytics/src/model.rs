@@ -438,12 +438,16 @@ pub enum ReportFormat {
 pub struct ReportParams {
     /// Start, RFC 3339, rounded down to its bucket; default: 30 days before the end of
     /// `to`'s bucket.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End (exclusive), RFC 3339, rounded up to a bucket boundary; default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `hour`, `day` (default) or `week`.
+    #[param(inline)]
     pub bucket: Option<BucketSize>,
     /// `json` (default) or `csv`; `Accept: text/csv` also asks for CSV.
+    #[param(inline)]
     pub format: Option<ReportFormat>,
 }
 

@@ -125,31 +125,58 @@ pub struct Event {
     pub published_at: Option<i64>,
 }
 
-/// An event as the API shows it: the input's fields plus what the platform adds.
-#[derive(Debug, Serialize, ToSchema)]
+/// An event as the API shows it: the input's fields plus what the platform adds, in one
+/// object (its schema is flat: [`EventInput`] refuses unknown fields, so an `allOf` of it
+/// would refuse every view).
+#[derive(Debug, Serialize)]
 pub struct EventView {
-    pub id: Uuid,
     #[serde(flatten)]
     pub input: EventInput,
+    #[serde(flatten)]
+    pub facts: EventFacts,
+}
+
+/// What the platform adds to an organizer's input.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventFacts {
+    pub id: Uuid,
     pub status: Status,
     pub registered_count: u32,
     pub waitlisted_count: u32,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub published_at: Option<String>,
+}
+
+impl utoipa::PartialSchema for EventView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        kit::openapi::flat_object([EventInput::schema(), EventFacts::schema()], "An event.")
+    }
+}
+
+impl ToSchema for EventView {
+    fn schemas(out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <EventInput as ToSchema>::schemas(out);
+        <EventFacts as ToSchema>::schemas(out);
+    }
 }
 
 impl From<&Event> for EventView {
     fn from(e: &Event) -> Self {
         Self {
-            id: e.id,
             input: e.input.clone(),
-            status: e.status,
-            registered_count: e.registered,
-            waitlisted_count: e.waitlisted,
-            created_at: kit::rfc3339(e.created_at),
-            updated_at: kit::rfc3339(e.updated_at),
-            published_at: e.published_at.map(kit::rfc3339),
+            facts: EventFacts {
+                id: e.id,
+                status: e.status,
+                registered_count: e.registered,
+                waitlisted_count: e.waitlisted,
+                created_at: kit::rfc3339(e.created_at),
+                updated_at: kit::rfc3339(e.updated_at),
+                published_at: e.published_at.map(kit::rfc3339),
+            },
         }
     }
 }

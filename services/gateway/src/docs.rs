@@ -37,7 +37,7 @@ pub async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
     let mut parts = Vec::new();
     for name in names {
         match gw.upstreams[name].get_json("/openapi.json").await {
-            Ok(doc) => parts.push(doc),
+            Ok(doc) => parts.push(routable_only(doc, name, &gw.routes)),
             // A service that is down leaves a gap in the document, not an error page.
             Err(e) => tracing::warn!(upstream = %name, error = %e, "no OpenAPI document from upstream"),
         }
@@ -48,6 +48,26 @@ pub async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
     let doc = bytes::Bytes::from(serde_json::to_vec(&merge(parts)).unwrap_or_default());
     *cached = Some((Instant::now(), doc.clone()));
     json_response(doc)
+}
+
+/// The paths of an upstream's document that the gateway routes to that upstream: a
+/// service may document more (its internal endpoints), which the public document must
+/// not offer.
+/// Also declares the gateway's own answer on a route that checks tokens: 401 for a token
+/// that is missing (where one is required) or invalid (wherever one is sent).
+pub fn routable_only(mut doc: Value, upstream: &str, routes: &crate::model::Router) -> Value {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else { return doc };
+    paths.retain(|path, _| routes.find(path).is_some_and(|r| r.upstream == upstream));
+    for (path, item) in paths.iter_mut() {
+        let checks_tokens = routes.find(path).is_some_and(|r| r.auth != crate::model::Access::None);
+        let Some(item) = item.as_object_mut().filter(|_| checks_tokens) else { continue };
+        for op in item.values_mut() {
+            if let Some(Value::Object(responses)) = op.get_mut("responses") {
+                responses.entry("401").or_insert_with(|| json!({"$ref": "#/components/responses/Unauthorized"}));
+            }
+        }
+    }
+    doc
 }
 
 /// Paths and components of every document in one; the first wins on a clash (services
@@ -88,6 +108,8 @@ pub fn merge(docs: Vec<Value>) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The events platform's HTTP API, through its gateway. Errors are RFC 9457 problem+json.",
         },
+        // Relative to where the document was fetched: the gateway it came from.
+        "servers": [{"url": "/", "description": "this gateway"}],
         "paths": paths,
         "components": components,
         "tags": tags,
@@ -162,5 +184,25 @@ mod tests {
         assert!(doc["components"]["schemas"]["B"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
         assert_eq!(doc["tags"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["servers"][0]["url"], "/");
+    }
+
+    #[test]
+    fn only_paths_the_gateway_routes_to_their_upstream_are_public() {
+        let routes = crate::model::Router::new(&crate::model::RouteTable::platform(|s| format!("http://{s}:80")));
+        let doc = json!({"paths": {"/api/v1/analytics/track": {"post": {"responses": {}}},
+                                   "/internal/v1/analytics/facts": {}, "/api/v1/events": {}}});
+        let doc = routable_only(doc, "analytics", &routes);
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(paths, ["/api/v1/analytics/track"]);
+        let declared = &doc["paths"]["/api/v1/analytics/track"]["post"]["responses"]["401"];
+        assert_eq!(declared["$ref"], "#/components/responses/Unauthorized", "the gateway refuses bad tokens there");
+
+        let doc = json!({"paths": {"/.well-known/jwks.json": {"get": {"responses": {}}}}});
+        let doc = routable_only(doc, "users", &routes);
+        assert!(
+            doc["paths"]["/.well-known/jwks.json"]["get"]["responses"].get("401").is_none(),
+            "no token checks there"
+        );
     }
 }

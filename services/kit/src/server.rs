@@ -101,7 +101,8 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
     }
     // A service with no paths of its own (the gateway) serves its own `/openapi.json`.
     let has_paths = openapi.as_ref().is_some_and(|d| !d.paths.paths.is_empty());
-    let openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
+    let mut openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
+    crate::openapi::conventions(&mut openapi);
     let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
     let mut ops_routes =
         Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));

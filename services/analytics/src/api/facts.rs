@@ -28,7 +28,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Sender {
     }
 }
 
-#[utoipa::path(post, path = "/internal/v1/analytics/facts", tag = "internal", security(("bearer" = [])),
+#[utoipa::path(post, path = "/internal/v1/analytics/facts", operation_id = "ingestFacts", tag = "internal", security(("bearer" = [])),
     request_body = FactBatch,
     responses((status = 200, description = "stored; each fact is counted once however often it is delivered", body = Ingested),
               (status = 401, body = kit::problem::Problem),

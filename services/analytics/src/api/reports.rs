@@ -22,7 +22,7 @@ const TOP: i64 = 5;
 /// The media type of CSV answers.
 pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
 
-#[utoipa::path(get, path = "/api/v1/analytics/events/{id}", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/events/{id}", operation_id = "getEventReport", tag = "analytics", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "the event's id"), ReportParams),
     responses((status = 200, description = "views, unique_visitors, registrations, cancellations, check_ins, link_clicks",
                 content((Report = "application/json"), (String = "text/csv"))),
@@ -41,7 +41,7 @@ pub async fn event(
     report(&app, Scope::Event(id), &p, &headers).await
 }
 
-#[utoipa::path(get, path = "/api/v1/analytics/organizations/{id}", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/organizations/{id}", operation_id = "getOrganizationReport", tag = "analytics", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "the organization's id"), ReportParams),
     responses((status = 200, description = "the event metrics over the organization's events, and members_joined",
                 content((Report = "application/json"), (String = "text/csv"))),
@@ -59,7 +59,7 @@ pub async fn organization(
     report(&app, Scope::Organization(id), &p, &headers).await
 }
 
-#[utoipa::path(get, path = "/api/v1/analytics/platform", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/platform", operation_id = "getPlatformReport", tag = "analytics", security(("bearer" = [])),
     params(ReportParams),
     responses((status = 200, description = "sign_ups, events_published, registrations, organizations_created, searches",
                 content((Report = "application/json"), (String = "text/csv"))),

@@ -146,7 +146,7 @@ impl TrackBatch {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/analytics/track", tag = "analytics",
+#[utoipa::path(post, path = "/api/v1/analytics/track", operation_id = "trackEvents", tag = "analytics",
     request_body = TrackBatch,
     responses((status = 202, description = "taken (robots' batches are taken and dropped)", body = Tracked),
               (status = 413, body = kit::problem::Problem),

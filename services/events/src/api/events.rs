@@ -14,8 +14,12 @@ use kit::page::{Page, encode_cursor};
 use kit::{ApiError, now_unix};
 use uuid::Uuid;
 
-#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])), request_body = EventInput,
-    responses((status = 201, body = EventView), (status = 403, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/events", operation_id = "createEvent", tag = "events", security(("bearer" = [])), request_body = EventInput,
+    responses((status = 201, description = "the event, a draft", body = EventView, links(
+                  ("getEvent" = (operation_id = "getEvent", parameters(("id" = "$response.body#/id")))),
+                  ("publishEvent" = (operation_id = "publishEvent", parameters(("id" = "$response.body#/id")))))),
+              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
 pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<EventInput>) -> Result<Response, ApiError> {
     let input = input.validate()?;
     if !me.is_admin() {
@@ -28,7 +32,7 @@ pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<Even
     Ok((StatusCode::CREATED, Json(EventView::from(&event))).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(SearchParams),
+#[utoipa::path(get, path = "/api/v1/events", operation_id = "searchEvents", tag = "events", params(SearchParams),
     responses((status = 200, body = Page<EventView>), (status = 422, body = kit::problem::Problem)))]
 pub async fn search(
     State(app): State<App>,
@@ -53,6 +57,16 @@ pub async fn search(
     Ok(Json(Page { items: events.iter().map(EventView::from).collect(), next_cursor: next.map(|c| encode_cursor(&c)) }))
 }
 
+/// `GET /api/v1/events/{id}.ics`, served by [`get`] (one route takes both forms); this
+/// function only documents it.
+#[utoipa::path(get, path = "/api/v1/events/{id}.ics", operation_id = "getEventCalendar", tag = "events", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the event as iCalendar (RFC 5545), for calendar programs", content_type = "text/calendar", body = String),
+              (status = 404, description = "no such event, or a draft the caller may not see", body = kit::problem::Problem)))]
+pub async fn get_calendar(state: State<App>, me: Option<AuthUser>, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    get(state, me, Path(format!("{id}.ics"))).await
+}
+
 /// `{id}` or `{id}.ics`.
 fn parse_id(raw: &str) -> Result<(Uuid, bool), ApiError> {
     let (id, ics) = match raw.strip_suffix(".ics") {
@@ -62,8 +76,10 @@ fn parse_id(raw: &str) -> Result<(Uuid, bool), ApiError> {
     Uuid::parse_str(id).map(|u| (u, ics)).map_err(|_| ApiError::NotFound("no such event".into()))
 }
 
-#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = String, Path, description = "event id; `{id}.ics` gives iCalendar")),
-    responses((status = 200, body = EventView), (status = 404, body = kit::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/events/{id}", operation_id = "getEvent", tag = "events", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventView, links(("getEventCalendar" = (operation_id = "getEventCalendar", parameters(("id" = "$response.body#/id")))))),
+              (status = 404, description = "no such event, or a draft the caller may not see", body = kit::problem::Problem)))]
 pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let (id, ics) = parse_id(&raw)?;
     let (event, _) = access(&app, id, me.as_ref(), Access::Read).await?;
@@ -75,7 +91,7 @@ pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<S
     Ok(Json(EventView::from(&event)).into_response())
 }
 
-#[utoipa::path(patch, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/api/v1/events/{id}", operation_id = "updateEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
     request_body(content = serde_json::Value, description = "a JSON Merge Patch (RFC 7396) of the event's fields"),
     responses((status = 200, body = EventView), (status = 403, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
 pub async fn patch(
@@ -114,19 +130,19 @@ async fn transition(app: App, me: AuthUser, id: Uuid, status: Status) -> Result<
     Ok(Json(EventView::from(&event)))
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/publish", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = EventView), (status = 409, body = kit::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/events/{id}/publish", operation_id = "publishEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventView), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "not a draft", body = kit::problem::Problem)))]
 pub async fn publish(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
     transition(app, me, id, Status::Published).await
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = EventView), (status = 409, body = kit::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", operation_id = "cancelEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventView), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "already cancelled", body = kit::problem::Problem)))]
 pub async fn cancel(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
     transition(app, me, id, Status::Cancelled).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/api/v1/events/{id}", operation_id = "deleteEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = kit::problem::Problem), (status = 404, body = kit::problem::Problem)))]
 pub async fn delete(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     access(&app, id, Some(&me), Access::Manage).await?;

@@ -100,7 +100,7 @@ pub fn router(app: App) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        events::create, events::search, events::get, events::patch, events::publish, events::cancel, events::delete,
+        events::create, events::search, events::get, events::get_calendar, events::patch, events::publish, events::cancel, events::delete,
         registrations::register, registrations::cancel, registrations::list, registrations::check_in,
         registrations::mine, registrations::new_calendar, registrations::calendar_feed,
     ),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/registrations", tag = "registrations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/events/{id}/registrations", operation_id = "registerForEvent", tag = "registrations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 201, description = "registered or waitlisted", body = Registration),
               (status = 200, description = "already registered or waitlisted", body = Registration),
@@ -25,7 +25,7 @@ pub async fn register(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>
     Ok((status, Json(outcome.registration)).into_response())
 }
 
-#[utoipa::path(delete, path = "/api/v1/events/{id}/registrations/me", tag = "registrations", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/events/{id}/registrations/me", operation_id = "cancelMyRegistration", tag = "registrations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "cancelled; a freed seat went to the waitlist", body = Registration),
               (status = 404, body = kit::problem::Problem)))]
@@ -42,13 +42,23 @@ pub async fn cancel(
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// `csv` for a spreadsheet (or send `Accept: text/csv`).
-    pub format: Option<String>,
+    #[param(inline)]
+    pub format: Option<ExportFormat>,
 }
 
-#[utoipa::path(get, path = "/api/v1/events/{id}/registrations", tag = "registrations", security(("bearer" = [])),
+/// How a list is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+#[utoipa::path(get, path = "/api/v1/events/{id}/registrations", operation_id = "listEventRegistrations", tag = "registrations", security(("bearer" = [])),
     params(("id" = Uuid, Path), ListParams),
-    responses((status = 200, body = Vec<Registration>, description = "JSON, or CSV on request"),
-              (status = 403, body = kit::problem::Problem)))]
+    responses((status = 200, description = "the event's registrations, as JSON or (on request) CSV",
+                content((Vec<Registration> = "application/json"), (String = "text/csv"))),
+              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem)))]
 pub async fn list(
     State(app): State<App>,
     me: AuthUser,
@@ -56,10 +66,8 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let csv = match params.format.as_deref() {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(_) => return Err(ApiError::field("format", "must be csv or json")),
+    let csv = match params.format {
+        Some(format) => format == ExportFormat::Csv,
         None => headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv")),
     };
     let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
@@ -87,9 +95,9 @@ pub async fn list(
     Ok(response)
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/registrations/{user_id}/check-in", tag = "registrations",
+#[utoipa::path(post, path = "/api/v1/events/{id}/registrations/{user_id}/check-in", operation_id = "checkInAttendee", tag = "registrations",
     security(("bearer" = [])), params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, body = Registration), (status = 409, body = kit::problem::Problem)))]
+    responses((status = 200, body = Registration), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "not registered (waitlisted or cancelled)", body = kit::problem::Problem)))]
 pub async fn check_in(
     State(app): State<App>,
     me: AuthUser,
@@ -105,7 +113,7 @@ pub struct MyRegistrationView {
     pub event: EventView,
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me/registrations", tag = "registrations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/registrations", operation_id = "listMyRegistrations", tag = "registrations", security(("bearer" = [])),
     responses((status = 200, body = Vec<MyRegistrationView>)))]
 pub async fn mine(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<MyRegistrationView>>, ApiError> {
     let mine = app.store.my_registrations(me.id).await?;
@@ -122,7 +130,7 @@ pub struct CalendarLink {
     pub url: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/users/me/calendar", tag = "registrations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/users/me/calendar", operation_id = "createMyCalendarFeed", tag = "registrations", security(("bearer" = [])),
     responses((status = 201, description = "a new secret feed URL; the previous one stops working", body = CalendarLink)))]
 pub async fn new_calendar(State(app): State<App>, me: AuthUser) -> Result<Response, ApiError> {
     let token = kit::secret::new_token();
@@ -131,8 +139,10 @@ pub async fn new_calendar(State(app): State<App>, me: AuthUser) -> Result<Respon
     Ok((StatusCode::CREATED, Json(CalendarLink { url })).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/calendar/{token}", tag = "registrations", params(("token" = String, Path, description = "`<secret>.ics`")),
-    responses((status = 200, description = "text/calendar"), (status = 404, body = kit::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/calendar/{token}.ics", operation_id = "getCalendarFeed", tag = "registrations",
+    params(("token" = String, Path, description = "the secret of the feed's URL", pattern = "^[A-Za-z0-9_-]{1,128}$")),
+    responses((status = 200, description = "the caller's registrations as iCalendar (RFC 5545)", content_type = "text/calendar", body = String),
+              (status = 404, description = "no such feed (or one that was replaced)", body = kit::problem::Problem)))]
 pub async fn calendar_feed(State(app): State<App>, Path(token): Path<String>) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such calendar".into());
     let token = token.strip_suffix(".ics").ok_or_else(not_found)?;

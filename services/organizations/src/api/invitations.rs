@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// Tokens are bounded before any work is done on them (ours are 43 characters).
 const TOKEN_MAX: usize = 128;
 
-#[utoipa::path(post, path = "/api/v1/organizations/{id}/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/organizations/{id}/invitations", operation_id = "createInvitation", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = CreateInvitation,
     responses((status = 201, description = "stored, and a mail with the link is on its way", body = InvitationView),
               (status = 403, description = "admins invite members and admins; owners also owners", body = kit::problem::Problem),
@@ -59,7 +59,7 @@ fn lifetime(secs: i64) -> String {
     if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{id}/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/organizations/{id}/invitations", operation_id = "listInvitations", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path), PageParams),
     responses((status = 200, description = "pending invitations, newest first", body = Page<InvitationView>),
               (status = 403, description = "admins and owners only", body = kit::problem::Problem),
@@ -78,7 +78,7 @@ pub async fn list(
     Ok(Json(Page { items: page.items.iter().map(InvitationView::from).collect(), next_cursor: page.next_cursor }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/organizations/{id}/invitations/{invitation_id}", tag = "invitations",
+#[utoipa::path(delete, path = "/api/v1/organizations/{id}/invitations/{invitation_id}", operation_id = "revokeInvitation", tag = "invitations",
     security(("bearer" = [])), params(("id" = Uuid, Path), ("invitation_id" = Uuid, Path)),
     responses((status = 204, description = "revoked: its link no longer works"),
               (status = 403, body = kit::problem::Problem),
@@ -92,7 +92,7 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/invitations/accept", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/organizations/invitations/accept", operation_id = "acceptInvitation", tag = "invitations", security(("bearer" = [])),
     request_body = AcceptInvitation,
     responses((status = 200, description = "the caller is a member now", body = MemberView),
               (status = 403, description = "the invitation was sent to another email address", body = kit::problem::Problem),

@@ -30,7 +30,7 @@ pub(crate) async fn authorize_read(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{id}/members", tag = "members", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/organizations/{id}/members", operation_id = "listOrganizationMembers", tag = "members", security(("bearer" = [])),
     params(("id" = Uuid, Path), PageParams),
     responses((status = 200, description = "members in the order they joined", body = Page<MemberView>),
               (status = 403, description = "members only", body = kit::problem::Problem),
@@ -63,7 +63,7 @@ fn may_look_up(caller: &Caller, caller_role: Option<model::Role>, user_id: Uuid)
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/organizations/{id}/members/{user_id}", operation_id = "getOrganizationMember", tag = "members", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 200, description = "the user's membership", body = MembershipView),
               (status = 403, description = "for services, platform admins and members", body = kit::problem::Problem),
@@ -87,7 +87,7 @@ pub async fn lookup(
     Ok(Json(MembershipView::from(&member)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/organizations/{id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/organizations/{id}/members/{user_id}", operation_id = "changeMemberRole", tag = "members", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = RoleChange,
     responses((status = 200, body = MemberView),
               (status = 403, description = "admins manage members and admins; only owners touch owners", body = kit::problem::Problem),
@@ -103,7 +103,7 @@ pub async fn change_role(
     Ok(Json(MemberView::from(&member)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/organizations/{id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/organizations/{id}/members/{user_id}", operation_id = "removeOrganizationMember", tag = "members", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path, description = "a member, or yourself to leave")),
     responses((status = 204, description = "removed, or left"),
               (status = 403, body = kit::problem::Problem),

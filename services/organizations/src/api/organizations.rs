@@ -34,9 +34,11 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such organization".into())
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations", tag = "organizations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/organizations", operation_id = "createOrganization", tag = "organizations", security(("bearer" = [])),
     request_body = CreateOrganization,
-    responses((status = 201, description = "created; the caller is its owner", body = OrganizationView),
+    responses((status = 201, description = "created; the caller is its owner", body = OrganizationView, links(
+                  ("getOrganization" = (operation_id = "getOrganization", parameters(("id" = "$response.body#/id")))),
+                  ("createInvitation" = (operation_id = "createInvitation", parameters(("id" = "$response.body#/id")))))),
               (status = 401, body = kit::problem::Problem),
               (status = 409, description = "the slug is taken", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
@@ -50,7 +52,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(OrganizationView::from(&org))).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations", tag = "organizations", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/organizations", operation_id = "listOrganizations", tag = "organizations", params(ListParams),
     responses((status = 200, description = "organizations by name", body = Page<OrganizationView>),
               (status = 422, body = kit::problem::Problem)))]
 pub async fn list(
@@ -69,8 +71,9 @@ pub async fn list(
     Ok(Json(Page { items: page.items.iter().map(OrganizationView::from).collect(), next_cursor: page.next_cursor }))
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{id}", tag = "organizations",
-    params(("id" = String, Path, description = "the organization's id, or its slug")),
+#[utoipa::path(get, path = "/api/v1/organizations/{id}", operation_id = "getOrganization", tag = "organizations",
+    params(("id" = String, Path, description = "the organization's id, or its slug",
+            pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[a-z0-9][a-z0-9-]{1,62}[a-z0-9])$")),
     responses((status = 200, description = "the public profile", body = OrganizationView),
               (status = 404, body = kit::problem::Problem)))]
 pub async fn get(State(app): State<App>, Path(id): Path<String>) -> Result<Json<OrganizationView>, ApiError> {
@@ -82,7 +85,7 @@ pub async fn get(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
     found.map(|o| Json(OrganizationView::from(&o))).ok_or_else(not_found)
 }
 
-#[utoipa::path(patch, path = "/api/v1/organizations/{id}", tag = "organizations", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/organizations/{id}", operation_id = "updateOrganization", tag = "organizations", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PatchOrganization,
     responses((status = 200, body = OrganizationView),
               (status = 403, description = "admins and owners only", body = kit::problem::Problem),
@@ -100,7 +103,7 @@ pub async fn patch(
     Ok(Json(OrganizationView::from(&org)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/organizations/{id}", tag = "organizations", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/organizations/{id}", operation_id = "deleteOrganization", tag = "organizations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "deleted, with its members and invitations"),
               (status = 403, description = "owners only", body = kit::problem::Problem),
@@ -110,7 +113,7 @@ pub async fn delete(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) 
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/{id}/transfer", tag = "members", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/organizations/{id}/transfer", operation_id = "transferOrganization", tag = "members", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = Transfer,
     responses((status = 204, description = "the member is an owner now, and the caller an admin"),
               (status = 403, description = "owners only", body = kit::problem::Problem),
@@ -126,7 +129,7 @@ pub async fn transfer(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me/organizations", tag = "members", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/organizations", operation_id = "listMyOrganizations", tag = "members", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, description = "the caller's organizations by name, with the caller's role", body = Page<MyOrganization>),
               (status = 401, body = kit::problem::Problem)))]

@@ -30,8 +30,8 @@ pub struct AdminPatch {
     pub email_verified: Option<bool>,
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "admin", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = Page<UserView>), (status = 403, body = kit::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "listUsers", tag = "admin", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<UserView>), (status = 403, description = "platform administrators only", body = kit::problem::Problem)))]
 pub async fn list(
     State(app): State<App>,
     _: Admin,
@@ -53,15 +53,15 @@ async fn find(app: &App, id: Uuid) -> Result<User, ApiError> {
     app.store.user_by_id(id).await?.ok_or_else(|| ApiError::NotFound("no such user".into()))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = kit::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "getUser", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = UserView), (status = 403, description = "platform administrators only", body = kit::problem::Problem), (status = 404, body = kit::problem::Problem)))]
 pub async fn get(State(app): State<App>, _: Admin, Path(id): Path<Uuid>) -> Result<Json<UserView>, ApiError> {
     Ok(Json(UserView::from(&find(&app, id).await?)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
     request_body = AdminPatch,
-    responses((status = 200, body = UserView), (status = 409, description = "an admin cannot lock themselves out", body = kit::problem::Problem)))]
+    responses((status = 200, body = UserView), (status = 403, description = "platform administrators only", body = kit::problem::Problem), (status = 409, description = "an admin cannot lock themselves out", body = kit::problem::Problem)))]
 pub async fn patch(
     State(app): State<App>,
     Admin(me): Admin,
@@ -91,8 +91,8 @@ pub async fn patch(
     Ok(Json(UserView::from(&user)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = kit::problem::Problem), (status = 409, body = kit::problem::Problem)))]
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, description = "platform administrators only", body = kit::problem::Problem), (status = 404, body = kit::problem::Problem), (status = 409, description = "administrators cannot delete themselves here", body = kit::problem::Problem)))]
 pub async fn delete(State(app): State<App>, Admin(me): Admin, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if id == me.id {
         return Err(ApiError::Conflict("delete your own account with DELETE /api/v1/users/me".into()));

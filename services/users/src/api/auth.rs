@@ -86,7 +86,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/api/v1/auth/register", operation_id = "registerUser", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 409, description = "email taken", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
 pub async fn register(State(app): State<App>, Json(req): Json<RegisterRequest>) -> Result<Response, ApiError> {
@@ -109,7 +109,7 @@ pub async fn register(State(app): State<App>, Json(req): Json<RegisterRequest>) 
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "logIn", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem),
               (status = 429, body = kit::problem::Problem)))]
 pub async fn login(
@@ -171,7 +171,7 @@ fn token_pair(
     Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: app.config.access_token_ttl })
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/v1/auth/refresh", operation_id = "refreshSession", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem)))]
 pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<Json<TokenPair>, ApiError> {
     let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
@@ -194,7 +194,7 @@ pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) ->
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "logOut", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "the session is ended (also when it already was)")))]
 pub async fn logout(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
     if req.refresh_token.len() <= TOKEN_MAX {
@@ -204,7 +204,7 @@ pub async fn logout(State(app): State<App>, Json(req): Json<RefreshRequest>) -> 
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", operation_id = "verifyEmail", tag = "auth", request_body = TokenRequest,
     responses((status = 204), (status = 410, description = "unknown, spent or expired token", body = kit::problem::Problem)))]
 pub async fn verify_email(State(app): State<App>, Json(req): Json<TokenRequest>) -> Result<StatusCode, ApiError> {
     let gone = || ApiError::Gone("this verification link is invalid, used or expired".into());
@@ -217,7 +217,7 @@ pub async fn verify_email(State(app): State<App>, Json(req): Json<TokenRequest>)
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth", request_body = EmailRequest,
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", operation_id = "resendVerificationEmail", tag = "auth", request_body = EmailRequest,
     responses((status = 202, description = "a new link is on its way if the account exists and is unverified")))]
 pub async fn resend_verification(
     State(app): State<App>,
@@ -237,7 +237,7 @@ pub async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailRequest,
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", operation_id = "requestPasswordReset", tag = "auth", request_body = EmailRequest,
     responses((status = 202, description = "a reset link is on its way if the account exists")))]
 pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest>) -> Result<StatusCode, ApiError> {
     let email = model::normalize_email(req.email.as_deref().unwrap_or_default());
@@ -266,7 +266,7 @@ pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirmRequest,
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", operation_id = "confirmPasswordReset", tag = "auth", request_body = ResetConfirmRequest,
     responses((status = 204, description = "password changed; every session of the account is ended"),
               (status = 410, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
 pub async fn password_reset_confirm(
@@ -344,7 +344,7 @@ pub struct ServiceTokenResponse {
 /// Services that may be a token's audience.
 const AUDIENCES: [&str; 5] = ["users", "organizations", "events", "analytics", "gateway"];
 
-#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/token", operation_id = "issueServiceToken", tag = "auth",
     request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = ServiceTokenResponse), (status = 401, body = kit::problem::Problem)))]
 pub async fn service_token(

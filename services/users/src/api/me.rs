@@ -17,13 +17,13 @@ pub(crate) async fn current_user(app: &App, me: &AuthUser) -> Result<crate::mode
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "profile", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me", operation_id = "getMe", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = kit::problem::Problem)))]
 pub async fn get_me(State(app): State<App>, me: AuthUser) -> Result<Json<UserView>, ApiError> {
     Ok(Json(UserView::from(&current_user(&app, &me).await?)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/me", tag = "profile", security(("bearer" = [])), request_body = ProfilePatch,
+#[utoipa::path(patch, path = "/api/v1/users/me", operation_id = "updateMe", tag = "profile", security(("bearer" = [])), request_body = ProfilePatch,
     responses((status = 200, body = UserView), (status = 422, body = kit::problem::Problem)))]
 pub async fn patch_me(
     State(app): State<App>,
@@ -36,13 +36,13 @@ pub async fn patch_me(
     Ok(Json(UserView::from(&user)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me/preferences", tag = "profile", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/preferences", operation_id = "getMyPreferences", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = Preferences)))]
 pub async fn get_preferences(State(app): State<App>, me: AuthUser) -> Result<Json<Preferences>, ApiError> {
     Ok(Json(current_user(&app, &me).await?.preferences))
 }
 
-#[utoipa::path(put, path = "/api/v1/users/me/preferences", tag = "profile", security(("bearer" = [])), request_body = Preferences,
+#[utoipa::path(put, path = "/api/v1/users/me/preferences", operation_id = "replaceMyPreferences", tag = "profile", security(("bearer" = [])), request_body = Preferences,
     responses((status = 200, body = Preferences), (status = 422, body = kit::problem::Problem)))]
 pub async fn put_preferences(
     State(app): State<App>,
@@ -54,7 +54,7 @@ pub async fn put_preferences(
     Ok(Json(app.store.set_preferences(user.id, preferences, now_unix()).await?.preferences))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me/sessions", tag = "profile", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/sessions", operation_id = "listMySessions", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = Vec<SessionView>)))]
 pub async fn sessions(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<SessionView>>, ApiError> {
     let current = me.claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
@@ -75,7 +75,7 @@ pub async fn sessions(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<S
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", tag = "profile", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", operation_id = "endMySession", tag = "profile", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = kit::problem::Problem)))]
 pub async fn end_session(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if app.store.end_session(me.id, id, now_unix()).await? {
@@ -85,7 +85,7 @@ pub async fn end_session(State(app): State<App>, me: AuthUser, Path(id): Path<Uu
     }
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/me", tag = "profile", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/users/me", operation_id = "deleteMe", tag = "profile", security(("bearer" = [])),
     responses((status = 204, description = "the account and all its sessions are gone"),
               (status = 409, description = "the last administrator cannot leave", body = kit::problem::Problem)))]
 pub async fn delete_me(State(app): State<App>, me: AuthUser) -> Result<StatusCode, ApiError> {

@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "discovery",
     responses((status = 200, description = "the public signing keys (RFC 7517)")))]
 pub async fn jwks(State(app): State<App>) -> Response {
     let mut r = Json(app.issuer.keys.jwks()).into_response();
@@ -16,7 +16,7 @@ pub async fn jwks(State(app): State<App>) -> Response {
     r
 }
 
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+#[utoipa::path(get, path = "/.well-known/openid-configuration", operation_id = "getOpenIdConfiguration", tag = "discovery",
     responses((status = 200, description = "OpenID Connect discovery metadata (the subset Veche implements)")))]
 pub async fn openid_configuration(State(app): State<App>) -> Json<serde_json::Value> {
     let issuer = app.issuer.issuer.clone();
