@@ -135,7 +135,9 @@ def schemathesis(identity, token, cfg, report_dir):
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     print(f"\nconformance: schemathesis as {identity} (at most {BUDGET} s)", flush=True)
-    return subprocess.run(cmd).returncode
+    # schemathesis keeps its example database in the working directory: the reports
+    # directory, never the source tree.
+    return subprocess.run(cmd, cwd=report_dir).returncode
 
 
 def main():
