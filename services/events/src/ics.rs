@@ -126,16 +126,22 @@ fn utc(t: Timestamp) -> String {
     t.strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Escapes a TEXT value (RFC 5545 §3.3.11).
+/// Escapes a TEXT value (RFC 5545 §3.3.11): every line break (CRLF, lone CR, lone LF)
+/// becomes `\\n`, other control characters but TAB are dropped.
 fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\\' => out.push_str("\\\\"),
             ';' => out.push_str("\\;"),
             ',' => out.push_str("\\,"),
             '\n' => out.push_str("\\n"),
-            '\r' => {}
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\\n");
+            }
+            '\t' => out.push(c),
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -144,9 +150,11 @@ fn text(s: &str) -> String {
 }
 
 /// Writes a content line folded at 75 octets, never inside a UTF-8 character (§3.1).
+/// The last guard against injection: no value, escaped or not (a URI is not TEXT), can
+/// end the line early, since every control character but TAB is dropped here.
 fn line(out: &mut String, content: &str) {
     let mut width = 0;
-    for c in content.chars() {
+    for c in content.chars().filter(|&c| c == '\t' || !c.is_control()) {
         let n = c.len_utf8();
         if width + n > 75 {
             out.push_str("\r\n ");
@@ -175,6 +183,41 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         assert_eq!(text("a;b,c\\d\ne"), "a\\;b\\,c\\\\d\\ne");
+        assert_eq!(text("a\r\nb\rc\nd\te\0f"), "a\\nb\\nc\\nd\te" .to_owned() + "f");
+    }
+
+    /// Whatever a stored value holds (rows written before input was checked included), no
+    /// property can start a line of its own: every VEVENT in the output is one we wrote.
+    #[test]
+    fn no_value_can_forge_a_line() {
+        let forged = "BEGIN:VEVENT\r\nUID:someone-else@veche\r\nSUMMARY:forged\r\nEND:VEVENT";
+        for sep in ["\r\n", "\r", "\n", "\t", "\0"] {
+            let evil = format!("https://a.example/x{sep}{forged}");
+            let input: crate::model::EventInput = serde_json::from_value(serde_json::json!({
+                "title": format!("t{sep}UID:x"), "description": format!("d{sep}END:VCALENDAR"),
+                "start": "2030-01-01T10:00:00Z", "end": "2030-01-01T11:00:00Z", "time_zone": "UTC",
+                "format": "online", "online_url": evil, "tags": [format!("a{sep}b")],
+                "organization_id": "00000000-0000-4000-8000-000000000001"
+            }))
+            .unwrap();
+            let e = Event {
+                id: uuid::Uuid::nil(),
+                input,
+                status: Status::Published,
+                registered: 0,
+                waitlisted: 0,
+                created_by: uuid::Uuid::nil(),
+                created_at: 0,
+                updated_at: 0,
+                published_at: Some(0),
+            };
+            let ics = calendar("c", &[&e], "https://veche.example", Timestamp::UNIX_EPOCH);
+            let unfolded = ics.replace("\r\n ", "");
+            let lines: Vec<&str> = unfolded.split("\r\n").collect();
+            assert_eq!(lines.iter().filter(|l| l.starts_with("BEGIN:VEVENT")).count(), 1, "{sep:?}: {ics}");
+            assert_eq!(lines.iter().filter(|l| l.starts_with("UID:")).count(), 1, "{sep:?}: {ics}");
+            assert!(!unfolded.replace("\r\n", "").contains(['\r', '\n', '\0']), "{sep:?}: {ics}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Events' domain types and their validation. No I/O here.
 
 use jiff::Timestamp;
-use kit::validate::{check_len, is_web_url};
+use kit::validate::{check_free_text, check_len, check_plain, has_hidden_chars, web_url};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -206,7 +206,9 @@ impl EventInput {
         self.title = self.title.trim().to_owned();
         v.check(!self.title.is_empty(), "title", "must not be empty");
         check_len(&mut v, "title", &self.title, TITLE_MAX);
+        check_plain(&mut v, "title", &self.title);
         check_len(&mut v, "description", &self.description, DESCRIPTION_MAX);
+        check_free_text(&mut v, "description", &self.description);
         v.check(self.end > self.start, "end", "must be after start");
         v.check(
             self.end.duration_since(self.start).as_secs() <= 366 * 24 * 3600,
@@ -225,9 +227,11 @@ impl EventInput {
                 venue.city = venue.city.trim().to_owned();
                 v.check(!venue.city.is_empty(), "venue.city", "must not be empty");
                 check_len(&mut v, "venue.city", &venue.city, NAME_MAX);
+                check_plain(&mut v, "venue.city", &venue.city);
                 for (field, value) in [("venue.name", &venue.name), ("venue.address", &venue.address)] {
                     if let Some(value) = value {
                         check_len(&mut v, field, value, NAME_MAX * 2);
+                        check_plain(&mut v, field, value);
                     }
                 }
                 match (venue.latitude, venue.longitude) {
@@ -242,8 +246,10 @@ impl EventInput {
             None if needs_venue => v.add("venue", "is required for offline and hybrid events"),
             None => {}
         }
-        match &self.online_url {
-            Some(u) => v.check(is_web_url(u), "online_url", "must be an http or https URL"),
+        // Stored as the parser normalized it: what calendars and pages print is what was checked.
+        match self.online_url.as_deref().map(web_url) {
+            Some(Some(normalized)) => self.online_url = Some(normalized),
+            Some(None) => v.add("online_url", "must be an http or https URL"),
             None if needs_url => v.add("online_url", "is required for online and hybrid events"),
             None => {}
         }
@@ -253,7 +259,9 @@ impl EventInput {
         let mut tags: Vec<String> = Vec::new();
         for (i, t) in self.tags.iter().enumerate() {
             let t = normalize_tag(t);
-            if t.is_empty() || t.chars().count() > TAG_MAX {
+            if has_hidden_chars(&t) {
+                v.add(format!("tags[{i}]"), "must not contain control or invisible characters");
+            } else if t.is_empty() || t.chars().count() > TAG_MAX {
                 v.add(format!("tags[{i}]"), format!("must be 1 to {TAG_MAX} characters"));
             } else if !tags.contains(&t) {
                 tags.push(t);
@@ -263,6 +271,7 @@ impl EventInput {
         if let Some(c) = &self.category {
             let c = normalize_tag(c);
             v.check(!c.is_empty() && c.chars().count() <= TAG_MAX, "category", "must be 1 to 50 characters");
+            check_plain(&mut v, "category", &c);
             self.category = Some(c);
         }
         if let Some(cap) = self.capacity {
@@ -281,8 +290,10 @@ impl EventInput {
                 "must be an ISO 4217 code such as RUB",
             );
         }
-        if let Some(u) = &self.cover_image_url {
-            v.check(is_web_url(u), "cover_image_url", "must be an http or https URL");
+        match self.cover_image_url.as_deref().map(web_url) {
+            Some(Some(normalized)) => self.cover_image_url = Some(normalized),
+            Some(None) => v.add("cover_image_url", "must be an http or https URL"),
+            None => {}
         }
         v.into_result().map(|_| self)
     }

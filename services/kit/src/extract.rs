@@ -41,19 +41,35 @@ where
     }
 }
 
-/// Parses a JSON document, turning serde's complaint into a problem that names the field.
+/// Parses a JSON document whose top level is an object (every body this API declares is
+/// one), turning serde's complaint into a problem that names the field. serde would read
+/// `["a@b.co","pw"]` into a struct by position, and `[]` into a struct of defaults: a
+/// client that sends an array has made a mistake, and is told so.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let parsed = serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde reads a struct from an array by position and may stop early, so a
+        // well-formed array can fail as "trailing characters": judge it as a document.
+        if !is_object {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => not_an_object(),
+                Err(syntax) => ApiError::BadRequest(format!("malformed JSON: {syntax}")),
+            }
+        } else if inner.is_syntax() || inner.is_eof() {
             ApiError::BadRequest(format!("malformed JSON: {inner}"))
         } else {
             let field = if path == "." { String::new() } else { path };
             ApiError::field(field, strip_position(&inner.to_string()))
         }
-    })
+    })?;
+    if is_object { Ok(parsed) } else { Err(not_an_object()) }
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::field("", "the body must be a JSON object")
 }
 
 /// serde_json appends " at line 1 column 42", which means nothing to a frontend developer.
@@ -85,7 +101,22 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|r: QueryRejection| ApiError::field("query", r.body_text()))
+            .map_err(|r: QueryRejection| query_problem(&r.body_text()))
+    }
+}
+
+/// One rule for every list: an unknown query parameter is refused, named as the field
+/// (serde says "unknown field `sortt`, expected one of ..."); other failures name the
+/// parameter serde names, or the query as a whole.
+fn query_problem(text: &str) -> ApiError {
+    let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
+    let quoted = message.split('`').nth(1).filter(|_| message.contains('`'));
+    match (message.starts_with("unknown field"), quoted) {
+        (true, Some(name)) => ApiError::field(name, "is not a parameter of this operation"),
+        (false, Some(name)) if !name.contains(' ') && message.starts_with("missing field") => {
+            ApiError::field(name, "is required")
+        }
+        _ => ApiError::field("query", message),
     }
 }
 
@@ -136,6 +167,38 @@ mod tests {
     #[test]
     fn malformed_json_is_a_bad_request() {
         assert!(matches!(parse_json::<Body>(b"{\"name\":"), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn top_level_arrays_and_scalars_are_not_objects() {
+        #[derive(Debug, serde::Deserialize, Default)]
+        #[serde(default)]
+        #[allow(dead_code)]
+        struct Defaults {
+            language: Option<String>,
+        }
+        for body in [&b"[]"[..], b"[\"a\", [\"x\"]]", b" 5", b"\"s\"", b"null", b"true"] {
+            match parse_json::<Defaults>(body) {
+                Err(ApiError::Validation(f)) => assert!(f[0].message.contains("JSON object"), "{f:?}"),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        assert!(matches!(parse_json::<Body>(br#"["a", ["x"]]"#), Err(ApiError::Validation(_))));
+        assert!(parse_json::<Defaults>(b" {}").is_ok());
+        assert!(matches!(parse_json::<Defaults>(b"[1,"), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn unknown_query_parameters_are_named() {
+        let err = query_problem("Failed to deserialize query string: unknown field `sortt`, expected one of `q`, `sort`");
+        match err {
+            ApiError::Validation(f) => assert_eq!((f[0].field.as_str(), f.len()), ("sortt", 1)),
+            other => panic!("unexpected {other:?}"),
+        }
+        match query_problem("Failed to deserialize query string: limit: invalid digit found in string") {
+            ApiError::Validation(f) => assert_eq!(f[0].field, "query"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

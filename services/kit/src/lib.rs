@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod outbox;
 pub mod page;
+pub mod params;
 pub mod platform;
 pub mod problem;
 pub mod secret;

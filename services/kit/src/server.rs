@@ -103,6 +103,7 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
     let has_paths = openapi.as_ref().is_some_and(|d| !d.paths.paths.is_empty());
     let mut openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
     crate::openapi::conventions(&mut openapi);
+    let query_rules = crate::params::QueryRules::from_document(&openapi);
     let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
     let mut ops_routes =
         Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
@@ -116,6 +117,7 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
         .merge(ops_routes)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(move |req, next| crate::params::refuse_unknown(query_rules.clone(), req, next)))
         .layer(middleware::from_fn(move |req, next| enforce_timeout(timeout, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req, next| reject_declared_oversize(body_limit, req, next)))
@@ -149,7 +151,44 @@ pub fn request_span_of<'a>(
 ) -> tracing::Span {
     // Fields are worked out only when the span is enabled (not at `warn`, say).
     let trace_id = || traceparent().and_then(|v| std::str::from_utf8(v).ok()).and_then(trace_id_of);
-    tracing::info_span!("request", method, path, request_id, trace_id = trace_id().unwrap_or(""))
+    let path = loggable_path(path);
+    tracing::info_span!("request", method, %path, request_id, trace_id = trace_id().unwrap_or(""))
+}
+
+/// Paths whose last segment is a secret (a personal calendar feed is read by calendar
+/// programs that cannot send headers, so its token is in the path).
+const SECRET_PATH_PREFIXES: [&str; 1] = ["/api/v1/calendar/"];
+
+/// A path fit for logs: a secret segment is replaced by `[redacted]`. (Query strings,
+/// where other tokens travel, are never logged.)
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in SECRET_PATH_PREFIXES {
+        if let Some(rest) = path.strip_prefix(prefix)
+            && !rest.is_empty()
+        {
+            let suffix = rest.find('.').map_or("", |i| &rest[i..]);
+            return format!("{prefix}[redacted]{suffix}").into();
+        }
+    }
+    path.into()
+}
+
+/// The method as a metrics label: the standard ones by name, anything else as `other`,
+/// so made-up methods cannot mint new series.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// The request's `X-Request-Id`: the caller's, or a new one set on the request. The same
@@ -225,11 +264,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let _in_flight = InFlight::start();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [("method", method.to_owned()), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
     response
@@ -577,6 +616,21 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_paths_are_redacted_in_logs() {
+        assert_eq!(loggable_path("/api/v1/calendar/c2VjcmV0LXRva2Vu.ics"), "/api/v1/calendar/[redacted].ics");
+        assert_eq!(loggable_path("/api/v1/calendar/c2VjcmV0"), "/api/v1/calendar/[redacted]");
+        assert_eq!(loggable_path("/api/v1/events/42"), "/api/v1/events/42");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        for made_up in ["FOO", "BREW", "PROPFIND"] {
+            assert_eq!(method_label(&http::Method::from_bytes(made_up.as_bytes()).unwrap()), "other");
+        }
+    }
 
     #[test]
     fn traceparent_parsing() {

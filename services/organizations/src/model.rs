@@ -2,6 +2,7 @@
 //! what. No I/O here.
 
 pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
+use kit::validate::{check_free_text, has_hidden_chars, web_url};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -382,8 +383,8 @@ fn check_name(v: &mut Violations, name: &str) -> String {
         v.add("name", "must not be empty");
     } else if name.chars().count() > NAME_MAX {
         v.add("name", format!("must be at most {NAME_MAX} characters"));
-    } else if name.chars().any(char::is_control) {
-        v.add("name", "must not contain control characters");
+    } else if has_hidden_chars(name) {
+        v.add("name", "must not contain control or invisible characters");
     }
     name.to_owned()
 }
@@ -492,13 +493,19 @@ fn optional_text(v: &mut Violations, field: &str, value: Option<String>, max: us
     if value.chars().count() > max {
         v.add(field, format!("must be at most {max} characters"));
     }
+    check_free_text(v, field, &value);
     Some(value)
 }
 
 fn optional_url(v: &mut Violations, field: &str, value: Option<String>) -> Option<String> {
     let value = value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
-    v.check(is_web_url(&value), field, "must be an http or https URL");
-    Some(value)
+    match web_url(&value) {
+        Some(normalized) => Some(normalized),
+        None => {
+            v.add(field, "must be an http or https URL");
+            Some(value)
+        }
+    }
 }
 
 /// A phone number as people write it: digits with `+`, spaces, hyphens, dots, brackets.
@@ -545,7 +552,7 @@ fn check_contacts(v: &mut Violations, contacts: Contacts) -> Contacts {
             _ if value.chars().count() > CONTACT_VALUE_MAX => {
                 Err(format!("must be at most {CONTACT_VALUE_MAX} characters"))
             }
-            _ if value.chars().any(char::is_control) => Err("must not contain control characters".to_owned()),
+            _ if has_hidden_chars(&value) => Err("must not contain control or invisible characters".to_owned()),
             "email" if !is_valid_email(&normalize_email(&value)) => Err("is not an email address".to_owned()),
             "phone" if !is_phone(&value) => Err("is not a phone number".to_owned()),
             "telegram" if !is_telegram(&value) => Err("is not a Telegram username or t.me link".to_owned()),

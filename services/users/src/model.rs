@@ -2,6 +2,7 @@
 
 use kit::Violations;
 pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
+use kit::validate::{check_free_text, check_plain, web_url};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -131,6 +132,7 @@ pub fn check_display_name(v: &mut Violations, name: &str) {
         v.add("display_name", "must not be empty");
     }
     check_len(v, "display_name", name, NAME_MAX);
+    check_plain(v, "display_name", name);
 }
 
 /// A change to a profile: absent fields stay as they are, `null` clears an optional one.
@@ -176,20 +178,26 @@ impl ProfilePatch {
             None => {}
         }
         if let Some(url) = self.avatar_url {
-            if let Some(u) = &url {
-                v.check(is_web_url(u), "avatar_url", "must be an http or https URL");
-            }
-            next.avatar_url = url;
+            next.avatar_url = match url.as_deref().map(|u| (u, web_url(u))) {
+                Some((_, Some(normalized))) => Some(normalized),
+                Some((raw, None)) => {
+                    v.add("avatar_url", "must be an http or https URL");
+                    Some(raw.to_owned())
+                }
+                None => None,
+            };
         }
         if let Some(bio) = self.bio {
             if let Some(b) = &bio {
                 check_len(&mut v, "bio", b, BIO_MAX);
+                check_free_text(&mut v, "bio", b);
             }
             next.bio = bio;
         }
         if let Some(city) = self.city {
             if let Some(c) = &city {
                 check_len(&mut v, "city", c, CITY_MAX);
+                check_plain(&mut v, "city", c);
             }
             next.city = city.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
         }
@@ -210,6 +218,8 @@ fn normalize_interests(v: &mut Violations, interests: Vec<String>) -> Vec<String
         let item = raw.trim().to_owned();
         if item.chars().count() > INTEREST_MAX {
             v.add(format!("interests[{i}]"), format!("must be at most {INTEREST_MAX} characters"));
+        } else if kit::validate::has_hidden_chars(&item) {
+            v.add(format!("interests[{i}]"), "must not contain control or invisible characters");
         } else if !item.is_empty() && !out.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
             out.push(item);
         }

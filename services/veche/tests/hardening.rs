@@ -1,0 +1,175 @@
+//! The outside review's findings, each over real HTTP against the real binary: calendar
+//! injection, JSON that is not an object, hidden characters and lookalike addresses,
+//! unknown query parameters, secrets in logs, metrics cardinality.
+
+mod common;
+
+use common::orgs::*;
+use common::*;
+use serde_json::{Value, json};
+
+fn online_event(org: &str, url: &str) -> Value {
+    json!({"title": "Talk", "start": "2030-12-05T16:00:00Z", "end": "2030-12-05T17:00:00Z",
+           "time_zone": "UTC", "format": "online", "online_url": url, "organization_id": org})
+}
+
+fn fields(r: &Reply) -> Vec<String> {
+    r.body["errors"].as_array().into_iter().flatten().map(|e| e["field"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+/// Finding 1: an organizer cannot forge calendar lines through an event's strings.
+#[tokio::test]
+async fn control_characters_never_reach_a_calendar() {
+    let v = Veche::start();
+    let root = admin(&v, "root@example.org").await;
+    let org = create_org(&v, &root, json!({"name": "Calendar club"})).await;
+    let org_id = org["id"].as_str().unwrap();
+    let c = client();
+    let forged = "BEGIN:VEVENT\r\nUID:victim@veche\r\nEND:VEVENT";
+    for sep in ["\r\n", "\r", "\n", "\t", "\0"] {
+        let body = online_event(org_id, &format!("https://meet.example.org/x{sep}{forged}"));
+        let r = send(c.post(v.url("/api/v1/events")).bearer_auth(&root).json(&body)).await;
+        r.assert_problem(422);
+        assert_eq!(fields(&r), ["online_url"], "{sep:?}");
+        let mut body = online_event(org_id, "https://meet.example.org/x");
+        body["title"] = json!(format!("Talk{sep}UID:victim@veche"));
+        let r = send(c.post(v.url("/api/v1/events")).bearer_auth(&root).json(&body)).await;
+        assert_eq!(fields(&r), ["title"], "{sep:?}: {r:?}");
+    }
+    // Free text keeps its line breaks, escaped in the calendar; the URL is stored as parsed.
+    let mut body = online_event(org_id, "HTTPS://Meet.Example.ORG/room");
+    body["description"] = json!("line one\r\nEND:VEVENT\rline three\n\tindented");
+    let r = send(c.post(v.url("/api/v1/events")).bearer_auth(&root).json(&body)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["online_url"], "https://meet.example.org/room");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    send(c.post(v.url(&format!("/api/v1/events/{id}/publish"))).bearer_auth(&root)).await;
+    let ics = c.get(v.url(&format!("/api/v1/events/{id}.ics"))).send().await.unwrap().text().await.unwrap();
+    let unfolded = ics.replace("\r\n ", "");
+    let lines: Vec<&str> = unfolded.split("\r\n").collect();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("END:VEVENT")).count(), 1, "{ics}");
+    assert!(lines.contains(&"DESCRIPTION:line one\\nEND:VEVENT\\nline three\\n\tindented"), "{ics}");
+    assert!(lines.contains(&"URL:https://meet.example.org/room"), "{ics}");
+}
+
+/// Finding 6: a top-level array or scalar is never read as an object.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_refused_and_change_nothing() {
+    let v = Veche::start();
+    let (access, _) = signed_up(&v, "anna@example.org").await;
+    let c = client();
+    let put = |body: &'static str| {
+        c.put(v.url("/api/v1/users/me/preferences"))
+            .bearer_auth(&access)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    assert_eq!(send(put(r#"{"language": "ru"}"#)).await.status, 200);
+    for body in ["[]", "[\"en\"]", "null", "\"ru\"", "7"] {
+        let r = send(put(body)).await;
+        r.assert_problem(422);
+        assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("JSON object"), "{body}: {r:?}");
+    }
+    let prefs = get_auth(&v, "/api/v1/users/me/preferences", &access).await;
+    assert_eq!(prefs.body["language"], "ru", "the refused bodies reset nothing");
+    let r = send(
+        c.post(v.url("/api/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(format!(r#"["anna@example.org", "{PASSWORD}"]"#)),
+    )
+    .await;
+    r.assert_problem(422);
+}
+
+/// Finding 8: names that reach mail and pages hold no hidden characters, and an address
+/// has one spelling.
+#[tokio::test]
+async fn lookalike_accounts_and_hidden_characters_are_refused() {
+    let v = Veche::start();
+    signed_up(&v, "anna@example.org").await;
+    // The full-width twin is the same person.
+    let r = post(
+        &v,
+        "/api/v1/auth/register",
+        json!({"email": "ａｎｎａ@ｅｘａｍｐｌｅ.org", "password": PASSWORD, "display_name": "Anna"}),
+    )
+    .await;
+    assert!(r.status == 409 || r.status == 202, "{r:?}");
+    assert_eq!(login(&v, "ａｎｎａ@example.org", PASSWORD).await.status, 200, "one account, found by either spelling");
+    for email in ["anna@p\u{0430}ypal.com", "an\u{200B}na@example.org", "anna@example.org\u{202E}"] {
+        let r = post(&v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "A"}))
+            .await;
+        assert_eq!(fields(&r), ["email"], "{email:?}: {r:?}");
+    }
+    for name in ["Anna\r\nBcc: all@example.org", "Anna\u{202E}nnA", "Anna\0"] {
+        let r = post(
+            &v,
+            "/api/v1/auth/register",
+            json!({"email": "new@example.org", "password": PASSWORD, "display_name": name}),
+        )
+        .await;
+        assert_eq!(fields(&r), ["display_name"], "{name:?}: {r:?}");
+    }
+    let root = admin(&v, "root@example.org").await;
+    let r = post_as(&v, &root, "/api/v1/organizations", json!({"name": "Club\u{200B}"})).await;
+    assert_eq!(fields(&r), ["name"], "{r:?}");
+}
+
+/// One rule for query strings: an undeclared parameter is refused and named, on every
+/// operation (lists that take parameters and ones that take none alike).
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_by_name() {
+    let v = Veche::start();
+    let (access, _) = signed_up(&v, "anna@example.org").await;
+    for (path, bad) in [
+        ("/api/v1/events?sortt=date", "sortt"),
+        ("/api/v1/events?q=jazz&limitt=5", "limitt"),
+        ("/api/v1/users/me/registrations?limit=5", "limit"),
+        ("/api/v1/users/me?expand=all", "expand"),
+        ("/api/v1/organizations?pagee=2", "pagee"),
+    ] {
+        let r = get_auth(&v, path, &access).await;
+        r.assert_problem(422);
+        assert_eq!(fields(&r), [bad], "{path}: {r:?}");
+    }
+    assert_eq!(get_auth(&v, "/api/v1/events?q=jazz&limit=5", &access).await.status, 200);
+}
+
+/// Finding 7: the personal calendar feed's secret never reaches the log.
+#[tokio::test]
+async fn secret_paths_stay_out_of_the_log() {
+    let v = Veche::start_with(&[("VECHE_LOG", "debug")]);
+    let (access, _) = signed_up(&v, "anna@example.org").await;
+    let link = send(client().post(v.url("/api/v1/users/me/calendar")).bearer_auth(&access)).await;
+    let url = link.body["url"].as_str().unwrap().to_owned();
+    assert_eq!(send(client().get(&url)).await.status, 200);
+    let token = url.rsplit('/').next().unwrap().trim_end_matches(".ics").to_owned();
+    let log: String = std::fs::read_dir(&v.data)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("veche-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(log.contains("/api/v1/calendar/[redacted]"), "the request was logged, redacted");
+    assert!(!log.contains(&token), "the feed's token is in the log");
+}
+
+/// Finding 3: made-up methods do not mint metric series.
+#[tokio::test]
+async fn made_up_methods_share_one_metrics_label() {
+    let v = Veche::start();
+    let c = client();
+    for method in ["BREW", "WHEN", "XYZZY"] {
+        let r = send(c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), v.url("/api/v1/events"))).await;
+        assert!((400..500).contains(&r.status), "{method}: {r:?}");
+    }
+    let metrics = metrics_text(&v).await;
+    for method in ["BREW", "WHEN", "XYZZY"] {
+        assert!(!metrics.contains(&format!("method=\"{method}\"")), "{method} has its own series");
+    }
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
+
+async fn metrics_text(v: &Veche) -> String {
+    client().get(v.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
