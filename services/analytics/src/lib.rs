@@ -110,7 +110,7 @@ pub struct AppState {
     /// Who manages which organization (for organization admins' reports).
     pub orgs: kit::orgs::Organizations,
     /// Whether the client's address comes from `X-Forwarded-For` (behind the gateway).
-    pub trust_forwarded_for: bool,
+    pub proxies: kit::forwarded::TrustedProxies,
 }
 
 /// Opens the store under the data directory, starts the retention job and assembles the
@@ -126,7 +126,7 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
         store: Arc::new(store),
         track_limits: limits::TrackLimits::new(config.track_rps, config.track_burst),
         orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
-        trust_forwarded_for: ctx.common.http.trust_forwarded_for,
+        proxies: ctx.common.http.proxies(),
     });
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));
 

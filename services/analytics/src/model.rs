@@ -199,6 +199,7 @@ pub struct FactPayload {
     pub organization_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     /// An anonymous browser's id (1 to 64 of `A-Z a-z 0-9 - _`), for unique visitors.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub visitor_id: Option<String>,
 }
 

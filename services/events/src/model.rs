@@ -59,6 +59,7 @@ str_enum!(Status { Draft => "draft", Published => "published", Cancelled => "can
 pub struct Venue {
     pub name: Option<String>,
     pub address: Option<String>,
+    #[schema(schema_with = kit::schemas::one_line::<NAME_MAX>)]
     pub city: String,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
@@ -80,20 +81,24 @@ pub struct Price {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
+    #[schema(schema_with = kit::schemas::one_line::<TITLE_MAX>)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 20000)]
     pub description: String,
     /// RFC 3339.
-    #[schema(value_type = String, example = "2026-12-05T16:00:00Z")]
+    #[schema(schema_with = kit::schemas::date_time)]
     pub start: Timestamp,
-    #[schema(value_type = String, example = "2026-12-05T18:00:00Z")]
+    #[schema(schema_with = kit::schemas::date_time)]
     pub end: Timestamp,
     /// IANA time zone of the event's place, e.g. `Europe/Moscow`.
+    #[schema(schema_with = kit::schemas::time_zone)]
     pub time_zone: String,
     pub format: Format,
     #[serde(default)]
     pub venue: Option<Venue>,
     #[serde(default)]
+    #[schema(schema_with = kit::schemas::optional_web_url)]
     pub online_url: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -101,12 +106,14 @@ pub struct EventInput {
     pub category: Option<String>,
     /// Seats; `null` for unlimited.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub capacity: Option<u32>,
     #[serde(default)]
     pub price: Option<Price>,
     #[serde(default)]
     pub visibility: Visibility,
     #[serde(default)]
+    #[schema(schema_with = kit::schemas::optional_web_url)]
     pub cover_image_url: Option<String>,
     pub organization_id: Uuid,
 }
@@ -216,7 +223,7 @@ impl EventInput {
             "an event lasts at most a year",
         );
         v.check(
-            jiff::tz::TimeZone::get(&self.time_zone).is_ok(),
+            kit::validate::is_time_zone(&self.time_zone),
             "time_zone",
             "must be an IANA time zone such as `Europe/Moscow`",
         );

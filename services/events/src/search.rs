@@ -87,7 +87,7 @@ pub fn fts_query(q: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
     #[default]
@@ -104,26 +104,33 @@ pub struct SearchParams {
     /// Full text over title, description and tags (Russian and English stemming).
     pub q: Option<String>,
     /// Events ending at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Events starting before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     pub city: Option<String>,
     /// `lat,lon`; with `radius_km` (default 10).
+    #[param(pattern = "^-?[0-9]+(\\.[0-9]+)?,-?[0-9]+(\\.[0-9]+)?$", example = "55.79,49.12")]
     pub near: Option<String>,
+    #[param(exclusive_minimum = 0, maximum = 1000)]
     pub radius_km: Option<f64>,
     /// Comma-separated; an event matches when it has every tag.
     pub tags: Option<String>,
     pub category: Option<String>,
     pub organization_id: Option<Uuid>,
-    /// `offline`, `online` or `hybrid`.
+    #[param(value_type = Option<crate::model::Format>, inline)]
     pub format: Option<String>,
     pub free: Option<bool>,
     /// `start` (default), `relevance` (needs `q`) or `popularity`. A very common word
     /// alone is ranked over its 1,000 most recently created matches, not all of them.
+    #[param(value_type = Option<Sort>, inline)]
     pub sort: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-    /// With `organization_id`, for its members: `draft`, `published` or `cancelled`.
+    /// With `organization_id`, for its members: comma-separated `draft`, `published`,
+    /// `cancelled`.
+    #[param(pattern = "^(draft|published|cancelled)(,(draft|published|cancelled))*$")]
     pub status: Option<String>,
 }
 

@@ -74,7 +74,8 @@ pub struct Gateway {
     pub limits: Arc<Limits>,
     pub upstream_timeout: Duration,
     pub body_limit: usize,
-    pub trust_forwarded_for: bool,
+    /// The proxies in front that may say who the client is.
+    pub proxies: kit::forwarded::TrustedProxies,
     /// Whether CORS applies (some origins are allowed).
     pub cors: bool,
     /// How long a client may take to send a request head, or stay idle between requests.
@@ -141,7 +142,7 @@ pub fn build(
         ),
         upstream_timeout: Duration::from_secs_f64(config.upstream_timeout_secs.max(0.001)),
         body_limit: http.body_limit,
-        trust_forwarded_for: http.trust_forwarded_for,
+        proxies: http.proxies(),
         cors: cors.is_some(),
         header_timeout: http.header_timeout(),
         openapi: docs::MergedOpenApi::default(),

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use kit::ApiError;
 use kit::auth::{Claims, TokenUse, bearer_token_of};
-use kit::server::Peer;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -80,6 +79,9 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, req: Request) -> Answer {
+        if let Some(problem) = host_problem(req.version(), req.headers()) {
+            return Box::pin(async move { Ok(problem.into_response()) });
+        }
         let path = req.uri().path();
         if self.gateway.proxied_route(path).is_some() {
             self.proxy.call(req)
@@ -87,6 +89,19 @@ impl Service<Request> for Front {
             let app = self.app.clone();
             Box::pin(tower::ServiceExt::oneshot(app, req))
         }
+    }
+}
+
+/// RFC 9112, section 3.2: an HTTP/1.1 request without `Host`, or any request with more
+/// than one, is a 400 (two hosts are how requests get smuggled past routing rules).
+pub(crate) fn host_problem(version: http::Version, headers: &HeaderMap) -> Option<ApiError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some(ApiError::BadRequest("more than one Host header".into())),
+        (None, _) if version == http::Version::HTTP_11 => {
+            Some(ApiError::BadRequest("an HTTP/1.1 request needs a Host header".into()))
+        }
+        _ => None,
     }
 }
 
@@ -140,7 +155,8 @@ async fn admit_and_send(gw: &Gateway, index: usize, req: Request) -> Result<Resp
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let client = admit(gw, route, peer, req.headers()).await?;
     let upstream = &gw.route_upstreams[index];
-    let req = outgoing(req, body_limit(gw, route), client);
+    let keep_proto = gw.proxies != kit::forwarded::TrustedProxies::None;
+    let req = outgoing(req, body_limit(gw, route), client, keep_proto);
     match upstream.send(req, gw.upstream_timeout).await {
         Ok(response) => Ok(incoming(response)),
         Err(e) => Err(failed(route, e)),
@@ -151,17 +167,27 @@ async fn admit_and_send(gw: &Gateway, index: usize, req: Request) -> Result<Resp
 /// headers of the gateway's own HTTP/1 path.
 pub(crate) trait Headers: Sync {
     fn value(&self, name: &str) -> Option<&[u8]>;
+    /// Every line of a header, in order.
+    fn values(&self, name: &str) -> impl Iterator<Item = &[u8]>;
 }
 
 impl Headers for HeaderMap {
     fn value(&self, name: &str) -> Option<&[u8]> {
         self.get(name).map(HeaderValue::as_bytes)
     }
+
+    fn values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.get_all(name).iter().map(HeaderValue::as_bytes)
+    }
 }
 
 impl Headers for [httparse::Header<'_>] {
     fn value(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+
+    fn values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 }
 
@@ -173,7 +199,7 @@ pub(crate) async fn admit(
     peer: Option<SocketAddr>,
     headers: &(impl Headers + ?Sized),
 ) -> Result<Option<IpAddr>, ApiError> {
-    let client = kit::server::client_ip_of(|| headers.value("x-forwarded-for"), Peer(peer), gw.trust_forwarded_for);
+    let client = gw.proxies.client(peer.map(|p| p.ip()), || headers.values("x-forwarded-for"));
     if let Some(ip) = client {
         gw.limits.client.check(&ip).map_err(too_many)?;
     }
@@ -193,12 +219,16 @@ fn body_limit(gw: &Gateway, route: &Route) -> usize {
 
 /// The problem an upstream's failure is answered with (and counted).
 pub(crate) fn failed(route: &Route, e: Failure) -> ApiError {
-    metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
-        .increment(1);
+    // A client's oversized or broken body is the client's failure, not the upstream's.
+    if !matches!(e, Failure::BodyTooLarge | Failure::ClientBody) {
+        metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
+            .increment(1);
+    }
     match e {
         Failure::Unavailable(name) => ApiError::Unavailable(format!("the {name} service is unavailable")),
         Failure::Timeout(name) => ApiError::GatewayTimeout(format!("the {name} service did not answer in time")),
         Failure::BodyTooLarge => ApiError::PayloadTooLarge,
+        Failure::ClientBody => ApiError::BadRequest("the request body was malformed or cut short".into()),
         Failure::Broken(name, detail) => {
             tracing::warn!(upstream = %name, error = %detail, "upstream failed mid-request");
             ApiError::BadGateway(format!("the {name} service failed"))
@@ -211,6 +241,7 @@ fn failure_kind(e: &Failure) -> &'static str {
         Failure::Unavailable(_) => "unavailable",
         Failure::Timeout(_) => "timeout",
         Failure::BodyTooLarge => "body_too_large",
+        Failure::ClientBody => "client_body",
         Failure::Broken(..) => "broken",
     }
 }
@@ -271,9 +302,14 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// The request as the upstream gets it: hop-by-hop headers gone, `X-Forwarded-*` set,
 /// the body capped at the route's limit while it streams.
-fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
+fn outgoing(req: Request, limit: usize, client: Option<IpAddr>, keep_proto: bool) -> Request {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    for name in ["forwarded", "x-real-ip", "x-forwarded-proto"] {
+        if crate::wire::is_forged_claim(name, keep_proto) {
+            parts.headers.remove(name);
+        }
+    }
     if let Some(ip) = client {
         // The gateway is the trusted edge: what a client claims in X-Forwarded-For is
         // replaced unless the gateway itself trusts a proxy in front of it.
@@ -291,7 +327,10 @@ fn outgoing(req: Request, limit: usize, client: Option<IpAddr>) -> Request {
     let body = if http_body::Body::is_end_stream(&body) {
         Body::empty()
     } else {
-        Body::new(http_body_util::Limited::new(body, limit))
+        let limited = http_body_util::Limited::new(body, limit);
+        Body::new(http_body_util::BodyExt::map_err(limited, |e| {
+            if e.is::<http_body_util::LengthLimitError>() { e } else { Box::new(crate::upstream::ClientBodyError(e)) }
+        }))
     };
     Request::from_parts(parts, body)
 }

@@ -26,6 +26,10 @@ pub enum Failure {
     /// The request body broke the route's size limit while streaming.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's own body broke (a malformed chunk, a connection cut mid-body): the
+    /// client's fault, not the upstream's.
+    #[error("the request body was malformed or cut short")]
+    ClientBody,
     /// The connection broke mid-request.
     #[error("{0} failed: {1}")]
     Broken(String, String),
@@ -145,6 +149,7 @@ impl Upstream {
                     }
                 }
                 Err(SendError::Request(e)) if body_too_large(&e) => return Err(Failure::BodyTooLarge),
+                Err(SendError::Request(e)) if from_client_body(&e) => return Err(Failure::ClientBody),
                 Err(SendError::Request(e)) => return Err(Failure::Broken(self.name.clone(), e.to_string())),
             }
         }
@@ -264,15 +269,29 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<http_body_util::LengthLimitError>(e)
+}
+
+fn from_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<ClientBodyError>(e)
+}
+
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<E>() {
             return true;
         }
         source = err.source();
     }
     false
 }
+
+/// An error reading the client's body, marked so that a failed send can tell it from
+/// the upstream's (see [`Failure::ClientBody`]).
+#[derive(Debug, thiserror::Error)]
+#[error("reading the client's body: {0}")]
+pub struct ClientBodyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 #[cfg(test)]
 mod tests {

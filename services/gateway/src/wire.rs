@@ -102,9 +102,12 @@ pub fn admissible<'h>(req: &'h httparse::Request<'h, 'h>, cors: bool) -> Option<
     }
     let mut body_len = None;
     let mut close = false;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value).ok().filter(|v| v.bytes().all(|b| b.is_ascii_digit()))?;
             if body_len.is_some() {
                 return None;
@@ -126,6 +129,10 @@ pub fn admissible<'h>(req: &'h httparse::Request<'h, 'h>, cors: bool) -> Option<
             return None;
         }
     }
+    // No Host, or several: hyper's path answers the 400 (RFC 9112, section 3.2).
+    if hosts != 1 {
+        return None;
+    }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     Some(Request { method, target, path, headers: req.headers, body_len: body_len.unwrap_or(0), close })
 }
@@ -138,6 +145,17 @@ pub struct Forwarding<'a> {
     pub host: &'a str,
     /// The request id, when the gateway made it (one the client sent is passed on).
     pub made_request_id: Option<&'a str>,
+    /// Pass `X-Forwarded-Proto` on: a trusted proxy in front set it (TLS ended there).
+    pub keep_proto: bool,
+}
+
+/// Headers by which a client could tell services what only a proxy may: `Forwarded` and
+/// `X-Real-IP` always (the gateway speaks through `X-Forwarded-For`), and
+/// `X-Forwarded-Proto` unless a trusted proxy in front set it.
+pub fn is_forged_claim(name: &str, keep_proto: bool) -> bool {
+    name.eq_ignore_ascii_case("forwarded")
+        || name.eq_ignore_ascii_case("x-real-ip")
+        || (!keep_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
 }
 
 /// Writes the head the upstream gets into `out`: hop-by-hop headers gone, `X-Forwarded-For`
@@ -152,6 +170,7 @@ pub fn upstream_head(out: &mut Vec<u8>, req: &Request<'_>, fwd: &Forwarding<'_>)
     for h in req.headers {
         let name = h.name;
         if is_hop_by_hop(name)
+            || is_forged_claim(name, fwd.keep_proto)
             || (fwd.client.is_some() && name.eq_ignore_ascii_case("x-forwarded-for"))
             || (host.is_some() && name.eq_ignore_ascii_case("x-forwarded-host"))
         {
@@ -507,7 +526,7 @@ mod tests {
         assert!(taken.retryable());
 
         let mut h = [httparse::EMPTY_HEADER; 16];
-        let req = parse(b"POST /e HTTP/1.1\r\nContent-Length: 12\r\nConnection: close\r\n\r\n", &mut h);
+        let req = parse(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nConnection: close\r\n\r\n", &mut h);
         let taken = admissible(&req, false).unwrap();
         assert_eq!((taken.body_len, taken.close, taken.retryable()), (12, true, false));
 
@@ -527,7 +546,7 @@ mod tests {
         }
         // Targets that `http::Uri` refuses are hyper's to refuse; the others it takes.
         for target in ["/e?q=a%20b&c=[1]|{x}", "/e#frag", "/a\\b", "/a<b>", "/a^`b", "/e?q=\"x\"", "/%zz"] {
-            let text = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
             let mut h = [httparse::EMPTY_HEADER; 16];
             let Ok(httparse::Status::Complete(_)) = httparse::Request::new(&mut h).parse(text.as_bytes()) else {
                 continue;
@@ -540,7 +559,7 @@ mod tests {
         assert!(plain_target("/api/v1/events?q=jazz&city=kazan%20") && !plain_target("/e?q=[1]"));
 
         let mut h = [httparse::EMPTY_HEADER; 16];
-        let req = parse(b"GET /e HTTP/1.1\r\nOrigin: https://x\r\n\r\n", &mut h);
+        let req = parse(b"GET /e HTTP/1.1\r\nHost: a\r\nOrigin: https://x\r\n\r\n", &mut h);
         assert!(admissible(&req, false).is_some(), "no CORS: an origin changes nothing");
         assert!(admissible(&req, true).is_none(), "CORS: hyper's path with its CORS layer");
     }
@@ -550,28 +569,47 @@ mod tests {
         let mut h = [httparse::EMPTY_HEADER; 16];
         let req = parse(
             b"GET /a?b HTTP/1.1\r\nHost: gw.example\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\n\
-              Keep-Alive: timeout=5\r\nConnection: keep-alive\r\nAuthorization: Bearer t\r\n\r\n",
+              Keep-Alive: timeout=5\r\nConnection: keep-alive\r\nAuthorization: Bearer t\r\n\
+              Forwarded: for=6.6.6.6;proto=https\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n\r\n",
             &mut h,
         );
         let req = admissible(&req, false).unwrap();
         let mut out = Vec::new();
-        let fwd = Forwarding { client: Some(b"192.0.2.1"), host: "users:8081", made_request_id: Some("id-1") };
+        let fwd = Forwarding {
+            client: Some(b"192.0.2.1"),
+            host: "users:8081",
+            made_request_id: Some("id-1"),
+            keep_proto: false,
+        };
         upstream_head(&mut out, &req, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a?b HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer t\r\nx-forwarded-for: 192.0.2.1\r\n\
-             x-forwarded-proto: http\r\nx-forwarded-host: gw.example\r\nx-request-id: id-1\r\n\r\n"
+             x-forwarded-proto: http\r\nx-forwarded-host: gw.example\r\nx-request-id: id-1\r\n\r\n",
+            "what a client claims about proxies is replaced or dropped"
         );
 
+        // Behind a trusted proxy that ended TLS, its X-Forwarded-Proto passes.
         let mut h = [httparse::EMPTY_HEADER; 16];
-        let req = parse(b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\n\r\n", &mut h);
+        let req =
+            parse(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\n\r\n", &mut h);
         let req = admissible(&req, false).unwrap();
         let mut out = Vec::new();
-        upstream_head(&mut out, &req, &Forwarding { client: None, host: "users:8081", made_request_id: None });
+        let fwd = Forwarding { client: None, host: "users:8081", made_request_id: None, keep_proto: true };
+        upstream_head(&mut out, &req, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\nhost: users:8081\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\nx-forwarded-host: gw\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn requests_without_one_host_go_to_the_path_that_refuses_them() {
+        for head in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"] {
+            let mut h = [httparse::EMPTY_HEADER; 16];
+            let req = parse(head, &mut h);
+            assert!(admissible(&req, false).is_none(), "{}", String::from_utf8_lossy(head));
+        }
     }
 
     fn answer_of(text: &[u8], head: bool) -> Option<Answer> {

@@ -351,7 +351,8 @@ async fn the_upstream_gets_the_body_and_forwarding_headers() {
     let gw = gateway(&up).await;
     let mut conn = connect(&gw).await;
     // The body in two writes, the second after the head went upstream.
-    let head = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 11\r\nx-forwarded-for: 6.6.6.6\r\nx-request-id: mine\r\n\r\nhello";
+    let head = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 11\r\nx-forwarded-for: 6.6.6.6\r\nx-request-id: mine\r\n\
+                forwarded: for=6.6.6.6;proto=https\r\nx-real-ip: 6.6.6.6\r\nx-forwarded-proto: https\r\n\r\nhello";
     conn.0.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     conn.0.write_all(b" world").await.unwrap();
@@ -366,6 +367,44 @@ async fn the_upstream_gets_the_body_and_forwarding_headers() {
     assert_eq!(head_value(&upstream_head, "x-forwarded-proto"), Some("http"));
     assert_eq!(head_value(&upstream_head, "x-request-id"), Some("mine"));
     assert_eq!(head_value(&upstream_head, "host"), Some("gw.test"));
+    assert_eq!(head_value(&upstream_head, "forwarded"), None, "a client's Forwarded is dropped");
+    assert_eq!(head_value(&upstream_head, "x-real-ip"), None, "a client's X-Real-IP is dropped");
+
+    // The same through hyper's path (a chunked body).
+    let chunked = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\nx-real-ip: 6.6.6.6\r\n\
+                   forwarded: for=6.6.6.6\r\nx-forwarded-proto: https\r\nx-forwarded-for: 6.6.6.6\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    assert_eq!(ask(&mut conn, chunked).await.status, 201);
+    let (upstream_head, _) = seen.lock().unwrap().requests.last().cloned().unwrap();
+    assert_eq!(head_value(&upstream_head, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(head_value(&upstream_head, "x-forwarded-proto"), Some("http"));
+    assert_eq!(head_value(&upstream_head, "forwarded"), None);
+    assert_eq!(head_value(&upstream_head, "x-real-ip"), None);
+}
+
+#[tokio::test]
+async fn requests_without_exactly_one_host_are_refused() {
+    let (up, seen) = upstream().await;
+    let gw = gateway(&up).await;
+    for request in
+        ["GET /api/plain HTTP/1.1\r\n\r\n", "GET /api/plain HTTP/1.1\r\nhost: gw.test\r\nhost: evil.test\r\n\r\n"]
+    {
+        let mut conn = connect(&gw).await;
+        let answer = ask(&mut conn, request).await;
+        assert_eq!(answer.status, 400, "{request:?}");
+        assert_eq!(head_value(&answer.head, "content-type"), Some("application/problem+json"));
+    }
+    assert!(seen.lock().unwrap().requests.is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn a_clients_broken_chunked_body_is_its_400_not_a_502() {
+    let (up, _) = upstream().await;
+    let gw = gateway(&up).await;
+    let mut conn = connect(&gw).await;
+    let broken = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\nzz\r\n";
+    let answer = ask(&mut conn, broken).await;
+    assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(head_value(&answer.head, "content-type"), Some("application/problem+json"));
 }
 
 #[tokio::test]

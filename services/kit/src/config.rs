@@ -109,7 +109,14 @@ pub struct HttpArgs {
     #[arg(long, env = "VECHE_HEADER_TIMEOUT", default_value_t = 10.0)]
     pub header_timeout_secs: f64,
 
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// The proxies in front of this server that may say who the client is, through
+    /// `X-Forwarded-For`: a count (`1`: one proxy, the client is the rightmost entry) or
+    /// addresses and CIDR networks (`10.0.0.0/8,192.0.2.7`: the client is the rightmost
+    /// entry outside them). Empty: none, the client is the socket peer.
+    #[arg(long, env = "VECHE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
+
+    /// Shorthand for `VECHE_TRUSTED_PROXIES=1` (one proxy in front).
     #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
@@ -126,6 +133,7 @@ impl Default for HttpArgs {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             header_timeout_secs: 10.0,
+            trusted_proxies: Default::default(),
             trust_forwarded_for: false,
             threads: 0,
         }
@@ -133,6 +141,16 @@ impl Default for HttpArgs {
 }
 
 impl HttpArgs {
+    /// Who may say who the client is: [`Self::trusted_proxies`], or one proxy when only
+    /// `VECHE_TRUST_FORWARDED_FOR` is set.
+    pub fn proxies(&self) -> crate::forwarded::TrustedProxies {
+        use crate::forwarded::TrustedProxies;
+        match &self.trusted_proxies {
+            TrustedProxies::None if self.trust_forwarded_for => TrustedProxies::Hops(1),
+            other => other.clone(),
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }

@@ -132,7 +132,25 @@ fn problem_response(description: &str) -> Value {
     })
 }
 
+/// Every list pages the same way ([`crate::page`]): `limit` is 1 to `MAX_LIMIT`, and
+/// `cursor` is the opaque string the previous page gave.
+fn paging_parameters(op: &mut Value) {
+    let Some(Value::Array(params)) = op.get_mut("parameters") else { return };
+    for p in params.iter_mut().filter(|p| p["in"] == "query") {
+        match p["name"].as_str() {
+            Some("limit") => {
+                p["schema"] = json!({"type": "integer", "format": "int32", "minimum": 1, "maximum": crate::page::MAX_LIMIT,
+                                     "default": crate::page::DEFAULT_LIMIT});
+                p["description"] = json!("Items per page.");
+            }
+            Some("cursor") => p["description"] = json!("The `next_cursor` of the previous page."),
+            _ => {}
+        }
+    }
+}
+
 fn shape_operation(op: &mut Value) {
+    paging_parameters(op);
     let has_body = op.get("requestBody").is_some();
     let secured = op
         .get("security")

@@ -1,6 +1,8 @@
 //! Asking the organizations service who may act for an organization (the events and
-//! analytics services ask). The answer is cached briefly: a role change takes effect
-//! within `TTL`.
+//! analytics services ask). Decisions that change or reveal what only managers may (a
+//! write, an attendee list) ask afresh every time, so a removed admin loses those rights
+//! at once; reads that only widen what a member sees (drafts in a listing, a report) use
+//! an answer up to `TTL` old.
 
 use crate::ApiError;
 use crate::service_token::ServiceTokens;
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const TTL: Duration = Duration::from_secs(30);
+const TTL: Duration = Duration::from_secs(10);
 
 /// A member's role in an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -50,14 +52,21 @@ impl Organizations {
         Self { base_url, tokens, http, cache: Arc::default() }
     }
 
-    /// The user's role in the organization; `None` when not a member (or no such organization).
+    /// The user's role in the organization; `None` when not a member (or no such
+    /// organization). Up to `TTL` old: for reads.
     pub async fn role(&self, organization: Uuid, user: Uuid) -> Result<Option<OrgRole>, ApiError> {
-        let key = (organization, user);
-        if let Some((role, at)) = self.lock().get(&key)
+        if let Some((role, at)) = self.lock().get(&(organization, user))
             && at.elapsed() < TTL
         {
             return Ok(*role);
         }
+        self.role_now(organization, user).await
+    }
+
+    /// The user's role as the organizations service says it now: for writes and for
+    /// what only managers may see.
+    pub async fn role_now(&self, organization: Uuid, user: Uuid) -> Result<Option<OrgRole>, ApiError> {
+        let key = (organization, user);
         let role = self.fetch(organization, user).await?;
         let mut cache = self.lock();
         if cache.len() > 50_000 {

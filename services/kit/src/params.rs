@@ -36,7 +36,9 @@ impl QueryRules {
     /// declare. Routes the document does not describe (ops endpoints, pages) are not judged.
     pub fn unknown<'q>(&self, method: &str, route: &str, query: &'q str) -> Option<std::borrow::Cow<'q, str>> {
         let declared = self.0.get(&(method.to_owned(), route.to_owned()))?;
-        url::form_urlencoded::parse(query.as_bytes()).map(|(name, _)| name).find(|name| !declared.contains(name.as_ref()))
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !declared.contains(name.as_ref()))
     }
 }
 
@@ -52,10 +54,10 @@ fn query_names(parameters: &Value) -> HashSet<String> {
 
 /// The middleware: refuses a request whose query names an undeclared parameter.
 pub async fn refuse_unknown(rules: QueryRules, req: Request, next: Next) -> Response {
-    if let (Some(query), Some(route)) = (req.uri().query(), req.extensions().get::<MatchedPath>()) {
-        if let Some(name) = rules.unknown(req.method().as_str(), route.as_str(), query) {
-            return ApiError::field(name.into_owned(), "is not a parameter of this operation").into_response();
-        }
+    if let (Some(query), Some(route)) = (req.uri().query(), req.extensions().get::<MatchedPath>())
+        && let Some(name) = rules.unknown(req.method().as_str(), route.as_str(), query)
+    {
+        return ApiError::field(name.into_owned(), "is not a parameter of this operation").into_response();
     }
     next.run(req).await
 }

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::cell::RefCell;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -315,28 +315,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
-/// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the
-/// service sits behind a proxy it trusts.
-pub fn client_ip(req_headers: &http::HeaderMap, peer: Peer, trust_forwarded: bool) -> Option<IpAddr> {
-    client_ip_of(|| req_headers.get("x-forwarded-for").map(HeaderValue::as_bytes), peer, trust_forwarded)
-}
-
-/// [`client_ip`] from the raw `X-Forwarded-For` value (looked up only when trusted).
-pub fn client_ip_of<'a>(
-    forwarded_for: impl FnOnce() -> Option<&'a [u8]>,
-    peer: Peer,
-    trust_forwarded: bool,
-) -> Option<IpAddr> {
-    if trust_forwarded
-        && let Some(ip) = forwarded_for()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return Some(ip);
-    }
-    peer.0.map(|a| a.ip())
-}
+pub use crate::forwarded::client_ip;
 
 /// Waits for SIGTERM (Kubernetes) or Ctrl-C (a person).
 pub async fn shutdown_signal() {

@@ -83,6 +83,11 @@ pub fn check_free_text(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
+/// An IANA time zone name the bundled tz database knows (`Europe/Moscow`, `UTC`).
+pub fn is_time_zone(name: &str) -> bool {
+    !has_hidden_chars(name) && jiff::tz::db().get(name).is_ok()
+}
+
 /// Records a violation when `value` has more than `max` characters.
 pub fn check_len(v: &mut Violations, field: &str, value: &str, max: usize) {
     if value.chars().count() > max {
@@ -111,11 +116,11 @@ mod tests {
         // Full-width letters fold to ASCII: one person, not two.
         assert_eq!(normalize_email("ａｎｎａ@ｅｘａｍｐｌｅ.org"), "anna@example.org");
         for bad in [
-            "anna@p\u{0430}ypal.com",     // Cyrillic а inside a Latin label
-            "anna@exa\u{200B}mple.org",   // zero-width space
-            "an\u{200D}na@example.org",   // zero-width joiner in the local part
-            "anna@example.org\u{202E}",   // right-to-left override
-            "anna@\u{FEFF}example.org",   // BOM
+            "anna@p\u{0430}ypal.com",   // Cyrillic а inside a Latin label
+            "anna@exa\u{200B}mple.org", // zero-width space
+            "an\u{200D}na@example.org", // zero-width joiner in the local part
+            "anna@example.org\u{202E}", // right-to-left override
+            "anna@\u{FEFF}example.org", // BOM
         ] {
             assert!(!is_valid_email(&normalize_email(bad)), "{bad:?}");
         }

@@ -1,8 +1,8 @@
 //! Organizations' domain types, their validation, and the one policy that says who may do
 //! what. No I/O here.
 
-pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::validate::{check_free_text, has_hidden_chars, web_url};
+pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -226,16 +226,17 @@ impl Organization {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
-    #[schema(example = "Kazan Chess Club")]
+    #[schema(schema_with = kit::schemas::one_line::<NAME_MAX>, example = "Kazan Chess Club")]
     pub name: String,
     /// Lowercase letters, digits and hyphens, 3 to 64 characters; made from the name when
     /// left out.
-    #[schema(example = "kazan-chess-club")]
+    #[schema(example = "kazan-chess-club", min_length = 3, max_length = 64, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
-    /// An http(s) URL.
+    #[schema(schema_with = kit::schemas::optional_web_url)]
     pub logo_url: Option<String>,
-    /// An http(s) URL.
+    #[schema(schema_with = kit::schemas::optional_web_url)]
     pub website: Option<String>,
     /// `email`, `phone`, `telegram`, or any other short name: short strings.
     #[schema(example = json!({"email": "hello@chess.example", "telegram": "@kazanchess"}))]
@@ -351,7 +352,7 @@ pub struct Transfer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitation {
-    #[schema(example = "boris@example.org")]
+    #[schema(schema_with = kit::schemas::email)]
     pub email: String,
     /// `member` when left out.
     pub role: Option<Role>,

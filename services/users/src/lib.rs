@@ -126,7 +126,7 @@ pub struct AppState {
     pub config: Arc<UsersConfig>,
     /// Where people reach the platform: the base of links in mail.
     pub public_url: String,
-    pub trust_forwarded_for: bool,
+    pub proxies: kit::forwarded::TrustedProxies,
 }
 
 /// The assembled service, and its keys for in-process verifiers.
@@ -167,7 +167,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         mailer,
         config: Arc::new(config),
         public_url: common.platform.public_url(),
-        trust_forwarded_for: common.http.trust_forwarded_for,
+        proxies: common.http.proxies(),
     });
     bootstrap_admin(&app).await?;
     spawn_key_maintenance(keys.clone(), generate);

@@ -1,8 +1,8 @@
 //! Users' domain types and their validation. No I/O here.
 
 use kit::Violations;
-pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
 use kit::validate::{check_free_text, check_plain, web_url};
+pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -54,6 +54,7 @@ pub struct Preferences {
     pub language: String,
     /// IANA time zone name.
     #[serde(default = "default_time_zone")]
+    #[schema(schema_with = kit::schemas::time_zone)]
     pub time_zone: String,
     #[serde(default)]
     pub notifications: Notifications,
@@ -97,7 +98,7 @@ impl Preferences {
         let mut v = Violations::new();
         v.check(is_language_tag(&self.language), "language", "must be a BCP 47 language tag such as `ru` or `en-GB`");
         v.check(
-            self.time_zone.parse::<chrono_tz::Tz>().is_ok(),
+            kit::validate::is_time_zone(&self.time_zone),
             "time_zone",
             "must be an IANA time zone such as `Europe/Moscow`",
         );

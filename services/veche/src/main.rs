@@ -169,8 +169,8 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     kit::telemetry::init(common.log_format);
     let listener = tokio::net::TcpListener::bind(common.listen).await?;
     let addr = listener.local_addr()?;
-    let internal =
-        tokio::net::TcpListener::bind(internal.unwrap_or(SocketAddr::new(loopback_of(addr).ip(), 0))).await?;
+    // Loopback unless told otherwise, whatever the public address: nothing checks callers there.
+    let internal = tokio::net::TcpListener::bind(internal.unwrap_or(SocketAddr::new(loopback_like(addr), 0))).await?;
     let internal_url = format!("http://{}", internal.local_addr()?);
     common.platform.public_url.get_or_insert_with(|| format!("http://{}", loopback_of(addr)));
     common.platform.users_url.get_or_insert_with(|| internal_url.clone());
@@ -293,6 +293,11 @@ async fn run(
 }
 
 /// The address this process can call itself at (a wildcard bind answers on loopback).
+/// The loopback address of `addr`'s family.
+fn loopback_like(addr: SocketAddr) -> std::net::IpAddr {
+    if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() }
+}
+
 fn loopback_of(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         let ip =

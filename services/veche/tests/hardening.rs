@@ -97,8 +97,8 @@ async fn lookalike_accounts_and_hidden_characters_are_refused() {
     assert!(r.status == 409 || r.status == 202, "{r:?}");
     assert_eq!(login(&v, "ａｎｎａ@example.org", PASSWORD).await.status, 200, "one account, found by either spelling");
     for email in ["anna@p\u{0430}ypal.com", "an\u{200B}na@example.org", "anna@example.org\u{202E}"] {
-        let r = post(&v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "A"}))
-            .await;
+        let r =
+            post(&v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "A"})).await;
         assert_eq!(fields(&r), ["email"], "{email:?}: {r:?}");
     }
     for name in ["Anna\r\nBcc: all@example.org", "Anna\u{202E}nnA", "Anna\0"] {
@@ -172,4 +172,62 @@ async fn made_up_methods_share_one_metrics_label() {
 
 async fn metrics_text(v: &Veche) -> String {
     client().get(v.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+/// Finding 9: behind a proxy, the client is the address the proxy saw (the rightmost
+/// `X-Forwarded-For` entry), not the leftmost one the client wrote itself: a client that
+/// makes up a new leftmost address for every request is still one client to the limits.
+#[tokio::test]
+async fn a_client_cannot_escape_its_rate_limit_by_inventing_forwarded_addresses() {
+    let v =
+        Veche::start_with(&[("VECHE_TRUSTED_PROXIES", "1"), ("VECHE_CLIENT_RPS", "1"), ("VECHE_CLIENT_BURST", "3")]);
+    let c = client();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = send(c.get(v.url("/api/v1/events")).header("x-forwarded-for", format!("6.6.6.{i}, 203.0.113.9"))).await;
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "invented addresses escaped the limit: {statuses:?}");
+    // Another client behind the same proxy is not limited by the first one.
+    let other = send(c.get(v.url("/api/v1/events")).header("x-forwarded-for", "198.51.100.4")).await;
+    assert_eq!(other.status, 200);
+}
+
+/// Finding 10: the internal listener (no edge checks) stays on loopback even when the
+/// public one listens on every address.
+#[tokio::test]
+async fn the_internal_listener_binds_loopback_whatever_the_public_address() {
+    let v = Veche::start_on("0.0.0.0", &[]);
+    let (pid, port) = (v.pid(), v.port);
+    let ss = std::process::Command::new("ss").args(["-Hltnp"]).output().expect("ss (iproute2) lists listeners");
+    let listeners: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(|l| l.split_whitespace().nth(3).unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    assert!(listeners.contains(&format!("0.0.0.0:{port}")), "{listeners:?}");
+    assert!(listeners.iter().any(|l| l.starts_with("127.0.0.1:")), "{listeners:?}");
+}
+
+/// Finding 10: an admin removed from an organization loses event rights at once, though
+/// they used them (and so had their role cached) a moment before.
+#[tokio::test]
+async fn a_removed_admin_loses_event_rights_at_once() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "owner@example.org").await;
+    let org = create_org(&v, &owner, json!({"name": "Quick club"})).await;
+    let admin = join(&v, &org, &owner, "admin@example.org", "admin").await;
+    let body = online_event(org["id"].as_str().unwrap(), "https://meet.example.org/a");
+    let created = post_as(&v, &admin, "/api/v1/events", body.clone()).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let event = format!("/api/v1/events/{}", created.body["id"].as_str().unwrap());
+    assert_eq!(patch_as(&v, &admin, &event, json!({"title": "Renamed"})).await.status, 200);
+    assert_eq!(post_as(&v, &admin, &format!("{event}/publish"), json!({})).await.status, 200);
+
+    let removed = delete_as(&v, &owner, &org_path(&org, &format!("/members/{}", user_id(&admin)))).await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    patch_as(&v, &admin, &event, json!({"title": "Still mine?"})).await.assert_problem(403);
+    post_as(&v, &admin, &format!("{event}/cancel"), json!({})).await.assert_problem(403);
+    post_as(&v, &admin, "/api/v1/events", body).await.assert_problem(403);
 }

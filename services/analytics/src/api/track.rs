@@ -46,8 +46,10 @@ const ROBOTS: [&str; 12] = [
 pub struct TrackBatch {
     /// The browser's anonymous id (1 to 64 of `A-Z a-z 0-9 - _`), kept by the frontend
     /// in local storage; never a user id.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub visitor_id: String,
     /// At most 50 events.
+    #[schema(max_items = 50)]
     pub events: Vec<ClientEvent>,
 }
 
@@ -60,12 +62,15 @@ pub struct ClientEvent {
     #[serde(rename = "type")]
     pub kind: ClientEventKind,
     /// When, RFC 3339: at most a day ago and 5 minutes ahead.
+    #[schema(format = DateTime)]
     pub at: String,
     /// The event whose page it happened on (required for `page_view`).
     pub event_id: Option<Uuid>,
     /// The search text (`search`), at most 200 characters; not stored.
+    #[schema(max_length = 200)]
     pub query: Option<String>,
     /// The link followed (`link_click`), http or https; not stored.
+    #[schema(schema_with = kit::schemas::optional_web_url)]
     pub url: Option<String>,
 }
 
@@ -158,7 +163,7 @@ pub async fn track(
     headers: HeaderMap,
     Json(batch): Json<TrackBatch>,
 ) -> Result<(StatusCode, axum::Json<Tracked>), ApiError> {
-    if let Some(ip) = kit::server::client_ip(&headers, peer, app.trust_forwarded_for) {
+    if let Some(ip) = kit::server::client_ip(&headers, peer, &app.proxies) {
         app.track_limits.check(ip)?;
     }
     let facts = batch.validate(now_unix())?;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<EventInput>) -> Result<Response, ApiError> {
     let input = input.validate()?;
     if !me.is_admin() {
-        let role = app.orgs.role(input.organization_id, me.id).await?;
+        let role = app.orgs.role_now(input.organization_id, me.id).await?;
         if !role.is_some_and(|r| r.manages_events()) {
             return Err(ApiError::Forbidden("only admins of the organization may create its events".into()));
         }

@@ -61,6 +61,9 @@ pub async fn access(
     // Only ask the organizations service when the answer can matter.
     let needs_role = !platform_admin && (want == Access::Manage || event.status == Status::Draft);
     let role = match me {
+        Some(me) if needs_role && want == Access::Manage => {
+            app.orgs.role_now(event.input.organization_id, me.id).await?
+        }
         Some(me) if needs_role => app.orgs.role(event.input.organization_id, me.id).await?,
         _ => None,
     };

@@ -25,11 +25,12 @@ const MAIL_COOLDOWN: i64 = 60;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "anna@example.org")]
+    #[schema(schema_with = kit::schemas::email)]
     pub email: String,
-    #[schema(example = "correct horse battery staple")]
+    /// At least 12 characters by default (`VECHE_PASSWORD_MIN_LENGTH`), at most 128.
+    #[schema(example = "correct horse battery staple", min_length = 12, max_length = 128)]
     pub password: String,
-    #[schema(example = "Anna")]
+    #[schema(schema_with = kit::schemas::one_line::<100>, example = "Anna")]
     pub display_name: String,
 }
 
@@ -79,7 +80,7 @@ pub struct ResetConfirmRequest {
 const TOKEN_MAX: usize = 128;
 
 fn client_ip(app: &App, headers: &HeaderMap, peer: Peer) -> Option<std::net::IpAddr> {
-    kit::server::client_ip(headers, peer, app.trust_forwarded_for)
+    kit::server::client_ip(headers, peer, &app.proxies)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -323,9 +324,17 @@ async fn send_verification(app: &App, user: &User) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The one grant this endpoint serves: services authenticating as themselves.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documentation only: the form is read as a string and checked.
+pub enum GrantType {
+    ClientCredentials,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ClientCredentialsRequest {
-    /// Must be `client_credentials`.
+    #[schema(value_type = GrantType)]
     pub grant_type: String,
     /// The service the token is for (`organizations`, `events`, ...).
     pub audience: String,

@@ -18,6 +18,8 @@ pub struct Veche {
     pub base: String,
     pub data: PathBuf,
     pub port: u16,
+    /// The address the public listener binds (loopback unless a test asks otherwise).
+    listen_ip: &'static str,
     env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -32,12 +34,18 @@ impl Veche {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_on("127.0.0.1", env)
+    }
+
+    /// Started with its public listener on `ip` (say `0.0.0.0`); reached on loopback.
+    pub fn start_on(ip: &'static str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Veche {
             child: None,
             base: String::new(),
             data: dir.path().to_path_buf(),
             port: free_port(),
+            listen_ip: ip,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             _dir: Some(dir),
         };
@@ -54,7 +62,7 @@ impl Veche {
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
         cmd.arg("up")
-            .env("VECHE_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("VECHE_LISTEN", format!("{}:{}", self.listen_ip, self.port))
             .env("VECHE_DATA_DIR", &self.data)
             .env("VECHE_PUBLIC_URL", &self.base)
             .env("VECHE_LOG", "warn")
