@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         assert_eq!(text("a;b,c\\d\ne"), "a\\;b\\,c\\\\d\\ne");
-        assert_eq!(text("a\r\nb\rc\nd\te\0f"), "a\\nb\\nc\\nd\te" .to_owned() + "f");
+        assert_eq!(text("a\r\nb\rc\nd\te\0f"), "a\\nb\\nc\\nd\te".to_owned() + "f");
     }
 
     /// Whatever a stored value holds (rows written before input was checked included), no

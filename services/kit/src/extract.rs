@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn unknown_query_parameters_are_named() {
-        let err = query_problem("Failed to deserialize query string: unknown field `sortt`, expected one of `q`, `sort`");
+        let err =
+            query_problem("Failed to deserialize query string: unknown field `sortt`, expected one of `q`, `sort`");
         match err {
             ApiError::Validation(f) => assert_eq!((f[0].field.as_str(), f.len()), ("sortt", 1)),
             other => panic!("unexpected {other:?}"),

@@ -36,7 +36,9 @@ impl QueryRules {
     /// declare. Routes the document does not describe (ops endpoints, pages) are not judged.
     pub fn unknown<'q>(&self, method: &str, route: &str, query: &'q str) -> Option<std::borrow::Cow<'q, str>> {
         let declared = self.0.get(&(method.to_owned(), route.to_owned()))?;
-        url::form_urlencoded::parse(query.as_bytes()).map(|(name, _)| name).find(|name| !declared.contains(name.as_ref()))
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !declared.contains(name.as_ref()))
     }
 }
 

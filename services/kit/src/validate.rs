@@ -111,11 +111,11 @@ mod tests {
         // Full-width letters fold to ASCII: one person, not two.
         assert_eq!(normalize_email("ａｎｎａ@ｅｘａｍｐｌｅ.org"), "anna@example.org");
         for bad in [
-            "anna@p\u{0430}ypal.com",     // Cyrillic а inside a Latin label
-            "anna@exa\u{200B}mple.org",   // zero-width space
-            "an\u{200D}na@example.org",   // zero-width joiner in the local part
-            "anna@example.org\u{202E}",   // right-to-left override
-            "anna@\u{FEFF}example.org",   // BOM
+            "anna@p\u{0430}ypal.com",   // Cyrillic а inside a Latin label
+            "anna@exa\u{200B}mple.org", // zero-width space
+            "an\u{200D}na@example.org", // zero-width joiner in the local part
+            "anna@example.org\u{202E}", // right-to-left override
+            "anna@\u{FEFF}example.org", // BOM
         ] {
             assert!(!is_valid_email(&normalize_email(bad)), "{bad:?}");
         }

@@ -1,8 +1,8 @@
 //! Organizations' domain types, their validation, and the one policy that says who may do
 //! what. No I/O here.
 
-pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::validate::{check_free_text, has_hidden_chars, web_url};
+pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

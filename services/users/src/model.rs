@@ -1,8 +1,8 @@
 //! Users' domain types and their validation. No I/O here.
 
 use kit::Violations;
-pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
 use kit::validate::{check_free_text, check_plain, web_url};
+pub use kit::validate::{check_len, is_valid_email, is_web_url, normalize_email};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

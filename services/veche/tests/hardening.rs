@@ -97,8 +97,8 @@ async fn lookalike_accounts_and_hidden_characters_are_refused() {
     assert!(r.status == 409 || r.status == 202, "{r:?}");
     assert_eq!(login(&v, "ａｎｎａ@example.org", PASSWORD).await.status, 200, "one account, found by either spelling");
     for email in ["anna@p\u{0430}ypal.com", "an\u{200B}na@example.org", "anna@example.org\u{202E}"] {
-        let r = post(&v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "A"}))
-            .await;
+        let r =
+            post(&v, "/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "A"})).await;
         assert_eq!(fields(&r), ["email"], "{email:?}: {r:?}");
     }
     for name in ["Anna\r\nBcc: all@example.org", "Anna\u{202E}nnA", "Anna\0"] {
