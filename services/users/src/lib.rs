@@ -2,10 +2,11 @@
 //! platform's token issuer (JWKS, OpenID configuration, service tokens).
 //!
 //! Rooms: [`model`] (types, validation), [`store`] (trait and SQLite backend), [`api`]
-//! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`] and
-//! [`throttle`]. This file assembles them.
+//! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
+//! [`throttle`] and [`hash_limits`]. This file assembles them.
 
 pub mod api;
+pub mod hash_limits;
 pub mod keys;
 pub mod model;
 pub mod password;
@@ -52,6 +53,16 @@ pub struct UsersConfig {
     /// Refuse to log in accounts whose email is not verified.
     #[arg(long, env = "VECHE_REQUIRE_VERIFIED_EMAIL", default_value_t = false)]
     pub require_verified_email: bool,
+
+    /// Registrations and password resets (each an argon2id hash) one client address may
+    /// make per second once its burst is spent (0: no limit).
+    #[arg(long, env = "VECHE_PASSWORD_HASH_RPS", default_value_t = 1)]
+    pub password_hash_rps: u32,
+
+    /// How many registrations and password resets one client address may make at once
+    /// before the rate applies.
+    #[arg(long, env = "VECHE_PASSWORD_HASH_BURST", default_value_t = 10)]
+    pub password_hash_burst: u32,
 
     /// Shortest password accepted.
     #[arg(long, env = "VECHE_PASSWORD_MIN_LENGTH", default_value_t = 12)]
@@ -120,6 +131,8 @@ pub struct AppState {
     pub issuer: tokens::Issuer,
     pub passwords: password::Passwords,
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// Per-client allowance of new-password hashes (registration, password reset).
+    pub hash_limits: Arc<hash_limits::HashLimits>,
     /// When each account was last sent mail of each kind (at most one a minute).
     pub mail_cooldown: Arc<std::sync::Mutex<HashMap<(uuid::Uuid, &'static str), i64>>>,
     pub mailer: kit::mail::Mailer,
@@ -163,6 +176,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         },
         passwords: password::Passwords::default(),
         throttle: Arc::new(throttle::LoginThrottle::new(throttle::Policy::default())),
+        hash_limits: hash_limits::HashLimits::new(config.password_hash_rps, config.password_hash_burst),
         mail_cooldown: Arc::default(),
         mailer,
         config: Arc::new(config),

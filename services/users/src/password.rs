@@ -3,7 +3,9 @@
 //!
 //! A hash takes tens of milliseconds of CPU on purpose, so it runs on the blocking pool,
 //! and a semaphore admits one hash per core: a burst of logins queues instead of
-//! starting hundreds of threads that each hold 19 MiB.
+//! starting hundreds of threads that each hold 19 MiB. Hashes of new passwords
+//! (registration, reset) take at most half of those permits, so logins always have
+//! cores of their own however many sign-ups arrive.
 //!
 //! The 19 MiB working memory is reused between hashes while logins keep coming, and
 //! released as soon as none is waiting. Allocating it per hash made glibc keep every
@@ -27,6 +29,8 @@ pub struct Passwords {
 
 struct Inner {
     permits: Semaphore,
+    /// Taken before `permits` by hashes of new passwords: half the cores at most.
+    new_password_permits: Semaphore,
     /// Working memory of finished hashes, kept only while more hashes are asked for.
     spare: Mutex<Vec<Memory>>,
     /// Hashes asked for and not yet finished (running or queued).
@@ -39,6 +43,7 @@ impl Default for Passwords {
         Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(cores),
+                new_password_permits: Semaphore::new((cores / 2).max(1)),
                 spare: Mutex::new(Vec::new()),
                 demand: AtomicUsize::new(0),
             }),
@@ -162,6 +167,7 @@ impl Passwords {
         let mut salt = [0u8; SALT_LEN];
         aws_lc_rs::rand::fill(&mut salt).map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
         let p = params();
+        let _share = self.inner.new_password_permits.acquire().await?;
         self.with_memory(p.block_count(), move |memory| {
             let mut out = [0u8; HASH_LEN];
             Argon2::new(Algorithm::Argon2id, Version::V0x13, p)

@@ -143,6 +143,9 @@ pub trait UserStore: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> Result<()>;
+    /// Whether a single-use token is live (unspent, unexpired) without spending it: the
+    /// cheap check before work that a dead token would waste, such as hashing.
+    async fn one_time_is_live(&self, hash: String, purpose: Purpose, now: i64) -> Result<bool>;
     /// Spends a verification token and marks the email verified.
     async fn verify_email(&self, hash: String, now: i64) -> Result<Option<Uuid>>;
     /// Spends a reset token, sets the new password and ends every session of the user.
@@ -608,6 +611,19 @@ impl UserStore for SqliteStore {
             .await
     }
 
+    async fn one_time_is_live(&self, hash: String, purpose: Purpose, now: i64) -> Result<bool> {
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM one_time_tokens
+                                    WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3)",
+                    params![hash, purpose.as_str(), now],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+
     async fn verify_email(&self, hash: String, now: i64) -> Result<Option<Uuid>> {
         self.db
             .write(move |tx| {
@@ -743,6 +759,9 @@ impl<S: UserStore> UserStore for CachedStore<S> {
         now: i64,
     ) -> Result<()> {
         self.inner.create_one_time(user_id, purpose, hash, expires_at, now).await
+    }
+    async fn one_time_is_live(&self, hash: String, purpose: Purpose, now: i64) -> Result<bool> {
+        self.inner.one_time_is_live(hash, purpose, now).await
     }
     async fn verify_email(&self, hash: String, now: i64) -> Result<Option<Uuid>> {
         let id = self.inner.verify_email(hash, now).await?;

@@ -86,7 +86,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
 }
 
 #[tokio::test]
-async fn failed_logins_are_throttled_per_account_but_successes_are_not() {
+async fn failed_logins_are_throttled_per_account_and_client_but_successes_are_not() {
     let v = Veche::start();
     signed_up(&v, "victim@example.org").await;
     for _ in 0..5 {
@@ -103,7 +103,8 @@ async fn failed_logins_are_throttled_per_account_but_successes_are_not() {
             _ => panic!("{r:?}"),
         }
     }
-    // Locked for two seconds now: even the right password waits.
+    // Locked for two seconds now: even the right password waits, from this address
+    // (another address is not held back: tests/abuse.rs).
     let r = login(&v, "victim@example.org", PASSWORD).await;
     r.assert_problem(429);
     assert!(r.headers.contains_key("retry-after"));

@@ -3,7 +3,7 @@
 
 use crate::App;
 use crate::model::{self, Purpose, User, UserView};
-use crate::store::{NewSession, NewUser, Refresh};
+use crate::store::{NewSession, NewUser, Refresh, StoreError};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,13 +90,24 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 #[utoipa::path(post, path = "/api/v1/auth/register", operation_id = "registerUser", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 409, description = "email taken", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
-pub async fn register(State(app): State<App>, Json(req): Json<RegisterRequest>) -> Result<Response, ApiError> {
+pub async fn register(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Json(req): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
     let email = model::normalize_email(&req.email);
     let mut v = Violations::new();
     v.check(model::is_valid_email(&email), "email", "is not an email address");
     model::check_display_name(&mut v, &req.display_name);
     model::check_password(&mut v, "password", &req.password, app.config.password_min_length, &email);
     v.into_result()?;
+    // The cheap checks first: a request that would fail anyway costs no hash. (Creating
+    // the account still refuses a taken email when two registrations race.)
+    if app.store.user_by_email(&email).await?.is_some() {
+        return Err(StoreError::EmailTaken.into());
+    }
+    app.hash_limits.admit(client_ip(&app, &headers, peer))?;
     let hash = app.passwords.hash(req.password).await?;
     let new = NewUser {
         email,
@@ -137,7 +148,7 @@ pub async fn login(
             return Err(ApiError::Unauthorized("invalid email or password".into()));
         }
     };
-    app.throttle.succeeded(&email);
+    app.throttle.succeeded(&email, ip);
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
@@ -272,18 +283,26 @@ pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest
               (status = 410, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
 pub async fn password_reset_confirm(
     State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
     Json(req): Json<ResetConfirmRequest>,
 ) -> Result<StatusCode, ApiError> {
+    let gone = || ApiError::Gone("this reset link is invalid, used or expired".into());
     let mut v = Violations::new();
     model::check_password(&mut v, "password", &req.password, app.config.password_min_length, "");
     v.into_result()?;
     if req.token.len() > TOKEN_MAX {
-        return Err(ApiError::Gone("this reset link is invalid, used or expired".into()));
+        return Err(gone());
     }
+    // A dead link costs no hash; the reset below spends the token, so a race still fails.
+    if !app.store.one_time_is_live(token_hash(&req.token), Purpose::ResetPassword, now_unix()).await? {
+        return Err(gone());
+    }
+    app.hash_limits.admit(client_ip(&app, &headers, peer))?;
     let hash = app.passwords.hash(req.password).await?;
     match app.store.reset_password(token_hash(&req.token), hash, now_unix()).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(ApiError::Gone("this reset link is invalid, used or expired".into())),
+        None => Err(gone()),
     }
 }
 

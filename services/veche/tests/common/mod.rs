@@ -69,6 +69,8 @@ impl Veche {
             // Tests make many calls from one address; the gateway's own tests turn limits on.
             .env("VECHE_CLIENT_RPS", "0")
             .env("VECHE_USER_RPS", "0")
+            // Likewise the allowance of registrations per address (tests/abuse.rs sets it).
+            .env("VECHE_PASSWORD_HASH_RPS", "0")
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in &self.env {
