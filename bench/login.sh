@@ -119,7 +119,7 @@ LUA
 login_cmd=(wrk --latency -t1 -c"$LOGIN_CONNECTIONS" -d"$DURATION" --timeout "$TIMEOUT" -s "$work/login.lua" "$base/api/v1/auth/login")
 # The flood starts a second before the logins and ends a second after them.
 flood_secs=$((${DURATION%s} + 2))
-flood_cmd=(wrk -t1 -c"$FLOOD_CONNECTIONS" -d"${flood_secs}s" --timeout "$TIMEOUT" -s "$work/flood.lua" "$base/api/v1/auth/register")
+flood_cmd=(wrk --latency -t1 -c"$FLOOD_CONNECTIONS" -d"${flood_secs}s" --timeout "$TIMEOUT" -s "$work/flood.lua" "$base/api/v1/auth/register")
 echo "load:     ${login_cmd[*]/$work/\$WORK}"
 echo "flood:    ${flood_cmd[*]/$work/\$WORK}"
 
