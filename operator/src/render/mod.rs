@@ -19,6 +19,9 @@ pub const MANAGER: &str = "veche-operator";
 
 /// The port every service listens on inside its pod.
 pub const HTTP_PORT: i32 = 8080;
+/// Where every pod serves `/metrics` (its `metrics` port), apart from the API: the
+/// gateway's API port is public, and scrapers need no route through it.
+pub const METRICS_PORT: i32 = 9090;
 
 /// Label naming the platform of an object; also how children are found.
 pub const PLATFORM_LABEL: &str = "veche.io/platform";

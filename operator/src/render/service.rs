@@ -7,8 +7,8 @@
 
 use super::platform::{GATEWAY_SERVICE_PORT, ROUTES_KEY, SERVICE_CLIENTS_KEY};
 use super::{
-    CONFIG_HASH_ANNOTATION, HTTP_PORT, Names, PLATFORM_LABEL, RenderError, labels, owner_ref, platform_image,
-    platform_version, public_url, sd_name, selector_labels,
+    CONFIG_HASH_ANNOTATION, HTTP_PORT, METRICS_PORT, Names, PLATFORM_LABEL, RenderError, labels, owner_ref,
+    platform_image, platform_version, public_url, sd_name, selector_labels,
 };
 use crate::crd::{Platform, ServiceDeployment, ServiceKind, StoreKind};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
@@ -316,12 +316,20 @@ fn pod_template(
         image_pull_policy: platform.spec.image.pull_policy.map(|p| p.as_str().to_string()),
         args: Some(vec!["serve".into(), kind.as_str().into()]),
         env: Some(env(platform, sd, names)),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         resources: Some(sd.spec.workload.resources.clone().unwrap_or_else(default_resources)),
         // A slow first start (migrations) gets a minute before liveness counts.
         startup_probe: Some(probe("/healthz", 2, 30)),
@@ -415,6 +423,7 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
     let auth = &platform.spec.auth;
     let mut env = vec![
         value("VECHE_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
+        value("VECHE_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
         value("VECHE_DATA_DIR", DATA_DIR),
         value("VECHE_LOG_FORMAT", "json"),
         value("VECHE_PUBLIC_URL", public.clone()),
@@ -550,8 +559,11 @@ mod tests {
         let c = objects.deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
         assert_eq!(c.args.unwrap(), ["serve", "analytics"]);
         assert_eq!(c.image.unwrap(), format!("ghcr.io/veche-dev/veche:{}", env!("CARGO_PKG_VERSION")));
-        let port = &c.ports.unwrap()[0];
-        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8080));
+        let ports: Vec<_> = c.ports.unwrap().into_iter().map(|p| (p.name.unwrap(), p.container_port)).collect();
+        assert_eq!(ports, [("http".to_owned(), 8080), ("metrics".to_owned(), 9090)]);
+        let env = c.env.unwrap();
+        let metrics_listen = env.iter().find(|e| e.name == "VECHE_METRICS_LISTEN").and_then(|e| e.value.clone());
+        assert_eq!(metrics_listen.as_deref(), Some("0.0.0.0:9090"), "metrics apart from the (public) API port");
         let path = |p: Option<Probe>| p.unwrap().http_get.unwrap().path.unwrap();
         assert_eq!(path(c.liveness_probe), "/healthz");
         assert_eq!(path(c.readiness_probe), "/readyz");

@@ -33,6 +33,11 @@ pub const SERVICE: &str = "gateway";
 /// Settings of the gateway.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayConfig {
+    /// Serve `/metrics` beside the gateway's own paths: only where no client reaches
+    /// (the internal listener of `veche up`), never on a public listener.
+    #[arg(skip)]
+    pub serve_metrics: bool,
+
     /// The route table (JSON: `upstreams` and `routes`); `veche up` builds its own.
     #[arg(id = "gateway_routes", long = "gateway-routes", env = "VECHE_GATEWAY_ROUTES")]
     pub routes: Option<PathBuf>,
@@ -169,8 +174,11 @@ pub fn build(
             Ok(())
         })
     });
-    let app =
+    let mut app =
         kit::server::app(vec![kit::server::Service { name: SERVICE, router, openapi: utoipa_empty(), ready }], http);
+    if config.serve_metrics {
+        app = app.merge(kit::server::metrics_router());
+    }
     Ok(proxy::Front::new(gateway, app, cors))
 }
 

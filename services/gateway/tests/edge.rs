@@ -209,6 +209,7 @@ fn front_with(
         ],
     };
     let config = gateway::GatewayConfig {
+        serve_metrics: false,
         routes: None,
         cors_origins: Vec::new(),
         client_rps: 0,

@@ -120,6 +120,13 @@ pub struct HttpArgs {
     #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// Where `/metrics` is served, on a listener of its own (in a cluster: the pod's
+    /// `metrics` port). Unset: beside the API for services other than the gateway, whose
+    /// listener is inside the cluster; the gateway then serves no metrics; `veche up`
+    /// serves them on its internal listener.
+    #[arg(long, env = "VECHE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Threads serving requests in `veche serve`, each with its own runtime and listening
     /// socket (0: one per available core). `veche up` serves everything on one runtime.
     #[arg(long, env = "VECHE_THREADS", default_value_t = 0)]
@@ -135,6 +142,7 @@ impl Default for HttpArgs {
             header_timeout_secs: 10.0,
             trusted_proxies: Default::default(),
             trust_forwarded_for: false,
+            metrics_listen: None,
             threads: 0,
         }
     }

@@ -39,7 +39,6 @@ pub struct Service {
 struct Ops {
     checks: Arc<Vec<(&'static str, ReadyCheck)>>,
     openapi: Arc<serde_json::Value>,
-    metrics: PrometheusHandle,
 }
 
 static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -104,9 +103,9 @@ pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
     let mut openapi = openapi.map(|d| serde_json::to_value(d).unwrap_or_default()).unwrap_or_default();
     crate::openapi::conventions(&mut openapi);
     let query_rules = crate::params::QueryRules::from_document(&openapi);
-    let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi), metrics: metrics_handle() };
-    let mut ops_routes =
-        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
+    let ops = Ops { checks: Arc::new(checks), openapi: Arc::new(openapi) };
+    // `/metrics` is not here: it goes where only scrapers reach ([`metrics_router`]).
+    let mut ops_routes = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
     if has_paths {
         ops_routes = ops_routes.route("/openapi.json", get(openapi_doc));
     }
@@ -293,8 +292,16 @@ async fn readyz(State(ops): State<Ops>) -> Response {
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> Response {
-    let mut r = ops.metrics.render().into_response();
+/// `/metrics` alone, for a listener only scrapers reach (`VECHE_METRICS_LISTEN`, or the
+/// internal listener of `veche up`), or merged beside a service's API when its listener
+/// is itself inside the cluster. Never on the gateway's public listener: every series
+/// it shows (routes, upstreams, failure counts) is reconnaissance for an attacker.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(metrics_handle())
+}
+
+async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
+    let mut r = handle.render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -222,7 +222,14 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
             max_body_bytes: None,
         });
     }
-    let unlimited = gateway::GatewayConfig { client_rps: 0, user_rps: 0, cors_origins: Vec::new(), ..services.gateway };
+    // Metrics are answered here, where only this host reaches, not on the public listener.
+    let unlimited = gateway::GatewayConfig {
+        client_rps: 0,
+        user_rps: 0,
+        cors_origins: Vec::new(),
+        serve_metrics: true,
+        ..services.gateway
+    };
     let between = gateway::build(&unlimited, open_table, local(), verifier, &common.http)?;
     let http = common.http.clone();
     tokio::spawn(async move {
@@ -249,8 +256,28 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         }
         ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
     };
-    let router = kit::server::app(vec![built], &common.http);
+    let mut router = kit::server::app(vec![built], &common.http);
+    // A domain service's listener is inside the cluster: metrics may sit beside the API
+    // unless a listener of their own is asked for.
+    if !spawn_metrics_listener(&common).await? {
+        router = router.merge(kit::server::metrics_router());
+    }
     serve_on_every_core(service.name(), kit::server::ByHyper(router), &common).await
+}
+
+/// Serves `/metrics` on `VECHE_METRICS_LISTEN`, when it is set (returns whether it is).
+async fn spawn_metrics_listener(common: &CommonArgs) -> anyhow::Result<bool> {
+    let Some(addr) = common.http.metrics_listen else { return Ok(false) };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics are served here");
+    let http = common.http.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kit::server::serve(listener, kit::server::metrics_router(), std::future::pending(), &http).await
+        {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok(true)
 }
 
 /// The gateway alone, in front of remote upstreams.
@@ -258,6 +285,8 @@ async fn serve_gateway(common: CommonArgs, config: gateway::GatewayConfig) -> an
     let table = gateway::load_table(&config)?;
     let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
     let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &common.http)?;
+    // Never beside the public API: on a listener of its own, or not at all.
+    spawn_metrics_listener(&common).await?;
     serve_on_every_core(gateway::SERVICE, gateway::edge::Edge::new(front), &common).await
 }
 
@@ -292,12 +321,12 @@ async fn run(
     Ok(())
 }
 
-/// The address this process can call itself at (a wildcard bind answers on loopback).
 /// The loopback address of `addr`'s family.
 fn loopback_like(addr: SocketAddr) -> std::net::IpAddr {
     if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() }
 }
 
+/// The address this process can call itself at (a wildcard bind answers on loopback).
 fn loopback_of(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         let ip =

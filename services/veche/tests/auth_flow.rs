@@ -233,7 +233,7 @@ async fn sigterm_drains_in_flight_requests() {
     // Signal only once the server reports them in flight (they, plus this /metrics call).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let m = send(client().get(v.url("/metrics"))).await.body;
+        let m = send(client().get(v.internal_url("/metrics"))).await.body;
         let text = m.as_str().unwrap_or_default().to_owned();
         let in_flight = text
             .lines()

@@ -130,6 +130,8 @@ struct Stack {
     users: Served,
     gateway: Served,
     counted: Probe,
+    /// The gateway's metrics listener (`VECHE_METRICS_LISTEN`), apart from its public one.
+    metrics: String,
     _routes: tempfile::NamedTempFile,
 }
 
@@ -159,7 +161,9 @@ async fn stack(extra_env: &[(&str, String)]) -> Stack {
     });
     let routes = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(routes.path(), table.to_string()).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut env = vec![
+        ("VECHE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}")),
         ("VECHE_GATEWAY_ROUTES", routes.path().display().to_string()),
         ("VECHE_USERS_URL", users.base.clone()),
         ("VECHE_PUBLIC_URL", issuer),
@@ -175,7 +179,7 @@ async fn stack(extra_env: &[(&str, String)]) -> Stack {
         env.push((k, v.clone()));
     }
     let gateway = Served::start("gateway", &env);
-    Stack { users, gateway, counted, _routes: routes }
+    Stack { users, gateway, counted, metrics: format!("http://127.0.0.1:{metrics_port}/metrics"), _routes: routes }
 }
 
 async fn token(s: &Stack, email: &str) -> String {
@@ -284,8 +288,9 @@ async fn routes_tokens_and_failures_are_answered_at_the_edge() {
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 500_000);
 
-    // Metrics by route, upstream and status.
-    let metrics = client().get(s.gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Metrics by route, upstream and status, on their own listener: the public one has none.
+    send(get("/metrics")).await.assert_problem(404);
+    let metrics = client().get(&s.metrics).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.lines().any(|l| l.starts_with("gateway_requests_total")
             && l.contains(r#"route="/api/v1/stopped""#)

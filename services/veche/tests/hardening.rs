@@ -163,15 +163,21 @@ async fn made_up_methods_share_one_metrics_label() {
         let r = send(c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), v.url("/api/v1/events"))).await;
         assert!((400..500).contains(&r.status), "{method}: {r:?}");
     }
-    let metrics = metrics_text(&v).await;
+    let metrics = client().get(v.internal_url("/metrics")).send().await.unwrap().text().await.unwrap();
     for method in ["BREW", "WHEN", "XYZZY"] {
         assert!(!metrics.contains(&format!("method=\"{method}\"")), "{method} has its own series");
     }
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }
 
-async fn metrics_text(v: &Veche) -> String {
-    client().get(v.url("/metrics")).send().await.unwrap().text().await.unwrap()
+/// Finding 3: `/metrics` is not on the public listener (only the internal one has it).
+#[tokio::test]
+async fn metrics_are_not_public() {
+    let v = Veche::start();
+    send(client().get(v.url("/metrics"))).await.assert_problem(404);
+    let internal = client().get(v.internal_url("/metrics")).send().await.unwrap();
+    assert_eq!(internal.status(), 200);
+    assert!(internal.text().await.unwrap().contains("http_requests_total"));
 }
 
 /// Finding 9: behind a proxy, the client is the address the proxy saw (the rightmost

@@ -18,6 +18,8 @@ pub struct Veche {
     pub base: String,
     pub data: PathBuf,
     pub port: u16,
+    /// The internal listener's port (service to service, and `/metrics`).
+    pub internal_port: u16,
     /// The address the public listener binds (loopback unless a test asks otherwise).
     listen_ip: &'static str,
     env: Vec<(String, String)>,
@@ -45,6 +47,7 @@ impl Veche {
             base: String::new(),
             data: dir.path().to_path_buf(),
             port: free_port(),
+            internal_port: free_port(),
             listen_ip: ip,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             _dir: Some(dir),
@@ -63,6 +66,7 @@ impl Veche {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
         cmd.arg("up")
             .env("VECHE_LISTEN", format!("{}:{}", self.listen_ip, self.port))
+            .env("VECHE_INTERNAL_LISTEN", format!("127.0.0.1:{}", self.internal_port))
             .env("VECHE_DATA_DIR", &self.data)
             .env("VECHE_PUBLIC_URL", &self.base)
             .env("VECHE_LOG", "warn")
@@ -113,6 +117,11 @@ impl Veche {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A URL on the internal listener, where `/metrics` is (never on the public one).
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.internal_port, path)
     }
 
     pub fn mail_dir(&self) -> PathBuf {
