@@ -33,7 +33,9 @@ pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<Even
 }
 
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "searchEvents", tag = "events", params(SearchParams),
-    responses((status = 200, body = Page<EventView>), (status = 422, body = kit::problem::Problem)))]
+    responses((status = 200, body = Page<EventView>),
+              (status = 403, description = "`status` with `organization_id` is for the organization's members", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
 pub async fn search(
     State(app): State<App>,
     me: Option<AuthUser>,

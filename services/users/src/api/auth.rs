@@ -123,6 +123,7 @@ pub async fn register(
 
 #[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "logIn", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "the account is disabled, or its email must be verified first", body = kit::problem::Problem),
               (status = 429, body = kit::problem::Problem)))]
 pub async fn login(
     State(app): State<App>,
