@@ -308,7 +308,7 @@ impl Client {
             client: client.as_ref().map(http::HeaderValue::as_bytes),
             host: "",
             made_request_id: made.then_some(request_id),
-            keep_proto: gw.proxies != kit::forwarded::TrustedProxies::None,
+            keep_proto: gw.proxies.trusts_any(),
         };
         let sent = tokio::select! {
             biased;

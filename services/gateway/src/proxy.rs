@@ -155,7 +155,7 @@ async fn admit_and_send(gw: &Gateway, index: usize, req: Request) -> Result<Resp
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let client = admit(gw, route, peer, req.headers()).await?;
     let upstream = &gw.route_upstreams[index];
-    let keep_proto = gw.proxies != kit::forwarded::TrustedProxies::None;
+    let keep_proto = gw.proxies.trusts_any();
     let req = outgoing(req, body_limit(gw, route), client, keep_proto);
     match upstream.send(req, gw.upstream_timeout).await {
         Ok(response) => Ok(incoming(response)),
@@ -219,9 +219,8 @@ fn body_limit(gw: &Gateway, route: &Route) -> usize {
 
 /// The problem an upstream's failure is answered with (and counted).
 pub(crate) fn failed(route: &Route, e: Failure) -> ApiError {
-    // A client's oversized or broken body is the client's failure, not the upstream's.
-    if !matches!(e, Failure::BodyTooLarge | Failure::ClientBody) {
-        metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => failure_kind(&e))
+    if let Some(kind) = upstream_failure_kind(&e) {
+        metrics::counter!("gateway_upstream_failures_total", "upstream" => route.upstream.clone(), "kind" => kind)
             .increment(1);
     }
     match e {
@@ -236,13 +235,14 @@ pub(crate) fn failed(route: &Route, e: Failure) -> ApiError {
     }
 }
 
-fn failure_kind(e: &Failure) -> &'static str {
+/// The upstream's failures by kind; a client's oversized or broken body is the client's
+/// failure, not counted against the upstream.
+fn upstream_failure_kind(e: &Failure) -> Option<&'static str> {
     match e {
-        Failure::Unavailable(_) => "unavailable",
-        Failure::Timeout(_) => "timeout",
-        Failure::BodyTooLarge => "body_too_large",
-        Failure::ClientBody => "client_body",
-        Failure::Broken(..) => "broken",
+        Failure::Unavailable(_) => Some("unavailable"),
+        Failure::Timeout(_) => Some("timeout"),
+        Failure::Broken(..) => Some("broken"),
+        Failure::BodyTooLarge | Failure::ClientBody => None,
     }
 }
 

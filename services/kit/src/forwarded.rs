@@ -46,6 +46,11 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
+    /// Whether some proxy in front is trusted (so its `X-Forwarded-*` headers are).
+    pub fn trusts_any(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
     /// The client's address, from the socket peer and the `X-Forwarded-For` values (all
     /// of the request's lines, in order; read only when some proxy is trusted). A peer of
     /// `None` is a call within the process, trusted like a proxy.

@@ -11,9 +11,10 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Declared query parameter names per (method, path template).
+/// Declared query parameter names by path template, then method (looked up by `&str`, so
+/// a request allocates nothing to be judged).
 #[derive(Debug, Default, Clone)]
-pub struct QueryRules(Arc<HashMap<(String, String), HashSet<String>>>);
+pub struct QueryRules(Arc<HashMap<String, HashMap<&'static str, HashSet<String>>>>);
 
 impl QueryRules {
     /// Reads the rules from a (JSON) OpenAPI document.
@@ -26,7 +27,7 @@ impl QueryRules {
                 let Some(op) = item.get(method) else { continue };
                 let mut names = shared.clone();
                 names.extend(query_names(&op["parameters"]));
-                rules.insert((method.to_ascii_uppercase(), path.clone()), names);
+                rules.entry(path.clone()).or_insert_with(HashMap::new).insert(upper(method), names);
             }
         }
         Self(Arc::new(rules))
@@ -35,10 +36,22 @@ impl QueryRules {
     /// The first parameter of `query` that the operation at (`method`, `route`) does not
     /// declare. Routes the document does not describe (ops endpoints, pages) are not judged.
     pub fn unknown<'q>(&self, method: &str, route: &str, query: &'q str) -> Option<std::borrow::Cow<'q, str>> {
-        let declared = self.0.get(&(method.to_owned(), route.to_owned()))?;
+        let declared = self.0.get(route)?.get(method)?;
         url::form_urlencoded::parse(query.as_bytes())
             .map(|(name, _)| name)
             .find(|name| !declared.contains(name.as_ref()))
+    }
+}
+
+fn upper(method: &str) -> &'static str {
+    match method {
+        "get" => "GET",
+        "put" => "PUT",
+        "post" => "POST",
+        "delete" => "DELETE",
+        "patch" => "PATCH",
+        "head" => "HEAD",
+        _ => "OPTIONS",
     }
 }
 
