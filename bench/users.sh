@@ -4,6 +4,9 @@
 #
 #   1. GET /api/v1/users/me (JWT check + SQLite read + JSON) against GET /healthz on the
 #      same server: req/s, p50, p99, and users/me ÷ healthz      (target >= 0.5)
+#   1b. GET /api/v1/users/me again with ENDED (10000) ended sessions listed, which every
+#      token check consults (at the gateway and at the users service), against the first
+#      run, when none was listed                                    (target >= 0.9)
 #   2. POST /api/v1/auth/login (argon2id-bound on purpose) against the ceiling
 #      cores ÷ one argon2id hash time, measured in this run         (target >= 0.9)
 #   3. idle VmRSS of `veche up` after start-up and a little traffic  (target < 30 MiB)
@@ -12,7 +15,7 @@
 # server that does not start, a non-2xx response, a socket error).
 #
 # Settings (environment): DURATION (10s), CONNECTIONS (32), THREADS (2), TIMEOUT (10s),
-# ACCOUNTS (8), HASH_RUNS (20), HASH_WARMUPS (2), TOOL (wrk; oha to force the fallback),
+# ACCOUNTS (8), ENDED (10000), HASH_RUNS (20), HASH_WARMUPS (2), TOOL (wrk; oha to force the fallback),
 # NO_BUILD=1 to reuse the binaries already in CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -28,6 +31,7 @@ THREADS=${THREADS:-2}
 # so wrk's default 2 s timeout is too close. The same timeout is used for every row.
 TIMEOUT=${TIMEOUT:-10s}
 ACCOUNTS=${ACCOUNTS:-8}
+ENDED=${ENDED:-10000}
 HASH_RUNS=${HASH_RUNS:-20}
 HASH_WARMUPS=${HASH_WARMUPS:-2}
 TOOL=${TOOL:-wrk}
@@ -213,6 +217,28 @@ bench_log "GET /api/v1/users/me for $DURATION"
 cmd=("${me_cmd[@]}")
 me=$(run_load "GET /api/v1/users/me")
 read -r _ me_rps me_p50 me_p99 _ <<<"$me"
+# Sessions ended within the access-token lifetime, written where the users service keeps
+# them (as its own endings are); it reads them within a second and every check consults
+# them. One of them is a real session, whose token must then be refused: proof that the
+# list was read.
+bench_log "listing $ENDED ended sessions"
+victim=$(post_json /api/v1/auth/login "{\"email\":\"bench0@example.org\",\"password\":\"$PASSWORD\"}" 200)
+victim=$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' <<<"$victim")
+victim_sid=$(python3 -c 'import base64, json, sys; p = sys.argv[1].split(".")[1]
+print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["sid"])' "$victim") ||
+    bench_die "no sid in the access token"
+sqlite3 "$work/data/users.db" ".timeout 5000" \
+    "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < $ENDED)
+     INSERT INTO ended_sessions (session_id, ended_at) SELECT lower(hex(randomblob(16))), unixepoch() FROM n;
+     INSERT INTO ended_sessions (session_id, ended_at) VALUES ('$victim_sid', unixepoch());" >/dev/null ||
+    bench_die "could not list ended sessions"
+sleep 3
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $victim" "$base/api/v1/users/me")
+[[ $code == 401 ]] || bench_die "a listed session's token was answered $code, not 401: the list was not read"
+bench_log "GET /api/v1/users/me with $ENDED ended sessions listed for $DURATION"
+cmd=("${me_cmd[@]}")
+me_listed=$(run_load "GET /api/v1/users/me, ended sessions listed")
+read -r _ ml_rps ml_p50 ml_p99 _ <<<"$me_listed"
 sleep 1
 bench_log "POST /api/v1/auth/login for $DURATION"
 cmd=("${login_cmd[@]}")
@@ -227,6 +253,7 @@ hash_ms=$(awk -v a="$hash_ms_before" -v b="$hash_ms_after" 'BEGIN { print (a + 0
 
 # --- the table ----------------------------------------------------------------------------
 me_ratio=$(bench_ratio "$me_rps" "$hz_rps")
+ml_ratio=$(bench_ratio "$ml_rps" "$me_rps")
 ceiling=$(awk -v c="$cores" -v ms="$hash_ms" 'BEGIN { printf "%.1f", c * 1000 / ms }')
 li_ratio=$(bench_ratio "$li_rps" "$ceiling")
 echo
@@ -234,6 +261,8 @@ printf '%-26s %10s %10s %10s\n' row "req/s" p50 p99
 printf '%-26s %10.1f %8.2fms %8.2fms\n' "GET /healthz (baseline)" "$hz_rps" "$hz_p50" "$hz_p99"
 printf '%-26s %10.1f %8.2fms %8.2fms   ratio %s (target >= 0.5) %s\n' "GET /api/v1/users/me" \
     "$me_rps" "$me_p50" "$me_p99" "$me_ratio" "$(bench_verdict "$me_ratio" '>=' 0.5)"
+printf '%-26s %10.1f %8.2fms %8.2fms   ratio to the row above %s (target >= 0.9) %s\n' \
+    "  with $ENDED ended listed" "$ml_rps" "$ml_p50" "$ml_p99" "$ml_ratio" "$(bench_verdict "$ml_ratio" '>=' 0.9)"
 printf '%-26s %10.1f %8.2fms %8.2fms\n' "POST /api/v1/auth/login" "$li_rps" "$li_p50" "$li_p99"
 printf '%-26s %10s   ceiling %s cores / %s ms per hash = %s/s   ratio %s (target >= 0.9) %s\n' \
     "  logins/s vs ceiling" "$(printf '%.1f/s' "$li_rps")" "$cores" "$hash_ms" "$ceiling" "$li_ratio" \

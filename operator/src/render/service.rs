@@ -429,12 +429,17 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
         value("VECHE_PUBLIC_URL", public.clone()),
         value("VECHE_ISSUER", auth.issuer.clone().unwrap_or(public)),
         value("VECHE_USERS_URL", names.service_url(ServiceKind::Users)),
-        value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)),
-        from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()),
     ];
+    let enabled = super::platform::enabled_services(platform);
+    // The users service takes a deleted account out of every organization first, when
+    // that service runs (without the URL it deletes without asking).
+    if kind != ServiceKind::Users || enabled.contains(&ServiceKind::Organizations) {
+        env.push(value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)));
+    }
+    env.push(from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()));
     // Services with an outbox relay their domain facts to analytics, when it runs.
     let relays = matches!(kind, ServiceKind::Users | ServiceKind::Organizations | ServiceKind::Events);
-    if relays && super::platform::enabled_services(platform).contains(&ServiceKind::Analytics) {
+    if relays && enabled.contains(&ServiceKind::Analytics) {
         env.push(value("VECHE_ANALYTICS_URL", names.service_url(ServiceKind::Analytics)));
     }
     // Behind a proxy the peer is the proxy: services sit behind the gateway, and the
@@ -582,6 +587,20 @@ mod tests {
             .services
             .push(ServiceOverrides { enabled: Some(false), ..ServiceOverrides::new(ServiceKind::Analytics) });
         assert!(!has(without, ServiceKind::Events), "no analytics, no relay");
+    }
+
+    #[test]
+    fn users_asks_organizations_about_deleted_accounts_only_while_it_runs() {
+        let has = |spec: PlatformSpec, kind| {
+            env_of(&render(&platform(spec), &sd(kind)).unwrap()).contains_key("VECHE_ORGANIZATIONS_URL")
+        };
+        assert!(has(PlatformSpec::default(), ServiceKind::Users));
+        let mut without = PlatformSpec::default();
+        without
+            .services
+            .push(ServiceOverrides { enabled: Some(false), ..ServiceOverrides::new(ServiceKind::Organizations) });
+        assert!(!has(without.clone(), ServiceKind::Users), "deleting an account must not wait for a missing service");
+        assert!(has(without, ServiceKind::Events));
     }
 
     #[test]

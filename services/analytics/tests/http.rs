@@ -39,7 +39,8 @@ impl Server {
         let policy = RotationPolicy { rotate_after: 86400, publish_ahead: 0, token_lifetime: 900 };
         let keys = KeyRing::load(dir.path().join("keys"), policy, true, now).unwrap();
         let jwks = keys.clone();
-        let ctx = Context { common: common.clone(), keys: KeySource::Provider(Arc::new(move || jwks.jwks())) };
+        let keys_source = KeySource::Provider(Arc::new(move || jwks.jwks()));
+        let ctx = Context { common: common.clone(), keys: keys_source, revoked: Default::default() };
         let service = analytics::build(config, &ctx).await.unwrap();
         let router = kit::server::app(vec![service], &common.http);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

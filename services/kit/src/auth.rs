@@ -3,6 +3,7 @@
 //! tokens, and a tower layer that puts [`Claims`] into the request.
 
 use crate::problem::ApiError;
+use crate::revoked::RevokedSessions;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -111,6 +112,8 @@ pub enum AuthError {
     Invalid,
     #[error("the signing keys could not be loaded")]
     KeysUnavailable,
+    #[error("the session of this token has ended")]
+    SessionEnded,
 }
 
 impl From<AuthError> for ApiError {
@@ -166,6 +169,8 @@ struct Inner {
     cache: ThreadLocal<RefCell<TokenCache>>,
     /// Bumped when the key set changes; each thread's cache empties itself at its next use.
     keys_generation: AtomicU64,
+    /// Sessions ended before their tokens expire: their tokens are refused.
+    revoked: RevokedSessions,
 }
 
 /// Tokens cached per thread, about 1 KB each: 50 MB for 50,000 people signed in at once.
@@ -217,7 +222,13 @@ impl TokenCache {
 
 impl Verifier {
     /// `service` is this service's own name (the audience of service tokens sent to it).
+    /// Tokens of ended sessions verify until they expire: see [`Verifier::revoking`].
     pub fn new(source: KeySource, issuer: impl Into<String>, service: &str) -> Self {
+        Self::revoking(source, issuer, service, RevokedSessions::default())
+    }
+
+    /// A verifier that also refuses tokens whose session is in `revoked`.
+    pub fn revoking(source: KeySource, issuer: impl Into<String>, service: &str, revoked: RevokedSessions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
@@ -229,6 +240,7 @@ impl Verifier {
                 http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
                 cache: ThreadLocal::new(),
                 keys_generation: AtomicU64::new(0),
+                revoked,
             }),
         }
     }
@@ -239,6 +251,16 @@ impl Verifier {
 
     /// Verifies a compact JWS and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        let claims = self.verify_signed(token).await?;
+        // Checked on every use, cached or not: a session may end after its token was cached.
+        match &claims.sid {
+            Some(sid) if self.inner.revoked.contains(sid) => Err(AuthError::SessionEnded),
+            _ => Ok(claims),
+        }
+    }
+
+    /// The signature, issuer, audience and times of a token (cached per thread).
+    async fn verify_signed(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.with_cache(|cache| cache.get(token, now)) {
             return Ok(hit);

@@ -5,6 +5,7 @@
 //! - [`problem`] and [`extract`]: errors as `application/problem+json`;
 //! - [`auth`]: JWT verification (JWKS, cache, tower layer, extractors);
 //! - [`service_token`]: tokens for calling another service;
+//! - [`revoked`]: sessions that ended before their access tokens expire;
 //! - [`db`]: the embedded SQLite store's plumbing;
 //! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
 //! - [`outbox`]: domain facts written with the change they describe;
@@ -28,6 +29,7 @@ pub mod page;
 pub mod params;
 pub mod platform;
 pub mod problem;
+pub mod revoked;
 pub mod schemas;
 pub mod secret;
 pub mod server;

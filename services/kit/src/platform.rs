@@ -3,6 +3,7 @@
 
 use crate::auth::{KeySource, Verifier};
 use crate::config::CommonArgs;
+use crate::revoked::RevokedSessions;
 use crate::server::ReadyCheck;
 use crate::service_token::{ClientCredentials, ServiceTokens};
 use std::future::Future;
@@ -13,18 +14,34 @@ pub struct Context {
     pub common: CommonArgs,
     /// In `veche up`, the users service's key ring in-process; alone, its JWKS URL.
     pub keys: KeySource,
+    /// Sessions ended before their tokens expire. In `veche up`, the users service's own
+    /// list; alone, a copy kept by [`Context::follow_revoked_sessions`].
+    pub revoked: RevokedSessions,
 }
 
 impl Context {
     /// A context for a service running alone: keys come from the users service's JWKS.
     pub fn standalone(common: CommonArgs) -> Self {
         let keys = KeySource::Url(common.platform.jwks_url());
-        Self { common, keys }
+        Self { common, keys, revoked: RevokedSessions::default() }
     }
 
-    /// A verifier for `service` (which also accepts service tokens addressed to it).
+    /// A verifier for `service` (which also accepts service tokens addressed to it), that
+    /// refuses tokens of ended sessions.
     pub fn verifier(&self, service: &str) -> Verifier {
-        Verifier::new(self.keys.clone(), self.common.platform.issuer(), service)
+        Verifier::revoking(self.keys.clone(), self.common.platform.issuer(), service, self.revoked.clone())
+    }
+
+    /// Keeps this context's list of ended sessions in step with the users service's, for
+    /// a service running alone. Without a client secret it cannot ask, and says so.
+    pub fn follow_revoked_sessions(&self, service: &str) {
+        let Some(tokens) = self.service_tokens(service) else {
+            tracing::warn!(service, "no client secret: tokens of ended sessions verify until they expire");
+            return;
+        };
+        let users_url = self.common.platform.users_url();
+        let revoked = self.revoked.clone();
+        tokio::spawn(crate::revoked::follow(users_url, tokens, revoked, crate::revoked::FOLLOW_INTERVAL));
     }
 
     /// Service `name` as the server bootstrap takes it: `router` behind token checks with

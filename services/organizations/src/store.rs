@@ -98,6 +98,16 @@ pub struct OrganizationQuery {
     pub limit: u32,
 }
 
+/// An organization a deleted account was taken out of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Departure {
+    pub organization_id: Uuid,
+    /// The role the account had there.
+    pub role: Role,
+    /// Who became owner in its place, when it was the last owner and anyone was left.
+    pub new_owner: Option<Uuid>,
+}
+
 /// A new invitation, its token already hashed.
 #[derive(Debug, Clone)]
 pub struct NewInvitation {
@@ -130,6 +140,10 @@ pub trait OrganizationStore: Send + Sync + 'static {
     async fn remove_member(&self, organization: Uuid, actor: Actor, user: Uuid, now: i64) -> Result<()>;
     /// Makes `user` an owner; an owner who hands over becomes an admin.
     async fn transfer(&self, organization: Uuid, actor: Actor, user: Uuid, now: i64) -> Result<()>;
+    /// Takes a deleted account out of every organization (recording `member.left`). An
+    /// organization it was the last owner of passes to its longest-standing admin, or
+    /// failing one its longest-standing member (recording `member.role_changed`).
+    async fn forget_user(&self, user: Uuid, now: i64) -> Result<Vec<Departure>>;
     /// The caller's organizations by name, after `(lower-cased name, id)`.
     async fn organizations_of(
         &self,
@@ -351,6 +365,22 @@ fn set_role(tx: &Transaction<'_>, organization: Uuid, user: Uuid, role: Role) ->
         role.as_str()
     ])?;
     Ok(())
+}
+
+/// Makes the longest-standing admin (else member) of an organization without owners its
+/// owner; `None` when nobody is left (platform admins can still invite a new owner).
+fn successor(tx: &Transaction<'_>, organization: Uuid, departed: Uuid, now: i64) -> rusqlite::Result<Option<Uuid>> {
+    let next: Option<Member> = tx
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE organization_id = ?1
+             ORDER BY role = 'admin' DESC, joined_at, user_id LIMIT 1"
+        ))?
+        .query_row([organization.to_string()], member_from_row)
+        .optional()?;
+    let Some(next) = next else { return Ok(None) };
+    set_role(tx, organization, next.user_id, Role::Owner)?;
+    record_role_change(tx, organization, next.user_id, next.role, Role::Owner, departed, now)?;
+    Ok(Some(next.user_id))
 }
 
 fn record_role_change(
@@ -582,6 +612,36 @@ impl OrganizationStore for SqliteStore {
                     record_role_change(tx, organization, actor.user_id, Role::Owner, Role::Admin, actor.user_id, now)?;
                 }
                 Ok(())
+            })
+            .await
+    }
+
+    async fn forget_user(&self, user: Uuid, now: i64) -> Result<Vec<Departure>> {
+        self.db
+            .write(move |tx| {
+                let memberships: Vec<Member> = tx
+                    .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE user_id = ?1"))?
+                    .query_map([user.to_string()], member_from_row)?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut departures = Vec::with_capacity(memberships.len());
+                for m in memberships {
+                    let organization = m.organization_id;
+                    tx.execute(
+                        "DELETE FROM members WHERE organization_id = ?1 AND user_id = ?2",
+                        params![organization.to_string(), user.to_string()],
+                    )?;
+                    let fact = json!({
+                        "organization_id": organization, "user_id": user, "role": m.role, "reason": "account_deleted",
+                    });
+                    kit::outbox::record(tx, "member.left", &fact, now)?;
+                    let new_owner = if m.role == Role::Owner && owners(tx, organization)? == 0 {
+                        successor(tx, organization, user, now)?
+                    } else {
+                        None
+                    };
+                    departures.push(Departure { organization_id: organization, role: m.role, new_owner });
+                }
+                Ok(departures)
             })
             .await
     }
@@ -848,6 +908,62 @@ mod tests {
         s.remove_member(org, user(anna), anna, 4).await.unwrap();
         assert!(s.member(org, anna).await.unwrap().is_none());
         assert_eq!(facts(&s, "member.left").await[0]["user_id"], anna.to_string());
+    }
+
+    /// A deleted account leaves every organization; where it was the last owner, the
+    /// longest-standing admin takes over, else the longest-standing member, else nobody.
+    #[tokio::test]
+    async fn a_deleted_account_hands_its_organizations_on() {
+        let (_d, s) = store().await;
+        let [anna, boris, vera, gleb, dana] = [(); 5].map(|_| Uuid::new_v4());
+        let join = |org: Uuid, who: Uuid, role: Role, at: i64| {
+            let s = s.clone();
+            async move {
+                let hash = format!("{org}{who}");
+                s.invite(org, user(anna), invitation("x@x.co", role, &hash, 1000), at).await.unwrap();
+                s.accept_invitation(hash, who, "x@x.co".into(), at).await.unwrap();
+            }
+        };
+        // Chess: boris (member) joined before vera (admin) and gleb (admin): vera takes over.
+        let chess = s.create(new_org("Chess", None), anna, 1).await.unwrap().id;
+        join(chess, boris, Role::Member, 2).await;
+        join(chess, vera, Role::Admin, 3).await;
+        join(chess, gleb, Role::Admin, 4).await;
+        // Go: only members: the first to join takes over.
+        let go = s.create(new_org("Go", None), anna, 1).await.unwrap().id;
+        join(go, gleb, Role::Member, 5).await;
+        join(go, boris, Role::Member, 6).await;
+        // Bridge: another owner stays; nobody is promoted.
+        let bridge = s.create(new_org("Bridge", None), dana, 1).await.unwrap().id;
+        s.invite(bridge, user(dana), invitation("a@x.co", Role::Owner, "b", 1000), 2).await.unwrap();
+        s.accept_invitation("b".into(), anna, "a@x.co".into(), 2).await.unwrap();
+        // Solo: nobody is left.
+        let solo = s.create(new_org("Solo", None), anna, 1).await.unwrap().id;
+
+        let mut gone = s.forget_user(anna, 10).await.unwrap();
+        gone.sort_by_key(|d| d.organization_id);
+        let mut expected = vec![
+            Departure { organization_id: chess, role: Role::Owner, new_owner: Some(vera) },
+            Departure { organization_id: go, role: Role::Owner, new_owner: Some(gleb) },
+            Departure { organization_id: bridge, role: Role::Owner, new_owner: None },
+            Departure { organization_id: solo, role: Role::Owner, new_owner: None },
+        ];
+        expected.sort_by_key(|d| d.organization_id);
+        assert_eq!(gone, expected);
+        for org in [chess, go, bridge, solo] {
+            assert!(s.member(org, anna).await.unwrap().is_none());
+        }
+        assert_eq!(s.member(chess, vera).await.unwrap().unwrap().role, Role::Owner);
+        assert_eq!(s.member(chess, gleb).await.unwrap().unwrap().role, Role::Admin);
+        assert_eq!(s.member(go, gleb).await.unwrap().unwrap().role, Role::Owner);
+        assert_eq!(s.member(bridge, dana).await.unwrap().unwrap().role, Role::Owner);
+        let left = facts(&s, "member.left").await;
+        assert_eq!(left.len(), 4);
+        assert!(left.iter().all(|f| f["user_id"] == anna.to_string() && f["reason"] == "account_deleted"));
+        let promoted = facts(&s, "member.role_changed").await;
+        assert_eq!(promoted.len(), 2, "{promoted:?}");
+        // Forgetting again is harmless.
+        assert!(s.forget_user(anna, 11).await.unwrap().is_empty());
     }
 
     #[tokio::test]

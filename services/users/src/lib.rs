@@ -3,12 +3,14 @@
 //!
 //! Rooms: [`model`] (types, validation), [`store`] (trait and SQLite backend), [`api`]
 //! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
-//! [`throttle`] and [`hash_limits`]. This file assembles them.
+//! [`throttle`], [`hash_limits`] and [`ended`] (sessions ended before their tokens expire). This file assembles them.
 
 pub mod api;
+pub mod ended;
 pub mod hash_limits;
 pub mod keys;
 pub mod model;
+pub mod organizations;
 pub mod password;
 pub mod store;
 pub mod throttle;
@@ -140,12 +142,18 @@ pub struct AppState {
     /// Where people reach the platform: the base of links in mail.
     pub public_url: String,
     pub proxies: kit::forwarded::TrustedProxies,
+    /// Sessions ended before their access tokens expire, which every verifier refuses.
+    pub revoked: kit::revoked::RevokedSessions,
+    /// Where deleted accounts leave their organizations (when that service runs).
+    pub organizations: Option<organizations::Organizations>,
 }
 
-/// The assembled service, and its keys for in-process verifiers.
+/// The assembled service, and what in-process verifiers share with it: its keys and its
+/// list of ended sessions.
 pub struct Built {
     pub service: kit::server::Service,
     pub keys: KeyRing,
+    pub revoked: kit::revoked::RevokedSessions,
     pub app: App,
 }
 
@@ -154,7 +162,17 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
     let data_dir = common.data_dir.as_path();
     let issuer = common.platform.issuer();
     let store = SqliteStore::open(data_dir.join("users.db")).await?;
-    kit::platform::Context::standalone(common.clone()).spawn_relay(SERVICE, store.db());
+    let context = kit::platform::Context::standalone(common.clone());
+    context.spawn_relay(SERVICE, store.db());
+    let organizations = match (&common.platform.organizations_url, context.service_tokens(SERVICE)) {
+        (Some(url), Some(tokens)) => Some(organizations::Organizations::new(url, tokens)),
+        _ => {
+            tracing::info!(
+                "no organizations URL or client secret: deleted accounts are not taken out of organizations"
+            );
+            None
+        }
+    };
     let now = kit::now_unix();
     let rotate_after = if config.key_rotation_days > 0 { config.key_rotation_days * 86_400 } else { i64::MAX / 2 };
     let policy = RotationPolicy { rotate_after, publish_ahead: 60, token_lifetime: config.access_token_ttl + 60 };
@@ -182,11 +200,15 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         config: Arc::new(config),
         public_url: common.platform.public_url(),
         proxies: common.http.proxies(),
+        revoked: kit::revoked::RevokedSessions::default(),
+        organizations,
     });
     bootstrap_admin(&app).await?;
     spawn_key_maintenance(keys.clone(), generate);
+    app.read_endings().await;
+    ended::spawn_feed(app.clone());
 
-    let verifier = local_verifier(&keys, &issuer);
+    let verifier = local_verifier(&keys, &issuer, app.revoked.clone());
     verifier.refresh_keys(true).await?;
     let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
     let ready_store = app.store.clone();
@@ -202,13 +224,15 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         })
     });
     let service = kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready };
-    Ok(Built { service, keys, app })
+    let revoked = app.revoked.clone();
+    Ok(Built { service, keys, revoked, app })
 }
 
-/// A verifier that reads the ring directly: the issuer trusts its own keys in-process.
-pub fn local_verifier(keys: &KeyRing, issuer: &str) -> Verifier {
+/// A verifier that reads the ring and the list of ended sessions directly: the issuer
+/// trusts its own keys in-process.
+pub fn local_verifier(keys: &KeyRing, issuer: &str, revoked: kit::revoked::RevokedSessions) -> Verifier {
     let keys = keys.clone();
-    Verifier::new(KeySource::Provider(Arc::new(move || keys.jwks())), issuer, SERVICE)
+    Verifier::revoking(KeySource::Provider(Arc::new(move || keys.jwks())), issuer, SERVICE, revoked)
 }
 
 /// Creates the configured administrator when the platform has none.

@@ -84,6 +84,14 @@ pub enum Refresh {
     Invalid,
 }
 
+/// A session as it was listed on ending (`seq` orders the list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    pub seq: i64,
+    pub session_id: String,
+    pub ended_at: i64,
+}
+
 /// Administrative changes to an account.
 #[derive(Debug, Default, Clone)]
 pub struct AdminChange {
@@ -130,9 +138,13 @@ pub trait UserStore: Send + Sync + 'static {
     async fn end_session_by_refresh(&self, hash: String, now: i64) -> Result<bool>;
     async fn end_session(&self, user_id: Uuid, session_id: Uuid, now: i64) -> Result<bool>;
     async fn sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<Session>>;
-    /// Whether a session exists and is live (access tokens of ended sessions still verify
-    /// until they expire; endpoints that must be strict ask this).
+    /// Whether a session exists and is live.
     async fn session_is_live(&self, session_id: Uuid, now: i64) -> Result<bool>;
+    /// Sessions ended after list position `after` and at or after `since`, in order, at
+    /// most `limit`.
+    async fn ended_sessions(&self, after: i64, since: i64, limit: usize) -> Result<Vec<EndedSession>>;
+    /// Forgets sessions ended before `before` (their tokens have all expired).
+    async fn forget_ended_sessions(&self, before: i64) -> Result<usize>;
 
     /// Stores a single-use token, replacing any unused one of the same purpose.
     async fn create_one_time(
@@ -209,6 +221,16 @@ CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, purpose);
 "#,
     kit::outbox::TABLE,
     kit::outbox::DELIVERY_TABLE,
+    r#"
+-- Sessions as they end, in order: verifiers refuse their access tokens until those expire.
+-- Kept apart from `sessions`, whose rows go with a deleted account.
+CREATE TABLE ended_sessions (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id  TEXT NOT NULL,
+    ended_at    INTEGER NOT NULL
+);
+CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_at);
+"#,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -277,10 +299,28 @@ fn require_user(tx: &rusqlite::Connection, id: Uuid) -> Result<User> {
 }
 
 fn end_all_sessions(tx: &Transaction<'_>, user_id: Uuid, now: i64) -> rusqlite::Result<usize> {
-    tx.execute(
-        "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        params![user_id.to_string(), now],
-    )
+    end_sessions(tx, "user_id = ?1", [user_id.to_string()], now)
+}
+
+/// Ends the live sessions that `filter` (an SQL condition on `sessions`) selects, and
+/// lists them as ended for the verifiers. Every ending goes through here.
+fn end_sessions(
+    tx: &Transaction<'_>,
+    filter: &str,
+    params: impl rusqlite::Params,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let ids: Vec<String> = tx
+        .prepare_cached(&format!("SELECT id FROM sessions WHERE revoked_at IS NULL AND ({filter})"))?
+        .query_map(params, |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut end = tx.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE id = ?1")?;
+    let mut list = tx.prepare_cached("INSERT INTO ended_sessions (session_id, ended_at) VALUES (?1, ?2)")?;
+    for id in &ids {
+        end.execute(params![id, now])?;
+        list.execute(params![id, now])?;
+    }
+    Ok(ids.len())
 }
 
 /// Spends a single-use token of `purpose`; returns its user when it was live.
@@ -385,6 +425,10 @@ impl UserStore for SqliteStore {
                     }
                 }
                 if let Some(roles) = change.roles {
+                    // Tokens carry roles: one taken away must not live on in them.
+                    if user.roles.iter().any(|r| !roles.contains(r)) {
+                        end_all_sessions(tx, id, now)?;
+                    }
                     user.roles = roles;
                 }
                 if let Some(verified) = change.email_verified {
@@ -402,6 +446,7 @@ impl UserStore for SqliteStore {
     async fn delete_user(&self, id: Uuid) -> Result<()> {
         self.db
             .write(move |tx| {
+                end_all_sessions(tx, id, kit::now_unix())?;
                 let n = tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
                 if n == 0 {
                     return Err(StoreError::NotFound);
@@ -498,10 +543,7 @@ impl UserStore for SqliteStore {
                 let Some((session_id, used_at)) = found else { return Ok(Refresh::Invalid) };
                 if used_at.is_some() {
                     // Replay of a spent token: the token family is compromised. End it.
-                    tx.execute(
-                        "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                        params![session_id, now],
-                    )?;
+                    end_sessions(tx, "id = ?1", [&session_id], now)?;
                     return Ok(Refresh::Reused);
                 }
                 let session: Option<Session> = tx
@@ -538,13 +580,8 @@ impl UserStore for SqliteStore {
     async fn end_session_by_refresh(&self, hash: String, now: i64) -> Result<bool> {
         self.db
             .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE sessions SET revoked_at = ?2
-                     WHERE revoked_at IS NULL
-                       AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?1)",
-                    params![hash, now],
-                )?;
-                Ok(n > 0)
+                let filter = "id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?1)";
+                Ok(end_sessions(tx, filter, [hash], now)? > 0)
             })
             .await
     }
@@ -552,11 +589,8 @@ impl UserStore for SqliteStore {
     async fn end_session(&self, user_id: Uuid, session_id: Uuid, now: i64) -> Result<bool> {
         self.db
             .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE sessions SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-                    params![session_id.to_string(), user_id.to_string(), now],
-                )?;
-                Ok(n > 0)
+                let filter = "id = ?1 AND user_id = ?2";
+                Ok(end_sessions(tx, filter, [session_id.to_string(), user_id.to_string()], now)? > 0)
             })
             .await
     }
@@ -584,6 +618,25 @@ impl UserStore for SqliteStore {
                 .query_row(params![session_id.to_string(), now], |r| r.get(0))?)
             })
             .await
+    }
+
+    async fn ended_sessions(&self, after: i64, since: i64, limit: usize) -> Result<Vec<EndedSession>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, session_id, ended_at FROM ended_sessions
+                     WHERE seq > ?1 AND ended_at >= ?2 ORDER BY seq LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![after, since, limit as i64], |r| {
+                    Ok(EndedSession { seq: r.get(0)?, session_id: r.get(1)?, ended_at: r.get(2)? })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn forget_ended_sessions(&self, before: i64) -> Result<usize> {
+        self.db.write(move |tx| Ok(tx.execute("DELETE FROM ended_sessions WHERE ended_at < ?1", [before])?)).await
     }
 
     async fn create_one_time(
@@ -750,6 +803,12 @@ impl<S: UserStore> UserStore for CachedStore<S> {
     async fn session_is_live(&self, session_id: Uuid, now: i64) -> Result<bool> {
         self.inner.session_is_live(session_id, now).await
     }
+    async fn ended_sessions(&self, after: i64, since: i64, limit: usize) -> Result<Vec<EndedSession>> {
+        self.inner.ended_sessions(after, since, limit).await
+    }
+    async fn forget_ended_sessions(&self, before: i64) -> Result<usize> {
+        self.inner.forget_ended_sessions(before).await
+    }
     async fn create_one_time(
         &self,
         user_id: Uuid,
@@ -825,6 +884,58 @@ mod tests {
         // The thief's replay also ended the legitimate holder's current token.
         assert!(matches!(s.rotate_refresh("r2".into(), "r4".into(), 4, 1000).await.unwrap(), Refresh::Invalid));
         assert!(!s.session_is_live(session.id, 5).await.unwrap());
+    }
+
+    /// Every way a session ends lists it once, in order, deleted accounts included.
+    #[tokio::test]
+    async fn every_ending_is_listed_for_the_verifiers() {
+        let (_d, s) = store().await;
+        let u = s.create_user(new_user("a@b.co"), 1).await.unwrap();
+        let session = |hash: &str| NewSession {
+            user_id: u.id,
+            refresh_hash: hash.into(),
+            expires_at: 1_000_000,
+            user_agent: None,
+            ip: None,
+        };
+        let logged_out = s.create_session(session("r1"), 1).await.unwrap();
+        let ended_by_hand = s.create_session(session("r2"), 1).await.unwrap();
+        let replayed = s.create_session(session("r3"), 1).await.unwrap();
+        let deleted = s.create_session(session("r4"), 1).await.unwrap();
+        assert!(s.end_session_by_refresh("r1".into(), 10).await.unwrap());
+        assert!(!s.end_session_by_refresh("r1".into(), 11).await.unwrap(), "an ended session is listed once");
+        assert!(s.end_session(u.id, ended_by_hand.id, 20).await.unwrap());
+        s.rotate_refresh("r3".into(), "r3b".into(), 30, 1_000_000).await.unwrap();
+        assert!(matches!(s.rotate_refresh("r3".into(), "r3c".into(), 31, 1_000_000).await.unwrap(), Refresh::Reused));
+        s.delete_user(u.id).await.unwrap();
+
+        let listed = s.ended_sessions(0, 0, 100).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|e| e.session_id.as_str()).collect();
+        let expected: Vec<String> =
+            [logged_out.id, ended_by_hand.id, replayed.id, deleted.id].map(|i| i.to_string()).into();
+        assert_eq!(ids, expected);
+        assert!(listed.windows(2).all(|w| w[0].seq < w[1].seq));
+        // Read on from a position, or from a time.
+        assert_eq!(s.ended_sessions(listed[1].seq, 0, 100).await.unwrap(), listed[2..].to_vec());
+        assert_eq!(s.ended_sessions(0, 25, 100).await.unwrap(), listed[2..].to_vec());
+        assert_eq!(s.ended_sessions(0, 0, 1).await.unwrap(), listed[..1].to_vec());
+        assert_eq!(s.forget_ended_sessions(25).await.unwrap(), 2);
+        assert_eq!(s.ended_sessions(0, 0, 100).await.unwrap(), listed[2..].to_vec());
+    }
+
+    /// Roles travel in tokens: taking one away ends the sessions that carry it.
+    #[tokio::test]
+    async fn a_role_taken_away_ends_the_sessions() {
+        let (_d, s) = store().await;
+        let u = s.create_user(NewUser { roles: vec!["admin".into()], ..new_user("a@b.co") }, 1).await.unwrap();
+        let new = NewSession { user_id: u.id, refresh_hash: "r".into(), expires_at: 1000, user_agent: None, ip: None };
+        s.create_session(new, 1).await.unwrap();
+        let verify = AdminChange { email_verified: Some(true), ..AdminChange::default() };
+        s.admin_update(u.id, verify, 2).await.unwrap();
+        assert!(s.ended_sessions(0, 0, 10).await.unwrap().is_empty(), "other changes keep the session");
+        let demote = AdminChange { roles: Some(vec![]), ..AdminChange::default() };
+        s.admin_update(u.id, demote, 3).await.unwrap();
+        assert_eq!(s.ended_sessions(0, 0, 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

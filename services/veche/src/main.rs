@@ -192,7 +192,7 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     let context_for = |client: &str| {
         let mut common = common.clone();
         common.platform.client_secret = secrets.get(client).cloned();
-        Context { common, keys: in_process.clone() }
+        Context { common, keys: in_process.clone(), revoked: users.revoked.clone() }
     };
     let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
@@ -213,14 +213,19 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     // its callers' tokens itself).
     let mut open_table = table;
     open_table.routes.iter_mut().for_each(|r| r.auth = gateway::model::Access::None);
-    // Deliveries of domain facts: between services only, never at the edge.
-    if routers.contains_key(analytics::SERVICE) {
-        open_table.routes.push(gateway::model::Route {
-            prefix: "/internal/v1/analytics".into(),
-            upstream: analytics::SERVICE.into(),
-            auth: gateway::model::Access::None,
-            max_body_bytes: None,
-        });
+    // Calls between services only, never at the edge: deliveries of domain facts, and
+    // deleted accounts leaving their organizations.
+    for (prefix, upstream) in
+        [("/internal/v1/analytics", analytics::SERVICE), (organizations::api::internal::PREFIX, organizations::SERVICE)]
+    {
+        if routers.contains_key(upstream) {
+            open_table.routes.push(gateway::model::Route {
+                prefix: prefix.into(),
+                upstream: upstream.into(),
+                auth: gateway::model::Access::None,
+                max_body_bytes: None,
+            });
+        }
     }
     // Metrics are answered here, where only this host reaches, not on the public listener.
     let unlimited = gateway::GatewayConfig {
@@ -250,11 +255,11 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
     let built = match service {
         ServiceName::Gateway => return serve_gateway(common, services.gateway).await,
         ServiceName::Users => users::build(services.users, &common).await?.service,
-        ServiceName::Events => events::build(services.events, &Context::standalone(common.clone())).await?,
+        ServiceName::Events => events::build(services.events, &following(&common, events::SERVICE)).await?,
         ServiceName::Organizations => {
-            organizations::build(services.organizations(), &Context::standalone(common.clone())).await?
+            organizations::build(services.organizations(), &following(&common, organizations::SERVICE)).await?
         }
-        ServiceName::Analytics => analytics::build(services.analytics, &Context::standalone(common.clone())).await?,
+        ServiceName::Analytics => analytics::build(services.analytics, &following(&common, analytics::SERVICE)).await?,
     };
     let mut router = kit::server::app(vec![built], &common.http);
     // A domain service's listener is inside the cluster: metrics may sit beside the API
@@ -263,6 +268,14 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         router = router.merge(kit::server::metrics_router());
     }
     serve_on_every_core(service.name(), kit::server::ByHyper(router), &common).await
+}
+
+/// The context of a service running alone, following the users service's list of ended
+/// sessions (the users service keeps that list itself).
+fn following(common: &CommonArgs, service: &str) -> Context {
+    let context = Context::standalone(common.clone());
+    context.follow_revoked_sessions(service);
+    context
 }
 
 /// Serves `/metrics` on `VECHE_METRICS_LISTEN`, when it is set (returns whether it is).
@@ -283,7 +296,7 @@ async fn spawn_metrics_listener(common: &CommonArgs) -> anyhow::Result<bool> {
 /// The gateway alone, in front of remote upstreams.
 async fn serve_gateway(common: CommonArgs, config: gateway::GatewayConfig) -> anyhow::Result<()> {
     let table = gateway::load_table(&config)?;
-    let verifier = Context::standalone(common.clone()).verifier(gateway::SERVICE);
+    let verifier = following(&common, gateway::SERVICE).verifier(gateway::SERVICE);
     let front = gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &common.http)?;
     // Never beside the public API: on a listener of its own, or not at all.
     spawn_metrics_listener(&common).await?;

@@ -5,91 +5,15 @@ mod common;
 
 use axum::Router;
 use axum::routing::any;
+use common::served::*;
 use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A `veche serve <what>` process, killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    fn start(what: &str, env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = format!("http://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
-        cmd.args(["serve", what])
-            .env("VECHE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("VECHE_DATA_DIR", dir.path())
-            .env("VECHE_LOG", "warn")
-            // Alone, a service is its own public address (and the users service its own issuer).
-            .env("VECHE_PUBLIC_URL", &base)
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let mut served = Served { child, base, _dir: dir };
-        served.wait_ready();
-        served
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default();
-                panic!("veche exited during start-up: {status}\n{log}");
-            }
-            if ready_over_socket(&format!("{}/readyz", self.base)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("not ready in time");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn port(&self) -> u16 {
-        self.base.rsplit(':').next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Readiness over a raw socket, so waiting needs no async runtime.
-fn ready_over_socket(url: &str) -> bool {
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let Ok(mut s) = TcpStream::connect(host) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
-}
 
 /// An upstream in this process: counts requests, remembers the last Authorization header,
 /// and sleeps `delay` before answering.
@@ -135,8 +59,11 @@ struct Stack {
     _routes: tempfile::NamedTempFile,
 }
 
+/// The gateway's client secret at the users service (to follow ended sessions).
+const GATEWAY_SECRET: &str = "a-test-secret-of-the-gateway";
+
 async fn stack(extra_env: &[(&str, String)]) -> Stack {
-    let users = Served::start("users", &[]);
+    let users = Served::start("users", &[("VECHE_SERVICE_CLIENTS", format!("gateway={GATEWAY_SECRET}"))]);
     // The users service is its own issuer when alone.
     let issuer = users.base.clone();
     let (counted_url, counted) = upstream(Duration::ZERO).await;
@@ -166,6 +93,7 @@ async fn stack(extra_env: &[(&str, String)]) -> Stack {
         ("VECHE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}")),
         ("VECHE_GATEWAY_ROUTES", routes.path().display().to_string()),
         ("VECHE_USERS_URL", users.base.clone()),
+        ("VECHE_SERVICE_CLIENT_SECRET", GATEWAY_SECRET.to_owned()),
         ("VECHE_PUBLIC_URL", issuer),
         ("VECHE_UPSTREAM_TIMEOUT", "1".to_owned()),
         ("VECHE_HEADER_TIMEOUT", "2".to_owned()),
@@ -183,13 +111,55 @@ async fn stack(extra_env: &[(&str, String)]) -> Stack {
 }
 
 async fn token(s: &Stack, email: &str) -> String {
+    token_pair(s, email).await.0
+}
+
+/// Registers and logs in through the gateway: (access token, refresh token).
+async fn token_pair(s: &Stack, email: &str) -> (String, String) {
     let body = json!({"email": email, "password": PASSWORD, "display_name": "Gate"});
     let r = send(client().post(s.gateway.url("/api/v1/auth/register")).json(&body)).await;
     assert_eq!(r.status, 201, "{r:?}");
     let login = json!({"email": email, "password": PASSWORD});
     let r = send(client().post(s.gateway.url("/api/v1/auth/login")).json(&login)).await;
     assert_eq!(r.status, 200, "{r:?}");
-    r.body["access_token"].as_str().unwrap().to_owned()
+    let field = |name: &str| r.body[name].as_str().unwrap().to_owned();
+    (field("access_token"), field("refresh_token"))
+}
+
+/// Finding 5 across processes: a gateway apart from the users service follows its list of
+/// ended sessions, and refuses a logged-out token within its polling interval (2 s), before
+/// any upstream sees the request.
+#[tokio::test]
+async fn the_gateway_refuses_tokens_of_ended_sessions() {
+    let s = stack(&[]).await;
+    let (access, refresh) = token_pair(&s, "leaver@example.org").await;
+    let counted = || send(client().get(s.gateway.url("/api/v1/counted/x")).bearer_auth(&access));
+    assert_eq!(counted().await.status, 200);
+    let r = send(client().post(s.gateway.url("/api/v1/auth/logout")).json(&json!({"refresh_token": refresh}))).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let ended = Instant::now();
+    let refused = loop {
+        let hits = s.counted.hits.load(Ordering::SeqCst);
+        let r = counted().await;
+        if r.status == 401 {
+            assert_eq!(s.counted.hits.load(Ordering::SeqCst), hits, "a refused request reached the upstream");
+            break r;
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(ended.elapsed() < Duration::from_secs(10), "the gateway still takes a logged-out token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    refused.assert_problem(401);
+    assert!(refused.body["detail"].as_str().unwrap().contains("session"), "{refused:?}");
+    // The users service itself refuses it at once.
+    let r = send(client().get(s.users.url("/api/v1/users/me")).bearer_auth(&access)).await;
+    r.assert_problem(401);
+    // Only services read the list.
+    let r = send(client().get(s.users.url("/internal/v1/sessions/revoked")).bearer_auth(&access)).await;
+    r.assert_problem(401);
+    let (other, _) = token_pair(&s, "stayer@example.org").await;
+    let r = send(client().get(s.users.url("/internal/v1/sessions/revoked")).bearer_auth(&other)).await;
+    r.assert_problem(403);
 }
 
 #[tokio::test]

@@ -237,3 +237,140 @@ async fn a_removed_admin_loses_event_rights_at_once() {
     post_as(&v, &admin, &format!("{event}/cancel"), json!({})).await.assert_problem(403);
     post_as(&v, &admin, "/api/v1/events", body).await.assert_problem(403);
 }
+
+/// Finding 5: an access token stops working when its session ends, on the users service
+/// and on every other service's writes, however the session ended: logout, a replayed
+/// refresh token, a password reset, an account disabled, deleted, or a role taken away.
+#[tokio::test]
+async fn access_tokens_die_with_their_session() {
+    let v = Veche::start();
+    let c = client();
+    let me = |token: &str| send(c.get(v.url("/api/v1/users/me")).bearer_auth(token));
+    let new_org = |token: &str, name: &str| {
+        send(c.post(v.url("/api/v1/organizations")).bearer_auth(token).json(&json!({"name": name})))
+    };
+    let refused = |r: Reply| {
+        r.assert_problem(401);
+        assert!(r.body["detail"].as_str().unwrap_or("").contains("session"), "{r:?}");
+    };
+    let session = |email: &'static str| {
+        let v = &v;
+        async move {
+            let r = login(v, email, PASSWORD).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned())
+        }
+    };
+
+    // Logout ends one session, not the others.
+    let (kept, _) = signed_up(&v, "ada@example.org").await;
+    let (access, refresh) = session("ada@example.org").await;
+    assert_eq!(new_org(&access, "Before logout").await.status, 201);
+    assert_eq!(post(&v, "/api/v1/auth/logout", json!({"refresh_token": refresh})).await.status, 204);
+    refused(me(&access).await);
+    refused(new_org(&access, "After logout").await);
+    assert_eq!(me(&kept).await.status, 200);
+
+    // A replayed refresh token ends its family, the newest access token with it.
+    let (_, refresh) = session("ada@example.org").await;
+    let r = post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
+    let newest = r.body["access_token"].as_str().unwrap().to_owned();
+    post(&v, "/api/v1/auth/refresh", json!({"refresh_token": refresh})).await.assert_problem(401);
+    refused(me(&newest).await);
+
+    // Ending a session from the list of one's sessions.
+    let (other, _) = session("ada@example.org").await;
+    let sessions = send(c.get(v.url("/api/v1/users/me/sessions")).bearer_auth(&kept)).await;
+    let sid = sessions.body.as_array().unwrap().iter().find(|s| s["current"] == false).unwrap()["id"].clone();
+    let sid = sid.as_str().unwrap();
+    let r = send(c.delete(v.url(&format!("/api/v1/users/me/sessions/{sid}"))).bearer_auth(&kept)).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    refused(me(&other).await);
+
+    // A password reset ends every session.
+    assert_eq!(post(&v, "/api/v1/auth/password-reset", json!({"email": "ada@example.org"})).await.status, 202);
+    let token = token_in(&v.wait_mail("ada@example.org", "reset-password?token="));
+    let r =
+        post(&v, "/api/v1/auth/password-reset/confirm", json!({"token": token, "password": "a brand new passphrase"}));
+    assert_eq!(r.await.status, 204);
+    refused(me(&kept).await);
+
+    // Disabled, deleted, or demoted by an administrator; deleted by oneself.
+    let root = admin(&v, "root@example.org").await;
+    for (email, change) in [("disabled@example.org", Some(json!({"disabled": true}))), ("deleted@example.org", None)] {
+        let (token, _) = signed_up(&v, email).await;
+        let id = me(&token).await.body["id"].as_str().unwrap().to_owned();
+        let path = v.url(&format!("/api/v1/users/{id}"));
+        let r = match change {
+            Some(change) => send(c.patch(path).bearer_auth(&root).json(&change)).await,
+            None => send(c.delete(path).bearer_auth(&root)).await,
+        };
+        assert!(r.status == 200 || r.status == 204, "{r:?}");
+        refused(new_org(&token, email).await);
+    }
+    let (leaving, _) = signed_up(&v, "leaving@example.org").await;
+    assert_eq!(send(c.delete(v.url("/api/v1/users/me")).bearer_auth(&leaving)).await.status, 204);
+    refused(new_org(&leaving, "Ghost club").await);
+    let second = admin(&v, "second@example.org").await;
+    let id = me(&second).await.body["id"].as_str().unwrap().to_owned();
+    let r = send(c.patch(v.url(&format!("/api/v1/users/{id}"))).bearer_auth(&root).json(&json!({"roles": []}))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    refused(send(c.get(v.url("/api/v1/users")).bearer_auth(&second)).await);
+    assert_eq!(send(c.get(v.url("/api/v1/users")).bearer_auth(&root)).await.status, 200);
+}
+
+/// Finding 10: a deleted account leaves its organizations, and one it owned passes to its
+/// longest-standing admin, whether the account deletes itself or an administrator does.
+#[tokio::test]
+async fn a_deleted_owner_hands_the_organization_on() {
+    let v = Veche::start();
+    let c = cast(&v).await;
+    let owner_id = user_id(&c.owner);
+    let r = delete_as(&v, &c.owner, "/api/v1/users/me").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(role_of(&v, &c.org, &c.member, &c.admin).await, "owner");
+    let r = get_auth(&v, &org_path(&c.org, &format!("/members/{owner_id}")), &c.admin).await;
+    r.assert_problem(404);
+    let members = get_auth(&v, &org_path(&c.org, "/members"), &c.admin).await;
+    let ids: Vec<&str> =
+        members.body["items"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&owner_id.as_str()), "{members:?}");
+    assert_eq!(ids.len(), 2, "{members:?}");
+    // The new owner owns for real: they can hand ownership on again.
+    let r = post_as(&v, &c.admin, &org_path(&c.org, "/transfer"), json!({"user_id": user_id(&c.member)})).await;
+    assert!(r.status < 300, "{r:?}");
+
+    // An administrator deleting an owner: the same.
+    let root = admin(&v, "root@example.org").await;
+    let (solo, _) = signed_up(&v, "solo@example.org").await;
+    let club = create_org(&v, &solo, json!({"name": "Solo club"})).await;
+    let heir = join(&v, &club, &solo, "heir@example.org", "member").await;
+    let r = delete_as(&v, &root, &format!("/api/v1/users/{}", user_id(&solo))).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(role_of(&v, &club, &heir, &heir).await, "owner");
+}
+
+/// Finding 10: while the organizations service cannot be reached, an account is not
+/// deleted (503), so that no organization keeps a deleted owner.
+#[tokio::test]
+async fn an_account_is_not_deleted_while_its_organizations_cannot_be_told() {
+    let secret = "a-test-secret-of-the-users-service".to_owned();
+    let stopped = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let users = common::served::Served::start(
+        "users",
+        &[
+            ("VECHE_SERVICE_CLIENTS", format!("users={secret}")),
+            ("VECHE_SERVICE_CLIENT_SECRET", secret.clone()),
+            ("VECHE_ORGANIZATIONS_URL", format!("http://{stopped}")),
+        ],
+    );
+    let c = client();
+    let body = json!({"email": "stays@example.org", "password": PASSWORD, "display_name": "Stays"});
+    assert_eq!(send(c.post(users.url("/api/v1/auth/register")).json(&body)).await.status, 201);
+    let login = json!({"email": "stays@example.org", "password": PASSWORD});
+    let r = send(c.post(users.url("/api/v1/auth/login")).json(&login)).await;
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let r = send(c.delete(users.url("/api/v1/users/me")).bearer_auth(&token)).await;
+    r.assert_problem(503);
+    assert_eq!(send(c.get(users.url("/api/v1/users/me")).bearer_auth(&token)).await.status, 200, "nothing was deleted");
+}

@@ -1,5 +1,6 @@
 //! Routes of the organizations service, and its OpenAPI document.
 
+pub mod internal;
 pub mod invitations;
 pub mod members;
 pub mod organizations;
@@ -31,6 +32,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/organizations/{id}/invitations/{invitation_id}", delete(invitations::revoke))
         .route("/api/v1/organizations/invitations/accept", post(invitations::accept))
         .route("/api/v1/users/me/organizations", get(organizations::mine))
+        .route(&format!("{}/members/{{user_id}}", internal::PREFIX), delete(internal::forget_user))
         .route("/invitations/accept", get(page::accept))
         .route("/invitations/{file}", get(page::asset))
         .with_state(app)
@@ -59,11 +61,13 @@ pub(crate) fn actor(me: &AuthUser) -> Actor {
         organizations::transfer, organizations::mine,
         members::list, members::lookup, members::change_role, members::remove,
         invitations::create, invitations::list, invitations::revoke, invitations::accept,
+        internal::forget_user,
     ),
     modifiers(&BearerAuth),
     tags((name = "organizations", description = "Organizations and their public profiles"),
          (name = "members", description = "Members, roles and ownership"),
-         (name = "invitations", description = "Invitations to join by email"))
+         (name = "invitations", description = "Invitations to join by email"),
+         (name = "internal", description = "Calls between services, with service tokens"))
 )]
 struct OrganizationsApi;
 

@@ -88,19 +88,32 @@ pub async fn patch(
     }
     let change = AdminChange { disabled: change.disabled, roles, email_verified: change.email_verified };
     let user = app.store.admin_update(id, change, now_unix()).await?;
+    app.read_endings().await;
     Ok(Json(UserView::from(&user)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, description = "platform administrators only", body = kit::problem::Problem), (status = 404, body = kit::problem::Problem), (status = 409, description = "administrators cannot delete themselves here", body = kit::problem::Problem)))]
+    responses((status = 204), (status = 403, description = "platform administrators only", body = kit::problem::Problem), (status = 404, body = kit::problem::Problem), (status = 409, description = "administrators cannot delete themselves here", body = kit::problem::Problem),
+              (status = 503, description = "the account's organizations could not be handed on yet; nothing was deleted", body = kit::problem::Problem)))]
 pub async fn delete(State(app): State<App>, Admin(me): Admin, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if id == me.id {
         return Err(ApiError::Conflict("delete your own account with DELETE /api/v1/users/me".into()));
     }
     let target = find(&app, id).await?;
     ensure_not_last_admin(&app, &target).await?;
-    app.store.delete_user(id).await?;
+    delete_account(&app, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an account: first out of every organization, so that none keeps a deleted
+/// owner, then the account with its sessions (whose tokens stop at once).
+pub(crate) async fn delete_account(app: &App, id: Uuid) -> Result<(), ApiError> {
+    if let Some(organizations) = &app.organizations {
+        organizations.forget(id).await?;
+    }
+    app.store.delete_user(id).await?;
+    app.read_endings().await;
+    Ok(())
 }
 
 /// The platform must keep one administrator.

@@ -201,6 +201,7 @@ pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) ->
         Refresh::Rotated { session, user } => token_pair(&app, &user, session.id, next, now).map(Json),
         Refresh::Reused => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
+            app.read_endings().await;
             Err(invalid())
         }
         Refresh::Invalid => Err(invalid()),
@@ -210,8 +211,10 @@ pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) ->
 #[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "logOut", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "the session is ended (also when it already was)")))]
 pub async fn logout(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
-    if req.refresh_token.len() <= TOKEN_MAX {
-        app.store.end_session_by_refresh(token_hash(&req.refresh_token), now_unix()).await?;
+    if req.refresh_token.len() <= TOKEN_MAX
+        && app.store.end_session_by_refresh(token_hash(&req.refresh_token), now_unix()).await?
+    {
+        app.read_endings().await;
     }
     // Idempotent: logging out twice, or with a stale token, is not an error worth showing.
     Ok(StatusCode::NO_CONTENT)
@@ -302,7 +305,10 @@ pub async fn password_reset_confirm(
     app.hash_limits.admit(client_ip(&app, &headers, peer))?;
     let hash = app.passwords.hash(req.password).await?;
     match app.store.reset_password(token_hash(&req.token), hash, now_unix()).await? {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
+        Some(_) => {
+            app.read_endings().await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         None => Err(gone()),
     }
 }

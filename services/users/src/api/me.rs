@@ -79,6 +79,7 @@ pub async fn sessions(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<S
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = kit::problem::Problem)))]
 pub async fn end_session(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     if app.store.end_session(me.id, id, now_unix()).await? {
+        app.read_endings().await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("no such session".into()))
@@ -87,10 +88,11 @@ pub async fn end_session(State(app): State<App>, me: AuthUser, Path(id): Path<Uu
 
 #[utoipa::path(delete, path = "/api/v1/users/me", operation_id = "deleteMe", tag = "profile", security(("bearer" = [])),
     responses((status = 204, description = "the account and all its sessions are gone"),
-              (status = 409, description = "the last administrator cannot leave", body = kit::problem::Problem)))]
+              (status = 409, description = "the last administrator cannot leave", body = kit::problem::Problem),
+              (status = 503, description = "the account's organizations could not be handed on yet; nothing was deleted", body = kit::problem::Problem)))]
 pub async fn delete_me(State(app): State<App>, me: AuthUser) -> Result<StatusCode, ApiError> {
     let user = current_user(&app, &me).await?;
     super::admin::ensure_not_last_admin(&app, &user).await?;
-    app.store.delete_user(user.id).await?;
+    super::admin::delete_account(&app, user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod internal;
 pub mod me;
 pub mod well_known;
 
@@ -28,6 +29,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/users/me/sessions/{id}", axum::routing::delete(me::end_session))
         .route("/api/v1/users", get(admin::list))
         .route("/api/v1/users/{id}", get(admin::get).patch(admin::patch).delete(admin::delete))
+        .route(kit::revoked::REVOKED_PATH, get(internal::ended_sessions))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
         .with_state(app)
@@ -42,12 +44,14 @@ pub fn router(app: App) -> Router {
         me::get_me, me::patch_me, me::delete_me, me::get_preferences, me::put_preferences, me::sessions, me::end_session,
         admin::list, admin::get, admin::patch, admin::delete,
         well_known::jwks, well_known::openid_configuration,
+        internal::ended_sessions,
     ),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Accounts, sessions and tokens"),
          (name = "profile", description = "The signed-in person's account"),
          (name = "admin", description = "Account administration (platform admins)"),
-         (name = "discovery", description = "Keys and metadata of the token issuer"))
+         (name = "discovery", description = "Keys and metadata of the token issuer"),
+         (name = "internal", description = "Calls between services, with service tokens"))
 )]
 struct UsersApi;
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod orgs;
+pub mod served;
 
 use serde_json::{Value, json};
 use std::net::TcpListener;

@@ -1,0 +1,242 @@
+//! Sessions that ended before their access tokens expire.
+//!
+//! An access token is a signed statement that lives its whole TTL (15 minutes by
+//! default): logging out, a replayed refresh token, a password reset, or an account
+//! disabled or deleted ends the session at once, but not its tokens. Every verifier
+//! therefore also consults a short list of ended session ids (the `sid` claim), each kept
+//! only until the last token it could have signed has expired.
+//!
+//! The users service owns the list (it ends sessions) and publishes it at
+//! [`REVOKED_PATH`] to service tokens; the other services and the gateway follow it
+//! ([`follow`]), polling every [`FOLLOW_INTERVAL`]. In `veche up`, every verifier
+//! shares the users service's list in-process and sees an ending at once.
+
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use thread_local::ThreadLocal;
+
+/// Where the users service publishes ended sessions (service tokens only).
+pub const REVOKED_PATH: &str = "/internal/v1/sessions/revoked";
+
+/// How often a follower asks for sessions ended since its last look: the longest a
+/// token of an ended session still passes a verifier in another process.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most entries in one page of [`REVOKED_PATH`].
+pub const PAGE_LIMIT: usize = 1000;
+
+/// One ended session, as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Revocation {
+    /// The session id (the `sid` of its access tokens).
+    pub sid: String,
+    /// Unix time after which no token of the session can verify anyway: forget it then.
+    pub until: i64,
+}
+
+/// A page of [`REVOKED_PATH`]: what ended after the asked cursor, and the cursor to ask
+/// with next time.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RevokedPage {
+    pub sessions: Vec<Revocation>,
+    pub cursor: i64,
+}
+
+/// The ended sessions a verifier refuses. Cheap to clone; every clone is the same list.
+#[derive(Clone, Default)]
+pub struct RevokedSessions {
+    inner: Arc<Shared>,
+}
+
+/// Ended session ids, with the time after which each can be forgotten.
+type Ended = Arc<HashMap<Box<str>, i64>>;
+
+#[derive(Default)]
+struct Shared {
+    /// Copied on write: endings are rare, checks are on every request.
+    current: RwLock<Ended>,
+    /// Bumped on every change; each thread's snapshot follows it at its next check.
+    generation: AtomicU64,
+    /// How far the feed of this list has read (its source's cursor).
+    cursor: AtomicI64,
+    /// Each thread's snapshot of `current`, so that a check takes no lock.
+    snapshots: ThreadLocal<RefCell<(u64, Ended)>>,
+}
+
+impl RevokedSessions {
+    /// Whether `sid` names an ended session.
+    pub fn contains(&self, sid: &str) -> bool {
+        let shared = &*self.inner;
+        let generation = shared.generation.load(Ordering::Acquire);
+        if generation == 0 {
+            return false; // nothing has ever ended
+        }
+        let snapshot = shared.snapshots.get_or(|| RefCell::new((0, Arc::default())));
+        let mut snapshot = snapshot.borrow_mut();
+        if snapshot.0 != generation {
+            let current = shared.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+            *snapshot = (generation, current);
+        }
+        snapshot.1.contains_key(sid)
+    }
+
+    /// Adds ended sessions, forgets those whose tokens have all expired by `now`, and
+    /// moves the feed's cursor to `cursor`.
+    pub fn record(&self, ended: impl IntoIterator<Item = Revocation>, cursor: i64, now: i64) {
+        let shared = &*self.inner;
+        let mut current = shared.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut next: HashMap<Box<str>, i64> =
+            current.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
+        let before = (current.len(), next.len());
+        for r in ended {
+            if r.until > now {
+                next.insert(r.sid.into_boxed_str(), r.until);
+            }
+        }
+        shared.cursor.fetch_max(cursor, Ordering::AcqRel);
+        if before.0 == before.1 && next.len() == before.1 {
+            return; // nothing added, nothing forgotten
+        }
+        *current = Arc::new(next);
+        shared.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How far the feed has read.
+    pub fn cursor(&self) -> i64 {
+        self.inner.cursor.load(Ordering::Acquire)
+    }
+
+    /// How many ended sessions are remembered.
+    pub fn len(&self) -> usize {
+        self.inner.current.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for RevokedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevokedSessions").field("len", &self.len()).field("cursor", &self.cursor()).finish()
+    }
+}
+
+/// Keeps `revoked` up to date from the users service at `users_url`, every
+/// [`FOLLOW_INTERVAL`], for ever. An unreachable users service is logged (once per
+/// outage) and asked again: tokens keep verifying meanwhile, as they would without the list.
+pub async fn follow(
+    users_url: String,
+    tokens: Arc<crate::service_token::ServiceTokens>,
+    revoked: RevokedSessions,
+    interval: Duration,
+) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    let url = format!("{}{REVOKED_PATH}", users_url.trim_end_matches('/'));
+    let mut failing = false;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match catch_up(&http, &url, &tokens, &revoked).await {
+            Ok(()) if failing => {
+                tracing::info!("ended sessions are followed again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "could not read ended sessions from the users service");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reads every page after the list's cursor.
+async fn catch_up(
+    http: &reqwest::Client,
+    url: &str,
+    tokens: &crate::service_token::ServiceTokens,
+    revoked: &RevokedSessions,
+) -> anyhow::Result<()> {
+    loop {
+        let token = tokens.token_for("users").await?;
+        let page: RevokedPage = http
+            .get(format!("{url}?after={}", revoked.cursor()))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let full = page.sessions.len() >= PAGE_LIMIT;
+        let advanced = page.cursor > revoked.cursor();
+        revoked.record(page.sessions, page.cursor, crate::now_unix());
+        if !full || !advanced {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(sid: &str, until: i64) -> Revocation {
+        Revocation { sid: sid.into(), until }
+    }
+
+    #[test]
+    fn an_ended_session_is_refused_until_its_tokens_expire() {
+        let list = RevokedSessions::default();
+        assert!(!list.contains("s1"));
+        list.record([ended("s1", 100)], 7, 50);
+        assert!(list.contains("s1"));
+        assert!(!list.contains("s2"));
+        assert_eq!(list.cursor(), 7);
+        // Later feeds forget what can no longer verify.
+        list.record([ended("s2", 300)], 9, 150);
+        assert!(!list.contains("s1"));
+        assert!(list.contains("s2"));
+        // An entry that has already expired is not kept at all.
+        list.record([ended("s3", 10)], 10, 150);
+        assert!(!list.contains("s3"));
+        assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn the_cursor_never_goes_back() {
+        let list = RevokedSessions::default();
+        list.record([], 12, 0);
+        list.record([], 3, 0);
+        assert_eq!(list.cursor(), 12);
+    }
+
+    /// Each thread checks against its own snapshot; a change reaches a thread that
+    /// already holds an older one.
+    #[test]
+    fn every_thread_sees_a_new_ending() {
+        let list = RevokedSessions::default();
+        list.record([ended("a", i64::MAX)], 1, 0);
+        let (ask, questions) = std::sync::mpsc::channel::<&'static str>();
+        let (tell, answers) = std::sync::mpsc::channel();
+        let other = list.clone();
+        let thread =
+            std::thread::spawn(move || questions.iter().for_each(|sid| tell.send(other.contains(sid)).unwrap()));
+        let seen = |sid| {
+            ask.send(sid).unwrap();
+            answers.recv().unwrap()
+        };
+        assert!(seen("a"));
+        assert!(!seen("b"));
+        list.record([ended("b", i64::MAX)], 2, 0);
+        assert!(seen("b"));
+        drop(ask);
+        thread.join().unwrap();
+    }
+}

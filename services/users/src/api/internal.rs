@@ -1,0 +1,39 @@
+//! Calls between services: the list of ended sessions that every verifier follows.
+
+use crate::App;
+use axum::extract::State;
+use kit::auth::Caller;
+use kit::extract::{Json, Query};
+use kit::revoked::RevokedPage;
+use kit::{ApiError, now_unix};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EndedParams {
+    /// The `cursor` of the last page read (0 at first).
+    #[serde(default)]
+    #[param(minimum = 0)]
+    pub after: i64,
+}
+
+#[utoipa::path(get, path = "/internal/v1/sessions/revoked", operation_id = "listEndedSessions", tag = "internal",
+    security(("bearer" = [])), params(EndedParams),
+    responses((status = 200, description = "sessions ended after the cursor whose tokens may still be unexpired", body = RevokedPage),
+              (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "service tokens only", body = kit::problem::Problem)))]
+pub async fn ended_sessions(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(params): Query<EndedParams>,
+) -> Result<Json<RevokedPage>, ApiError> {
+    if caller.service().is_none() {
+        return Err(ApiError::Forbidden("for the platform's services only".into()));
+    }
+    if params.after < 0 {
+        return Err(ApiError::field("after", "must not be negative"));
+    }
+    Ok(Json(app.ended_page(params.after, now_unix()).await?))
+}
