@@ -222,11 +222,10 @@ impl EventInput {
             "end",
             "an event lasts at most a year",
         );
-        v.check(
-            kit::validate::is_time_zone(&self.time_zone),
-            "time_zone",
-            "must be an IANA time zone such as `Europe/Moscow`",
-        );
+        match kit::validate::time_zone(&self.time_zone) {
+            Some(canonical) => self.time_zone = canonical,
+            None => v.add("time_zone", "must be an IANA time zone such as `Europe/Moscow`"),
+        }
         let needs_venue = matches!(self.format, Format::Offline | Format::Hybrid);
         let needs_url = matches!(self.format, Format::Online | Format::Hybrid);
         match &mut self.venue {
@@ -367,6 +366,11 @@ mod tests {
         let input: EventInput = serde_json::from_value(sample()).unwrap();
         let input = input.validate().unwrap();
         assert_eq!(input.tags, vec!["music", "organ-music"]);
+        // Calendars get the tz database's spelling of the zone, however it was typed.
+        let mut d = sample();
+        d["time_zone"] = json!("europe/moscow");
+        let input: EventInput = serde_json::from_value(d).unwrap();
+        assert_eq!(input.validate().unwrap().time_zone, "Europe/Moscow");
     }
 
     fn errors(doc: serde_json::Value) -> Vec<String> {

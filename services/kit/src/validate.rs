@@ -85,7 +85,18 @@ pub fn check_free_text(v: &mut Violations, field: &str, value: &str) {
 
 /// An IANA time zone name the bundled tz database knows (`Europe/Moscow`, `UTC`).
 pub fn is_time_zone(name: &str) -> bool {
-    !has_hidden_chars(name) && jiff::tz::db().get(name).is_ok()
+    time_zone(name).is_some()
+}
+
+/// The canonical spelling of a time zone name the bundled tz database knows: its lookup
+/// ignores case, and `europe/moscow` must be stored (and written into calendars) as
+/// `Europe/Moscow`.
+pub fn time_zone(name: &str) -> Option<String> {
+    if has_hidden_chars(name) {
+        return None;
+    }
+    let zone = jiff::tz::db().get(name).ok()?;
+    Some(zone.iana_name().unwrap_or(name).to_owned())
 }
 
 /// Records a violation when `value` has more than `max` characters.

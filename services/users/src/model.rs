@@ -94,15 +94,16 @@ impl Default for Preferences {
 }
 
 impl Preferences {
-    pub fn validate(&self) -> Result<(), kit::ApiError> {
+    /// Checks the preferences, with the time zone spelled as the tz database spells it.
+    pub fn validate(mut self) -> Result<Self, kit::ApiError> {
         let mut v = Violations::new();
         v.check(is_language_tag(&self.language), "language", "must be a BCP 47 language tag such as `ru` or `en-GB`");
-        v.check(
-            kit::validate::is_time_zone(&self.time_zone),
-            "time_zone",
-            "must be an IANA time zone such as `Europe/Moscow`",
-        );
-        v.into_result()
+        match kit::validate::time_zone(&self.time_zone) {
+            Some(canonical) => self.time_zone = canonical,
+            None => v.add("time_zone", "must be an IANA time zone such as `Europe/Moscow`"),
+        }
+        v.into_result()?;
+        Ok(self)
     }
 }
 
@@ -324,6 +325,9 @@ mod tests {
         assert!(p.validate().is_err());
         let p: Preferences = serde_json::from_str(r#"{"language":"english!"}"#).unwrap();
         assert!(p.validate().is_err());
+        // The tz database's lookup ignores case; what is kept is its own spelling.
+        let p: Preferences = serde_json::from_str(r#"{"time_zone":"europe/MOSCOW"}"#).unwrap();
+        assert_eq!(p.validate().unwrap().time_zone, "Europe/Moscow");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub async fn put_preferences(
     me: AuthUser,
     Json(preferences): Json<Preferences>,
 ) -> Result<Json<Preferences>, ApiError> {
-    preferences.validate()?;
+    let preferences = preferences.validate()?;
     let user = current_user(&app, &me).await?;
     Ok(Json(app.store.set_preferences(user.id, preferences, now_unix()).await?.preferences))
 }
