@@ -40,7 +40,8 @@ impl Veche {
         Self::start_on("127.0.0.1", env)
     }
 
-    /// Started with its public listener on `ip` (say `0.0.0.0`); reached on loopback.
+    /// Started with its public listener on `ip` (say `0.0.0.0`); reached on loopback. On
+    /// any `ip` but `127.0.0.1` the internal listener is left to its default address.
     pub fn start_on(ip: &'static str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Veche {
@@ -67,7 +68,6 @@ impl Veche {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
         cmd.arg("up")
             .env("VECHE_LISTEN", format!("{}:{}", self.listen_ip, self.port))
-            .env("VECHE_INTERNAL_LISTEN", format!("127.0.0.1:{}", self.internal_port))
             .env("VECHE_DATA_DIR", &self.data)
             .env("VECHE_PUBLIC_URL", &self.base)
             .env("VECHE_LOG", "warn")
@@ -78,6 +78,11 @@ impl Veche {
             .env("VECHE_PASSWORD_HASH_RPS", "0")
             .stdout(Stdio::null())
             .stderr(log);
+        // Started on another address, the internal listener keeps its default, which is
+        // what such a test looks at (internal_url is then unknown).
+        if self.listen_ip == "127.0.0.1" {
+            cmd.env("VECHE_INTERNAL_LISTEN", format!("127.0.0.1:{}", self.internal_port));
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
