@@ -100,10 +100,14 @@ def fixtures(data_dir, veche_bin):
     ok(*call("POST", f"/api/v1/events/{event['id']}/publish", tokens["organizer"]), "publish")
     ok(*call("POST", f"/api/v1/events/{event['id']}/registrations", tokens["attendee"]), "registration")
     feed = ok(*call("POST", "/api/v1/users/me/calendar", tokens["attendee"]), "calendar")
+    # A spare session of the organizer for `DELETE /users/me/sessions/{id}`: ending the one
+    # whose token the run uses would end its access token too, and the run with it.
+    login(organizer)
     sessions = ok(*call("GET", "/api/v1/users/me/sessions", tokens["organizer"]), "sessions")
+    spare = [s for s in sessions if not s["current"]]
     return tokens, {
         "organization": org["id"], "event": event["id"], "attendee": me_attendee["id"],
-        "invitation": invitation["id"], "feed": feed["url"].rsplit("/", 1)[-1].removesuffix(".ics"), "session": sessions[0]["id"],
+        "invitation": invitation["id"], "feed": feed["url"].rsplit("/", 1)[-1].removesuffix(".ics"), "session": spare[0]["id"],
     }
 
 
