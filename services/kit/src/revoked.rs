@@ -39,7 +39,8 @@ pub struct Revocation {
 }
 
 /// A page of [`REVOKED_PATH`]: what ended after the asked cursor, and the cursor to ask
-/// with next time.
+/// with next time. The publisher's cursor wins: when its list was made anew (a restored
+/// database), it starts the follower again from its beginning.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevokedPage {
     pub sessions: Vec<Revocation>,
@@ -85,22 +86,19 @@ impl RevokedSessions {
     }
 
     /// Adds ended sessions, forgets those whose tokens have all expired by `now`, and
-    /// moves the feed's cursor to `cursor`.
+    /// sets the feed's cursor to `cursor` (the publisher's word: it may go back).
     pub fn record(&self, ended: impl IntoIterator<Item = Revocation>, cursor: i64, now: i64) {
         let shared = &*self.inner;
+        let added: Vec<Revocation> = ended.into_iter().filter(|r| r.until > now).collect();
         let mut current = shared.current.write().unwrap_or_else(|p| p.into_inner());
+        shared.cursor.store(cursor, Ordering::Release);
+        // Most reads bring nothing: then the list is not copied unless something expired.
+        if added.is_empty() && current.values().all(|until| *until > now) {
+            return;
+        }
         let mut next: HashMap<Box<str>, i64> =
             current.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
-        let before = (current.len(), next.len());
-        for r in ended {
-            if r.until > now {
-                next.insert(r.sid.into_boxed_str(), r.until);
-            }
-        }
-        shared.cursor.fetch_max(cursor, Ordering::AcqRel);
-        if before.0 == before.1 && next.len() == before.1 {
-            return; // nothing added, nothing forgotten
-        }
+        next.extend(added.into_iter().map(|r| (r.sid.into_boxed_str(), r.until)));
         *current = Arc::new(next);
         shared.generation.fetch_add(1, Ordering::Release);
     }
@@ -209,12 +207,15 @@ mod tests {
         assert_eq!(list.len(), 1);
     }
 
+    /// The publisher's cursor is taken as is: after its list was made anew, a follower
+    /// reads it again from where the publisher says.
     #[test]
-    fn the_cursor_never_goes_back() {
+    fn the_cursor_is_the_publishers() {
         let list = RevokedSessions::default();
         list.record([], 12, 0);
-        list.record([], 3, 0);
         assert_eq!(list.cursor(), 12);
+        list.record([], 3, 0);
+        assert_eq!(list.cursor(), 3);
     }
 
     /// Each thread checks against its own snapshot; a change reaches a thread that

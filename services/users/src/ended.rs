@@ -22,10 +22,17 @@ impl AppState {
         self.config.access_token_ttl + 60
     }
 
-    /// A page of the list after position `after`, as published.
+    /// A page of the list after position `after`, as published. A position beyond the
+    /// list's end means the list was made anew (a restored database): the page starts
+    /// from its beginning, and the follower's cursor goes back with it.
     pub async fn ended_page(&self, after: i64, now: i64) -> Result<RevokedPage, crate::store::StoreError> {
         let window = self.ended_window();
-        let ended = self.store.ended_sessions(after, now - window, PAGE_LIMIT).await?;
+        let mut ended = self.store.ended_sessions(after, now - window, PAGE_LIMIT).await?;
+        let mut after = after;
+        if ended.is_empty() && after > 0 && self.store.last_ended_seq().await? < after {
+            after = 0;
+            ended = self.store.ended_sessions(0, now - window, PAGE_LIMIT).await?;
+        }
         let cursor = ended.last().map_or(after, |e| e.seq);
         let sessions =
             ended.into_iter().map(|e: EndedSession| Revocation { sid: e.session_id, until: e.ended_at + window });

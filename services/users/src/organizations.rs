@@ -33,6 +33,12 @@ impl Organizations {
         let response = self.http.delete(url).bearer_auth(token).send().await.map_err(|e| unavailable(e.to_string()))?;
         match response.status().as_u16() {
             200 => Ok(()),
+            // The platform's set-up is wrong (this service's token is refused): not a
+            // wait-and-retry, and not the caller's business.
+            status @ (401 | 403) => {
+                tracing::error!(status, "the organizations service refuses the users service's token");
+                Err(ApiError::internal(anyhow::anyhow!("organizations refused the users service ({status})")))
+            }
             status => Err(unavailable(format!("status {status}"))),
         }
     }

@@ -119,7 +119,7 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_preferences(&self, id: Uuid, preferences: Preferences, now: i64) -> Result<User>;
     /// Applies an admin change; disabling an account also ends its sessions.
     async fn admin_update(&self, id: Uuid, change: AdminChange, now: i64) -> Result<User>;
-    async fn delete_user(&self, id: Uuid) -> Result<()>;
+    async fn delete_user(&self, id: Uuid, now: i64) -> Result<()>;
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>>;
     async fn has_admin(&self) -> Result<bool>;
     /// Whether an enabled administrator other than `id` exists (the platform keeps one).
@@ -145,6 +145,8 @@ pub trait UserStore: Send + Sync + 'static {
     async fn ended_sessions(&self, after: i64, since: i64, limit: usize) -> Result<Vec<EndedSession>>;
     /// Forgets sessions ended before `before` (their tokens have all expired).
     async fn forget_ended_sessions(&self, before: i64) -> Result<usize>;
+    /// The list position of the latest ending ever made (0: none).
+    async fn last_ended_seq(&self) -> Result<i64>;
 
     /// Stores a single-use token, replacing any unused one of the same purpose.
     async fn create_one_time(
@@ -306,21 +308,25 @@ fn end_all_sessions(tx: &Transaction<'_>, user_id: Uuid, now: i64) -> rusqlite::
 /// lists them as ended for the verifiers. Every ending goes through here.
 fn end_sessions(
     tx: &Transaction<'_>,
-    filter: &str,
+    filter: &'static str,
     params: impl rusqlite::Params,
     now: i64,
 ) -> rusqlite::Result<usize> {
-    let ids: Vec<String> = tx
-        .prepare_cached(&format!("SELECT id FROM sessions WHERE revoked_at IS NULL AND ({filter})"))?
-        .query_map(params, |r| r.get(0))?
+    let sessions: Vec<(String, i64)> = tx
+        .prepare_cached(&format!("SELECT id, expires_at FROM sessions WHERE revoked_at IS NULL AND ({filter})"))?
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut end = tx.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE id = ?1")?;
     let mut list = tx.prepare_cached("INSERT INTO ended_sessions (session_id, ended_at) VALUES (?1, ?2)")?;
-    for id in &ids {
+    for (id, expires_at) in &sessions {
         end.execute(params![id, now])?;
-        list.execute(params![id, now])?;
+        // A session already past its end has no live token (refresh tokens outlive access
+        // tokens): nothing for the verifiers.
+        if *expires_at > now {
+            list.execute(params![id, now])?;
+        }
     }
-    Ok(ids.len())
+    Ok(sessions.len())
 }
 
 /// Spends a single-use token of `purpose`; returns its user when it was live.
@@ -443,16 +449,16 @@ impl UserStore for SqliteStore {
             .await
     }
 
-    async fn delete_user(&self, id: Uuid) -> Result<()> {
+    async fn delete_user(&self, id: Uuid, now: i64) -> Result<()> {
         self.db
             .write(move |tx| {
-                end_all_sessions(tx, id, kit::now_unix())?;
+                end_all_sessions(tx, id, now)?;
                 let n = tx.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
                 let fact = serde_json::json!({ "user_id": id });
-                kit::outbox::record(tx, "user.deleted", &fact, kit::now_unix())?;
+                kit::outbox::record(tx, "user.deleted", &fact, now)?;
                 Ok(())
             })
             .await
@@ -639,6 +645,18 @@ impl UserStore for SqliteStore {
         self.db.write(move |tx| Ok(tx.execute("DELETE FROM ended_sessions WHERE ended_at < ?1", [before])?)).await
     }
 
+    async fn last_ended_seq(&self) -> Result<i64> {
+        // AUTOINCREMENT keeps the highest position ever given out, pruned rows included.
+        self.db
+            .read(|c| {
+                let seq: Option<i64> = c
+                    .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'ended_sessions'", [], |r| r.get(0))
+                    .optional()?;
+                Ok(seq.unwrap_or(0))
+            })
+            .await
+    }
+
     async fn create_one_time(
         &self,
         user_id: Uuid,
@@ -772,9 +790,9 @@ impl<S: UserStore> UserStore for CachedStore<S> {
         self.forget(id);
         self.inner.admin_update(id, change, now).await
     }
-    async fn delete_user(&self, id: Uuid) -> Result<()> {
+    async fn delete_user(&self, id: Uuid, now: i64) -> Result<()> {
         self.forget(id);
-        self.inner.delete_user(id).await
+        self.inner.delete_user(id, now).await
     }
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>> {
         self.inner.search_users(query).await
@@ -808,6 +826,9 @@ impl<S: UserStore> UserStore for CachedStore<S> {
     }
     async fn forget_ended_sessions(&self, before: i64) -> Result<usize> {
         self.inner.forget_ended_sessions(before).await
+    }
+    async fn last_ended_seq(&self) -> Result<i64> {
+        self.inner.last_ended_seq().await
     }
     async fn create_one_time(
         &self,
@@ -907,7 +928,7 @@ mod tests {
         assert!(s.end_session(u.id, ended_by_hand.id, 20).await.unwrap());
         s.rotate_refresh("r3".into(), "r3b".into(), 30, 1_000_000).await.unwrap();
         assert!(matches!(s.rotate_refresh("r3".into(), "r3c".into(), 31, 1_000_000).await.unwrap(), Refresh::Reused));
-        s.delete_user(u.id).await.unwrap();
+        s.delete_user(u.id, 40).await.unwrap();
 
         let listed = s.ended_sessions(0, 0, 100).await.unwrap();
         let ids: Vec<&str> = listed.iter().map(|e| e.session_id.as_str()).collect();
@@ -921,6 +942,14 @@ mod tests {
         assert_eq!(s.ended_sessions(0, 0, 1).await.unwrap(), listed[..1].to_vec());
         assert_eq!(s.forget_ended_sessions(25).await.unwrap(), 2);
         assert_eq!(s.ended_sessions(0, 0, 100).await.unwrap(), listed[2..].to_vec());
+        assert_eq!(s.last_ended_seq().await.unwrap(), listed[3].seq, "pruning keeps the position");
+
+        // A session already past its end is ended but not listed: it has no live token.
+        let u = s.create_user(new_user("b@b.co"), 1).await.unwrap();
+        let new = NewSession { user_id: u.id, refresh_hash: "old".into(), expires_at: 50, user_agent: None, ip: None };
+        s.create_session(new, 1).await.unwrap();
+        s.delete_user(u.id, 60).await.unwrap();
+        assert_eq!(s.last_ended_seq().await.unwrap(), listed[3].seq);
     }
 
     /// Roles travel in tokens: taking one away ends the sessions that carry it.
@@ -965,7 +994,7 @@ mod tests {
         assert!(!cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
         cached.admin_update(u.id, AdminChange { disabled: Some(true), ..Default::default() }, 4).await.unwrap();
         assert!(cached.user_by_id(u.id).await.unwrap().unwrap().disabled);
-        cached.delete_user(u.id).await.unwrap();
+        cached.delete_user(u.id, 1).await.unwrap();
         assert!(cached.user_by_id(u.id).await.unwrap().is_none());
     }
 

@@ -326,6 +326,10 @@ async fn a_deleted_owner_hands_the_organization_on() {
     let v = Veche::start();
     let c = cast(&v).await;
     let owner_id = user_id(&c.owner);
+    // Only the users service may take an account out: a person's token is refused there.
+    let forget = v.internal_url(&format!("/internal/v1/organizations/members/{owner_id}"));
+    send(client().delete(&forget).bearer_auth(&c.admin)).await.assert_problem(403);
+    assert_eq!(role_of(&v, &c.org, &c.member, &c.owner).await, "owner");
     let r = delete_as(&v, &c.owner, "/api/v1/users/me").await;
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(role_of(&v, &c.org, &c.member, &c.admin).await, "owner");

@@ -106,13 +106,20 @@ pub async fn delete(State(app): State<App>, Admin(me): Admin, Path(id): Path<Uui
 }
 
 /// Deletes an account: first out of every organization, so that none keeps a deleted
-/// owner, then the account with its sessions (whose tokens stop at once).
+/// owner (nothing is deleted while the organizations service cannot be told), then the
+/// account with its sessions, whose tokens stop at once; then out of organizations once
+/// more, for whatever its tokens did in between.
 pub(crate) async fn delete_account(app: &App, id: Uuid) -> Result<(), ApiError> {
     if let Some(organizations) = &app.organizations {
         organizations.forget(id).await?;
     }
-    app.store.delete_user(id).await?;
+    app.store.delete_user(id, now_unix()).await?;
     app.read_endings().await;
+    if let Some(organizations) = &app.organizations
+        && let Err(e) = organizations.forget(id).await
+    {
+        tracing::error!(user = %id, error = %e, "a deleted account may still be in an organization it joined while being deleted");
+    }
     Ok(())
 }
 
