@@ -296,49 +296,8 @@ pub struct RateLimits {
     pub user_burst: Option<i32>,
 }
 
-/// The services of a platform.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceKind {
-    Users,
-    Organizations,
-    Events,
-    Analytics,
-    Gateway,
-}
-
-impl ServiceKind {
-    /// Every service, in the order they are rolled out and reported.
-    pub const ALL: [ServiceKind; 5] = [
-        ServiceKind::Users,
-        ServiceKind::Organizations,
-        ServiceKind::Events,
-        ServiceKind::Analytics,
-        ServiceKind::Gateway,
-    ];
-
-    /// The name used in object names, `veche serve <name>` and Secret keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceKind::Users => "users",
-            ServiceKind::Organizations => "organizations",
-            ServiceKind::Events => "events",
-            ServiceKind::Analytics => "analytics",
-            ServiceKind::Gateway => "gateway",
-        }
-    }
-
-    /// Whether the service keeps data (the gateway keeps none).
-    pub fn is_stateful(self) -> bool {
-        self != ServiceKind::Gateway
-    }
-}
-
-impl std::fmt::Display for ServiceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The services of a platform (the catalogue's list, shared with `veche`).
+pub use catalog::Service as ServiceKind;
 
 /// What a Platform says about one of its services; copied into that service's
 /// ServiceDeployment.

@@ -10,23 +10,7 @@ use super::RenderError;
 use k8s_openapi::ByteString;
 use std::collections::BTreeMap;
 
-/// How long the users service publishes a new key before signing with it (seconds).
-pub const PUBLISH_AHEAD: i64 = 60;
-/// Clock skew allowed on top of a token's lifetime (seconds), as the users service does.
-pub const SKEW: i64 = 60;
-
-const PREFIX: &str = "key-";
-const SUFFIX: &str = ".pem";
-
-/// The Secret key (file name) of a key made at `created_at`.
-pub fn file_name(created_at: i64) -> String {
-    format!("{PREFIX}{created_at}{SUFFIX}")
-}
-
-/// The creation time in a file name, or `None` for a name that is not a key's.
-pub fn created_at(file_name: &str) -> Option<i64> {
-    file_name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
-}
+pub use catalog::keys::{PUBLISH_AHEAD, SKEW, created_at, file_name};
 
 /// Timing of rotation, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

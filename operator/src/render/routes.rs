@@ -1,48 +1,13 @@
-//! The gateway's route table: the one place that says which path prefix goes to which
-//! service and how much authentication it needs. The gateway reads it as JSON from the
-//! route ConfigMap (`VECHE_GATEWAY_ROUTES`); the longest matching prefix wins.
+//! The gateway's route table of a platform: the platform's routes ([`catalog::ROUTES`])
+//! to the services it runs. The gateway reads it as JSON from the route ConfigMap
+//! (`VECHE_GATEWAY_ROUTES`); the longest matching prefix wins.
 
 use super::Names;
 use crate::crd::ServiceKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// How much a route needs a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Auth {
-    /// No token is looked at.
-    None,
-    /// A token is checked when present.
-    Optional,
-    /// No token, no entry.
-    Required,
-}
-
-/// One route: a path prefix, the service that serves it, its auth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Route {
-    pub prefix: &'static str,
-    pub upstream: ServiceKind,
-    pub auth: Auth,
-}
-
-/// The default route table.
-pub const DEFAULT_ROUTES: &[Route] = &[
-    Route { prefix: "/api/v1/auth", upstream: ServiceKind::Users, auth: Auth::Optional },
-    Route { prefix: "/api/v1/users", upstream: ServiceKind::Users, auth: Auth::Required },
-    Route { prefix: "/api/v1/users/me/organizations", upstream: ServiceKind::Organizations, auth: Auth::Required },
-    Route { prefix: "/api/v1/users/me/registrations", upstream: ServiceKind::Events, auth: Auth::Required },
-    Route { prefix: "/api/v1/users/me/calendar", upstream: ServiceKind::Events, auth: Auth::Required },
-    // The personal calendar feed: calendar apps fetch it by its secret URL, without a token.
-    Route { prefix: "/api/v1/calendar", upstream: ServiceKind::Events, auth: Auth::None },
-    Route { prefix: "/api/v1/organizations", upstream: ServiceKind::Organizations, auth: Auth::Optional },
-    Route { prefix: "/api/v1/events", upstream: ServiceKind::Events, auth: Auth::Optional },
-    Route { prefix: "/api/v1/analytics", upstream: ServiceKind::Analytics, auth: Auth::Optional },
-    Route { prefix: "/.well-known", upstream: ServiceKind::Users, auth: Auth::None },
-    Route { prefix: "/dashboard", upstream: ServiceKind::Analytics, auth: Auth::None },
-    Route { prefix: "/invitations", upstream: ServiceKind::Organizations, auth: Auth::None },
-];
+pub use catalog::{ROUTES as DEFAULT_ROUTES, Route};
 
 /// The file the gateway reads.
 #[derive(Debug, Serialize)]
@@ -90,13 +55,5 @@ mod tests {
         let table = route_table(&names(), &enabled, DEFAULT_ROUTES);
         assert!(table.routes.iter().all(|r| r.upstream != ServiceKind::Events && r.upstream != ServiceKind::Analytics));
         assert_eq!(table.upstreams.len(), 2);
-    }
-
-    #[test]
-    fn default_prefixes_are_unique() {
-        let mut prefixes: Vec<_> = DEFAULT_ROUTES.iter().map(|r| r.prefix).collect();
-        prefixes.sort();
-        prefixes.dedup();
-        assert_eq!(prefixes.len(), DEFAULT_ROUTES.len());
     }
 }

@@ -11,6 +11,8 @@ use super::{
     platform_image, platform_version, public_url, sd_name, selector_labels,
 };
 use crate::crd::{Platform, ServiceDeployment, ServiceKind, StoreKind};
+use catalog::env;
+use catalog::limits as default_limits;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
@@ -421,52 +423,55 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
     let kind = sd.spec.service;
     let public = public_url(platform, names);
     let auth = &platform.spec.auth;
-    let mut env = vec![
-        value("VECHE_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
-        value("VECHE_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
-        value("VECHE_DATA_DIR", DATA_DIR),
-        value("VECHE_LOG_FORMAT", "json"),
-        value("VECHE_PUBLIC_URL", public.clone()),
-        value("VECHE_ISSUER", auth.issuer.clone().unwrap_or(public)),
-        value("VECHE_USERS_URL", names.service_url(ServiceKind::Users)),
+    let mut vars = vec![
+        value(env::LISTEN, format!("0.0.0.0:{HTTP_PORT}")),
+        value(env::METRICS_LISTEN, format!("0.0.0.0:{METRICS_PORT}")),
+        value(env::DATA_DIR, DATA_DIR),
+        value(env::LOG_FORMAT, "json"),
+        value(env::PUBLIC_URL, public.clone()),
+        value(env::ISSUER, auth.issuer.clone().unwrap_or(public)),
+        value(env::USERS_URL, names.service_url(ServiceKind::Users)),
     ];
     let enabled = super::platform::enabled_services(platform);
     // The users service takes a deleted account out of every organization first, when
     // that service runs (without the URL it deletes without asking).
     if kind != ServiceKind::Users || enabled.contains(&ServiceKind::Organizations) {
-        env.push(value("VECHE_ORGANIZATIONS_URL", names.service_url(ServiceKind::Organizations)));
+        vars.push(value(env::ORGANIZATIONS_URL, names.service_url(ServiceKind::Organizations)));
     }
-    env.push(from_secret("VECHE_SERVICE_CLIENT_SECRET", &names.service_clients(), kind.as_str()));
+    vars.push(from_secret(env::SERVICE_CLIENT_SECRET, &names.service_clients(), kind.as_str()));
     // Services with an outbox relay their domain facts to analytics, when it runs.
     let relays = matches!(kind, ServiceKind::Users | ServiceKind::Organizations | ServiceKind::Events);
     if relays && enabled.contains(&ServiceKind::Analytics) {
-        env.push(value("VECHE_ANALYTICS_URL", names.service_url(ServiceKind::Analytics)));
+        vars.push(value(env::ANALYTICS_URL, names.service_url(ServiceKind::Analytics)));
     }
     // Behind a proxy the peer is the proxy: services sit behind the gateway, and the
     // gateway behind the ingress or Gateway API route when there is one. Each then takes
     // the client's address (for rate limits and login throttling) from X-Forwarded-For.
     let gateway = &platform.spec.gateway;
     let proxied = kind != ServiceKind::Gateway || gateway.ingress.is_some() || gateway.http_route.is_some();
-    env.push(value("VECHE_TRUST_FORWARDED_FOR", proxied.to_string()));
+    vars.push(value(env::TRUST_FORWARDED_FOR, proxied.to_string()));
     match kind {
-        ServiceKind::Users => env.extend([
-            value("VECHE_SIGNING_KEYS_DIR", KEYS_DIR),
+        ServiceKind::Users => vars.extend([
+            value(env::SIGNING_KEYS_DIR, KEYS_DIR),
             // The operator rotates the Secret; the service must not rotate on its own.
-            value("VECHE_KEY_ROTATION_DAYS", "0"),
-            value("VECHE_ACCESS_TOKEN_TTL", auth.access_token_ttl().to_string()),
-            value("VECHE_REFRESH_TOKEN_TTL", auth.refresh_token_ttl().to_string()),
-            from_secret("VECHE_SERVICE_CLIENTS", &names.service_clients(), SERVICE_CLIENTS_KEY),
+            value(env::KEY_ROTATION_DAYS, "0"),
+            value(env::ACCESS_TOKEN_TTL, auth.access_token_ttl().to_string()),
+            value(env::REFRESH_TOKEN_TTL, auth.refresh_token_ttl().to_string()),
+            from_secret(env::SERVICE_CLIENTS, &names.service_clients(), SERVICE_CLIENTS_KEY),
         ]),
         ServiceKind::Gateway => {
             let gateway = &platform.spec.gateway;
             let limits = gateway.rate_limits.clone().unwrap_or_default();
-            env.extend([
-                value("VECHE_GATEWAY_ROUTES", format!("{ROUTES_DIR}/{ROUTES_KEY}")),
-                value("VECHE_CORS_ORIGINS", gateway.cors_origins.join(",")),
-                value("VECHE_CLIENT_RPS", limits.client_rps.unwrap_or(20).to_string()),
-                value("VECHE_CLIENT_BURST", limits.client_burst.unwrap_or(40).to_string()),
-                value("VECHE_USER_RPS", limits.user_rps.unwrap_or(10).to_string()),
-                value("VECHE_USER_BURST", limits.user_burst.unwrap_or(20).to_string()),
+            vars.extend([
+                value(env::GATEWAY_ROUTES, format!("{ROUTES_DIR}/{ROUTES_KEY}")),
+                value(env::CORS_ORIGINS, gateway.cors_origins.join(",")),
+                value(env::CLIENT_RPS, limits.client_rps.map_or(default_limits::CLIENT_RPS, |n| n as u32).to_string()),
+                value(
+                    env::CLIENT_BURST,
+                    limits.client_burst.map_or(default_limits::CLIENT_BURST, |n| n as u32).to_string(),
+                ),
+                value(env::USER_RPS, limits.user_rps.map_or(default_limits::USER_RPS, |n| n as u32).to_string()),
+                value(env::USER_BURST, limits.user_burst.map_or(default_limits::USER_BURST, |n| n as u32).to_string()),
             ]);
         }
         _ => {}
@@ -474,20 +479,20 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
     // The services do not speak YDB yet; the settings are rendered so that they find
     // them when they do (and so that a platform can be declared for it today).
     if let (Some(ydb), true) = (platform.spec.database.ydb(), kind.is_stateful()) {
-        env.push(value("VECHE_YDB_ENDPOINT", ydb.endpoint.clone()));
-        env.push(value("VECHE_YDB_DATABASE", ydb.database.clone()));
+        vars.push(value(env::YDB_ENDPOINT, ydb.endpoint.clone()));
+        vars.push(value(env::YDB_DATABASE, ydb.database.clone()));
         if let Some(secret) = &ydb.credentials_secret {
             let key = secret.key.as_deref().unwrap_or(DEFAULT_YDB_TOKEN_KEY);
-            env.push(from_secret("VECHE_YDB_TOKEN", &secret.name, key));
+            vars.push(from_secret(env::YDB_TOKEN, &secret.name, key));
         }
     }
     for extra in &sd.spec.workload.env {
-        match env.iter_mut().find(|e| e.name == extra.name) {
+        match vars.iter_mut().find(|e| e.name == extra.name) {
             Some(ours) => *ours = extra.clone(),
-            None => env.push(extra.clone()),
+            None => vars.push(extra.clone()),
         }
     }
-    env
+    vars
 }
 
 #[cfg(test)]

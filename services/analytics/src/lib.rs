@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The name this service answers to as an audience and in logs.
-pub const SERVICE: &str = "analytics";
+pub const SERVICE: &str = catalog::Service::Analytics.as_str();
 
 /// Ten years: longer than that, raw facts are an archive, not a retention period.
 const MAX_RETENTION_DAYS: u32 = 3650;

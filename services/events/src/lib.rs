@@ -21,7 +21,7 @@ use kit::platform::Context;
 use std::sync::Arc;
 
 /// The name this service answers to as an audience and in logs.
-pub const SERVICE: &str = "events";
+pub const SERVICE: &str = catalog::Service::Events.as_str();
 
 /// Settings of the events service (none yet beyond the platform's).
 #[derive(Debug, Clone, Default, clap::Args)]

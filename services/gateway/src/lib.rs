@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The name this service answers to as an audience and in logs.
-pub const SERVICE: &str = "gateway";
+pub const SERVICE: &str = catalog::Service::Gateway.as_str();
 
 /// Settings of the gateway.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,27 +39,27 @@ pub struct GatewayConfig {
     pub serve_metrics: bool,
 
     /// The route table (JSON: `upstreams` and `routes`); `veche up` builds its own.
-    #[arg(id = "gateway_routes", long = "gateway-routes", env = "VECHE_GATEWAY_ROUTES")]
+    #[arg(id = "gateway_routes", long = "gateway-routes", env = catalog::env::GATEWAY_ROUTES)]
     pub routes: Option<PathBuf>,
 
     /// Origins allowed to call the API from a browser (comma-separated); none: no CORS.
-    #[arg(long, env = "VECHE_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = catalog::env::CORS_ORIGINS, value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
     /// Requests per second per client address (0: no limit).
-    #[arg(long, env = "VECHE_CLIENT_RPS", default_value_t = 100)]
+    #[arg(long, env = catalog::env::CLIENT_RPS, default_value_t = catalog::limits::CLIENT_RPS)]
     pub client_rps: u32,
 
     /// Burst per client address.
-    #[arg(long, env = "VECHE_CLIENT_BURST", default_value_t = 200)]
+    #[arg(long, env = catalog::env::CLIENT_BURST, default_value_t = catalog::limits::CLIENT_BURST)]
     pub client_burst: u32,
 
     /// Requests per second per signed-in user (0: no limit).
-    #[arg(long, env = "VECHE_USER_RPS", default_value_t = 50)]
+    #[arg(long, env = catalog::env::USER_RPS, default_value_t = catalog::limits::USER_RPS)]
     pub user_rps: u32,
 
     /// Burst per signed-in user.
-    #[arg(long, env = "VECHE_USER_BURST", default_value_t = 100)]
+    #[arg(long, env = catalog::env::USER_BURST, default_value_t = catalog::limits::USER_BURST)]
     pub user_burst: u32,
 
     /// Longest wait for an upstream's answer before 504, in seconds (below the request

@@ -5,17 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the gateway asks of a request's token before passing it on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    /// Nothing: the route is public and the token, if any, is the upstream's business.
-    None,
-    /// A token is not needed, but one that is sent must be valid.
-    Optional,
-    /// A valid access token is needed.
-    Required,
-}
+pub use catalog::Access;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,36 +41,22 @@ pub enum TableError {
 }
 
 impl RouteTable {
-    /// The platform's routes, with each service's endpoints from `endpoint(service)`.
-    /// More specific prefixes win, so `/api/v1/users/me/organizations` goes to the
-    /// organizations service while the rest of `/api/v1/users` goes to users.
+    /// The platform's routes ([`catalog::ROUTES`]), with each domain service's endpoints
+    /// from `endpoint(service)`.
     pub fn platform(endpoint: impl Fn(&str) -> String) -> Self {
-        let routes = [
-            ("/api/v1/auth", "users", Access::Optional),
-            ("/api/v1/users", "users", Access::Required),
-            ("/api/v1/users/me/organizations", "organizations", Access::Required),
-            ("/api/v1/users/me/registrations", "events", Access::Required),
-            ("/api/v1/users/me/calendar", "events", Access::Required),
-            // The personal calendar feed: calendar apps fetch it by its secret URL, no token.
-            ("/api/v1/calendar", "events", Access::None),
-            ("/api/v1/organizations", "organizations", Access::Optional),
-            ("/api/v1/events", "events", Access::Optional),
-            ("/api/v1/analytics", "analytics", Access::Optional),
-            ("/.well-known", "users", Access::None),
-            ("/dashboard", "analytics", Access::None),
-            // The page an invitation mail links to.
-            ("/invitations", "organizations", Access::None),
-        ];
-        let upstreams = ["users", "organizations", "events", "analytics"]
-            .into_iter()
-            .map(|s| (s.to_owned(), vec![endpoint(s)]))
-            .collect();
+        Self::of(catalog::ROUTES, endpoint)
+    }
+
+    /// A table of `routes`, with each domain service's endpoints from `endpoint(service)`.
+    pub fn of(routes: &[catalog::Route], endpoint: impl Fn(&str) -> String) -> Self {
+        let upstreams =
+            catalog::Service::DOMAIN.into_iter().map(|s| (s.as_str().to_owned(), vec![endpoint(s.as_str())])).collect();
         let routes = routes
-            .into_iter()
-            .map(|(prefix, upstream, auth)| Route {
-                prefix: prefix.into(),
-                upstream: upstream.into(),
-                auth,
+            .iter()
+            .map(|r| Route {
+                prefix: r.prefix.into(),
+                upstream: r.upstream.as_str().into(),
+                auth: r.access,
                 max_body_bytes: None,
             })
             .collect();

@@ -9,15 +9,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Address to listen on.
-    #[arg(long, env = "VECHE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = catalog::env::LISTEN, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Directory for the embedded store, keys and the development mailbox.
-    #[arg(long, env = "VECHE_DATA_DIR", default_value = "./veche-data")]
+    #[arg(long, env = catalog::env::DATA_DIR, default_value = "./veche-data")]
     pub data_dir: PathBuf,
 
     /// Log format: text (for people) or json (for collectors).
-    #[arg(long, env = "VECHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = catalog::env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     #[command(flatten)]
@@ -33,28 +33,28 @@ pub struct PlatformArgs {
     /// The URL people and frontends reach the platform at; links in mail point here,
     /// and it is the token issuer unless `--issuer` says otherwise. `veche up` defaults
     /// it to its own address; a lone service to `http://127.0.0.1:8080`.
-    #[arg(long, env = "VECHE_PUBLIC_URL")]
+    #[arg(long, env = catalog::env::PUBLIC_URL)]
     pub public_url: Option<String>,
 
     /// The `iss` of every token (defaults to the public URL).
-    #[arg(long, env = "VECHE_ISSUER")]
+    #[arg(long, env = catalog::env::ISSUER)]
     pub issuer: Option<String>,
 
     /// Base URL of the users service (keys, service tokens); default: the public URL.
-    #[arg(long, env = "VECHE_USERS_URL")]
+    #[arg(long, env = catalog::env::USERS_URL)]
     pub users_url: Option<String>,
 
     /// Base URL of the organizations service; default: the public URL.
-    #[arg(long, env = "VECHE_ORGANIZATIONS_URL")]
+    #[arg(long, env = catalog::env::ORGANIZATIONS_URL)]
     pub organizations_url: Option<String>,
 
     /// Base URL of the analytics service. When set (and this service has a client
     /// secret), the service relays its outbox of domain facts there.
-    #[arg(long, env = "VECHE_ANALYTICS_URL")]
+    #[arg(long, env = catalog::env::ANALYTICS_URL)]
     pub analytics_url: Option<String>,
 
     /// This service's secret as a client of the token endpoint (its name is the id).
-    #[arg(long, env = "VECHE_SERVICE_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(long, env = catalog::env::SERVICE_CLIENT_SECRET, hide_env_values = true)]
     pub client_secret: Option<String>,
 }
 
@@ -117,14 +117,14 @@ pub struct HttpArgs {
     pub trusted_proxies: crate::forwarded::TrustedProxies,
 
     /// Shorthand for `VECHE_TRUSTED_PROXIES=1` (one proxy in front).
-    #[arg(long, env = "VECHE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    #[arg(long, env = catalog::env::TRUST_FORWARDED_FOR, default_value_t = false)]
     pub trust_forwarded_for: bool,
 
     /// Where `/metrics` is served, on a listener of its own (in a cluster: the pod's
     /// `metrics` port). Unset: beside the API for services other than the gateway, whose
     /// listener is inside the cluster; the gateway then serves no metrics; `veche up`
     /// serves them on its internal listener.
-    #[arg(long, env = "VECHE_METRICS_LISTEN")]
+    #[arg(long, env = catalog::env::METRICS_LISTEN)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Threads serving requests in `veche serve`, each with its own runtime and listening

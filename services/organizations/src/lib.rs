@@ -14,7 +14,7 @@ use kit::platform::Context;
 use std::sync::Arc;
 
 /// The name this service answers to as an audience and in logs.
-pub const SERVICE: &str = "organizations";
+pub const SERVICE: &str = catalog::Service::Organizations.as_str();
 
 /// The sender of platform mail when neither this service nor the binary says otherwise.
 const DEFAULT_MAIL_FROM: &str = "Veche <no-reply@veche.local>";

@@ -13,8 +13,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-const PREFIX: &str = "key-";
-const SUFFIX: &str = ".pem";
+use catalog::keys::file_name;
 
 /// One signing key.
 #[derive(Clone)]
@@ -103,10 +102,10 @@ impl KeyRing {
         std::fs::create_dir_all(&self.dir)?;
         // Several keys may be made within one second (tests); never overwrite one.
         let mut created_at = now;
-        while self.dir.join(format!("{PREFIX}{created_at}{SUFFIX}")).exists() {
+        while self.dir.join(file_name(created_at)).exists() {
             created_at += 1;
         }
-        let path = self.dir.join(format!("{PREFIX}{created_at}{SUFFIX}"));
+        let path = self.dir.join(file_name(created_at));
         write_private(&path, pem.as_bytes())?;
         tracing::info!(path = %path.display(), "generated a new signing key");
         self.reload()
@@ -121,7 +120,7 @@ impl KeyRing {
             self.generate(now)?;
         }
         for created_at in &plan.retire {
-            let path = self.dir.join(format!("{PREFIX}{created_at}{SUFFIX}"));
+            let path = self.dir.join(file_name(*created_at));
             std::fs::remove_file(&path)?;
             tracing::info!(path = %path.display(), "retired a signing key");
         }
@@ -184,8 +183,7 @@ fn plan_rotation(created_sorted: &[i64], now: i64, policy: &RotationPolicy) -> R
 }
 
 fn created_at_of(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
+    catalog::keys::created_at(path.file_name()?.to_str()?)
 }
 
 fn load_key(path: &Path, created_at: i64) -> Result<Key, KeyError> {

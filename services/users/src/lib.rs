@@ -26,17 +26,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The name this service answers to as an audience and in logs.
-pub const SERVICE: &str = "users";
+pub const SERVICE: &str = catalog::Service::Users.as_str();
 
 /// Settings of the users service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UsersConfig {
     /// Lifetime of access tokens, in seconds.
-    #[arg(long, env = "VECHE_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    #[arg(long, env = catalog::env::ACCESS_TOKEN_TTL, default_value_t = 900)]
     pub access_token_ttl: i64,
 
     /// Lifetime of a session without use (each refresh extends it), in seconds.
-    #[arg(long, env = "VECHE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    #[arg(long, env = catalog::env::REFRESH_TOKEN_TTL, default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl: i64,
 
     /// Lifetime of service tokens, in seconds.
@@ -44,12 +44,12 @@ pub struct UsersConfig {
     pub service_token_ttl: i64,
 
     /// Directory of signing keys (`key-<unix time>.pem`); default `<data dir>/keys`.
-    #[arg(long, env = "VECHE_SIGNING_KEYS_DIR")]
+    #[arg(long, env = catalog::env::SIGNING_KEYS_DIR)]
     pub signing_keys_dir: Option<PathBuf>,
 
     /// Rotate the signing key after this many days (0: never rotate here, e.g. when the
     /// operator rotates the Secret).
-    #[arg(long, env = "VECHE_KEY_ROTATION_DAYS", default_value_t = 90)]
+    #[arg(long, env = catalog::env::KEY_ROTATION_DAYS, default_value_t = 90)]
     pub key_rotation_days: i64,
 
     /// Refuse to log in accounts whose email is not verified.
@@ -88,7 +88,7 @@ pub struct UsersConfig {
     pub bootstrap_admin_password: Option<String>,
 
     /// Service clients allowed to get service tokens: `name=secret,name=secret`.
-    #[arg(long, env = "VECHE_SERVICE_CLIENTS", hide_env_values = true, value_parser = parse_clients, default_value = "")]
+    #[arg(long, env = catalog::env::SERVICE_CLIENTS, hide_env_values = true, value_parser = parse_clients, default_value = "")]
     pub service_clients: Clients,
 }
 
@@ -175,7 +175,11 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
     };
     let now = kit::now_unix();
     let rotate_after = if config.key_rotation_days > 0 { config.key_rotation_days * 86_400 } else { i64::MAX / 2 };
-    let policy = RotationPolicy { rotate_after, publish_ahead: 60, token_lifetime: config.access_token_ttl + 60 };
+    let policy = RotationPolicy {
+        rotate_after,
+        publish_ahead: catalog::keys::PUBLISH_AHEAD,
+        token_lifetime: config.access_token_ttl + catalog::keys::SKEW,
+    };
     let key_dir = config.signing_keys_dir.clone().unwrap_or_else(|| data_dir.join("keys"));
     let generate = config.signing_keys_dir.is_none();
     let keys = KeyRing::load(&key_dir, policy, generate, now)?;

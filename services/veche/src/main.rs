@@ -98,18 +98,16 @@ enum ServiceName {
 
 impl ServiceName {
     fn name(self) -> &'static str {
-        match self {
-            Self::Users => users::SERVICE,
-            Self::Events => events::SERVICE,
-            Self::Organizations => organizations::SERVICE,
-            Self::Analytics => analytics::SERVICE,
-            Self::Gateway => gateway::SERVICE,
-        }
+        let service = match self {
+            Self::Users => catalog::Service::Users,
+            Self::Events => catalog::Service::Events,
+            Self::Organizations => catalog::Service::Organizations,
+            Self::Analytics => catalog::Service::Analytics,
+            Self::Gateway => catalog::Service::Gateway,
+        };
+        service.as_str()
     }
 }
-
-/// The services that call others, and so are clients of the token endpoint.
-const CLIENTS: [&str; 5] = ["users", "organizations", "events", "analytics", "gateway"];
 
 #[derive(Subcommand)]
 enum AdminCommand {
@@ -178,7 +176,9 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     common.platform.analytics_url.get_or_insert_with(|| internal_url.clone());
 
     let mut secrets = std::collections::HashMap::new();
-    for client in CLIENTS {
+    // Every service calls another, and so is a client of the token endpoint.
+    let clients = catalog::Service::ALL.map(catalog::Service::as_str);
+    for client in clients {
         let secret = kit::secret::new_token();
         services.users.service_clients.0.entry(client.to_owned()).or_insert_with(|| secret.clone());
         secrets.insert(client, secret);
@@ -213,20 +213,9 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     // its callers' tokens itself).
     let mut open_table = table;
     open_table.routes.iter_mut().for_each(|r| r.auth = gateway::model::Access::None);
-    // Calls between services only, never at the edge: deliveries of domain facts, and
-    // deleted accounts leaving their organizations.
-    for (prefix, upstream) in
-        [("/internal/v1/analytics", analytics::SERVICE), (organizations::api::internal::PREFIX, organizations::SERVICE)]
-    {
-        if routers.contains_key(upstream) {
-            open_table.routes.push(gateway::model::Route {
-                prefix: prefix.into(),
-                upstream: upstream.into(),
-                auth: gateway::model::Access::None,
-                max_body_bytes: None,
-            });
-        }
-    }
+    // Calls between services only, never at the edge.
+    let internal_routes = gateway::model::RouteTable::of(catalog::INTERNAL_ROUTES, |_| internal_url.clone()).routes;
+    open_table.routes.extend(internal_routes.into_iter().filter(|r| routers.contains_key(&r.upstream)));
     // Metrics are answered here, where only this host reaches, not on the public listener.
     let unlimited = gateway::GatewayConfig {
         client_rps: 0,

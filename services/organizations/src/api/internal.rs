@@ -11,9 +11,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// What the organizations service answers between services only (never routed at the edge).
-pub const PREFIX: &str = "/internal/v1/organizations";
-
 /// The organizations a deleted account was taken out of.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Departures {

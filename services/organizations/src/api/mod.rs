@@ -32,7 +32,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/organizations/{id}/invitations/{invitation_id}", delete(invitations::revoke))
         .route("/api/v1/organizations/invitations/accept", post(invitations::accept))
         .route("/api/v1/users/me/organizations", get(organizations::mine))
-        .route(&format!("{}/members/{{user_id}}", internal::PREFIX), delete(internal::forget_user))
+        .route("/internal/v1/organizations/members/{user_id}", delete(internal::forget_user))
         .route("/invitations/accept", get(page::accept))
         .route("/invitations/{file}", get(page::asset))
         .with_state(app)
