@@ -108,7 +108,7 @@ pub struct AppState {
     pub store: Arc<dyn AnalyticsStore>,
     pub track_limits: Arc<limits::TrackLimits>,
     /// Who manages which organization (for organization admins' reports).
-    pub orgs: kit::orgs::Organizations,
+    pub orgs: clients::organizations::Organizations,
     /// Whether the client's address comes from `X-Forwarded-For` (behind the gateway).
     pub proxies: kit::forwarded::TrustedProxies,
 }
@@ -125,7 +125,10 @@ pub async fn build(config: AnalyticsConfig, ctx: &Context) -> anyhow::Result<kit
     let app = Arc::new(AppState {
         store: Arc::new(store),
         track_limits: limits::TrackLimits::new(config.track_rps, config.track_burst),
-        orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
+        orgs: clients::organizations::Organizations::new(
+            ctx.common.platform.organizations_url(),
+            ctx.service_tokens(SERVICE),
+        ),
         proxies: ctx.common.http.proxies(),
     });
     tokio::spawn(retention::run(app.store.clone(), config.retention(), Duration::from_secs(config.prune_interval)));

@@ -376,8 +376,8 @@ impl Fact {
 /// Who reads a report about something of `organization` (`None`: the platform's, or an
 /// event whose organization is not known yet): platform admins always; admins and owners
 /// of that organization; nobody else.
-pub fn may_read(organization: Option<Uuid>, role: Option<kit::orgs::OrgRole>, platform_admin: bool) -> bool {
-    platform_admin || (organization.is_some() && role.is_some_and(kit::orgs::OrgRole::manages_events))
+pub fn may_read(organization: Option<Uuid>, role: Option<clients::organizations::Role>, platform_admin: bool) -> bool {
+    platform_admin || (organization.is_some() && role.is_some_and(clients::organizations::Role::manages_events))
 }
 
 /// The start of the hour `t` falls in.
@@ -756,7 +756,7 @@ mod tests {
 
     #[test]
     fn reports_are_read_by_platform_admins_and_the_organizations_admins() {
-        use kit::orgs::OrgRole::{Admin, Member, Owner};
+        use clients::organizations::Role::{Admin, Member, Owner};
         let org = Some(Uuid::nil());
         let table = [
             (org, None, false, false),

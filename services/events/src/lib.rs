@@ -33,19 +33,22 @@ pub type App = Arc<AppState>;
 
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
-    pub orgs: kit::orgs::Organizations,
+    pub orgs: clients::organizations::Organizations,
     pub views: views::Views,
     pub public_url: String,
 }
 
 pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
     let sqlite = SqliteStore::open(ctx.db_path(SERVICE)).await?;
-    ctx.spawn_relay(SERVICE, sqlite.db());
+    clients::analytics::spawn_relay(ctx, SERVICE, sqlite.db());
     compaction::start(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let app = Arc::new(AppState {
         store: store.clone(),
-        orgs: kit::orgs::Organizations::new(ctx.common.platform.organizations_url(), ctx.service_tokens(SERVICE)),
+        orgs: clients::organizations::Organizations::new(
+            ctx.common.platform.organizations_url(),
+            ctx.service_tokens(SERVICE),
+        ),
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
     });

@@ -1,18 +1,24 @@
-//! What every Veche service shares, written once.
+//! What every Veche service shares, written once: plumbing that knows no service (what a
+//! service asks another lives in the `clients` crate; the platform's shared facts in the
+//! `catalog` crate).
 //!
 //! - [`config`]: flags and `VECHE_*` variables common to all services;
 //! - [`telemetry`]: logs (text or JSON);
-//! - [`problem`] and [`extract`]: errors as `application/problem+json`;
+//! - [`problem`] and [`extract`]: errors as `application/problem+json`, bodies and queries;
 //! - [`auth`]: JWT verification (JWKS, cache, tower layer, extractors);
-//! - [`service_token`]: tokens for calling another service;
 //! - [`revoked`]: sessions that ended before their access tokens expire;
+//! - [`service_token`]: tokens for calling another service;
+//! - [`platform`]: the context a service is built in (settings, keys, credentials);
 //! - [`db`]: the embedded SQLite store's plumbing;
+//! - [`outbox`]: domain facts written with the change they describe, and their relay;
 //! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
-//! - [`outbox`]: domain facts written with the change they describe;
-//! - [`platform`]: where the rest of the platform is (keys, peers, credentials);
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
+//! - [`limits`] and [`forwarded`]: rate limits, and the client's address behind proxies;
+//! - [`openapi`], [`schemas`] and [`params`]: the documents' conventions and constraints,
+//!   and undeclared query parameters refused from them;
 //! - [`secret`] and [`page`]: random tokens and cursor pagination;
-//! - [`validate`]: emails, web URLs and lengths, checked alike everywhere.
+//! - [`validate`]: emails, web URLs, time zones and plain text, checked alike everywhere;
+//! - [`assets`]: the pages' static files.
 
 pub mod assets;
 pub mod auth;
@@ -23,7 +29,6 @@ pub mod forwarded;
 pub mod limits;
 pub mod mail;
 pub mod openapi;
-pub mod orgs;
 pub mod outbox;
 pub mod page;
 pub mod params;

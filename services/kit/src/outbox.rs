@@ -36,13 +36,10 @@ CREATE TABLE outbox_delivery (
 INSERT INTO outbox_delivery (one, delivered_seq) VALUES (1, 0);
 ";
 
-/// Where facts go: the analytics service's delivery endpoint, with this service's
-/// service tokens.
-#[derive(Clone)]
-pub struct Sink {
-    /// Base URL of the analytics service (`VECHE_ANALYTICS_URL`).
-    pub analytics_url: String,
-    pub tokens: std::sync::Arc<crate::service_token::ServiceTokens>,
+/// Where a relay delivers its batches (the analytics client delivers them to analytics).
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers one batch of facts; `Ok` once the receiver has them all.
+    fn deliver(&self, facts: Vec<&serde_json::Value>) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// How the relay paces itself.
@@ -117,20 +114,18 @@ pub fn acknowledge(tx: &Transaction<'_>, seq: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Delivers `service`'s outbox to analytics for ever: read a batch after the cursor,
-/// post it, move the cursor once analytics answered 2xx. A crash between the post and
+/// Delivers `service`'s outbox to `sink` for ever: read a batch after the cursor,
+/// deliver it, move the cursor once the sink has it. A crash between the post and
 /// the cursor update sends the batch again, and analytics counts each fact id once:
 /// at least once here, exactly once there. A failed delivery is retried with backoff
 /// and nothing is skipped.
-pub async fn relay(service: &'static str, db: crate::db::Db, sink: Sink, timing: RelayTiming) {
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap_or_default();
-    let url = format!("{}/internal/v1/analytics/facts", sink.analytics_url.trim_end_matches('/'));
+pub async fn relay(service: &'static str, db: crate::db::Db, sink: impl Deliver, timing: RelayTiming) {
     let mut backoff = timing.backoff;
     // Paced from the start: in one process, analytics may not be listening yet.
     let mut pause = timing.idle;
     loop {
         tokio::time::sleep(pause).await;
-        match deliver_once(&db, &http, &url, &sink).await {
+        match deliver_once(&db, &sink).await {
             Ok((delivered, waiting)) => {
                 let lag = waiting.saturating_sub(delivered as i64);
                 metrics::gauge!("outbox_relay_lag", "service" => service).set(lag as f64);
@@ -141,7 +136,7 @@ pub async fn relay(service: &'static str, db: crate::db::Db, sink: Sink, timing:
             }
             Err(e) => {
                 metrics::counter!("outbox_relay_failures_total", "service" => service).increment(1);
-                tracing::warn!(service, error = %e, retry_in = ?backoff, "delivering facts to analytics failed");
+                tracing::warn!(service, error = %e, retry_in = ?backoff, "delivering facts failed");
                 pause = backoff;
                 backoff = (backoff * 2).min(timing.max_backoff);
             }
@@ -150,24 +145,12 @@ pub async fn relay(service: &'static str, db: crate::db::Db, sink: Sink, timing:
 }
 
 /// One delivery; returns how many facts were acknowledged and how many were waiting.
-async fn deliver_once(
-    db: &crate::db::Db,
-    http: &reqwest::Client,
-    url: &str,
-    sink: &Sink,
-) -> anyhow::Result<(u64, i64)> {
+async fn deliver_once(db: &crate::db::Db, sink: &impl Deliver) -> anyhow::Result<(u64, i64)> {
     let (batch, lag) = db.read(|c| next_batch(c).map_err(crate::db::DbError::from)).await?;
     let Some(last) = batch.last().map(|p| p.seq) else {
         return Ok((0, lag));
     };
-    let facts: Vec<&serde_json::Value> = batch.iter().map(|p| &p.fact).collect();
-    let token = sink.tokens.token_for("analytics").await?;
-    let answer = http.post(url).bearer_auth(token).json(&serde_json::json!({ "facts": facts })).send().await?;
-    let status = answer.status();
-    if !status.is_success() {
-        let body = answer.text().await.unwrap_or_default();
-        anyhow::bail!("analytics answered {status}: {}", body.chars().take(300).collect::<String>());
-    }
+    sink.deliver(batch.iter().map(|p| &p.fact).collect()).await?;
     db.write(move |tx| acknowledge(tx, last).map_err(crate::db::DbError::from)).await?;
     Ok((batch.len() as u64, lag))
 }

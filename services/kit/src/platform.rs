@@ -15,7 +15,7 @@ pub struct Context {
     /// In `veche up`, the users service's key ring in-process; alone, its JWKS URL.
     pub keys: KeySource,
     /// Sessions ended before their tokens expire. In `veche up`, the users service's own
-    /// list; alone, a copy kept by [`Context::follow_revoked_sessions`].
+    /// list; alone, a copy kept by following it (the users client's `follow_ended_sessions`).
     pub revoked: RevokedSessions,
 }
 
@@ -30,18 +30,6 @@ impl Context {
     /// refuses tokens of ended sessions.
     pub fn verifier(&self, service: &str) -> Verifier {
         Verifier::revoking(self.keys.clone(), self.common.platform.issuer(), service, self.revoked.clone())
-    }
-
-    /// Keeps this context's list of ended sessions in step with the users service's, for
-    /// a service running alone. Without a client secret it cannot ask, and says so.
-    pub fn follow_revoked_sessions(&self, service: &str) {
-        let Some(tokens) = self.service_tokens(service) else {
-            tracing::warn!(service, "no client secret: tokens of ended sessions verify until they expire");
-            return;
-        };
-        let users_url = self.common.platform.users_url();
-        let revoked = self.revoked.clone();
-        tokio::spawn(crate::revoked::follow(users_url, tokens, revoked, crate::revoked::FOLLOW_INTERVAL));
     }
 
     /// Service `name` as the server bootstrap takes it: `router` behind token checks with
@@ -71,18 +59,6 @@ impl Context {
             client_id: service.to_owned(),
             client_secret: secret,
         })))
-    }
-
-    /// Starts relaying `service`'s outbox (in `db`) to analytics, when the platform says
-    /// where analytics is and this service can get service tokens; otherwise says why not.
-    pub fn spawn_relay(&self, service: &'static str, db: crate::db::Db) {
-        let (Some(url), Some(tokens)) = (self.common.platform.analytics_url.clone(), self.service_tokens(service))
-        else {
-            tracing::info!(service, "no analytics URL or client secret: domain facts stay in the outbox");
-            return;
-        };
-        let sink = crate::outbox::Sink { analytics_url: url, tokens };
-        tokio::spawn(crate::outbox::relay(service, db, sink, crate::outbox::RelayTiming::default()));
     }
 
     /// The database file of a service under the data directory.

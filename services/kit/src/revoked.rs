@@ -6,46 +6,15 @@
 //! therefore also consults a short list of ended session ids (the `sid` claim), each kept
 //! only until the last token it could have signed has expired.
 //!
-//! The users service owns the list (it ends sessions) and publishes it at
-//! [`REVOKED_PATH`] to service tokens; the other services and the gateway follow it
-//! ([`follow`]), polling every [`FOLLOW_INTERVAL`]. In `veche up`, every verifier
-//! shares the users service's list in-process and sees an ending at once.
+//! The users service keeps the list (it ends sessions); in `veche up` every verifier
+//! shares it, and a process on its own keeps a copy by following it (the users client's
+//! `follow`).
 
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 use thread_local::ThreadLocal;
-
-/// Where the users service publishes ended sessions (service tokens only).
-pub const REVOKED_PATH: &str = "/internal/v1/sessions/revoked";
-
-/// How often a follower asks for sessions ended since its last look: the longest a
-/// token of an ended session still passes a verifier in another process.
-pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Most entries in one page of [`REVOKED_PATH`].
-pub const PAGE_LIMIT: usize = 1000;
-
-/// One ended session, as published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Revocation {
-    /// The session id (the `sid` of its access tokens).
-    pub sid: String,
-    /// Unix time after which no token of the session can verify anyway: forget it then.
-    pub until: i64,
-}
-
-/// A page of [`REVOKED_PATH`]: what ended after the asked cursor, and the cursor to ask
-/// with next time. The publisher's cursor wins: when its list was made anew (a restored
-/// database), it starts the follower again from its beginning.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RevokedPage {
-    pub sessions: Vec<Revocation>,
-    pub cursor: i64,
-}
 
 /// The ended sessions a verifier refuses. Cheap to clone; every clone is the same list.
 #[derive(Clone, Default)]
@@ -87,9 +56,11 @@ impl RevokedSessions {
 
     /// Adds ended sessions, forgets those whose tokens have all expired by `now`, and
     /// sets the feed's cursor to `cursor` (the publisher's word: it may go back).
-    pub fn record(&self, ended: impl IntoIterator<Item = Revocation>, cursor: i64, now: i64) {
+    /// `ended` holds `(session id, until)`: after `until`, no token of the session can
+    /// verify anyway.
+    pub fn record(&self, ended: impl IntoIterator<Item = (String, i64)>, cursor: i64, now: i64) {
         let shared = &*self.inner;
-        let added: Vec<Revocation> = ended.into_iter().filter(|r| r.until > now).collect();
+        let added: Vec<(String, i64)> = ended.into_iter().filter(|(_, until)| *until > now).collect();
         let mut current = shared.current.write().unwrap_or_else(|p| p.into_inner());
         shared.cursor.store(cursor, Ordering::Release);
         // Most reads bring nothing: then the list is not copied unless something expired.
@@ -98,7 +69,7 @@ impl RevokedSessions {
         }
         let mut next: HashMap<Box<str>, i64> =
             current.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
-        next.extend(added.into_iter().map(|r| (r.sid.into_boxed_str(), r.until)));
+        next.extend(added.into_iter().map(|(sid, until)| (sid.into_boxed_str(), until)));
         *current = Arc::new(next);
         shared.generation.fetch_add(1, Ordering::Release);
     }
@@ -124,69 +95,12 @@ impl std::fmt::Debug for RevokedSessions {
     }
 }
 
-/// Keeps `revoked` up to date from the users service at `users_url`, every
-/// [`FOLLOW_INTERVAL`], for ever. An unreachable users service is logged (once per
-/// outage) and asked again: tokens keep verifying meanwhile, as they would without the list.
-pub async fn follow(
-    users_url: String,
-    tokens: Arc<crate::service_token::ServiceTokens>,
-    revoked: RevokedSessions,
-    interval: Duration,
-) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-    let url = format!("{}{REVOKED_PATH}", users_url.trim_end_matches('/'));
-    let mut failing = false;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match catch_up(&http, &url, &tokens, &revoked).await {
-            Ok(()) if failing => {
-                tracing::info!("ended sessions are followed again");
-                failing = false;
-            }
-            Ok(()) => {}
-            Err(e) if !failing => {
-                tracing::warn!(error = %e, "could not read ended sessions from the users service");
-                failing = true;
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// Reads every page after the list's cursor.
-async fn catch_up(
-    http: &reqwest::Client,
-    url: &str,
-    tokens: &crate::service_token::ServiceTokens,
-    revoked: &RevokedSessions,
-) -> anyhow::Result<()> {
-    loop {
-        let token = tokens.token_for("users").await?;
-        let page: RevokedPage = http
-            .get(format!("{url}?after={}", revoked.cursor()))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let full = page.sessions.len() >= PAGE_LIMIT;
-        let advanced = page.cursor > revoked.cursor();
-        revoked.record(page.sessions, page.cursor, crate::now_unix());
-        if !full || !advanced {
-            return Ok(());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ended(sid: &str, until: i64) -> Revocation {
-        Revocation { sid: sid.into(), until }
+    fn ended(sid: &str, until: i64) -> (String, i64) {
+        (sid.into(), until)
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result
         "the invitation lifetime must be between 1 second and a year"
     );
     let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
-    ctx.spawn_relay(SERVICE, store.db());
+    clients::analytics::spawn_relay(ctx, SERVICE, store.db());
     let mailer = kit::mail::Mailer::new(
         config.smtp_url.as_deref(),
         ctx.common.data_dir.join("mail"),

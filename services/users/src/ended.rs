@@ -1,11 +1,11 @@
 //! Ended sessions, from the store to every verifier: the users service reads the list its
 //! store keeps into the [`RevokedSessions`] its own verifier consults (at once after an
 //! ending here, every second for endings on other replicas), and publishes it to the
-//! other services at [`kit::revoked::REVOKED_PATH`].
+//! other services at [`clients::users::ENDED_PATH`].
 
 use crate::AppState;
 use crate::store::EndedSession;
-use kit::revoked::{PAGE_LIMIT, Revocation, RevokedPage};
+use clients::users::{PAGE_LIMIT, Revocation, RevokedPage};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +47,7 @@ impl AppState {
             let now = kit::now_unix();
             match self.ended_page(self.revoked.cursor(), now).await {
                 Ok(page) => {
-                    let (full, cursor) = (page.sessions.len() >= PAGE_LIMIT, page.cursor);
-                    self.revoked.record(page.sessions, cursor, now);
-                    if !full {
+                    if !page.record_into(&self.revoked, now) {
                         return;
                     }
                 }

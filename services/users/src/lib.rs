@@ -10,7 +10,6 @@ pub mod ended;
 pub mod hash_limits;
 pub mod keys;
 pub mod model;
-pub mod organizations;
 pub mod password;
 pub mod store;
 pub mod throttle;
@@ -145,7 +144,7 @@ pub struct AppState {
     /// Sessions ended before their access tokens expire, which every verifier refuses.
     pub revoked: kit::revoked::RevokedSessions,
     /// Where deleted accounts leave their organizations (when that service runs).
-    pub organizations: Option<organizations::Organizations>,
+    pub organizations: Option<clients::organizations::Organizations>,
 }
 
 /// The assembled service, and what in-process verifiers share with it: its keys and its
@@ -163,9 +162,9 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
     let issuer = common.platform.issuer();
     let store = SqliteStore::open(data_dir.join("users.db")).await?;
     let context = kit::platform::Context::standalone(common.clone());
-    context.spawn_relay(SERVICE, store.db());
+    clients::analytics::spawn_relay(&context, SERVICE, store.db());
     let organizations = match (&common.platform.organizations_url, context.service_tokens(SERVICE)) {
-        (Some(url), Some(tokens)) => Some(organizations::Organizations::new(url, tokens)),
+        (Some(url), Some(tokens)) => Some(clients::organizations::Organizations::new(url.clone(), Some(tokens))),
         _ => {
             tracing::info!(
                 "no organizations URL or client secret: deleted accounts are not taken out of organizations"

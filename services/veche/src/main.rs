@@ -263,7 +263,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
 /// sessions (the users service keeps that list itself).
 fn following(common: &CommonArgs, service: &str) -> Context {
     let context = Context::standalone(common.clone());
-    context.follow_revoked_sessions(service);
+    clients::users::follow_ended_sessions(&context, service);
     context
 }
 

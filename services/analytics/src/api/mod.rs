@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 
 pub fn router(app: App) -> Router {
     Router::new()
-        .route("/internal/v1/analytics/facts", post(facts::ingest))
+        .route(clients::analytics::FACTS_PATH, post(facts::ingest))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/{file}", get(dashboard::asset))
         .route("/api/v1/analytics/events/{id}", get(reports::event))

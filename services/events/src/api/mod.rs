@@ -9,10 +9,10 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use clients::organizations::Role as OrgRole;
 use kit::ApiError;
 use kit::auth::AuthUser;
 use kit::openapi::BearerAuth;
-use kit::orgs::OrgRole;
 use utoipa::OpenApi;
 use uuid::Uuid;
 

@@ -2,9 +2,9 @@
 
 use crate::App;
 use axum::extract::State;
+use clients::users::RevokedPage;
 use kit::auth::Caller;
 use kit::extract::{Json, Query};
-use kit::revoked::RevokedPage;
 use kit::{ApiError, now_unix};
 use serde::Deserialize;
 use utoipa::IntoParams;

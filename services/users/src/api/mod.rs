@@ -29,7 +29,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/users/me/sessions/{id}", axum::routing::delete(me::end_session))
         .route("/api/v1/users", get(admin::list))
         .route("/api/v1/users/{id}", get(admin::get).patch(admin::patch).delete(admin::delete))
-        .route(kit::revoked::REVOKED_PATH, get(internal::ended_sessions))
+        .route(clients::users::ENDED_PATH, get(internal::ended_sessions))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
         .with_state(app)
