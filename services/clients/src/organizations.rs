@@ -86,15 +86,22 @@ impl Organizations {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sends `method` to `path` of the organizations service with a service token; `Err`
+    /// says why it could not be sent.
+    async fn send(&self, method: reqwest::Method, path: &str) -> Result<reqwest::Response, String> {
+        let tokens = self.tokens.as_ref().ok_or("no service credentials configured")?;
+        let token = tokens.token_for(AUDIENCE).await.map_err(|e| e.to_string())?;
+        let url = format!("{}{path}", self.base_url);
+        self.http.request(method, url).bearer_auth(token).send().await.map_err(|e| e.to_string())
+    }
+
     async fn fetch(&self, organization: Uuid, user: Uuid) -> Result<Option<Role>, ApiError> {
         let unavailable = |why: String| {
             tracing::warn!(%why, "membership lookup failed");
             ApiError::Unavailable("the organizations service cannot be reached".into())
         };
-        let tokens = self.tokens.as_ref().ok_or_else(|| unavailable("no service credentials configured".into()))?;
-        let token = tokens.token_for(AUDIENCE).await.map_err(|e| unavailable(e.to_string()))?;
-        let url = format!("{}/api/v1/organizations/{organization}/members/{user}", self.base_url);
-        let response = self.http.get(url).bearer_auth(token).send().await.map_err(|e| unavailable(e.to_string()))?;
+        let path = format!("/api/v1/organizations/{organization}/members/{user}");
+        let response = self.send(reqwest::Method::GET, &path).await.map_err(unavailable)?;
         match response.status().as_u16() {
             200 => Ok(Some(response.json::<Membership>().await.map_err(|e| unavailable(e.to_string()))?.role)),
             404 => Ok(None),
@@ -110,10 +117,8 @@ impl Organizations {
             tracing::warn!(%why, "could not take a deleted account out of its organizations");
             ApiError::Unavailable("the organizations service cannot be reached; try again shortly".into())
         };
-        let tokens = self.tokens.as_ref().ok_or_else(|| unavailable("no service credentials configured".into()))?;
-        let token = tokens.token_for(AUDIENCE).await.map_err(|e| unavailable(e.to_string()))?;
-        let url = format!("{}/internal/v1/organizations/members/{user}", self.base_url);
-        let response = self.http.delete(url).bearer_auth(token).send().await.map_err(|e| unavailable(e.to_string()))?;
+        let path = format!("/internal/v1/organizations/members/{user}");
+        let response = self.send(reqwest::Method::DELETE, &path).await.map_err(unavailable)?;
         match response.status().as_u16() {
             200 => Ok(()),
             // The platform's set-up is wrong (the caller's token is refused): not a

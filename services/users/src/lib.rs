@@ -147,12 +147,11 @@ pub struct AppState {
     pub organizations: Option<clients::organizations::Organizations>,
 }
 
-/// The assembled service, and what in-process verifiers share with it: its keys and its
-/// list of ended sessions.
+/// The assembled service, and what in-process verifiers share with it: its keys, and
+/// (in `app`) its list of ended sessions.
 pub struct Built {
     pub service: kit::server::Service,
     pub keys: KeyRing,
-    pub revoked: kit::revoked::RevokedSessions,
     pub app: App,
 }
 
@@ -227,8 +226,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         })
     });
     let service = kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready };
-    let revoked = app.revoked.clone();
-    Ok(Built { service, keys, revoked, app })
+    Ok(Built { service, keys, app })
 }
 
 /// A verifier that reads the ring and the list of ended sessions directly: the issuer

@@ -192,7 +192,7 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     let context_for = |client: &str| {
         let mut common = common.clone();
         common.platform.client_secret = secrets.get(client).cloned();
-        Context { common, keys: in_process.clone(), revoked: users.revoked.clone() }
+        Context { common, keys: in_process.clone(), revoked: users.app.revoked.clone() }
     };
     let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;

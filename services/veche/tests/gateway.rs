@@ -129,6 +129,24 @@ async fn token_pair(s: &Stack, email: &str) -> (String, String) {
     (field("access_token"), field("refresh_token"))
 }
 
+/// Asks with `call` until the answer is a 401, and returns it; anything but 200 before
+/// that, or no 401 within 10 s of `since`, fails the test.
+async fn until_refused<F: std::future::Future<Output = Reply>>(
+    since: Instant,
+    who: &str,
+    call: impl Fn() -> F,
+) -> Reply {
+    loop {
+        let r = call().await;
+        if r.status == 401 {
+            return r;
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(since.elapsed() < Duration::from_secs(10), "{who} still takes a logged-out token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Finding 5 across processes: a gateway and a domain service apart from the users service
 /// follow its list of ended sessions, and refuse a logged-out token within their polling
 /// interval (2 s; 10 s allowed for a busy machine), before any upstream sees the request.
@@ -151,29 +169,19 @@ async fn the_gateway_and_services_refuse_tokens_of_ended_sessions() {
     let r = send(client().post(s.gateway.url("/api/v1/auth/logout")).json(&json!({"refresh_token": refresh}))).await;
     assert_eq!(r.status, 204, "{r:?}");
     let ended = Instant::now();
-    let refused = loop {
+    let counted_once = || async {
         let hits = s.counted.hits.load(Ordering::SeqCst);
         let r = counted().await;
         if r.status == 401 {
             assert_eq!(s.counted.hits.load(Ordering::SeqCst), hits, "a refused request reached the upstream");
-            break r;
         }
-        assert_eq!(r.status, 200, "{r:?}");
-        assert!(ended.elapsed() < Duration::from_secs(10), "the gateway still takes a logged-out token");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        r
     };
+    let refused = until_refused(ended, "the gateway", counted_once).await;
     refused.assert_problem(401);
     assert!(refused.body["detail"].as_str().unwrap().contains("session"), "{refused:?}");
     // The organizations service, called directly, has followed too.
-    let refused = loop {
-        let r = mine().await;
-        if r.status == 401 {
-            break r;
-        }
-        assert_eq!(r.status, 200, "{r:?}");
-        assert!(ended.elapsed() < Duration::from_secs(10), "organizations still takes a logged-out token");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let refused = until_refused(ended, "organizations", mine).await;
     assert!(refused.body["detail"].as_str().unwrap().contains("session"), "{refused:?}");
     // The users service itself refuses it at once.
     let r = send(client().get(s.users.url("/api/v1/users/me")).bearer_auth(&access)).await;
