@@ -8,7 +8,8 @@ use kube::Api;
 use kube::runtime::events::Reporter;
 use operator::controller::{self, Context, SystemEnvironment};
 use operator::leader::{Elector, Timing};
-use operator::telemetry::{self, Health, LogFormat};
+use operator::telemetry::{self, Health};
+use process::LogFormat;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -90,13 +91,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init_logs(args.log_format);
+    process::init_logs(args.log_format, "info,kube=warn");
     let client = kube::Client::try_default().await?;
     let health = Health::default();
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "probe and metrics server");
-    let shutdown = shutdown_signal().shared();
+    let shutdown = process::shutdown_signal().shared();
     let server = axum::serve(listener, telemetry::router(health.clone())).with_graceful_shutdown(shutdown.clone());
     let server = tokio::spawn(async move {
         if let Err(e) = server.await {
@@ -154,27 +155,4 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     server.await.ok();
     outcome
-}
-
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

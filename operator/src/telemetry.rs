@@ -1,4 +1,5 @@
-//! Logs, metrics and the probe server (`/healthz`, `/readyz`, `/metrics`).
+//! The operator's metrics and its probe server (`/healthz`, `/readyz`, `/metrics`); logs,
+//! the recorder and the stop signal are set up as in every Veche process (the `process` crate).
 //!
 //! Metric names (Prometheus):
 //! - `veche_operator_reconciles_total{controller}`
@@ -11,47 +12,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (containers).
-    Json,
-    /// Human-readable (terminals).
-    Text,
-}
-
-/// Installs the global subscriber; `RUST_LOG` filters (default `info`).
-pub fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// The process-wide Prometheus recorder (tests may ask for it more than once).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
-                    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            builder.install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-        })
-        .clone()
-}
 
 /// Counts one reconcile of `controller` and how long it took.
 pub fn record_reconcile(controller: &'static str, took: Duration, error: Option<&'static str>) {
@@ -94,7 +58,7 @@ struct Probes {
 
 /// The probe and metrics router.
 pub fn router(health: Health) -> Router {
-    let state = Probes { health, metrics: metrics_handle() };
+    let state = Probes { health, metrics: process::metrics_handle() };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(

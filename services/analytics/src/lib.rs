@@ -27,11 +27,11 @@
 //! membership lookup); the funnel, top events, attendance rate, active users and top
 //! organizations; delivery lag metrics; the `/dashboard` page; and the SIGKILL test.
 
-pub mod api;
-pub mod limits;
+mod api;
+mod limits;
 pub mod model;
-pub mod retention;
-pub mod store;
+mod retention;
+mod store;
 
 use crate::store::{AnalyticsStore, SqliteStore};
 use kit::platform::Context;

@@ -4,8 +4,6 @@
 use kit::{ApiError, Violations};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -255,7 +253,7 @@ pub fn is_visitor_id(s: &str) -> bool {
 
 /// Parses an RFC 3339 time into Unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
-    OffsetDateTime::parse(s, &Rfc3339).ok().map(|t| t.unix_timestamp())
+    kit::parse_rfc3339(s)
 }
 
 impl FactBatch {
@@ -606,21 +604,12 @@ pub fn assemble(window: Window, metrics: &[&str], counts: &Counts) -> Report {
 
 /// A report as CSV: a header (`start` and the metrics in order), one row per bucket.
 pub fn to_csv(report: &Report, metrics: &[&str]) -> String {
-    let mut out = String::from("start");
-    for m in metrics {
-        out.push(',');
-        out.push_str(m);
-    }
-    out.push_str("\r\n");
-    for b in &report.series {
-        out.push_str(&b.start);
-        for m in metrics {
-            out.push(',');
-            out.push_str(&b.values.get(*m).copied().unwrap_or(0).to_string());
-        }
-        out.push_str("\r\n");
-    }
-    out
+    let header: Vec<&str> = std::iter::once("start").chain(metrics.iter().copied()).collect();
+    let rows = report.series.iter().map(|b| {
+        let values = metrics.iter().map(|m| b.values.get(*m).copied().unwrap_or(0).to_string());
+        std::iter::once(b.start.clone()).chain(values)
+    });
+    kit::csv::table(&header, rows)
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 //! [`compaction`] (keeps the text index in few segments), and
 //! [`fixtures`] (a seeded corpus for tests and benchmarks).
 
-pub mod api;
-pub mod compaction;
+mod api;
+mod compaction;
 pub mod fixtures;
-pub mod ics;
+mod ics;
 pub mod model;
 pub mod search;
 pub mod store;
-pub mod views;
+mod views;
 
 use crate::store::{EventStore, SqliteStore};
 use kit::platform::Context;

@@ -165,9 +165,9 @@ pub enum Cursor {
 
 fn timestamp(v: &mut Violations, field: &str, s: &Option<String>) -> Option<i64> {
     let s = s.as_deref()?;
-    match s.parse::<jiff::Timestamp>() {
-        Ok(t) => Some(t.as_second()),
-        Err(_) => {
+    match kit::parse_rfc3339(s) {
+        Some(t) => Some(t),
+        None => {
             v.add(field, "must be an RFC 3339 time such as 2026-12-05T16:00:00Z");
             None
         }

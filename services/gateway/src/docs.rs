@@ -72,6 +72,9 @@ pub fn routable_only(mut doc: Value, upstream: &str, routes: &crate::model::Rout
 
 /// Paths and components of every document in one; the first wins on a clash (services
 /// own disjoint paths, and shared schemas such as `Problem` are the same everywhere).
+/// Merged as JSON, not with utoipa's `OpenApi::merge`: utoipa 5 cannot read back every
+/// document it writes (a nullable reference, `oneOf: [{"type": "null"}, {"$ref"}]`, fails), and a
+/// document the gateway cannot read would vanish from `/openapi.json`.
 pub fn merge(docs: Vec<Value>) -> Value {
     let mut paths = Map::new();
     let mut components: Map<String, Value> = Map::new();

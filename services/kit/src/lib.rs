@@ -23,6 +23,7 @@
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod csv;
 pub mod db;
 pub mod extract;
 pub mod forwarded;
@@ -32,6 +33,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod page;
 pub mod params;
+pub mod patch;
 pub mod platform;
 pub mod problem;
 pub mod revoked;
@@ -46,13 +48,15 @@ pub use problem::{ApiError, FieldError, Violations};
 
 /// Seconds since the Unix epoch, the unit of JWT times and of our stored timestamps.
 pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    jiff::Timestamp::now().as_second()
 }
 
 /// RFC 3339 in UTC, the wire format of every time.
 pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    jiff::Timestamp::from_second(unix).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// An RFC 3339 time as Unix seconds (`None`: not one).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }

@@ -68,10 +68,10 @@ async fn write_to_dir(
     subject: &str,
     text: &str,
 ) -> std::io::Result<()> {
-    let now = time::OffsetDateTime::now_utc();
-    let name = format!("{}-{}.txt", now.unix_timestamp_nanos(), uuid::Uuid::new_v4().simple());
+    let now = jiff::Timestamp::now();
+    let name = format!("{}-{}.txt", now.as_nanosecond(), uuid::Uuid::new_v4().simple());
     let content =
-        format!("From: {from}\nTo: {to}\nSubject: {subject}\nDate: {}\n\n{text}", crate::rfc3339(now.unix_timestamp()));
+        format!("From: {from}\nTo: {to}\nSubject: {subject}\nDate: {}\n\n{text}", crate::rfc3339(now.as_second()));
     // Write then rename, so a reader never sees half a message.
     let tmp = dir.join(format!(".{name}"));
     tokio::fs::write(&tmp, content).await?;

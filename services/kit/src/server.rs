@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,44 +43,7 @@ struct Ops {
 
 static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
-/// The Prometheus recorder is process-wide; tests start many servers in one process.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
-                Ok(handle) => {
-                    run_upkeep(handle.clone());
-                    handle
-                }
-                // Another recorder is installed (an embedding program chose its own):
-                // serve an empty exposition rather than fail.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
-        })
-        .clone()
-}
-
-/// Histogram samples wait in the recorder until upkeep folds them into buckets; without
-/// it they pile up between scrapes (memory that grows with traffic). A plain thread, so
-/// it runs whichever runtime (or none) asked for the handle first.
-fn run_upkeep(handle: PrometheusHandle) {
-    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_secs(5));
-            handle.run_upkeep();
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start the metrics upkeep thread");
-    }
-}
+pub use process::metrics_handle;
 
 /// Assembles services behind one router with the ops endpoints and the layer stack.
 pub fn app(services: Vec<Service>, http: &HttpArgs) -> Router {
@@ -326,22 +289,8 @@ pub use crate::forwarded::client_ip;
 
 /// Waits for SIGTERM (Kubernetes) or Ctrl-C (a person).
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: draining in-flight requests");
+    process::shutdown_signal().await;
+    tracing::info!("draining in-flight requests");
 }
 
 /// What [`serve`] serves: an axum `Router`, or a service of its own like the gateway's

@@ -5,9 +5,9 @@
 //! Rooms: [`model`] (types, validation, and the access policy [`model::allows`]),
 //! [`store`] (trait and SQLite backend), [`api`] (handlers). This file assembles them.
 
-pub mod api;
+mod api;
 pub mod model;
-pub mod store;
+mod store;
 
 use crate::store::{OrganizationStore, SqliteStore};
 use kit::platform::Context;

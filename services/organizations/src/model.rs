@@ -192,11 +192,19 @@ pub struct OrganizationChange {
     pub description: Option<Option<String>>,
     pub logo_url: Option<Option<String>>,
     pub website: Option<Option<String>>,
-    pub contacts: Option<Contacts>,
+    pub contacts: Option<ContactsChange>,
+}
+
+/// A merge patch of the contacts (RFC 7396): `null` clears them all; in an object, a
+/// contact set to a value is added or replaced and one set to `null` is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactsChange {
+    Clear,
+    Merge(BTreeMap<String, Option<String>>),
 }
 
 impl Organization {
-    /// The organization after `change` (validated already).
+    /// The organization after `change` (validated already; see [`Self::check_contacts_count`]).
     pub fn apply(&self, change: &OrganizationChange, now: i64) -> Organization {
         let mut next = self.clone();
         if let Some(name) = &change.name {
@@ -214,11 +222,28 @@ impl Organization {
         if let Some(u) = &change.website {
             next.website = u.clone();
         }
-        if let Some(c) = &change.contacts {
-            next.contacts = c.clone();
+        match &change.contacts {
+            Some(ContactsChange::Clear) => next.contacts.clear(),
+            Some(ContactsChange::Merge(entries)) => {
+                for (key, value) in entries {
+                    match value {
+                        Some(value) => next.contacts.insert(key.clone(), value.clone()),
+                        None => next.contacts.remove(key),
+                    };
+                }
+            }
+            None => {}
         }
         next.updated_at = now;
         next
+    }
+
+    /// Whether the contacts are within their bound (a merge may add past it).
+    pub fn check_contacts_count(&self) -> Result<(), ApiError> {
+        if self.contacts.len() > CONTACTS_MAX {
+            return Err(ApiError::field("contacts", format!("at most {CONTACTS_MAX} contacts")));
+        }
+        Ok(())
     }
 }
 
@@ -268,35 +293,27 @@ impl CreateOrganization {
 #[serde(deny_unknown_fields)]
 pub struct PatchOrganization {
     /// Absent keeps the name; `null` is refused.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
     /// Absent keeps the slug; `null` is refused.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub slug: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub logo_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub website: Option<Option<String>>,
-    /// Replaces all contacts; `null` clears them.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<BTreeMap<String, String>>)]
-    pub contacts: Option<Option<BTreeMap<String, String>>>,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
+    /// Merged: a contact set to `null` is removed, others are added or replaced; `null`
+    /// for the whole member clears them all.
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub contacts: Option<Option<BTreeMap<String, Option<String>>>>,
 }
 
 impl PatchOrganization {
@@ -326,9 +343,24 @@ impl PatchOrganization {
         if let Some(u) = self.website {
             change.website = Some(optional_url(&mut v, "website", u));
         }
-        if let Some(c) = self.contacts {
-            change.contacts = Some(check_contacts(&mut v, c.unwrap_or_default()));
-        }
+        change.contacts = match self.contacts {
+            None => None,
+            Some(None) => Some(ContactsChange::Clear),
+            Some(Some(entries)) => {
+                let (set, removed): (Contacts, Vec<String>) =
+                    entries.into_iter().fold(Default::default(), |(mut set, mut removed), (key, value)| {
+                        match value {
+                            Some(value) => drop(set.insert(key, value)),
+                            None => removed.push(key),
+                        }
+                        (set, removed)
+                    });
+                let mut merged: BTreeMap<String, Option<String>> =
+                    check_contacts(&mut v, set).into_iter().map(|(k, value)| (k, Some(value))).collect();
+                merged.extend(removed.into_iter().map(|key| (key, None)));
+                Some(ContactsChange::Merge(merged))
+            }
+        };
         v.into_result().map(|_| change)
     }
 }
@@ -845,6 +877,16 @@ mod tests {
         assert_eq!(next.website, org.website);
         assert!(next.contacts.is_empty());
         assert_eq!(next.updated_at, 5);
+        // Contacts merge member by member (RFC 7396).
+        let change: PatchOrganization =
+            serde_json::from_str(r#"{"contacts":{"email":null,"telegram":"@chess"}}"#).unwrap();
+        let next = org.apply(&change.validate().unwrap(), 6);
+        assert_eq!(next.contacts, Contacts::from([("telegram".into(), "@chess".into())]));
+        let many: BTreeMap<String, Option<String>> =
+            (0..CONTACTS_MAX).map(|i| (format!("site{i}"), Some("x".to_owned()))).collect();
+        let change = PatchOrganization { contacts: Some(Some(many)), ..Default::default() };
+        let next = org.apply(&change.validate().unwrap(), 7);
+        assert!(next.check_contacts_count().is_err(), "eleven contacts after the merge");
         let bad: PatchOrganization = serde_json::from_str(r#"{"name":null,"slug":null}"#).unwrap();
         assert_eq!(fields(bad.validate().unwrap_err()), vec!["name", "slug"]);
     }

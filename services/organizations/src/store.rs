@@ -49,6 +49,9 @@ pub enum StoreError {
     WrongRecipient,
     #[error("this organization has too many pending invitations; revoke some first")]
     TooManyInvitations,
+    /// The change is valid alone but not on what is stored (e.g. contacts past their bound).
+    #[error("invalid change")]
+    Invalid(kit::ApiError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -73,6 +76,7 @@ impl From<StoreError> for kit::ApiError {
             | StoreError::TooManyInvitations => ApiError::Conflict(e.to_string()),
             StoreError::NotAMember | StoreError::SelfTransfer => ApiError::field("user_id", e.to_string()),
             StoreError::InvitationGone => ApiError::Gone(e.to_string()),
+            StoreError::Invalid(problem) => problem,
             StoreError::Db(e) => ApiError::internal(e),
         }
     }
@@ -484,6 +488,7 @@ impl OrganizationStore for SqliteStore {
                 authorize(tx, id, actor, Action::Edit)?;
                 let current = require_org(tx, id)?;
                 let next = current.apply(&change, now);
+                next.check_contacts_count().map_err(StoreError::Invalid)?;
                 if next.slug != current.slug && slug_taken(tx, &next.slug)? {
                     return Err(StoreError::SlugTaken(next.slug));
                 }

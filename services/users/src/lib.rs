@@ -5,20 +5,20 @@
 //! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
 //! [`throttle`], [`hash_limits`] and [`ended`] (sessions ended before their tokens expire). This file assembles them.
 
-pub mod api;
-pub mod ended;
-pub mod hash_limits;
+mod api;
+mod ended;
+mod hash_limits;
 pub mod keys;
 pub mod model;
 pub mod password;
-pub mod store;
-pub mod throttle;
-pub mod tokens;
+mod store;
+mod throttle;
+mod tokens;
 
 use crate::keys::{KeyRing, RotationPolicy};
 use crate::store::{CachedStore, NewUser, SqliteStore, UserStore};
 use kit::auth::{JwtLayer, KeySource, Verifier};
-use kit::config::CommonArgs;
+use kit::platform::Context;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,22 +147,27 @@ pub struct AppState {
     pub organizations: Option<clients::organizations::Organizations>,
 }
 
-/// The assembled service, and what in-process verifiers share with it: its keys, and
-/// (in `app`) its list of ended sessions.
-pub struct Built {
-    pub service: kit::server::Service,
-    pub keys: KeyRing,
+/// The users service opened: its state, and the key ring that verifiers in the same
+/// process read directly (`veche up`, `veche admin`).
+pub struct Users {
     pub app: App,
+    pub keys: KeyRing,
 }
 
-/// Opens the store and keys under the data directory and assembles the router.
-pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<Built> {
+/// The service, as every service is built.
+pub async fn build(config: UsersConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
+    open(config, ctx).await?.service().await
+}
+
+/// Opens the store and keys under the data directory and starts the service's background
+/// work. Tokens are verified with the ring itself, not `ctx.keys`: this is the issuer. The
+/// ended sessions are listed in `ctx.revoked`, which in-process verifiers share.
+pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
+    let common = &ctx.common;
     let data_dir = common.data_dir.as_path();
-    let issuer = common.platform.issuer();
-    let store = SqliteStore::open(data_dir.join("users.db")).await?;
-    let context = kit::platform::Context::standalone(common.clone());
-    clients::analytics::spawn_relay(&context, SERVICE, store.db());
-    let organizations = match (&common.platform.organizations_url, context.service_tokens(SERVICE)) {
+    let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
+    clients::analytics::spawn_relay(ctx, SERVICE, store.db());
+    let organizations = match (&common.platform.organizations_url, ctx.service_tokens(SERVICE)) {
         (Some(url), Some(tokens)) => Some(clients::organizations::Organizations::new(url.clone(), Some(tokens))),
         _ => {
             tracing::info!(
@@ -190,7 +195,7 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         store: Arc::new(CachedStore::new(store, Duration::from_secs(2))),
         issuer: tokens::Issuer {
             keys: keys.clone(),
-            issuer: issuer.clone(),
+            issuer: common.platform.issuer(),
             access_ttl: config.access_token_ttl,
             service_ttl: config.service_token_ttl,
         },
@@ -202,38 +207,44 @@ pub async fn build(config: UsersConfig, common: &CommonArgs) -> anyhow::Result<B
         config: Arc::new(config),
         public_url: common.platform.public_url(),
         proxies: common.http.proxies(),
-        revoked: kit::revoked::RevokedSessions::default(),
+        revoked: ctx.revoked.clone(),
         organizations,
     });
     bootstrap_admin(&app).await?;
     spawn_key_maintenance(keys.clone(), generate);
     app.read_endings().await;
     ended::spawn_feed(app.clone());
-
-    let verifier = local_verifier(&keys, &issuer, app.revoked.clone());
-    verifier.refresh_keys(true).await?;
-    let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
-    let ready_store = app.store.clone();
-    let ready: kit::server::ReadyCheck = Arc::new(move || {
-        let store = ready_store.clone();
-        let verifier = verifier.clone();
-        Box::pin(async move {
-            store.ping().await.map_err(|e| format!("store: {e}"))?;
-            if !verifier.has_keys() {
-                return Err("no signing keys".into());
-            }
-            Ok(())
-        })
-    });
-    let service = kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready };
-    Ok(Built { service, keys, app })
+    Ok(Users { app, keys })
 }
 
-/// A verifier that reads the ring and the list of ended sessions directly: the issuer
-/// trusts its own keys in-process.
-pub fn local_verifier(keys: &KeyRing, issuer: &str, revoked: kit::revoked::RevokedSessions) -> Verifier {
-    let keys = keys.clone();
-    Verifier::revoking(KeySource::Provider(Arc::new(move || keys.jwks())), issuer, SERVICE, revoked)
+impl Users {
+    /// The ring as a key source: the issuer's keys, read in-process.
+    pub fn key_source(&self) -> KeySource {
+        let keys = self.keys.clone();
+        KeySource::Provider(Arc::new(move || keys.jwks()))
+    }
+
+    /// The router behind token checks with the ring and the ended sessions, ready while
+    /// the store answers and the ring holds keys.
+    pub async fn service(&self) -> anyhow::Result<kit::server::Service> {
+        let app = &self.app;
+        let verifier = Verifier::revoking(self.key_source(), app.issuer.issuer.clone(), SERVICE, app.revoked.clone());
+        verifier.refresh_keys(true).await?;
+        let router = api::router(app.clone()).layer(JwtLayer::new(verifier.clone()));
+        let ready_store = app.store.clone();
+        let ready: kit::server::ReadyCheck = Arc::new(move || {
+            let store = ready_store.clone();
+            let verifier = verifier.clone();
+            Box::pin(async move {
+                store.ping().await.map_err(|e| format!("store: {e}"))?;
+                if !verifier.has_keys() {
+                    return Err("no signing keys".into());
+                }
+                Ok(())
+            })
+        });
+        Ok(kit::server::Service { name: SERVICE, router, openapi: api::openapi(), ready })
+    }
 }
 
 /// Creates the configured administrator when the platform has none.

@@ -142,28 +142,19 @@ pub fn check_display_name(v: &mut Violations, name: &str) {
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     /// Absent keeps the name; `null` is refused (everyone has a name).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub display_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub avatar_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub bio: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "kit::patch::nullable")]
     #[schema(value_type = Option<String>)]
     pub city: Option<Option<String>>,
     pub interests: Option<Vec<String>>,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
 }
 
 impl ProfilePatch {

@@ -6,13 +6,11 @@
 //! - `veche admin create` makes an administrator without a default password anywhere.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kit::auth::KeySource;
 use kit::config::CommonArgs;
 use kit::platform::Context;
 use organizations::OrganizationsConfig;
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use users::UsersConfig;
 
 /// mimalloc: the proxy path and the services allocate per request, and glibc's malloc
@@ -150,8 +148,8 @@ async fn run_cli() -> anyhow::Result<()> {
         Command::Admin { command: AdminCommand::Create { email, display_name, common, users } } => {
             kit::telemetry::init(common.log_format);
             let password = read_password()?;
-            let built = users::build(users, &common).await?;
-            let user = users::create_admin(&built.app, &email, &password, &display_name).await?;
+            let opened = users::open(users, &Context::standalone(common)).await?;
+            let user = users::create_admin(&opened.app, &email, &password, &display_name).await?;
             println!("created administrator {} ({})", user.email, user.id);
             Ok(())
         }
@@ -186,9 +184,8 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     // The users service is a client too: it relays its outbox to analytics.
     let mut users_common = common.clone();
     users_common.platform.client_secret = secrets.get("users").cloned();
-    let users = users::build(services.users.clone(), &users_common).await?;
-    let keys = users.keys.clone();
-    let in_process = KeySource::Provider(Arc::new(move || keys.jwks()));
+    let users = users::open(services.users.clone(), &Context::standalone(users_common)).await?;
+    let in_process = users.key_source();
     let context_for = |client: &str| {
         let mut common = common.clone();
         common.platform.client_secret = secrets.get(client).cloned();
@@ -197,10 +194,11 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
     let analytics = analytics::build(services.analytics.clone(), &context_for(analytics::SERVICE)).await?;
-    let routers: std::collections::HashMap<String, axum::Router> = [users.service, organizations, events, analytics]
-        .into_iter()
-        .map(|service| (service.name.to_owned(), kit::server::app(vec![service], &common.http)))
-        .collect();
+    let routers: std::collections::HashMap<String, axum::Router> =
+        [users.service().await?, organizations, events, analytics]
+            .into_iter()
+            .map(|service| (service.name.to_owned(), kit::server::app(vec![service], &common.http)))
+            .collect();
 
     // Only the routes of services that run here.
     let mut table = gateway::model::RouteTable::platform(|_| internal_url.clone());
@@ -243,7 +241,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
     kit::telemetry::init(common.log_format);
     let built = match service {
         ServiceName::Gateway => return serve_gateway(common, services.gateway).await,
-        ServiceName::Users => users::build(services.users, &common).await?.service,
+        ServiceName::Users => users::build(services.users, &Context::standalone(common.clone())).await?,
         ServiceName::Events => events::build(services.events, &following(&common, events::SERVICE)).await?,
         ServiceName::Organizations => {
             organizations::build(services.organizations(), &following(&common, organizations::SERVICE)).await?

@@ -6,7 +6,7 @@ mod common;
 
 use common::orgs::*;
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_creator_owns_it_and_the_profile_is_public() {
@@ -35,6 +35,26 @@ async fn the_creator_owns_it_and_the_profile_is_public() {
     assert_eq!(r.body["id"], org["id"]);
     call(&v, "GET", "/api/v1/organizations/no-such-club", None, None).await.assert_problem(404);
     call(&v, "GET", &format!("/api/v1/organizations/{}", uuid::Uuid::new_v4()), None, None).await.assert_problem(404);
+
+    // PATCH is a JSON Merge Patch, contacts included: one removed, one added, the rest kept.
+    let patch = json!({"contacts": {"phone": null, "vk": "kazanchess"}, "description": null});
+    let r = patch_as(&v, &anna, &org_path(&org, ""), patch).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["contacts"],
+        json!({"email": "hello@chess.example", "telegram": "@kazanchess", "vk": "kazanchess"})
+    );
+    assert_eq!(r.body["description"], Value::Null);
+    assert_eq!(r.body["website"], org["website"], "left out, so kept");
+    // A merge that would pass the bound of ten contacts is refused and changes nothing.
+    let many: serde_json::Map<String, Value> = (0..8).map(|i| (format!("site{i}"), json!("x"))).collect();
+    let r = patch_as(&v, &anna, &org_path(&org, ""), json!({"contacts": many})).await;
+    r.assert_problem(422);
+    assert_eq!(r.body["errors"][0]["field"], "contacts");
+    let r = call(&v, "GET", &org_path(&org, ""), None, None).await;
+    assert_eq!(r.body["contacts"].as_object().map(|c| c.len()), Some(3));
+    let r = patch_as(&v, &anna, &org_path(&org, ""), json!({"contacts": null})).await;
+    assert_eq!(r.body["contacts"], json!({}), "{r:?}");
 
     // The creator is the owner.
     let members = get_auth(&v, &org_path(&org, "/members"), &anna).await;

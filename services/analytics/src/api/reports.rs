@@ -9,7 +9,7 @@ use crate::App;
 use crate::model::may_read;
 use crate::model::{Report, ReportFormat, ReportParams, Scope, assemble, to_csv};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use kit::auth::{Admin, AuthUser};
 use kit::extract::{Json, Path, Query};
@@ -18,9 +18,6 @@ use uuid::Uuid;
 
 /// How many top events or organizations a report lists.
 const TOP: i64 = 5;
-
-/// The media type of CSV answers.
-pub const TEXT_CSV: &str = "text/csv; charset=utf-8";
 
 #[utoipa::path(get, path = "/api/v1/analytics/events/{id}", operation_id = "getEventReport", tag = "analytics", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "the event's id"), ReportParams),
@@ -89,19 +86,6 @@ async fn authorize(app: &App, me: &AuthUser, organization: Option<Uuid>) -> Resu
     }
 }
 
-/// CSV when `?format=csv`, or when no format is named and `Accept` asks for `text/csv`.
-fn wants_csv(p: &ReportParams, headers: &HeaderMap) -> bool {
-    match p.format {
-        Some(f) => f == ReportFormat::Csv,
-        None => headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|m| m.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/csv")),
-    }
-}
-
 async fn report(app: &App, scope: Scope, p: &ReportParams, headers: &HeaderMap) -> Result<Response, ApiError> {
     let window = p.validate(now_unix())?;
     let counts = app.store.counts(scope, window).await?;
@@ -114,15 +98,9 @@ async fn report(app: &App, scope: Scope, p: &ReportParams, headers: &HeaderMap) 
         }
         Scope::Event(_) => {}
     }
-    if !wants_csv(p, headers) {
+    if !kit::csv::wanted(p.format.map(|f| f == ReportFormat::Csv), headers) {
         return Ok(Json(report).into_response());
     }
-    let mut response = to_csv(&report, scope.metrics()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CSV));
     let name = scope.key().replace(':', "-");
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"analytics-{name}.csv\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    Ok(kit::csv::download(to_csv(&report, scope.metrics()), &format!("analytics-{name}.csv")))
 }

@@ -4,7 +4,7 @@ use super::{Access, access, calendar_response};
 use crate::App;
 use crate::model::{EventView, Registration, Status};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AuthUser;
 use kit::extract::{Json, Path, Query};
@@ -66,33 +66,23 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let csv = match params.format {
-        Some(format) => format == ExportFormat::Csv,
-        None => headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv")),
-    };
+    let csv = kit::csv::wanted(params.format.map(|f| f == ExportFormat::Csv), &headers);
     let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
     let registrations = app.store.registrations(id).await?;
     if !csv {
         return Ok(Json(registrations).into_response());
     }
-    let mut out = String::from("user_id,status,waitlist_position,registered_at,checked_in_at\r\n");
-    for r in &registrations {
-        out.push_str(&format!(
-            "{},{},{},{},{}\r\n",
-            r.user_id,
-            r.status.as_str(),
+    let header = ["user_id", "status", "waitlist_position", "registered_at", "checked_in_at"];
+    let rows = registrations.iter().map(|r| {
+        [
+            r.user_id.to_string(),
+            r.status.as_str().to_owned(),
             r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
-            r.created_at,
-            r.checked_in_at.clone().unwrap_or_default()
-        ));
-    }
-    let mut response = out.into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"registrations-{}.csv\"", event.id)) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+            r.created_at.clone(),
+            r.checked_in_at.clone().unwrap_or_default(),
+        ]
+    });
+    Ok(kit::csv::download(kit::csv::table(&header, rows), &format!("registrations-{}.csv", event.id)))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{id}/registrations/{user_id}/check-in", operation_id = "checkInAttendee", tag = "registrations",

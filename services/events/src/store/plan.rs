@@ -1,0 +1,313 @@
+//! The search planner: counts what a search asks for (the evidence) and picks where its
+//! rows come from. Counting reads the database; choosing is pure.
+
+use crate::search::{Search, Sort};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Whether a set of matching events (the text matches, the venues in a radius's box, the
+/// events holding every tag) should drive a search: each fetched by key, then sorted. The
+/// alternative walks the requested order and checks each row; it reads about
+/// `limit × corpus ÷ matches` rows before a page fills. So the set drives while
+/// `matches² ≤ limit × corpus × walked ÷ fetched`, the last factor being what checking a
+/// walked row costs against fetching a match (measured with examples/probe.rs: about 1
+/// when the walk reads the row, 1/15 when the walked index holds what it checks).
+fn drives(matches: f64, corpus: i64, limit: i64, walked_per_fetched: f64) -> bool {
+    matches * matches <= limit as f64 * corpus.max(1) as f64 * walked_per_fetched
+}
+
+/// A walked index entry that holds the coordinates (`events_listed`) against a venue
+/// fetched from the R*Tree and sorted.
+pub(super) const GEO_WALKED_PER_FETCHED: f64 = 1.0 / 15.0;
+
+/// What the planner knows before writing the SQL.
+pub(super) struct Evidence {
+    /// Estimated events matching the text query, and the tags (`None`: not asked).
+    pub(super) text: Option<f64>,
+    pub(super) tags: Option<f64>,
+    /// Venues in the radius's bounding box, counted up to just past where they stop driving.
+    pub(super) geo: Option<i64>,
+    /// The postings of each equality filter of a listed search, rarest first.
+    pub(super) facets: Vec<(String, i64)>,
+    pub(super) corpus: i64,
+    pub(super) max_duration: i64,
+}
+
+/// Ranking a very common word by relevance scores only this many of its matches that
+/// pass the filters, the most recently created first: scoring every match costs time in
+/// proportion to the corpus, and a word in half the corpus barely ranks anything. Search
+/// engines do the same (Typesense stops early unless asked to be exhaustive).
+pub const RELEVANCE_WINDOW: i64 = 1000;
+
+/// Whether a text query's matches are ranked over [`RELEVANCE_WINDOW`] rather than all of
+/// them, with or without other filters: reading a match and its row costs about a
+/// microsecond, so the whole set is ranked up to a bound that grows with the square root
+/// of the corpus (10,000 matches at 100,000 events).
+pub fn ranked_over_window(matches: f64, corpus: i64) -> bool {
+    matches > (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
+}
+
+/// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
+fn combined(counts: &[i64], corpus: i64) -> f64 {
+    let n = corpus.max(1) as f64;
+    counts.iter().fold(n, |acc, &c| acc * (c as f64 / n))
+}
+
+/// Counts the planner needs only roughly (a stem's documents, a filter value's postings),
+/// remembered for a while: counting a common one walks its whole list, about a
+/// millisecond per 50,000 entries.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Counts(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+
+impl Counts {
+    const FRESH_FOR: Duration = Duration::from_secs(30);
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, key: String, count: impl FnOnce() -> rusqlite::Result<i64>) -> rusqlite::Result<i64> {
+        let remembered = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        if let Some((n, at)) = remembered
+            && at.elapsed() < Self::FRESH_FOR
+        {
+            return Ok(n);
+        }
+        let n = count()?;
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::CAPACITY {
+            map.retain(|_, (_, at)| at.elapsed() < Self::FRESH_FOR);
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(key, (n, Instant::now()));
+        Ok(n)
+    }
+
+    fn term(&self, c: &Connection, term: &str) -> rusqlite::Result<i64> {
+        self.get(format!("term {term}"), || {
+            Ok(c.prepare_cached("SELECT doc FROM events_fts_vocab WHERE term = ?1")?
+                .query_row([term], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        })
+    }
+
+    /// Postings of a filter value, counted up to a bound: past it only "common" matters.
+    fn facet(&self, c: &Connection, facet: &str) -> rusqlite::Result<i64> {
+        self.get(format!("facet {facet}"), || {
+            c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM event_facets WHERE facet = ?1 LIMIT 200000)")?
+                .query_row([facet], |r| r.get(0))
+        })
+    }
+}
+
+/// The equality filters of a search as posting keys (see the `event_facets` table).
+fn facets_of(s: &Search) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(s.city.as_ref().map(|c| format!("city:{c}")));
+    out.extend(s.category.as_ref().map(|c| format!("category:{c}")));
+    out.extend(s.format.map(|f| format!("format:{}", f.as_str())));
+    out.extend(s.free.map(|f| format!("free:{}", i64::from(f))));
+    out.extend(s.organization_id.map(|o| format!("organization:{o}")));
+    out.extend(s.tags.iter().map(|t| format!("tag:{t}")));
+    out
+}
+
+pub(super) fn evidence(c: &Connection, s: &Search, counts: &Counts) -> rusqlite::Result<Evidence> {
+    let max_duration =
+        c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
+    // The largest rowid is the corpus size closely enough, and costs one index seek.
+    let corpus: i64 = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
+    let limit = s.limit as i64 + 1;
+    let text = match &s.fts {
+        None => None,
+        Some(fts) => {
+            let mut n = Vec::new();
+            for term in fts.split(' ').map(|t| t.trim_matches('"')) {
+                n.push(counts.term(c, term)?);
+            }
+            Some(combined(&n, corpus))
+        }
+    };
+    let tags = if s.tags.is_empty() {
+        None
+    } else {
+        let mut n = Vec::new();
+        for tag in &s.tags {
+            n.push(counts.get(format!("tag {tag}"), || {
+                c.prepare_cached("SELECT count(*) FROM event_tags WHERE tag = ?1")?.query_row([tag], |r| r.get(0))
+            })?);
+        }
+        Some(combined(&n, corpus))
+    };
+    let geo = match s.near {
+        None => None,
+        Some((lat, lon, radius)) => {
+            let (lat_lo, lat_hi, lon_lo, lon_hi) = crate::search::bounding_box(lat, lon, radius);
+            let enough = (limit as f64 * corpus as f64 * GEO_WALKED_PER_FETCHED).sqrt() as i64 + 1;
+            Some(
+                c.prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM events_geo \
+                     WHERE min_lat >= ?1 AND max_lat <= ?2 AND min_lon >= ?3 AND max_lon <= ?4 LIMIT ?5)",
+                )?
+                .query_row(params![lat_lo, lat_hi, lon_lo, lon_hi, enough], |r| r.get(0))?,
+            )
+        }
+    };
+    let mut facets = Vec::new();
+    if s.statuses.is_none() && s.sort != Sort::Relevance {
+        for facet in facets_of(s) {
+            let n = counts.facet(c, &facet)?;
+            facets.push((facet, n));
+        }
+        facets.sort_by_key(|(_, n)| *n);
+    }
+    Ok(Evidence { text, tags, geo, facets, corpus, max_duration: max_duration.unwrap_or(0) })
+}
+
+/// Where a search's rows come from, cheapest first by the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Few text matches: they are fetched by key and sorted.
+    Text,
+    /// Few venues in the radius's box: from the R*Tree, fetched and sorted.
+    Geo,
+    /// Few events hold every tag: the tag index intersects them.
+    Tags,
+    /// Walk the rarest filter's postings in start order (a listed search by start).
+    Facets,
+    /// Walk an index of the events table in the requested order (or SQLite's choice).
+    Events,
+}
+
+pub(super) fn source(s: &Search, ev: &Evidence) -> Source {
+    let limit = s.limit as i64 + 1;
+    let rarest_facet = ev.facets.first().map_or(f64::INFINITY, |(_, n)| *n as f64);
+    let text = ev.text.filter(|&n| drives(n, ev.corpus, limit, 1.0) && n < rarest_facet);
+    let geo =
+        ev.geo.map(|n| n as f64).filter(|&n| drives(n, ev.corpus, limit, GEO_WALKED_PER_FETCHED) && n < rarest_facet);
+    let tags = ev.tags.filter(|&n| drives(n, ev.corpus, limit, 1.0));
+    // In start order the postings are walked in the order asked, however many; for
+    // popularity they are read whole and sorted, so only when few.
+    let facets = match s.sort {
+        Sort::Start => !ev.facets.is_empty(),
+        _ => ev.facets.first().is_some_and(|(_, n)| drives(*n as f64, ev.corpus, limit, 1.0)),
+    };
+    match (text, geo) {
+        (Some(t), Some(g)) if g < t => Source::Geo,
+        (Some(_), _) => Source::Text,
+        (None, Some(_)) => Source::Geo,
+        _ if facets => Source::Facets,
+        _ if tags.is_some() => Source::Tags,
+        _ => Source::Events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CORPUS: i64 = 100_000;
+
+    fn search(limit: u32) -> Search {
+        Search { limit, ..Search::default() }
+    }
+
+    fn evidence() -> Evidence {
+        Evidence { text: None, tags: None, geo: None, facets: Vec::new(), corpus: CORPUS, max_duration: 0 }
+    }
+
+    #[test]
+    fn a_set_drives_while_its_square_stays_under_limit_times_corpus() {
+        // limit 21 × 100,000 = 2,100,000: a set of 1,449 drives (1449² ≈ 2.1M), 1,450 walks.
+        assert!(drives(1449.0, CORPUS, 21, 1.0));
+        assert!(!drives(1450.0, CORPUS, 21, 1.0));
+        // A cheap walk (the index holds what it checks) lowers the bar fifteenfold.
+        assert!(!drives(1449.0, CORPUS, 21, GEO_WALKED_PER_FETCHED));
+        // An empty table is treated as one event, not a division by zero.
+        assert!(drives(0.0, 0, 1, 1.0));
+    }
+
+    #[test]
+    fn independent_conditions_multiply_their_selectivities() {
+        assert_eq!(combined(&[], CORPUS), CORPUS as f64);
+        assert_eq!(combined(&[50_000], CORPUS), 50_000.0);
+        assert_eq!(combined(&[50_000, 10_000], CORPUS), 5_000.0);
+        assert_eq!(combined(&[0, 10_000], CORPUS), 0.0);
+    }
+
+    #[test]
+    fn the_relevance_window_starts_past_the_square_root_bound() {
+        // sqrt(100,000 × 1,000) = 10,000 matches are all ranked; more are windowed.
+        assert!(!ranked_over_window(10_000.0, CORPUS));
+        assert!(ranked_over_window(10_001.0, CORPUS));
+        // A small corpus still ranks up to 2,000 matches whole.
+        assert!(!ranked_over_window(2_000.0, 10));
+        assert!(ranked_over_window(2_001.0, 10));
+    }
+
+    #[test]
+    fn a_search_with_nothing_selective_walks_the_events() {
+        assert_eq!(source(&search(20), &evidence()), Source::Events);
+        // A common word (half the corpus) is checked on the walked rows.
+        let ev = Evidence { text: Some(50_000.0), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Events);
+    }
+
+    #[test]
+    fn a_rare_word_drives_and_a_common_one_does_not() {
+        let ev = Evidence { text: Some(12.0), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Text);
+    }
+
+    #[test]
+    fn the_rarer_of_text_and_radius_drives() {
+        let ev = Evidence { text: Some(40.0), geo: Some(10), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Geo);
+        let ev = Evidence { text: Some(5.0), geo: Some(10), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Text);
+        // Venues in a wide box are walked: the listing index holds the coordinates.
+        let ev = Evidence { geo: Some(5_000), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Events);
+    }
+
+    #[test]
+    fn a_filter_rarer_than_the_text_walks_its_postings_in_start_order() {
+        let ev = Evidence { text: Some(200.0), facets: vec![("city:kazan".into(), 30)], ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Facets);
+        // In start order the postings serve however many there are...
+        let ev = Evidence { facets: vec![("city:moscow".into(), 60_000)], ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Facets);
+        // ...by popularity they are read whole and sorted, so only when few.
+        let popular = Search { sort: Sort::Popularity, ..search(20) };
+        assert_eq!(source(&popular, &ev), Source::Events);
+        let ev = Evidence { facets: vec![("city:kazan".into(), 30)], ..evidence() };
+        assert_eq!(source(&popular, &ev), Source::Facets);
+    }
+
+    #[test]
+    fn few_events_holding_every_tag_are_intersected() {
+        let ev = Evidence { tags: Some(100.0), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Tags);
+        let ev = Evidence { tags: Some(20_000.0), ..evidence() };
+        assert_eq!(source(&search(20), &ev), Source::Events);
+    }
+
+    #[test]
+    fn filters_become_posting_keys_in_a_fixed_order() {
+        let org = uuid::Uuid::nil();
+        let s = Search {
+            city: Some("kazan".into()),
+            category: Some("music".into()),
+            free: Some(true),
+            organization_id: Some(org),
+            tags: vec!["jazz".into(), "live".into()],
+            ..search(20)
+        };
+        assert_eq!(
+            facets_of(&s),
+            ["city:kazan", "category:music", "free:1", &format!("organization:{org}"), "tag:jazz", "tag:live"]
+        );
+    }
+}
