@@ -1,7 +1,8 @@
-//! The gateway's own HTTP/1.1 path, which `veche serve gateway` serves its connections
-//! with. nginx's way: one task per client connection parses each request head in place
-//! ([`wire`]), runs the edge's checks ([`proxy::admit`]), writes the head upstream on a
-//! pooled connection of this thread, and relays the answer back as bytes. No request or
+//! The gateway's own HTTP/1.1 transport, which `veche serve gateway` serves its
+//! connections with. nginx's way: one task per client connection parses each request head
+//! in place ([`wire`]), runs the shared admission ([`admission::admit`]), writes the head
+//! upstream on a pooled connection of this thread (endpoints, pool and retries are
+//! [`Remote::send`]'s, as for hyper's), and relays the answer back as bytes. No request or
 //! response objects, no task per upstream connection, no channel between them: through
 //! hyper's server and client, the same request cost the gateway 19–20 µs of CPU against
 //! 12–13 µs this way, and the gateway ran at 0.90 of nginx's throughput rather than level
@@ -13,18 +14,26 @@
 //! far, and hyper serves the rest of that connection as it serves every other service.
 //! Every answer the gateway makes itself is the same [`kit::ApiError`] on both ways.
 
+use crate::Gateway;
+use crate::admission;
+use crate::deadline::Deadline;
+use crate::failure::Failure;
+use crate::headers::{self, Forwarding, Value};
 use crate::model::Route;
-use crate::proxy::{self, Front};
-use crate::upstream::{Failure, Remote};
+use crate::pool::{self, Idle, Key, Pooled};
+use crate::proxy::Front;
+use crate::retry::Tried;
+use crate::upstream::{Endpoint, Exchange, Remote};
 use crate::wire::{self, Framing};
-use crate::{Gateway, pool};
 use axum::response::IntoResponse;
 use bytes::{Buf, Bytes, BytesMut};
 use kit::ApiError;
 use kit::server::Handoff;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::thread::LocalKey;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -99,7 +108,7 @@ enum Outcome {
     Gone,
 }
 
-/// Why one try upstream failed.
+/// Why one try upstream failed (see [`Tried`]).
 enum Attempt {
     /// The connection was closed before it answered a byte: a reused one may have been
     /// closed by the upstream while idle.
@@ -277,7 +286,7 @@ impl Client {
             }
         };
         let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        proxy::account(gw, index, req.method, status, started, &span);
+        gw.account(index, req.method, status, started, &span);
         Some(keep)
     }
 
@@ -299,76 +308,28 @@ impl Client {
 
     async fn exchange(&mut self, gw: &Gateway, call: &Call<'_>, deadline: &mut Deadline) -> Outcome {
         let Call { route, remote, req, request_id, made, started } = *call;
-        let client = match proxy::admit(gw, route, Some(self.peer), req.headers).await {
-            Ok(client) => client.and_then(proxy::forwarded_for),
+        let client = match admission::admit(gw, route, Some(self.peer), req.headers).await {
+            Ok(admitted) => admitted.client.and_then(headers::forwarded_for),
             Err(problem) => return Outcome::Refused(problem),
         };
         let name = &route.upstream;
-        let forwarding = wire::Forwarding {
-            client: client.as_ref().map(http::HeaderValue::as_bytes),
-            host: "",
-            made_request_id: made.then_some(request_id),
+        let forwarding = Forwarding {
+            client: client.as_ref(),
+            made_request_id: made.then_some(Value::Text(request_id)),
             keep_proto: gw.proxies.trusts_any(),
         };
+        let mut upward = Upward { client: self, name, req, forwarding };
         let sent = tokio::select! {
             biased;
-            sent = self.send(remote, name, req, forwarding, started) => sent,
-            () = deadline.passed() => return Outcome::Refused(proxy::failed(route, Failure::Timeout(name.clone()))),
+            sent = remote.send(name, &mut upward, req.replayable(), started) => sent,
+            () = deadline.passed() => return Outcome::Refused(Failure::Timeout(name.clone()).problem(route)),
         };
         let (upstream, key) = match sent {
             Ok(sent) => sent,
-            Err(Sent::Failed(failure)) => return Outcome::Refused(proxy::failed(route, failure)),
+            Err(Sent::Failed(failure)) => return Outcome::Refused(failure.problem(route)),
             Err(Sent::ClientGone) => return Outcome::Gone,
         };
         self.relay(upstream, key, call, deadline).await
-    }
-
-    /// Sends the request to an endpoint (an idle connection of this thread, or a new one)
-    /// and reads the answer's head into `upbuf`. Like the hyper path, a request goes to
-    /// another endpoint only when the connection failed, and a request already sent is
-    /// sent again only when it is bodiless and idempotent and its connection was a reused
-    /// one the upstream had closed.
-    async fn send(
-        &mut self,
-        remote: &Remote,
-        name: &str,
-        req: &wire::Request<'_>,
-        mut forwarding: wire::Forwarding<'_>,
-        now: Instant,
-    ) -> Result<(TcpStream, pool::Key), Sent> {
-        let retryable = req.retryable();
-        for (key, endpoint) in remote.attempts() {
-            loop {
-                let (mut upstream, reused) = match idle::take(key, now) {
-                    Some(upstream) => (upstream, true),
-                    None => match pool::dial(&endpoint.addr).await {
-                        Ok(upstream) => (upstream, false),
-                        Err(e) => {
-                            endpoint.eject(name, &e);
-                            if retryable {
-                                break;
-                            }
-                            return Err(Sent::Failed(Failure::Unavailable(name.to_owned())));
-                        }
-                    },
-                };
-                forwarding.host = endpoint.authority();
-                self.out.clear();
-                wire::upstream_head(&mut self.out, req, &forwarding);
-                match self.try_once(&mut upstream).await {
-                    Ok(()) => {
-                        endpoint.answered();
-                        return Ok((upstream, key));
-                    }
-                    Err(Attempt::Stale(_)) if reused && retryable => continue,
-                    Err(Attempt::Stale(detail) | Attempt::Broken(detail)) => {
-                        return Err(Sent::Failed(Failure::Broken(name.to_owned(), detail)));
-                    }
-                    Err(Attempt::ClientGone) => return Err(Sent::ClientGone),
-                }
-            }
-        }
-        Err(Sent::Failed(Failure::Unavailable(name.to_owned())))
     }
 
     /// Writes the head in `out` and the body, then reads the answer's head (past any
@@ -434,24 +395,18 @@ impl Client {
     /// Relays the answer whose head is in `upbuf`, and its body, to the client; the
     /// upstream connection goes back to the pool when the body ended where it should.
     /// Neither side may stall it for longer than its timeout.
-    async fn relay(
-        &mut self,
-        mut upstream: TcpStream,
-        key: pool::Key,
-        call: &Call<'_>,
-        deadline: &mut Deadline,
-    ) -> Outcome {
+    async fn relay(&mut self, mut upstream: TcpStream, key: Key, call: &Call<'_>, deadline: &mut Deadline) -> Outcome {
         let Call { route, req, request_id, started: now, .. } = *call;
         let name = &route.upstream;
         let (head_len, answer) = {
             let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
+            let broken = |detail: &str| Failure::Broken(name.clone(), detail.into()).problem(route);
             let Ok(httparse::Status::Complete(head_len)) = response.parse(&self.upbuf) else {
-                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
+                return Outcome::Refused(broken("a broken answer head"));
             };
             let Some(answer) = wire::answer(&response, req.is_head()) else {
-                tracing::warn!(upstream = %name, "upstream answered with a broken framing");
-                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
+                return Outcome::Refused(broken("an answer with a broken framing"));
             };
             let close = req.close || answer.framing == Framing::UntilClose;
             self.out.clear();
@@ -470,7 +425,7 @@ impl Client {
         match ended {
             Ok(reusable) => {
                 if reusable && !answer.closes {
-                    idle::give_back(key, upstream, now);
+                    pool::give_back(key, upstream, now);
                 }
                 Outcome::Relayed { status, keep }
             }
@@ -571,42 +526,6 @@ struct Stop<'a> {
     seen: bool,
 }
 
-/// One timer per connection for all its timeouts: the head's, the upstream's, and the
-/// relay's on either side. Armed anew for every request, timers cost 2% of the gateway's
-/// CPU; this one is re-armed only when it fires before the deadline, about once per
-/// timeout period.
-struct Deadline {
-    timer: Pin<Box<tokio::time::Sleep>>,
-    at: Instant,
-}
-
-impl Deadline {
-    fn new(after: Duration) -> Self {
-        let at = Instant::now() + after;
-        Self { timer: Box::pin(tokio::time::sleep_until(at)), at }
-    }
-
-    /// From now on, the deadline is `at`. The timer is moved only when it would fire late.
-    fn set(&mut self, at: Instant) {
-        self.at = at;
-        if self.timer.deadline() > at {
-            self.timer.as_mut().reset(at);
-        }
-    }
-
-    /// Resolves once the deadline has passed.
-    async fn passed(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            if Instant::now() >= self.at {
-                return;
-            }
-            let at = self.at;
-            self.timer.as_mut().reset(at);
-        }
-    }
-}
-
 enum Sent {
     Failed(Failure),
     ClientGone,
@@ -617,59 +536,66 @@ enum Relay {
     Client,
 }
 
-/// Idle upstream connections of this path, per thread (like [`pool`]'s for hyper's).
-mod idle {
-    use crate::pool::{IDLE_FOR, Key, MAX_IDLE};
-    use foldhash::HashMap;
-    use std::cell::RefCell;
-    use std::task::{Context, Poll, Waker};
-    use tokio::net::TcpStream;
-    use tokio::time::Instant;
+impl From<Failure> for Sent {
+    fn from(failure: Failure) -> Self {
+        Sent::Failed(failure)
+    }
+}
 
-    thread_local! {
-        static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::default());
+/// This transport's side of [`Remote::send`]: the head written as bytes, the body relayed
+/// from the client's connection, the answer's head read into the client's `upbuf`.
+struct Upward<'c, 'r> {
+    client: &'c mut Client,
+    name: &'r str,
+    req: &'r wire::Request<'r>,
+    forwarding: Forwarding<'r>,
+}
+
+impl Exchange for Upward<'_, '_> {
+    type Conn = TcpStream;
+    type Answer = (TcpStream, Key);
+    type Error = Sent;
+
+    async fn connect(&mut self, addr: &str) -> std::io::Result<TcpStream> {
+        pool::dial(addr).await
     }
 
-    /// An idle connection to `key`, if one is still good `now` (the request's start: the
-    /// clock is read once per request).
-    pub fn take(key: Key, now: Instant) -> Option<TcpStream> {
-        IDLE.with_borrow_mut(|idle| {
-            let list = idle.get_mut(&key)?;
-            while let Some((stream, since)) = list.pop() {
-                if now.saturating_duration_since(since) < IDLE_FOR && still_open(&stream) {
-                    return Some(stream);
-                }
-            }
-            None
-        })
+    async fn try_once(
+        &mut self,
+        mut upstream: TcpStream,
+        _reused: bool,
+        key: Key,
+        endpoint: &Endpoint,
+    ) -> Result<(TcpStream, Key), Tried<Sent>> {
+        self.client.out.clear();
+        wire::upstream_head(&mut self.client.out, self.req, &self.forwarding, endpoint.authority());
+        match self.client.try_once(&mut upstream).await {
+            Ok(()) => Ok((upstream, key)),
+            Err(Attempt::Stale(detail)) => Err(Tried::Unanswered(detail)),
+            Err(Attempt::Broken(detail)) => Err(Tried::Failed(Failure::Broken(self.name.to_owned(), detail).into())),
+            Err(Attempt::ClientGone) => Err(Tried::Failed(Sent::ClientGone)),
+        }
     }
+}
 
-    pub fn give_back(key: Key, stream: TcpStream, now: Instant) {
-        IDLE.with_borrow_mut(|idle| {
-            let list = idle.entry(key).or_default();
-            // The oldest wait at the front: once it is too old, the old ones are closed
-            // (the upstream has likely closed them already).
-            if list.first().is_some_and(|(_, since)| now.saturating_duration_since(*since) >= IDLE_FOR) {
-                list.retain(|(_, since)| now.saturating_duration_since(*since) < IDLE_FOR);
-            }
-            if list.len() < MAX_IDLE {
-                list.push((stream, now));
-            }
-        });
-    }
-
+impl Pooled for TcpStream {
     /// An idle connection has nothing to read: anything there (the upstream's close,
     /// most likely) makes it useless. tokio knows without a system call unless the
     /// last read filled its buffer exactly.
-    fn still_open(stream: &TcpStream) -> bool {
-        match stream.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
+    fn is_open(&self) -> bool {
+        match self.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0; 1];
-                matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             }
         }
+    }
+
+    fn idle() -> &'static LocalKey<RefCell<Idle<Self>>> {
+        thread_local! { static IDLE: RefCell<Idle<TcpStream>> = RefCell::default(); }
+        &IDLE
     }
 }
 
