@@ -1,7 +1,7 @@
 //! hyper's transport, server side: the gateway's front door as a tower service, a request
 //! and its answer as objects. Its rules are the shared ones: [`admission`], [`headers`],
 //! the upstream's [`Remote::send`](crate::upstream::Remote::send) with its retry rule and
-//! pool, and [`Failure::problem`].
+//! pool, and [`Failure::problem`](crate::failure::Failure::problem).
 
 use crate::Gateway;
 use crate::admission::{self, Admitted};
