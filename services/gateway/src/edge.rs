@@ -1,7 +1,8 @@
-//! The gateway's own HTTP/1.1 path, which `veche serve gateway` serves its connections
-//! with. nginx's way: one task per client connection parses each request head in place
-//! ([`wire`]), runs the edge's checks ([`proxy::admit`]), writes the head upstream on a
-//! pooled connection of this thread, and relays the answer back as bytes. No request or
+//! The gateway's own HTTP/1.1 transport, which `veche serve gateway` serves its
+//! connections with. nginx's way: one task per client connection parses each request head
+//! in place ([`wire`]), runs the shared admission ([`admission::admit`]), writes the head
+//! upstream on a pooled connection of this thread (endpoints, pool and retries are
+//! [`Remote::send`]'s, as for hyper's), and relays the answer back as bytes. No request or
 //! response objects, no task per upstream connection, no channel between them: through
 //! hyper's server and client, the same request cost the gateway 19–20 µs of CPU against
 //! 12–13 µs this way, and the gateway ran at 0.90 of nginx's throughput rather than level
@@ -12,12 +13,19 @@
 //! to an in-process upstream, a head it cannot parse) goes to hyper with the bytes read so
 //! far, and hyper serves the rest of that connection as it serves every other service.
 //! Every answer the gateway makes itself is the same [`kit::ApiError`] on both ways.
+//!
+//! This module is the client's side (its connection, request heads, refusals, the
+//! handover); [`upward`] is the upstream's (the tries, pooled sockets, the relay back).
 
+use crate::Gateway;
+use crate::admission;
+use crate::deadline::Deadline;
+use crate::failure::Failure;
+use crate::headers::{self, Forwarding, Value};
 use crate::model::Route;
-use crate::proxy::{self, Front};
-use crate::upstream::{Failure, Remote};
-use crate::wire::{self, Framing};
-use crate::{Gateway, pool};
+use crate::proxy::Front;
+use crate::upstream::Remote;
+use crate::wire;
 use axum::response::IntoResponse;
 use bytes::{Buf, Bytes, BytesMut};
 use kit::ApiError;
@@ -31,6 +39,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
+use upward::{Sent, Upward};
+
+mod upward;
 
 /// The gateway's connections: its own HTTP/1.1 path first, hyper for the rest.
 #[derive(Clone)]
@@ -97,15 +108,6 @@ enum Outcome {
     Refused(ApiError),
     /// The client went away.
     Gone,
-}
-
-/// Why one try upstream failed.
-enum Attempt {
-    /// The connection was closed before it answered a byte: a reused one may have been
-    /// closed by the upstream while idle.
-    Stale(String),
-    Broken(String),
-    ClientGone,
 }
 
 struct Client {
@@ -277,7 +279,7 @@ impl Client {
             }
         };
         let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        proxy::account(gw, index, req.method, status, started, &span);
+        gw.account(index, req.method, status, started, &span);
         Some(keep)
     }
 
@@ -299,268 +301,28 @@ impl Client {
 
     async fn exchange(&mut self, gw: &Gateway, call: &Call<'_>, deadline: &mut Deadline) -> Outcome {
         let Call { route, remote, req, request_id, made, started } = *call;
-        let client = match proxy::admit(gw, route, Some(self.peer), req.headers).await {
-            Ok(client) => client.and_then(proxy::forwarded_for),
+        let client = match admission::admit(gw, route, Some(self.peer), req.headers).await {
+            Ok(admitted) => admitted.client.and_then(headers::forwarded_for),
             Err(problem) => return Outcome::Refused(problem),
         };
         let name = &route.upstream;
-        let forwarding = wire::Forwarding {
-            client: client.as_ref().map(http::HeaderValue::as_bytes),
-            host: "",
-            made_request_id: made.then_some(request_id),
+        let forwarding = Forwarding {
+            client: client.as_ref(),
+            made_request_id: made.then_some(Value::Text(request_id)),
             keep_proto: gw.proxies.trusts_any(),
         };
+        let mut upward = Upward { client: self, name, req, forwarding };
         let sent = tokio::select! {
             biased;
-            sent = self.send(remote, name, req, forwarding, started) => sent,
-            () = deadline.passed() => return Outcome::Refused(proxy::failed(route, Failure::Timeout(name.clone()))),
+            sent = remote.send(name, &mut upward, req.replayable(), started) => sent,
+            () = deadline.passed() => return Outcome::Refused(Failure::Timeout(name.clone()).problem(route)),
         };
         let (upstream, key) = match sent {
             Ok(sent) => sent,
-            Err(Sent::Failed(failure)) => return Outcome::Refused(proxy::failed(route, failure)),
+            Err(Sent::Failed(failure)) => return Outcome::Refused(failure.problem(route)),
             Err(Sent::ClientGone) => return Outcome::Gone,
         };
         self.relay(upstream, key, call, deadline).await
-    }
-
-    /// Sends the request to an endpoint (an idle connection of this thread, or a new one)
-    /// and reads the answer's head into `upbuf`. Like the hyper path, a request goes to
-    /// another endpoint only when the connection failed, and a request already sent is
-    /// sent again only when it is bodiless and idempotent and its connection was a reused
-    /// one the upstream had closed.
-    async fn send(
-        &mut self,
-        remote: &Remote,
-        name: &str,
-        req: &wire::Request<'_>,
-        mut forwarding: wire::Forwarding<'_>,
-        now: Instant,
-    ) -> Result<(TcpStream, pool::Key), Sent> {
-        let retryable = req.retryable();
-        for (key, endpoint) in remote.attempts() {
-            loop {
-                let (mut upstream, reused) = match idle::take(key, now) {
-                    Some(upstream) => (upstream, true),
-                    None => match pool::dial(&endpoint.addr).await {
-                        Ok(upstream) => (upstream, false),
-                        Err(e) => {
-                            endpoint.eject(name, &e);
-                            if retryable {
-                                break;
-                            }
-                            return Err(Sent::Failed(Failure::Unavailable(name.to_owned())));
-                        }
-                    },
-                };
-                forwarding.host = endpoint.authority();
-                self.out.clear();
-                wire::upstream_head(&mut self.out, req, &forwarding);
-                match self.try_once(&mut upstream).await {
-                    Ok(()) => {
-                        endpoint.answered();
-                        return Ok((upstream, key));
-                    }
-                    Err(Attempt::Stale(_)) if reused && retryable => continue,
-                    Err(Attempt::Stale(detail) | Attempt::Broken(detail)) => {
-                        return Err(Sent::Failed(Failure::Broken(name.to_owned(), detail)));
-                    }
-                    Err(Attempt::ClientGone) => return Err(Sent::ClientGone),
-                }
-            }
-        }
-        Err(Sent::Failed(Failure::Unavailable(name.to_owned())))
-    }
-
-    /// Writes the head in `out` and the body, then reads the answer's head (past any
-    /// interim 1xx) into `upbuf`.
-    async fn try_once(&mut self, upstream: &mut TcpStream) -> Result<(), Attempt> {
-        let here = (self.inbuf.len() as u64).min(self.unread) as usize;
-        self.out.extend_from_slice(&self.inbuf[..here]);
-        self.inbuf.advance(here);
-        self.unread -= here as u64;
-        upstream.write_all(&self.out).await.map_err(|e| Attempt::Stale(e.to_string()))?;
-        while self.unread > 0 {
-            if self.inbuf.is_empty() {
-                self.inbuf.reserve(8192);
-                match self.stream.read_buf(&mut self.inbuf).await {
-                    Ok(0) | Err(_) => return Err(Attempt::ClientGone),
-                    Ok(_) => {}
-                }
-            }
-            let take = (self.inbuf.len() as u64).min(self.unread) as usize;
-            upstream.write_all(&self.inbuf[..take]).await.map_err(|e| Attempt::Broken(e.to_string()))?;
-            self.inbuf.advance(take);
-            self.unread -= take as u64;
-        }
-        self.upbuf.clear();
-        let mut answered = false;
-        loop {
-            if wire::final_head_is_buffered(&self.upbuf) {
-                // Parsed once, by `relay`, which answers 502 if it is broken.
-                return Ok(());
-            }
-            if !self.upbuf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
-                let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.upbuf) {
-                    Ok(httparse::Status::Complete(n)) => match response.code {
-                        Some(101) => return Err(Attempt::Broken("an upgrade nobody asked for".into())),
-                        // Interim answers are not passed on (hyper's client drops them too).
-                        Some(100..=199) => {
-                            self.upbuf.advance(n);
-                            answered = true;
-                            continue;
-                        }
-                        _ => return Ok(()),
-                    },
-                    Ok(httparse::Status::Partial) if self.upbuf.len() <= wire::MAX_HEAD => {}
-                    Ok(httparse::Status::Partial) => return Err(Attempt::Broken("response head too large".into())),
-                    Err(e) => return Err(Attempt::Broken(format!("bad response head: {e}"))),
-                }
-            }
-            if self.upbuf.capacity() - self.upbuf.len() < 1024 {
-                self.upbuf.reserve(8192);
-            }
-            match upstream.read_buf(&mut self.upbuf).await {
-                Ok(0) if self.upbuf.is_empty() && !answered => return Err(Attempt::Stale("closed".into())),
-                Ok(0) => return Err(Attempt::Broken("closed mid-answer".into())),
-                Err(e) if self.upbuf.is_empty() && !answered => return Err(Attempt::Stale(e.to_string())),
-                Err(e) => return Err(Attempt::Broken(e.to_string())),
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Relays the answer whose head is in `upbuf`, and its body, to the client; the
-    /// upstream connection goes back to the pool when the body ended where it should.
-    /// Neither side may stall it for longer than its timeout.
-    async fn relay(
-        &mut self,
-        mut upstream: TcpStream,
-        key: pool::Key,
-        call: &Call<'_>,
-        deadline: &mut Deadline,
-    ) -> Outcome {
-        let Call { route, req, request_id, started: now, .. } = *call;
-        let name = &route.upstream;
-        let (head_len, answer) = {
-            let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            let Ok(httparse::Status::Complete(head_len)) = response.parse(&self.upbuf) else {
-                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
-            };
-            let Some(answer) = wire::answer(&response, req.is_head()) else {
-                tracing::warn!(upstream = %name, "upstream answered with a broken framing");
-                return Outcome::Refused(ApiError::BadGateway(format!("the {name} service failed")));
-            };
-            let close = req.close || answer.framing == Framing::UntilClose;
-            self.out.clear();
-            wire::client_head(&mut self.out, &response, &answer, request_id, close, self.cors);
-            (head_len, answer)
-        };
-        self.upbuf.advance(head_len);
-        let status = answer.status;
-        let keep = !(req.close || answer.framing == Framing::UntilClose);
-        let ended = match answer.framing {
-            Framing::Empty => self.write_out(deadline).await.map(|()| self.upbuf.is_empty()),
-            Framing::Length(n) => self.relay_length(&mut upstream, n, deadline).await,
-            Framing::Chunked => self.relay_chunks(&mut upstream, deadline).await,
-            Framing::UntilClose => self.relay_until_close(&mut upstream, deadline).await.map(|()| false),
-        };
-        match ended {
-            Ok(reusable) => {
-                if reusable && !answer.closes {
-                    idle::give_back(key, upstream, now);
-                }
-                Outcome::Relayed { status, keep }
-            }
-            // The head is out: all that is left is to close the connection.
-            Err(Relay::Upstream(e)) => {
-                tracing::warn!(upstream = %name, error = %e, "upstream failed mid-answer");
-                Outcome::Relayed { status, keep: false }
-            }
-            Err(Relay::Client) => Outcome::Relayed { status, keep: false },
-        }
-    }
-
-    /// Writes `out` to the client, which must take it within the client timeout: one that
-    /// stops reading would otherwise hold this connection and an upstream one forever.
-    async fn write_out(&mut self, deadline: &mut Deadline) -> Result<(), Relay> {
-        deadline.set(Instant::now() + self.client_timeout);
-        let written = tokio::select! {
-            biased;
-            written = self.stream.write_all(&self.out) => written.map_err(|_| Relay::Client),
-            () = deadline.passed() => Err(Relay::Client),
-        };
-        self.out.clear();
-        written
-    }
-
-    /// Reads more of the answer's body into `upbuf`, within the upstream timeout.
-    async fn read_upstream(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<(), Relay> {
-        self.upbuf.clear();
-        self.upbuf.reserve(16384);
-        deadline.set(Instant::now() + self.upstream_timeout);
-        tokio::select! {
-            biased;
-            read = upstream.read_buf(&mut self.upbuf) => match read {
-                Ok(0) => Err(Relay::Upstream("closed mid-body".into())),
-                Ok(_) => Ok(()),
-                Err(e) => Err(Relay::Upstream(e.to_string())),
-            },
-            () = deadline.passed() => Err(Relay::Upstream("no more of the body in time".into())),
-        }
-    }
-
-    /// A body of `n` bytes; `Ok(true)` when nothing followed it.
-    async fn relay_length(
-        &mut self,
-        upstream: &mut TcpStream,
-        mut n: u64,
-        deadline: &mut Deadline,
-    ) -> Result<bool, Relay> {
-        loop {
-            let here = (self.upbuf.len() as u64).min(n) as usize;
-            self.out.extend_from_slice(&self.upbuf[..here]);
-            self.upbuf.advance(here);
-            n -= here as u64;
-            self.write_out(deadline).await?;
-            if n == 0 {
-                return Ok(self.upbuf.is_empty());
-            }
-            self.read_upstream(upstream, deadline).await?;
-        }
-    }
-
-    /// A chunked body, passed on as it is; `Ok(true)` when nothing followed it.
-    async fn relay_chunks(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<bool, Relay> {
-        let mut chunks = wire::Chunks::default();
-        loop {
-            let end = chunks.feed(&self.upbuf).map_err(|_| Relay::Upstream("bad chunked body".into()))?;
-            let here = end.unwrap_or(self.upbuf.len());
-            self.out.extend_from_slice(&self.upbuf[..here]);
-            self.upbuf.advance(here);
-            self.write_out(deadline).await?;
-            if end.is_some() {
-                return Ok(self.upbuf.is_empty());
-            }
-            self.read_upstream(upstream, deadline).await?;
-        }
-    }
-
-    /// A body that ends when the upstream closes.
-    async fn relay_until_close(&mut self, upstream: &mut TcpStream, deadline: &mut Deadline) -> Result<(), Relay> {
-        self.out.extend_from_slice(&self.upbuf);
-        self.write_out(deadline).await?;
-        loop {
-            match self.read_upstream(upstream, deadline).await {
-                Ok(()) => {
-                    self.out.extend_from_slice(&self.upbuf);
-                    self.write_out(deadline).await?;
-                }
-                Err(_) => return Ok(()),
-            }
-        }
     }
 }
 
@@ -569,108 +331,6 @@ struct Stop<'a> {
     signal: Pin<Box<dyn Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>>,
     /// It came (or the server is gone).
     seen: bool,
-}
-
-/// One timer per connection for all its timeouts: the head's, the upstream's, and the
-/// relay's on either side. Armed anew for every request, timers cost 2% of the gateway's
-/// CPU; this one is re-armed only when it fires before the deadline, about once per
-/// timeout period.
-struct Deadline {
-    timer: Pin<Box<tokio::time::Sleep>>,
-    at: Instant,
-}
-
-impl Deadline {
-    fn new(after: Duration) -> Self {
-        let at = Instant::now() + after;
-        Self { timer: Box::pin(tokio::time::sleep_until(at)), at }
-    }
-
-    /// From now on, the deadline is `at`. The timer is moved only when it would fire late.
-    fn set(&mut self, at: Instant) {
-        self.at = at;
-        if self.timer.deadline() > at {
-            self.timer.as_mut().reset(at);
-        }
-    }
-
-    /// Resolves once the deadline has passed.
-    async fn passed(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            if Instant::now() >= self.at {
-                return;
-            }
-            let at = self.at;
-            self.timer.as_mut().reset(at);
-        }
-    }
-}
-
-enum Sent {
-    Failed(Failure),
-    ClientGone,
-}
-
-enum Relay {
-    Upstream(String),
-    Client,
-}
-
-/// Idle upstream connections of this path, per thread (like [`pool`]'s for hyper's).
-mod idle {
-    use crate::pool::{IDLE_FOR, Key, MAX_IDLE};
-    use foldhash::HashMap;
-    use std::cell::RefCell;
-    use std::task::{Context, Poll, Waker};
-    use tokio::net::TcpStream;
-    use tokio::time::Instant;
-
-    thread_local! {
-        static IDLE: RefCell<HashMap<Key, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::default());
-    }
-
-    /// An idle connection to `key`, if one is still good `now` (the request's start: the
-    /// clock is read once per request).
-    pub fn take(key: Key, now: Instant) -> Option<TcpStream> {
-        IDLE.with_borrow_mut(|idle| {
-            let list = idle.get_mut(&key)?;
-            while let Some((stream, since)) = list.pop() {
-                if now.saturating_duration_since(since) < IDLE_FOR && still_open(&stream) {
-                    return Some(stream);
-                }
-            }
-            None
-        })
-    }
-
-    pub fn give_back(key: Key, stream: TcpStream, now: Instant) {
-        IDLE.with_borrow_mut(|idle| {
-            let list = idle.entry(key).or_default();
-            // The oldest wait at the front: once it is too old, the old ones are closed
-            // (the upstream has likely closed them already).
-            if list.first().is_some_and(|(_, since)| now.saturating_duration_since(*since) >= IDLE_FOR) {
-                list.retain(|(_, since)| now.saturating_duration_since(*since) < IDLE_FOR);
-            }
-            if list.len() < MAX_IDLE {
-                list.push((stream, now));
-            }
-        });
-    }
-
-    /// An idle connection has nothing to read: anything there (the upstream's close,
-    /// most likely) makes it useless. tokio knows without a system call unless the
-    /// last read filled its buffer exactly.
-    fn still_open(stream: &TcpStream) -> bool {
-        match stream.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0; 1];
-                matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
-        }
-    }
 }
 
 /// The client's connection for hyper: the bytes this path read first, then the socket.

@@ -2,18 +2,30 @@
 //! services, checks tokens at the edge (services verify again), applies rate and size
 //! limits, and serves one OpenAPI document for the whole API with interactive docs.
 //!
-//! Rooms: [`model`] (the route table), [`upstream`] (where requests go: pooled HTTP or
-//! a router in this process), [`limits`] (token buckets), [`meters`] (batched per thread), [`proxy`] (a request's way
-//! through), [`edge`] (the gateway's own HTTP/1.1 path, [`wire`] its bytes), [`docs`] (the merged OpenAPI document and `/docs`).
+//! One pipeline, two transports. The rules, each in one place: [`admission`] (route,
+//! host, rates, token, size), [`headers`] (what a request carries upstream and an answer
+//! back), [`upstream`] (endpoints in turn, ejection, the loop of tries), [`retry`] (when a
+//! request may go again), [`pool`] (idle connections), [`failure`] (failures as
+//! problems), [`meters`] (meters and the access log). The transports: hyper's
+//! ([`proxy`], the front door as a tower service, and [`hyper_client`]) and the own
+//! HTTP/1.1 one ([`edge`], [`wire`] its bytes), which hands hyper what it does not take.
+//! Besides: [`model`] (the route table), [`limits`] (token buckets), [`deadline`] (one
+//! timer for many timeouts), [`docs`] (the merged OpenAPI document and `/docs`).
 
-pub mod docs;
+mod admission;
+mod deadline;
+pub(crate) mod docs;
 pub mod edge;
-pub mod limits;
-pub mod meters;
+mod failure;
+mod headers;
+mod hyper_client;
+pub(crate) mod limits;
+pub(crate) mod meters;
 pub mod model;
 mod pool;
 pub mod proxy;
-pub mod upstream;
+mod retry;
+pub(crate) mod upstream;
 mod wire;
 
 use crate::limits::{Limits, Rate};
@@ -69,25 +81,25 @@ pub struct GatewayConfig {
 }
 
 /// What the request path needs, shared by every request.
-pub struct Gateway {
-    pub routes: model::Router,
+pub(crate) struct Gateway {
+    pub(crate) routes: model::Router,
     /// Every upstream by name (the OpenAPI merge and the readiness check walk them).
-    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
     /// The upstream of each route, in the order of `routes`, so a request needs no lookup.
-    pub route_upstreams: Vec<Arc<Upstream>>,
-    pub verifier: Verifier,
-    pub limits: Arc<Limits>,
-    pub upstream_timeout: Duration,
-    pub body_limit: usize,
+    pub(crate) route_upstreams: Vec<Arc<Upstream>>,
+    pub(crate) verifier: Verifier,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) upstream_timeout: Duration,
+    pub(crate) body_limit: usize,
     /// The proxies in front that may say who the client is.
-    pub proxies: kit::forwarded::TrustedProxies,
+    pub(crate) proxies: kit::forwarded::TrustedProxies,
     /// Whether CORS applies (some origins are allowed).
-    pub cors: bool,
+    pub(crate) cors: bool,
     /// How long a client may take to send a request head, or stay idle between requests.
-    pub header_timeout: Duration,
-    pub openapi: docs::MergedOpenApi,
+    pub(crate) header_timeout: Duration,
+    pub(crate) openapi: docs::MergedOpenApi,
     /// Meters of each route (by its index in `routes`) and of requests in flight.
-    pub meters: Arc<meters::Meters>,
+    pub(crate) meters: Arc<meters::Meters>,
 }
 
 /// Upstreams by name: over HTTP from the table, or the given in-process routers.

@@ -1,5 +1,5 @@
 //! The gateway's meters: per route, requests by status and their durations, and the
-//! requests in flight.
+//! requests in flight; and beside them, each proxied request's access log line.
 //!
 //! Each serving thread batches its updates and adds them to the shared metrics when its
 //! runtime goes idle, or every [`BATCH`] requests or [`STALE_AFTER`] while it stays busy.
@@ -7,6 +7,7 @@
 //! the cores, which cost the gateway 6% of its throughput (bench/gateway.sh). On threads
 //! that never go idle in that way (`veche up`'s shared runtime), updates go straight in.
 
+use crate::Gateway;
 use crate::model::Route;
 use metrics::{Counter, Gauge, Histogram};
 use std::cell::RefCell;
@@ -147,6 +148,33 @@ impl Meters {
     fn in_flight(&self) -> &Gauge {
         // The same gauge every service's layer stack keeps (kit::server).
         self.in_flight.get_or_init(|| metrics::gauge!("http_requests_in_flight"))
+    }
+}
+
+impl Gateway {
+    /// The meters and the access log line of one proxied request, on either transport.
+    pub(crate) fn account(
+        &self,
+        index: usize,
+        method: &str,
+        status: http::StatusCode,
+        started: Instant,
+        span: &tracing::Span,
+    ) {
+        let route = &self.routes.routes()[index];
+        let now = Instant::now();
+        let elapsed = now - started;
+        self.meters.record(index, status.as_u16(), elapsed, now);
+        // A 5xx is also a warning, so logs at `warn` still show upstream trouble.
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let (prefix, upstream, code) = (&route.prefix, &route.upstream, status.as_u16());
+        span.in_scope(|| {
+            if status.is_server_error() {
+                tracing::warn!(target: "veche::access", method, route = %prefix, %upstream, status = code, ms, "request");
+            } else {
+                tracing::info!(target: "veche::access", method, route = %prefix, %upstream, status = code, ms, "request");
+            }
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 //! `veche up`, a service's router in the same process (the same request and response,
 //! without the socket).
 
-use crate::pool::{self, SendError};
+use crate::failure::Failure;
+use crate::pool::{self, Key, Pooled};
+use crate::retry::{self, NextTry, Tried};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, Response, Uri};
@@ -13,27 +15,6 @@ use tower::ServiceExt;
 
 /// After a failed connection an endpoint is skipped for this long.
 const EJECT_FOR: Duration = Duration::from_secs(2);
-
-/// Why an upstream did not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// No endpoint took the connection (stopped, refused, unreachable).
-    #[error("{0} is unavailable")]
-    Unavailable(String),
-    /// It took the request but did not answer in time.
-    #[error("{0} did not answer in time")]
-    Timeout(String),
-    /// The request body broke the route's size limit while streaming.
-    #[error("request body too large")]
-    BodyTooLarge,
-    /// The client's own body broke (a malformed chunk, a connection cut mid-body): the
-    /// client's fault, not the upstream's.
-    #[error("the request body was malformed or cut short")]
-    ClientBody,
-    /// The connection broke mid-request.
-    #[error("{0} failed: {1}")]
-    Broken(String, String),
-}
 
 pub struct Upstream {
     pub name: String,
@@ -95,13 +76,14 @@ impl Upstream {
         Self { name: name.to_owned(), target: Target::Local(router) }
     }
 
-    /// Sends `req` and waits at most `timeout` for the response head.
+    /// Sends `req` and waits at most `timeout` for the answer's head (and, over HTTP, at
+    /// most as long for each next piece of its body).
     pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Body>, Failure> {
         let sent = async {
             match &self.target {
                 Target::Local(router) => Ok(router.clone().oneshot(afresh(req)).await.unwrap_or_else(|e| match e {})),
                 // Boxed once, rather than copied with every layer the request's future passes.
-                Target::Remote(remote) => Box::pin(self.send_remote(remote, req)).await,
+                Target::Remote(remote) => Box::pin(crate::hyper_client::send(remote, &self.name, req, timeout)).await,
             }
         };
         match tokio::time::timeout(timeout, sent).await {
@@ -116,44 +98,6 @@ impl Upstream {
             Target::Remote(remote) => Some(remote),
             Target::Local(_) => None,
         }
-    }
-
-    async fn send_remote(&self, remote: &Remote, req: Request<Body>) -> Result<Response<Body>, Failure> {
-        let (parts, body) = req.into_parts();
-        // A request that failed to connect was never sent, so it may go to another
-        // endpoint; only a bodiless idempotent one can be rebuilt to try again.
-        let retryable = parts.method.is_idempotent() && http_body::Body::size_hint(&body).exact() == Some(0);
-        let (mut parts, mut body) = (Some(parts), Some(body));
-        let mut attempts = remote.attempts();
-        while let Some((key, endpoint)) = attempts.next() {
-            let Some(this_body) = body.take().or_else(|| retryable.then(Body::empty)) else { break };
-            // The head is copied only while another endpoint may still need it.
-            let head = if retryable && attempts.more_left() { parts.clone() } else { parts.take() };
-            let Some(mut head) = head else { break };
-            head.uri = origin_form(&head.uri);
-            if !head.headers.contains_key(http::header::HOST)
-                && let Ok(host) = endpoint.authority().parse()
-            {
-                head.headers.insert(http::header::HOST, host);
-            }
-            let req = Request::from_parts(head, this_body);
-            match pool::send(key, &endpoint.addr, req).await {
-                Ok(response) => {
-                    endpoint.answered();
-                    return Ok(response);
-                }
-                Err(SendError::Connect(e)) => {
-                    endpoint.eject(&self.name, &e);
-                    if !retryable {
-                        break;
-                    }
-                }
-                Err(SendError::Request(e)) if body_too_large(&e) => return Err(Failure::BodyTooLarge),
-                Err(SendError::Request(e)) if from_client_body(&e) => return Err(Failure::ClientBody),
-                Err(SendError::Request(e)) => return Err(Failure::Broken(self.name.clone(), e.to_string())),
-            }
-        }
-        Err(Failure::Unavailable(self.name.clone()))
     }
 
     /// Readiness of an in-process upstream (its own `/readyz`); a remote one is its
@@ -199,6 +143,82 @@ impl Remote {
     }
 }
 
+/// One transport's way of trying a request on one upstream connection. The rules around
+/// the tries (which endpoint, which connection, whether to try again, when to skip an
+/// endpoint) are [`Remote::send`]'s, the same for every transport.
+pub(crate) trait Exchange {
+    /// An upstream connection, as this transport pools it.
+    type Conn: Pooled;
+    /// What a try that worked gives: the answer's head, at least.
+    type Answer;
+    type Error: From<Failure>;
+
+    /// Opens a new connection to an endpoint at `addr` (`host:port`).
+    async fn connect(&mut self, addr: &str) -> std::io::Result<Self::Conn>;
+
+    /// Sends the request on `conn` (`reused`: it came from the pool) and waits for the
+    /// answer's head. A connection that is done with goes back to the pool with `key`.
+    async fn try_once(
+        &mut self,
+        conn: Self::Conn,
+        reused: bool,
+        key: Key,
+        endpoint: &Endpoint,
+    ) -> Result<Self::Answer, Tried<Self::Error>>;
+}
+
+impl Remote {
+    /// Sends a request through `exchange`: endpoints in turn, an idle connection of this
+    /// thread or a new one, a refusing endpoint skipped for a while, and another try only
+    /// as [`retry`] allows. `now` is the request's start (for the pool).
+    pub(crate) async fn send<X: Exchange>(
+        &self,
+        name: &str,
+        exchange: &mut X,
+        replayable: bool,
+        now: tokio::time::Instant,
+    ) -> Result<X::Answer, X::Error> {
+        for (key, endpoint) in self.attempts() {
+            loop {
+                let (conn, reused) = match pool::take(key, now) {
+                    Some(conn) => (conn, true),
+                    None => match exchange.connect(&endpoint.addr).await {
+                        Ok(conn) => (conn, false),
+                        Err(e) => {
+                            endpoint.eject(name, &e);
+                            match retry::after_connect_failure(replayable) {
+                                NextTry::GiveUp => return Err(Failure::Unavailable(name.to_owned()).into()),
+                                NextTry::OtherEndpoint | NextTry::SameEndpoint => break,
+                            }
+                        }
+                    },
+                };
+                let tried = match exchange.try_once(conn, reused, key, endpoint).await {
+                    Ok(answer) => {
+                        endpoint.answered();
+                        return Ok(answer);
+                    }
+                    Err(tried) => tried,
+                };
+                match retry::after_try(&tried, reused, replayable) {
+                    NextTry::SameEndpoint => continue,
+                    NextTry::OtherEndpoint => break,
+                    NextTry::GiveUp => {
+                        return Err(match tried {
+                            Tried::Failed(e) => e,
+                            Tried::Unanswered(detail) => Failure::Broken(name.to_owned(), detail).into(),
+                            Tried::NotSent => {
+                                Failure::Broken(name.to_owned(), "a new connection took no request".into()).into()
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        Err(Failure::Unavailable(name.to_owned()).into())
+    }
+}
+
 /// See [`Remote::attempts`].
 pub(crate) struct Attempts<'a> {
     remote: &'a Remote,
@@ -207,15 +227,8 @@ pub(crate) struct Attempts<'a> {
     tried: usize,
 }
 
-impl Attempts<'_> {
-    /// Whether another endpoint may still come.
-    pub(crate) fn more_left(&self) -> bool {
-        self.i < self.remote.endpoints.len()
-    }
-}
-
 impl<'a> Iterator for Attempts<'a> {
-    type Item = (pool::Key, &'a Endpoint);
+    type Item = (Key, &'a Endpoint);
 
     fn next(&mut self) -> Option<Self::Item> {
         let count = self.remote.endpoints.len();
@@ -260,49 +273,9 @@ impl Endpoint {
     }
 }
 
-/// The request target an origin server expects: path and query only (RFC 9112, 3.2.1).
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        Some(pq) => Uri::from(pq.clone()),
-        None => Uri::from_static("/"),
-    }
-}
-
-fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
-    caused_by::<http_body_util::LengthLimitError>(e)
-}
-
-fn from_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
-    caused_by::<ClientBodyError>(e)
-}
-
-fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if err.is::<E>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-/// An error reading the client's body, marked so that a failed send can tell it from
-/// the upstream's (see [`Failure::ClientBody`]).
-#[derive(Debug, thiserror::Error)]
-#[error("reading the client's body: {0}")]
-pub struct ClientBodyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_upstream_gets_path_and_query() {
-        let uri: Uri = "http://gateway.example/api/v1/events?q=jazz&city=kazan".parse().unwrap();
-        assert_eq!(origin_form(&uri).to_string(), "/api/v1/events?q=jazz&city=kazan");
-        assert_eq!(origin_form(&"/healthz".parse().unwrap()).to_string(), "/healthz");
-    }
 
     #[test]
     fn endpoints_must_be_plain_http_with_a_host() {

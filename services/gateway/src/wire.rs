@@ -1,7 +1,9 @@
-//! HTTP/1.1 as the gateway's own path speaks it (see [`crate::edge`]): which requests it
-//! takes, the heads it writes upstream and back, and where a message's body ends. Pure
-//! functions over bytes; [`httparse`] does the parsing.
+//! HTTP/1.1 as the gateway's own transport speaks it (see [`crate::edge`]): which requests
+//! it takes, the heads it writes upstream and back (edited by the shared [`headers`]
+//! rules), and where a message's body ends. Pure functions over bytes; [`httparse`] does
+//! the parsing.
 
+use crate::headers::{self, EditHeaders, Forwarding, Headers, Value};
 use std::fmt::Write as _;
 
 /// Headers a message may have on this path; more, and hyper takes the connection.
@@ -10,23 +12,6 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// How an HTTP/2 connection with prior knowledge starts.
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1); both
-/// ways through the gateway drop them.
-pub(crate) const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
 
 /// A request this path takes: what the rest of it needs to know.
 pub struct Request<'h> {
@@ -44,12 +29,12 @@ pub struct Request<'h> {
 
 impl Request<'_> {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        header(self.headers, name)
+        self.headers.value(name)
     }
 
-    /// Only a bodiless request of a safe or idempotent method may be sent twice.
-    pub fn retryable(&self) -> bool {
-        self.body_len == 0 && matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+    /// Whether it may be sent again (see [`crate::retry`]).
+    pub fn replayable(&self) -> bool {
+        crate::retry::replayable(self.method, self.body_len == 0)
     }
 
     pub fn is_head(&self) -> bool {
@@ -76,10 +61,6 @@ fn plain_target(target: &str) -> bool {
         table
     };
     target.bytes().all(|b| ALLOWED[usize::from(b)])
-}
-
-fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8]> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
 /// The parsed request, if this path takes it: HTTP/1.1 with an origin-form target that
@@ -129,70 +110,86 @@ pub fn admissible<'h>(req: &'h httparse::Request<'h, 'h>, cors: bool) -> Option<
             return None;
         }
     }
-    // No Host, or several: hyper's path answers the 400 (RFC 9112, section 3.2).
-    if hosts != 1 {
+    // No Host, or several: hyper's path answers the same 400 (the rule is admission's).
+    if crate::admission::host_problem(true, hosts).is_some() {
         return None;
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     Some(Request { method, target, path, headers: req.headers, body_len: body_len.unwrap_or(0), close })
 }
 
-/// What the upstream's head says beyond the request: set as the hyper path sets them.
-pub struct Forwarding<'a> {
-    /// The client's address, which replaces any `X-Forwarded-For` the client sent.
-    pub client: Option<&'a [u8]>,
-    /// `Host` when the request has none: the endpoint's authority.
-    pub host: &'a str,
-    /// The request id, when the gateway made it (one the client sent is passed on).
-    pub made_request_id: Option<&'a str>,
-    /// Pass `X-Forwarded-Proto` on: a trusted proxy in front set it (TLS ended there).
-    pub keep_proto: bool,
-}
-
-/// Headers by which a client could tell services what only a proxy may: `Forwarded` and
-/// `X-Real-IP` always (the gateway speaks through `X-Forwarded-For`), and
-/// `X-Forwarded-Proto` unless a trusted proxy in front set it.
-pub fn is_forged_claim(name: &str, keep_proto: bool) -> bool {
-    name.eq_ignore_ascii_case("forwarded")
-        || name.eq_ignore_ascii_case("x-real-ip")
-        || (!keep_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
-}
-
-/// Writes the head the upstream gets into `out`: hop-by-hop headers gone, `X-Forwarded-For`
-/// (the client), `-Proto` (unless set) and `-Host` (the `Host`), a `Host`, the request id.
-pub fn upstream_head(out: &mut Vec<u8>, req: &Request<'_>, fwd: &Forwarding<'_>) {
-    let host = req.header("host");
+/// Writes the head the upstream gets into `out`: the request line, then the headers as
+/// the shared rule forwards them ([`headers::forward_request`]), `Host` being the
+/// endpoint's `authority` when the request has none.
+pub fn upstream_head(out: &mut Vec<u8>, req: &Request<'_>, fwd: &Forwarding<'_>, authority: &str) {
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_proto = false;
-    for h in req.headers {
-        let name = h.name;
-        if is_hop_by_hop(name)
-            || is_forged_claim(name, fwd.keep_proto)
-            || (fwd.client.is_some() && name.eq_ignore_ascii_case("x-forwarded-for"))
-            || (host.is_some() && name.eq_ignore_ascii_case("x-forwarded-host"))
-        {
-            continue;
-        }
-        has_proto |= name.eq_ignore_ascii_case("x-forwarded-proto");
-        put_header(out, name.as_bytes(), h.value);
-    }
-    if let Some(client) = fwd.client {
-        put_header(out, b"x-forwarded-for", client);
-    }
-    if !has_proto {
-        put_header(out, b"x-forwarded-proto", b"http");
-    }
-    match host {
-        Some(host) => put_header(out, b"x-forwarded-host", host),
-        None => put_header(out, b"host", fwd.host.as_bytes()),
-    }
-    if let Some(id) = fwd.made_request_id {
-        put_header(out, b"x-request-id", id.as_bytes());
-    }
+    let mut head = HeadWriter { out, source: req.headers, drop_length: false };
+    headers::forward_request(&mut head, fwd);
+    headers::host_for_endpoint(&mut head, authority);
     out.extend_from_slice(b"\r\n");
+}
+
+/// A head's lines in order, to copy.
+pub(crate) trait Lines: Headers {
+    fn lines(&self) -> impl Iterator<Item = (&str, &[u8])>;
+}
+
+impl Lines for [httparse::Header<'_>] {
+    fn lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().map(|h| (h.name, h.value))
+    }
+}
+
+impl Lines for http::HeaderMap {
+    fn lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))
+    }
+}
+
+/// A head written out as a shared rule edits it ([`EditHeaders`]): the lines it keeps,
+/// copied from `source` in order, then those it adds.
+pub(crate) struct HeadWriter<'a, S: ?Sized> {
+    out: &'a mut Vec<u8>,
+    source: &'a S,
+    /// `Content-Length` is dropped too: the body goes with another framing, or the
+    /// length is written anew.
+    drop_length: bool,
+}
+
+impl<S: Lines + ?Sized> Headers for HeadWriter<'_, S> {
+    fn value(&self, name: &str) -> Option<&[u8]> {
+        self.source.value(name)
+    }
+
+    fn values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.source.values(name)
+    }
+}
+
+impl<S: Lines + ?Sized> EditHeaders for HeadWriter<'_, S> {
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        for (name, value) in self.source.lines() {
+            if keep(name) && !(self.drop_length && name.eq_ignore_ascii_case("content-length")) {
+                put_header(self.out, name.as_bytes(), value);
+            }
+        }
+    }
+
+    fn add(&mut self, name: &http::HeaderName, value: Value<'_>) {
+        let value = match value {
+            Value::Static(text) => text.as_bytes(),
+            Value::Header(value) => value.as_bytes(),
+            Value::Text(text) => text.as_bytes(),
+            Value::CopyOf(other) => match self.source.value(other) {
+                Some(value) => value,
+                None => return,
+            },
+        };
+        put_header(self.out, name.as_str().as_bytes(), value);
+    }
 }
 
 fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -294,23 +291,13 @@ pub fn client_head(
     out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status), b' ']);
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let named = connection_names(response.headers);
-    let (mut has_id, mut has_date) = (false, false);
-    for h in response.headers.iter() {
-        let name = h.name;
-        let stale_length = matches!(answer.framing, Framing::Chunked | Framing::UntilClose)
-            && name.eq_ignore_ascii_case("content-length");
-        if is_hop_by_hop(name) || stale_length || named.iter().any(|n| name.eq_ignore_ascii_case(n)) {
-            continue;
-        }
-        has_id |= name.eq_ignore_ascii_case("x-request-id");
-        has_date |= name.eq_ignore_ascii_case("date");
-        put_header(out, name.as_bytes(), h.value);
-    }
+    let drop_length = matches!(answer.framing, Framing::Chunked | Framing::UntilClose);
+    let mut head = HeadWriter { out, source: response.headers, drop_length };
+    headers::forward_answer(&mut head, Value::Text(request_id));
     if answer.framing == Framing::Chunked {
         put_header(out, b"transfer-encoding", b"chunked");
     }
-    finish_head(out, request_id, has_id, has_date, close, cors);
+    finish_head(out, response.headers.value("date").is_some(), close, cors);
 }
 
 /// What tower-http's CORS layer adds to every answer (its default `Vary`), so that caches
@@ -318,12 +305,11 @@ pub fn client_head(
 /// same URLs.
 const CORS_VARY: &[u8] = b"origin, access-control-request-method, access-control-request-headers";
 
-fn finish_head(out: &mut Vec<u8>, request_id: &str, has_id: bool, has_date: bool, close: bool, cors: bool) {
+/// What hyper's server and the CORS layer add to an answer, as hyper's transport has it:
+/// the CORS `Vary`, a `Date`, and `Connection: close` when the connection ends.
+fn finish_head(out: &mut Vec<u8>, has_date: bool, close: bool, cors: bool) {
     if cors {
         put_header(out, b"vary", CORS_VARY);
-    }
-    if !has_id {
-        put_header(out, b"x-request-id", request_id.as_bytes());
     }
     if !has_date {
         put_header(out, b"date", httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
@@ -332,21 +318,6 @@ fn finish_head(out: &mut Vec<u8>, request_id: &str, has_id: bool, has_date: bool
         put_header(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Header names a `Connection` header lists (besides the standard tokens): hop-by-hop too.
-fn connection_names<'h>(headers: &'h [httparse::Header<'_>]) -> Vec<&'h str> {
-    let mut names = Vec::new();
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-        let value = std::str::from_utf8(h.value).unwrap_or("");
-        names.extend(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")),
-        );
-    }
-    names
 }
 
 /// Writes a response the gateway made itself (a refusal) into `out`, as hyper would
@@ -362,17 +333,10 @@ pub fn local_response(
 ) {
     let status = head.status;
     let _ = write!(Line(out), "HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
-    let mut has_id = false;
-    for (name, value) in &head.headers {
-        if name == http::header::CONTENT_LENGTH {
-            continue;
-        }
-        has_id |= name == "x-request-id";
-        put_header(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    let mut lines = HeadWriter { out, source: &head.headers, drop_length: true };
+    headers::forward_answer(&mut lines, Value::Text(request_id));
     let _ = write!(Line(out), "content-length: {}\r\n", body.len());
-    let has_date = head.headers.contains_key(http::header::DATE);
-    finish_head(out, request_id, has_id, has_date, close, cors);
+    finish_head(out, head.headers.contains_key(http::header::DATE), close, cors);
     if !head_only {
         out.extend_from_slice(body);
     }
@@ -523,12 +487,12 @@ mod tests {
             (taken.path, taken.target, taken.body_len, taken.close),
             ("/api/v1/users/me", "/api/v1/users/me?x=1", 0, false)
         );
-        assert!(taken.retryable());
+        assert!(taken.replayable());
 
         let mut h = [httparse::EMPTY_HEADER; 16];
         let req = parse(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nConnection: close\r\n\r\n", &mut h);
         let taken = admissible(&req, false).unwrap();
-        assert_eq!((taken.body_len, taken.close, taken.retryable()), (12, true, false));
+        assert_eq!((taken.body_len, taken.close, taken.replayable()), (12, true, false));
 
         for text in [
             &b"GET /e HTTP/1.0\r\n\r\n"[..],
@@ -575,13 +539,9 @@ mod tests {
         );
         let req = admissible(&req, false).unwrap();
         let mut out = Vec::new();
-        let fwd = Forwarding {
-            client: Some(b"192.0.2.1"),
-            host: "users:8081",
-            made_request_id: Some("id-1"),
-            keep_proto: false,
-        };
-        upstream_head(&mut out, &req, &fwd);
+        let client = http::HeaderValue::from_static("192.0.2.1");
+        let fwd = Forwarding { client: Some(&client), made_request_id: Some(Value::Text("id-1")), keep_proto: false };
+        upstream_head(&mut out, &req, &fwd, "users:8081");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a?b HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer t\r\nx-forwarded-for: 192.0.2.1\r\n\
@@ -595,8 +555,8 @@ mod tests {
             parse(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\n\r\n", &mut h);
         let req = admissible(&req, false).unwrap();
         let mut out = Vec::new();
-        let fwd = Forwarding { client: None, host: "users:8081", made_request_id: None, keep_proto: true };
-        upstream_head(&mut out, &req, &fwd);
+        let fwd = Forwarding { client: None, made_request_id: None, keep_proto: true };
+        upstream_head(&mut out, &req, &fwd, "users:8081");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nX-Request-Id: theirs\r\nx-forwarded-host: gw\r\n\r\n"
@@ -659,7 +619,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 201 Created\r\nDate: Thu, 26 Nov 2026 08:00:00 GMT\r\nLocation: /e/1\r\n\
-             transfer-encoding: chunked\r\nx-request-id: id-1\r\n\r\n"
+             x-request-id: id-1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
     }
 
@@ -678,15 +638,15 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\n\
-             date: Thu, 26 Nov 2026 08:00:00 GMT\r\ncontent-length: 2\r\nx-request-id: id-2\r\n\r\n{}"
+             date: Thu, 26 Nov 2026 08:00:00 GMT\r\nx-request-id: id-2\r\ncontent-length: 2\r\n\r\n{}"
         );
         let mut out = Vec::new();
         local_response(&mut out, &head, b"{}", "id-2", true, true, true);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.ends_with(
-                "content-length: 2\r\nvary: origin, access-control-request-method, access-control-request-headers\r\n\
-                 x-request-id: id-2\r\nconnection: close\r\n\r\n"
+                "x-request-id: id-2\r\ncontent-length: 2\r\n\
+                 vary: origin, access-control-request-method, access-control-request-headers\r\nconnection: close\r\n\r\n"
             ),
             "{text}"
         );

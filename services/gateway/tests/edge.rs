@@ -1,13 +1,15 @@
-//! The gateway's own HTTP/1.1 path over real sockets: a client writing raw bytes, the
-//! gateway's connections served as `veche serve gateway` serves them, and a scripted
-//! upstream on loopback that answers each path with a different framing and counts its
-//! connections. What hyper's path did for the gateway must still hold: framing relayed
-//! intact, connections reused, `X-Forwarded-*` and request ids, refusals as problems, and
-//! whatever this path does not take answered by hyper on the same connection.
+//! The gateway's proxying over real sockets, every case on both transports: the gateway's
+//! own HTTP/1.1 transport (as `veche serve gateway` serves its connections, handing hyper
+//! what it does not take) and hyper's (as `veche up` serves them). A client writes raw
+//! bytes; a scripted upstream on loopback answers each path with a different framing and
+//! counts its connections. Both must hold alike: framing relayed intact, connections
+//! reused, `X-Forwarded-*` and request ids, refusals as problems, retries only where they
+//! are safe, timeouts on either side. A case that holds on one transport and not the
+//! other fails by name: `own_transport::<case>` or `hyper_transport::<case>`.
 
 use gateway::model::{Access, Route, RouteTable};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -144,6 +146,10 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
                                 .await;
                             return;
                         }
+                        "/api/hang" => {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate").await
+                        }
                         "/api/slow" => {
                             tokio::time::sleep(Duration::from_millis(300)).await;
                             w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow").await
@@ -181,76 +187,142 @@ async fn upstream() -> (String, Arc<Mutex<Seen>>) {
     (addr, seen)
 }
 
-/// The gateway in front of `upstream`: `/api` open, `/private` needing a token, and
-/// `/small` taking bodies of at most 16 bytes; its upstream is called `name`.
-fn front(upstream: &str, name: &str) -> gateway::proxy::Front {
-    front_with(upstream, name, &kit::config::HttpArgs::default(), 5.0)
+/// The two transports every case runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// As `veche serve gateway` serves: the gateway's own HTTP/1.1 transport first.
+    Own,
+    /// As `veche up` serves: hyper for every connection, upstreams through hyper's client.
+    Hyper,
 }
 
-fn front_with(
-    upstream: &str,
-    name: &str,
-    http: &kit::config::HttpArgs,
-    upstream_timeout_secs: f64,
-) -> gateway::proxy::Front {
-    let endpoint = format!("http://{upstream}");
-    let route = |prefix: &str, auth, max_body_bytes| Route {
-        prefix: prefix.into(),
-        upstream: name.into(),
-        auth,
-        max_body_bytes,
+/// Each case as two tests, one per transport.
+macro_rules! on_both_transports {
+    ($($case:ident),+ $(,)?) => {
+        mod own_transport {
+            $(#[tokio::test] async fn $case() { super::$case(super::Transport::Own).await })+
+        }
+        mod hyper_transport {
+            $(#[tokio::test] async fn $case() { super::$case(super::Transport::Hyper).await })+
+        }
     };
-    let table = RouteTable {
-        upstreams: [(name.to_owned(), vec![endpoint.clone()])].into(),
-        routes: vec![
-            route("/api", Access::None, None),
-            route("/private", Access::Required, None),
-            route("/small", Access::None, Some(16)),
-        ],
-    };
-    let config = gateway::GatewayConfig {
-        serve_metrics: false,
-        routes: None,
-        cors_origins: Vec::new(),
-        client_rps: 0,
-        client_burst: 0,
-        user_rps: 0,
-        user_burst: 0,
-        upstream_timeout_secs,
-    };
-    let verifier = kit::auth::Verifier::new(kit::auth::KeySource::Url(format!("{endpoint}/jwks")), "test", "gateway");
-    gateway::build(&config, table, gateway::Upstreams::Remote, verifier, http).unwrap()
 }
 
-async fn gateway(upstream: &str) -> String {
-    gateway_until(upstream, std::future::pending()).await.0
+on_both_transports!(
+    every_framing_is_relayed_and_connections_are_reused,
+    the_upstream_gets_the_body_and_forwarding_headers,
+    requests_without_exactly_one_host_are_refused,
+    a_clients_broken_chunked_body_is_its_400_not_a_502,
+    a_pooled_connection_the_upstream_closed_is_replaced_for_a_get,
+    refusals_are_problems_and_a_refused_body_is_not_taken_for_a_request,
+    tokens_are_checked_at_the_edge,
+    a_client_over_its_rate_gets_429_with_retry_after,
+    unknown_routes_and_upstreams_that_cannot_answer_are_problems,
+    a_stopped_endpoint_is_skipped_and_only_what_may_go_again_goes_elsewhere,
+    what_the_own_transport_does_not_take_is_answered_alike,
+    shutdown_lets_the_request_in_hand_finish_then_closes,
+    the_meters_of_serving_threads_are_all_counted_once_they_are_idle,
+    a_client_that_stops_reading_and_an_upstream_that_stops_sending_are_cut_off,
+);
+
+/// An address where nothing listens any more: a stopped endpoint.
+fn stopped() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
 }
 
-/// [`gateway`], shutting down when `shutdown` resolves; the handle ends when it has.
-async fn gateway_until(
-    upstream: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    serve(front(upstream, "up"), kit::config::HttpArgs::default(), shutdown).await
-}
-
-/// [`gateway`] with half-second timeouts: the header (and client) timeout and the upstream's.
-async fn impatient_gateway(upstream: &str) -> String {
-    let http = kit::config::HttpArgs { header_timeout_secs: 0.5, ..Default::default() };
-    let front = front_with(upstream, "up", &http, 0.5);
-    serve(front, http, std::future::pending()).await.0
-}
-
-async fn serve(
-    front: gateway::proxy::Front,
+/// A gateway in front of the scripted upstream, served on `transport`: routes `/api`
+/// open, `/private` needing a token, `/maybe` taking one, `/small` taking bodies of at
+/// most 16 bytes (all to the upstream `name`), and `/stopped` to an upstream that is down.
+struct Gw {
+    transport: Transport,
+    /// The endpoints of `name`.
+    endpoints: Vec<String>,
+    name: String,
     http: kit::config::HttpArgs,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let edge = gateway::edge::Edge::new(front);
-    let served = tokio::spawn(async move { kit::server::serve_connections(listener, edge, shutdown, &http).await });
-    (addr, served)
+    upstream_timeout_secs: f64,
+    /// Requests per second and burst per client (0: no limit).
+    client_rate: (u32, u32),
+}
+
+impl Gw {
+    fn new(transport: Transport, upstream: &str) -> Self {
+        Self {
+            transport,
+            endpoints: vec![format!("http://{upstream}")],
+            name: "up".into(),
+            http: kit::config::HttpArgs::default(),
+            upstream_timeout_secs: 5.0,
+            client_rate: (0, 0),
+        }
+    }
+
+    /// Half-second timeouts: the header (and client) timeout and the upstream's.
+    fn impatient(mut self) -> Self {
+        self.http.header_timeout_secs = 0.5;
+        self.upstream_timeout_secs = 0.5;
+        self
+    }
+
+    fn front(&self) -> gateway::proxy::Front {
+        let route = |prefix: &str, upstream: &str, auth, max_body_bytes| Route {
+            prefix: prefix.into(),
+            upstream: upstream.into(),
+            auth,
+            max_body_bytes,
+        };
+        let name = self.name.as_str();
+        let table = RouteTable {
+            upstreams: [(name.to_owned(), self.endpoints.clone()), ("down".to_owned(), vec![stopped()])].into(),
+            routes: vec![
+                route("/api", name, Access::None, None),
+                route("/private", name, Access::Required, None),
+                route("/maybe", name, Access::Optional, None),
+                route("/small", name, Access::None, Some(16)),
+                route("/stopped", "down", Access::None, None),
+            ],
+        };
+        let config = gateway::GatewayConfig {
+            serve_metrics: false,
+            routes: None,
+            cors_origins: Vec::new(),
+            client_rps: self.client_rate.0,
+            client_burst: self.client_rate.1,
+            user_rps: 0,
+            user_burst: 0,
+            upstream_timeout_secs: self.upstream_timeout_secs,
+        };
+        let keys = kit::auth::KeySource::Url(format!("{}/jwks", self.endpoints[0]));
+        let verifier = kit::auth::Verifier::new(keys, "test", "gateway");
+        gateway::build(&config, table, gateway::Upstreams::Remote, verifier, &self.http).unwrap()
+    }
+
+    async fn serve(self) -> String {
+        self.serve_until(std::future::pending()).await.0
+    }
+
+    /// Serves until `shutdown` resolves; the handle ends when the server has.
+    async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (front, http) = (self.front(), self.http);
+        let served = match self.transport {
+            Transport::Own => {
+                let edge = gateway::edge::Edge::new(front);
+                tokio::spawn(async move { kit::server::serve_connections(listener, edge, shutdown, &http).await })
+            }
+            Transport::Hyper => tokio::spawn(async move { kit::server::serve(listener, front, shutdown, &http).await }),
+        };
+        (addr, served)
+    }
+}
+
+/// The gateway of most cases.
+async fn gateway(transport: Transport, upstream: &str) -> String {
+    Gw::new(transport, upstream).serve().await
 }
 
 /// A response as the client reads it: status line, head (lower-cased), decoded body.
@@ -307,10 +379,9 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: gw.test\r\n\r\n")
 }
 
-#[tokio::test]
-async fn every_framing_is_relayed_and_connections_are_reused() {
+async fn every_framing_is_relayed_and_connections_are_reused(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     let mut conn = connect(&gw).await;
 
     let plain = ask(&mut conn, &get("/api/plain")).await;
@@ -340,16 +411,19 @@ async fn every_framing_is_relayed_and_connections_are_reused() {
 
     assert_eq!(seen.lock().unwrap().connections, 1, "one client connection, one upstream connection");
 
-    // A body up to the close: relayed, and both connections end.
+    // A body up to the close: relayed. The own transport relays it the same way and the
+    // client's connection ends too; hyper's sends it chunked and the connection goes on.
     let until_close = ask(&mut conn, &get("/api/until-close")).await;
     assert_eq!((until_close.status, until_close.body.as_slice()), (200, &b"until the end"[..]));
-    assert_eq!(head_value(&until_close.head, "connection"), Some("close"));
+    match t {
+        Transport::Own => assert_eq!(head_value(&until_close.head, "connection"), Some("close")),
+        Transport::Hyper => assert_eq!(head_value(&until_close.head, "transfer-encoding"), Some("chunked")),
+    }
 }
 
-#[tokio::test]
-async fn the_upstream_gets_the_body_and_forwarding_headers() {
+async fn the_upstream_gets_the_body_and_forwarding_headers(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     let mut conn = connect(&gw).await;
     // The body in two writes, the second after the head went upstream.
     let head = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 11\r\nx-forwarded-for: 6.6.6.6\r\nx-request-id: mine\r\n\
@@ -371,7 +445,7 @@ async fn the_upstream_gets_the_body_and_forwarding_headers() {
     assert_eq!(head_value(&upstream_head, "forwarded"), None, "a client's Forwarded is dropped");
     assert_eq!(head_value(&upstream_head, "x-real-ip"), None, "a client's X-Real-IP is dropped");
 
-    // The same through hyper's path (a chunked body).
+    // The same for a chunked body (which the own transport hands to hyper).
     let chunked = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\nx-real-ip: 6.6.6.6\r\n\
                    forwarded: for=6.6.6.6\r\nx-forwarded-proto: https\r\nx-forwarded-for: 6.6.6.6\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
     assert_eq!(ask(&mut conn, chunked).await.status, 201);
@@ -380,12 +454,17 @@ async fn the_upstream_gets_the_body_and_forwarding_headers() {
     assert_eq!(head_value(&upstream_head, "x-forwarded-proto"), Some("http"));
     assert_eq!(head_value(&upstream_head, "forwarded"), None);
     assert_eq!(head_value(&upstream_head, "x-real-ip"), None);
+
+    // Without an id, the gateway makes one: the upstream and the client learn the same.
+    let plain = ask(&mut conn, &get("/api/plain")).await;
+    let (upstream_head, _) = seen.lock().unwrap().requests.last().cloned().unwrap();
+    let made = head_value(&plain.head, "x-request-id").unwrap();
+    assert_eq!((made.len(), head_value(&upstream_head, "x-request-id")), (36, Some(made)));
 }
 
-#[tokio::test]
-async fn requests_without_exactly_one_host_are_refused() {
+async fn requests_without_exactly_one_host_are_refused(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     for request in
         ["GET /api/plain HTTP/1.1\r\n\r\n", "GET /api/plain HTTP/1.1\r\nhost: gw.test\r\nhost: evil.test\r\n\r\n"]
     {
@@ -397,10 +476,9 @@ async fn requests_without_exactly_one_host_are_refused() {
     assert!(seen.lock().unwrap().requests.is_empty(), "nothing reached the upstream");
 }
 
-#[tokio::test]
-async fn a_clients_broken_chunked_body_is_its_400_not_a_502() {
+async fn a_clients_broken_chunked_body_is_its_400_not_a_502(t: Transport) {
     let (up, _) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     let mut conn = connect(&gw).await;
     let broken = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\nzz\r\n";
     let answer = ask(&mut conn, broken).await;
@@ -408,10 +486,9 @@ async fn a_clients_broken_chunked_body_is_its_400_not_a_502() {
     assert_eq!(head_value(&answer.head, "content-type"), Some("application/problem+json"));
 }
 
-#[tokio::test]
-async fn a_pooled_connection_the_upstream_closed_is_replaced_for_a_get() {
+async fn a_pooled_connection_the_upstream_closed_is_replaced_for_a_get(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     let mut conn = connect(&gw).await;
     assert_eq!(ask(&mut conn, &get("/api/then-gone")).await.body, b"gone");
     // Give the close time to arrive, then again, twice: the pooled connection is dead.
@@ -433,10 +510,9 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_for_a_get() {
     assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello", "and the client's connection goes on");
 }
 
-#[tokio::test]
-async fn refusals_are_problems_and_a_refused_body_is_not_taken_for_a_request() {
+async fn refusals_are_problems_and_a_refused_body_is_not_taken_for_a_request(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
     let mut conn = connect(&gw).await;
 
     // No token: 401 from the gateway, the body skipped, the connection goes on.
@@ -448,19 +524,23 @@ async fn refusals_are_problems_and_a_refused_body_is_not_taken_for_a_request() {
     assert_eq!(problem["status"], 401);
     assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
 
-    // Declared too large: 413 before a byte of it is read, then the connection closes.
+    // Declared too large: 413 before a byte of it is read, then the connection closes
+    // (which the own transport announces; hyper's server closes without a word).
     let big = ask(&mut conn, "POST /small/x HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 1000\r\n\r\n").await;
-    assert_eq!((big.status, head_value(&big.head, "connection")), (413, Some("close")));
+    let announced = match t {
+        Transport::Own => Some("close"),
+        Transport::Hyper => None,
+    };
+    assert_eq!((big.status, head_value(&big.head, "connection")), (413, announced));
     assert!(closed(&mut conn).await, "the unread body is not taken for the next request");
     assert!(
         seen.lock().unwrap().requests.iter().all(|(head, _)| !head.contains("/private") && !head.contains("/small"))
     );
 }
 
-#[tokio::test]
-async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
+async fn what_the_own_transport_does_not_take_is_answered_alike(t: Transport) {
     let (up, _) = upstream().await;
-    let gw = gateway(&up).await;
+    let gw = gateway(t, &up).await;
 
     // HTTP/1.0 and a chunked request body go to hyper, which proxies them the same way.
     let mut conn = connect(&gw).await;
@@ -490,14 +570,14 @@ async fn what_this_path_does_not_take_hyper_answers_on_the_same_connection() {
     assert_eq!(bad.status, 400);
 }
 
-#[tokio::test]
-async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
+async fn shutdown_lets_the_request_in_hand_finish_then_closes(t: Transport) {
     let (up, seen) = upstream().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (gw, served) = gateway_until(&up, async move {
-        let _ = stopped.await;
-    })
-    .await;
+    let (gw, served) = Gw::new(t, &up)
+        .serve_until(async move {
+            let _ = stopped.await;
+        })
+        .await;
     let mut busy = connect(&gw).await;
     let mut idle = connect(&gw).await;
     assert_eq!(ask(&mut idle, &get("/api/plain")).await.body, b"hello");
@@ -520,11 +600,12 @@ async fn shutdown_lets_the_request_in_hand_finish_then_closes() {
 
 /// On the threads `veche serve gateway` runs, meters are batched per thread and added when
 /// the thread goes idle: once the answers are in, every request is counted, once.
-#[tokio::test]
-async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
+async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle(t: Transport) {
     let metrics = kit::server::metrics_handle();
     let (up, _) = upstream().await;
-    let edge = gateway::edge::Edge::new(front(&up, "metered"));
+    // Each transport's own upstream name: the two cases share the metrics registry.
+    let name = format!("metered-{t:?}").to_lowercase();
+    let front = Gw { name: name.clone(), ..Gw::new(t, &up) }.front();
     let (bound, addr) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = kit::config::HttpArgs::default();
@@ -532,10 +613,19 @@ async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        kit::server::serve_per_core("127.0.0.1:0".parse().unwrap(), 2, edge, shutdown, &http, |a| {
+        let on_bound = |a| {
             let _ = bound.send(a);
-        })
-        .await
+        };
+        let at = "127.0.0.1:0".parse().unwrap();
+        match t {
+            Transport::Own => {
+                let edge = gateway::edge::Edge::new(front);
+                kit::server::serve_per_core(at, 2, edge, shutdown, &http, on_bound).await
+            }
+            Transport::Hyper => {
+                kit::server::serve_per_core(at, 2, kit::server::ByHyper(front), shutdown, &http, on_bound).await
+            }
+        }
     });
     let gw = addr.await.unwrap().to_string();
     let mut asked = Vec::new();
@@ -551,8 +641,8 @@ async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
     for a in asked {
         a.await.unwrap();
     }
-    let line = r#"gateway_requests_total{route="/api",upstream="metered",status="200"} "#;
-    let count = || metrics.render().lines().find_map(|l| l.strip_prefix(line)?.trim().parse::<u64>().ok());
+    let line = format!(r#"gateway_requests_total{{route="/api",upstream="{name}",status="200"}} "#);
+    let count = || metrics.render().lines().find_map(|l| l.strip_prefix(&line)?.trim().parse::<u64>().ok());
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while count() != Some(40) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -562,10 +652,9 @@ async fn the_meters_of_serving_threads_are_all_counted_once_they_are_idle() {
     served.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_and_an_upstream_that_stops_sending_are_cut_off() {
+async fn a_client_that_stops_reading_and_an_upstream_that_stops_sending_are_cut_off(t: Transport) {
     let (up, seen) = upstream().await;
-    let gw = impatient_gateway(&up).await;
+    let gw = Gw::new(t, &up).impatient().serve().await;
 
     // 64 MiB the client never reads: once every buffer is full, the gateway waits the
     // client timeout and drops both connections, so the upstream's write fails.
@@ -590,4 +679,82 @@ async fn a_client_that_stops_reading_and_an_upstream_that_stops_sending_are_cut_
     assert!(read.is_ok(), "still open 5 s on: the relay waits for the upstream forever");
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("\r\n\r\nhello"), "{got}");
+}
+
+async fn tokens_are_checked_at_the_edge(t: Transport) {
+    let (up, seen) = upstream().await;
+    let gw = gateway(t, &up).await;
+    let mut conn = connect(&gw).await;
+    // Required and none sent, or optional and one that is no token: 401 from the gateway.
+    for request in [
+        get("/private/x"),
+        "GET /maybe/x HTTP/1.1\r\nhost: gw.test\r\nauthorization: Bearer not.a.token\r\n\r\n".into(),
+    ] {
+        let refused = ask(&mut conn, &request).await;
+        assert_eq!(refused.status, 401, "{request:?}");
+        assert_eq!(head_value(&refused.head, "content-type"), Some("application/problem+json"));
+        assert!(head_value(&refused.head, "x-request-id").is_some(), "{}", refused.head);
+    }
+    assert!(seen.lock().unwrap().requests.is_empty(), "the upstream never saw a refused request");
+    // Optional and none sent: on to the upstream (whose own 404 comes back).
+    assert_eq!(ask(&mut conn, &get("/maybe/x")).await.status, 404);
+    assert_eq!(seen.lock().unwrap().requests.len(), 1);
+}
+
+async fn a_client_over_its_rate_gets_429_with_retry_after(t: Transport) {
+    let (up, seen) = upstream().await;
+    let gw = Gw { client_rate: (1, 2), ..Gw::new(t, &up) }.serve().await;
+    let mut conn = connect(&gw).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(ask(&mut conn, &get("/api/plain")).await);
+    }
+    assert_eq!(answers.iter().map(|a| a.status).collect::<Vec<_>>(), [200, 200, 429]);
+    let limited = &answers[2];
+    assert_eq!(head_value(&limited.head, "content-type"), Some("application/problem+json"));
+    let wait: u64 = head_value(&limited.head, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "retry after {wait}");
+    assert_eq!(seen.lock().unwrap().requests.len(), 2, "a refused request never reaches the upstream");
+}
+
+async fn unknown_routes_and_upstreams_that_cannot_answer_are_problems(t: Transport) {
+    let (up, _) = upstream().await;
+    let gw = Gw::new(t, &up).impatient().serve().await;
+    let mut conn = connect(&gw).await;
+    let problem = |answer: &Answer| head_value(&answer.head, "content-type") == Some("application/problem+json");
+
+    let unknown = ask(&mut conn, &get("/nowhere")).await;
+    assert!(unknown.status == 404 && problem(&unknown), "{unknown:?}");
+    // Nothing listens: 503 at once.
+    let started = Instant::now();
+    let stopped = ask(&mut conn, &get("/stopped/x")).await;
+    assert!(stopped.status == 503 && problem(&stopped), "{stopped:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(head_value(&stopped.head, "x-request-id").is_some(), "{}", stopped.head);
+    // No answer within the upstream timeout (half a second here): 504.
+    let started = Instant::now();
+    let hung = ask(&mut conn, &get("/api/hang")).await;
+    assert!(hung.status == 504 && problem(&hung), "{hung:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello", "and the connection goes on");
+}
+
+async fn a_stopped_endpoint_is_skipped_and_only_what_may_go_again_goes_elsewhere(t: Transport) {
+    let (up, seen) = upstream().await;
+    let live = format!("http://{up}");
+    let gw = Gw { endpoints: vec![stopped(), live], ..Gw::new(t, &up) }.serve().await;
+    let mut conn = connect(&gw).await;
+    // The stopped endpoint comes first in turn and refuses: a POST does not go on to the
+    // next (its body is read once)...
+    let post = "POST /api/echo HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 2\r\n\r\nhi";
+    assert_eq!(ask(&mut conn, post).await.status, 503);
+    // ...and from then on the endpoint is skipped: everything goes to the live one.
+    for _ in 0..3 {
+        assert_eq!(ask(&mut conn, &get("/api/plain")).await.body, b"hello");
+    }
+    let echoed = ask(&mut conn, post).await;
+    assert_eq!((echoed.status, echoed.body.as_slice()), (201, &b"hi"[..]));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.requests.len(), 4);
+    assert_eq!(seen.connections, 1);
 }
