@@ -347,17 +347,16 @@ impl PatchOrganization {
             None => None,
             Some(None) => Some(ContactsChange::Clear),
             Some(Some(entries)) => {
-                let (set, removed): (Contacts, Vec<String>) =
-                    entries.into_iter().fold(Default::default(), |(mut set, mut removed), (key, value)| {
-                        match value {
-                            Some(value) => drop(set.insert(key, value)),
-                            None => removed.push(key),
-                        }
-                        (set, removed)
-                    });
-                let mut merged: BTreeMap<String, Option<String>> =
-                    check_contacts(&mut v, set).into_iter().map(|(k, value)| (k, Some(value))).collect();
-                merged.extend(removed.into_iter().map(|key| (key, None)));
+                // Removals pass as they are; the contacts set are checked like new ones.
+                let mut set = Contacts::new();
+                let mut merged = BTreeMap::new();
+                for (key, value) in entries {
+                    match value {
+                        Some(value) => drop(set.insert(key, value)),
+                        None => drop(merged.insert(key, None)),
+                    }
+                }
+                merged.extend(check_contacts(&mut v, set).into_iter().map(|(key, value)| (key, Some(value))));
                 Some(ContactsChange::Merge(merged))
             }
         };
