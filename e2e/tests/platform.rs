@@ -64,6 +64,15 @@ impl Rig {
         self.cluster.kubectl_ok(all)
     }
 
+    /// Runs kubectl expecting a refusal; returns its error output.
+    fn kubectl_refused(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        let out = self.cluster.kubectl(all);
+        assert!(!out.status.success(), "kubectl {args:?} was accepted: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     fn apply(&self, manifest: &str) {
         self.cluster.apply(&format!(
             "apiVersion: veche.io/v1alpha1\nkind: Platform\nmetadata:\n  namespace: {}\n{manifest}",
@@ -302,7 +311,7 @@ async fn minimal_platform_becomes_ready_heals_rolls_and_is_collected() {
 }
 
 #[tokio::test]
-async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
+async fn a_ydb_platform_keeps_its_services_on_volumes_and_scales_the_gateway() {
     let rig = Rig::new("scale").await;
     let _operator = rig.operator("solo");
     rig.kubectl(&["create", "secret", "generic", "ydb-credentials", "--from-literal=token=e2e"]);
@@ -312,41 +321,54 @@ async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
     );
     rig.ready("big", 2 * MINUTE).await;
     let platform = rig.api::<Platform>().get("big").await.expect("platform");
+    // No service speaks YDB yet: each keeps its data on a claim of its own, not on a
+    // volume that dies with the pod, and the Platform says so.
+    let on_volumes: Vec<&str> = SERVICES.into_iter().filter(|s| *s != "gateway" && !speaks_ydb(s)).collect();
     eventually("every child, once", MINUTE, || async {
-        assert_children(&rig, &platform, &SERVICES, &[]).await.map(Some)
+        assert_children(&rig, &platform, &SERVICES, &on_volumes).await.map(Some)
     })
     .await;
+    let database =
+        platform.status.clone().unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "DatabaseAsRequested");
+    let database = database.expect("a DatabaseAsRequested condition");
+    if !on_volumes.is_empty() {
+        assert_eq!((database.status.as_str(), database.reason.as_str()), ("False", "YdbNotSupportedYet"));
+        assert!(database.message.contains("do not speak YDB yet"), "{}", database.message);
+        let events = rig.kubectl(&["get", "events", "--field-selector", "involvedObject.kind=Platform", "-o", "wide"]);
+        assert!(events.contains("DatabaseNotAsRequested"), "{events}");
+        // More replicas of such a service are refused at once, by the API server.
+        let refused = rig.kubectl_refused(&["scale", "servicedeployment", "big-events", "--replicas=3"]);
+        assert!(refused.contains("embedded store"), "{refused}");
+        let refused = rig.kubectl_refused(&[
+            "patch",
+            "platform",
+            "big",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"services":[{"name":"events","autoscaling":{"maxReplicas":6}}]}}"#,
+        ]);
+        assert!(refused.contains("do not speak yet"), "{refused}");
+        assert_eq!(rig.api::<Deployment>().get("big-events").await.expect("d").spec.and_then(|s| s.replicas), Some(1));
+    }
 
     // kubectl scale goes through the ServiceDeployment's scale subresource; the operator
     // carries it to the Deployment and reports it back.
-    rig.kubectl(&["scale", "servicedeployment", "big-events", "--replicas=3"]);
-    rig.rolled_out("big-events", Some(3), MINUTE).await;
+    rig.kubectl(&["scale", "servicedeployment", "big-gateway", "--replicas=3"]);
+    rig.rolled_out("big-gateway", Some(3), MINUTE).await;
     let sds = rig.api::<ServiceDeployment>();
     eventually("the ServiceDeployment reports 3 available", MINUTE, || async {
-        let sd = sds.get("big-events").await?;
+        let sd = sds.get("big-gateway").await?;
         let s = sd.status.clone().unwrap_or_default();
         ensure!(s.replicas == 3 && s.available_replicas == 3, "{s:?}");
         Ok(Some(()))
     })
     .await;
-    let scale = rig.kubectl(&["get", "servicedeployment", "big-events", "-o", "jsonpath={.spec.replicas}"]);
+    let scale = rig.kubectl(&["get", "servicedeployment", "big-gateway", "-o", "jsonpath={.spec.replicas}"]);
     assert_eq!(scale.trim(), "3");
-    // The Platform does not set replicas for events, so its next reconcile keeps them.
+    // The Platform does not set replicas for the gateway, so its next reconcile keeps them.
     rig.kubectl(&["annotate", "platform", "big", "e2e/touch=1"]);
     rig.ready("big", MINUTE).await;
-    assert_eq!(rig.api::<Deployment>().get("big-events").await.expect("d").spec.and_then(|s| s.replicas), Some(3));
-
-    // A platform engineer's own HPA can aim at a ServiceDeployment: the HPA controller
-    // writes the scale subresource, the operator carries it to the Deployment.
-    rig.cluster.apply(&format!(
-        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: own, namespace: {}}}\n\
-         spec:\n  scaleTargetRef: {{apiVersion: veche.io/v1alpha1, kind: ServiceDeployment, name: big-organizations}}\n  \
-         minReplicas: 2\n  maxReplicas: 3\n",
-        rig.ns
-    ));
-    rig.rolled_out("big-organizations", Some(2), 2 * MINUTE).await;
-    let sd = sds.get("big-organizations").await.expect("sd");
-    assert_eq!(sd.spec.replicas, Some(2), "the HPA scaled the ServiceDeployment");
+    assert_eq!(rig.api::<Deployment>().get("big-gateway").await.expect("d").spec.and_then(|s| s.replicas), Some(3));
 
     // Autoscaling on: an HPA appears, scales the Deployment to its minimum, and the
     // operator stops writing replicas.
@@ -356,19 +378,19 @@ async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
         "big",
         "--type=merge",
         "-p",
-        r#"{"spec":{"services":[{"name":"events","autoscaling":{"minReplicas":4,"maxReplicas":6}}]}}"#,
+        r#"{"spec":{"services":[{"name":"gateway","autoscaling":{"minReplicas":4,"maxReplicas":6}}]}}"#,
     ]);
     let hpas = rig.api::<HorizontalPodAutoscaler>();
-    let hpa = eventually("the HPA", MINUTE, || async { Ok(hpas.get_opt("big-events").await?) }).await;
+    let hpa = eventually("the HPA", MINUTE, || async { Ok(hpas.get_opt("big-gateway").await?) }).await;
     let spec = hpa.spec.expect("hpa spec");
     assert_eq!((spec.min_replicas, spec.max_replicas), (Some(4), 6));
     assert_eq!(
         (spec.scale_target_ref.kind.as_str(), spec.scale_target_ref.name.as_str()),
-        ("Deployment", "big-events")
+        ("Deployment", "big-gateway")
     );
     let deployments = rig.api::<Deployment>();
     eventually("the HPA raised the Deployment to its minimum", 2 * MINUTE, || async {
-        let d = deployments.get("big-events").await?;
+        let d = deployments.get("big-gateway").await?;
         let replicas = d.spec.as_ref().and_then(|s| s.replicas);
         ensure!(replicas == Some(4), "replicas {replicas:?}");
         Ok(Some(()))
@@ -379,7 +401,7 @@ async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
     // reconcile does not undo the HPA, and server-side apply records no claim of ours.
     rig.kubectl(&["annotate", "--overwrite", "platform", "big", "e2e/touch=2"]);
     rig.ready("big", MINUTE).await;
-    let d = deployments.get("big-events").await.expect("deployment");
+    let d = deployments.get("big-gateway").await.expect("deployment");
     assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(4));
     let operator_owns_replicas = d.managed_fields().iter().any(|m| {
         m.manager.as_deref() == Some("veche-operator")
@@ -389,9 +411,26 @@ async fn scale_subresource_and_autoscaling_on_a_ydb_platform() {
 
     // Autoscaling off: the HPA goes, and the ServiceDeployment's own count (3) returns.
     rig.kubectl(&["patch", "platform", "big", "--type=merge", "-p", r#"{"spec":{"services":[]}}"#]);
-    eventually("the HPA removed", MINUTE, || async { Ok(hpas.get_opt("big-events").await?.is_none().then_some(())) })
+    eventually("the HPA removed", MINUTE, || async { Ok(hpas.get_opt("big-gateway").await?.is_none().then_some(())) })
         .await;
-    rig.rolled_out("big-events", Some(3), MINUTE).await;
+    rig.rolled_out("big-gateway", Some(3), MINUTE).await;
+
+    // A platform engineer's own HPA can aim at a ServiceDeployment: the HPA controller
+    // writes the scale subresource, the operator carries it to the Deployment.
+    rig.cluster.apply(&format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: own, namespace: {}}}\n\
+         spec:\n  scaleTargetRef: {{apiVersion: veche.io/v1alpha1, kind: ServiceDeployment, name: big-gateway}}\n  \
+         minReplicas: 4\n  maxReplicas: 5\n",
+        rig.ns
+    ));
+    rig.rolled_out("big-gateway", Some(4), 2 * MINUTE).await;
+    let sd = sds.get("big-gateway").await.expect("sd");
+    assert_eq!(sd.spec.replicas, Some(4), "the HPA scaled the ServiceDeployment");
+}
+
+/// Whether the catalogue says `service` keeps its data in YDB.
+fn speaks_ydb(service: &str) -> bool {
+    operator::crd::ServiceKind::SPEAKS_YDB.iter().any(|s| s.as_str() == service)
 }
 
 #[tokio::test]

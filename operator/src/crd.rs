@@ -44,7 +44,7 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/veche-dev/veche";
     validation = Rule::new("self.metadata.name.size() <= 40").message("a Platform name has at most 40 characters (its services are named <platform>-organizations, and a Service name has at most 63)")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(REPLICAS_NEED_YDB).message("more than one replica of users, organizations, events or analytics needs the ydb database (the embedded store is one file on one volume)").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new(one_replica_rule()).message(one_replica_message().as_str()).reason(Reason::FieldValueForbidden))]
 pub struct PlatformSpec {
     /// The container image of the `veche` binary that every service runs.
     #[serde(default)]
@@ -68,8 +68,39 @@ pub struct PlatformSpec {
     pub paused: bool,
 }
 
-/// CEL: replicas above one (or autoscaling) of a domain service only with YDB.
-const REPLICAS_NEED_YDB: &str = "(has(self.database) && has(self.database.ydb)) || !has(self.services) || self.services.all(s, s.name == 'gateway' || ((!has(s.replicas) || s.replicas <= 1) && !has(s.autoscaling)))";
+/// CEL: replicas above one (or autoscaling) only for the gateway, and for the services
+/// that keep their data in YDB when the Platform names a YDB database. The list comes
+/// from the catalogue, so the rule loosens by itself as services learn YDB.
+fn one_replica_rule() -> String {
+    let ydb: Vec<String> = ServiceKind::SPEAKS_YDB.iter().map(|s| format!("'{s}'")).collect();
+    format!(
+        "!has(self.services) || self.services.all(s, s.name == 'gateway' \
+         || (has(self.database) && has(self.database.ydb) && s.name in [{}]) \
+         || ((!has(s.replicas) || s.replicas <= 1) && !has(s.autoscaling)))",
+        ydb.join(", ")
+    )
+}
+
+/// CEL: the same rule for one ServiceDeployment, whose `store` the operator copies from
+/// its Platform (`ydb` only for a service that speaks it).
+fn sd_one_replica_rule() -> String {
+    let ydb: Vec<String> = ServiceKind::SPEAKS_YDB.iter().map(|s| format!("'{s}'")).collect();
+    format!(
+        "self.service == 'gateway' || (has(self.store) && self.store == 'ydb' && self.service in [{}]) \
+         || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",
+        ydb.join(", ")
+    )
+}
+
+/// The message of [`one_replica_rule`], naming the services it holds to one replica.
+fn one_replica_message() -> String {
+    let held = ServiceKind::DOMAIN.iter().filter(|s| !s.speaks_ydb()).map(|s| s.to_string());
+    format!(
+        "more than one replica (or autoscaling) of {} is not possible: they keep their data in the embedded store, \
+         one file on one volume, also on a ydb database, which they do not speak yet",
+        crate::render::store::and_list(held)
+    )
+}
 
 /// The image every service runs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -440,7 +471,7 @@ pub struct ServiceSummary {
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.service == 'gateway' || (has(self.store) && self.store == 'ydb') || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))").message("more than one replica needs the ydb database").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new(sd_one_replica_rule()).message("more than one replica (or autoscaling) is only for the gateway and for a service that keeps its data in YDB: this one keeps it in the embedded store, one file on one volume").reason(Reason::FieldValueForbidden))]
 pub struct ServiceDeploymentSpec {
     /// The Platform this service belongs to (same namespace).
     pub platform_ref: PlatformRef,
@@ -650,18 +681,34 @@ mod tests {
             assert!(errors(&autoscaled).contains("ydb"));
             let gateway = platform(serde_json::json!({"services": [{"name": "gateway", "replicas": 3}]}));
             assert_eq!(errors(&gateway), "", "the gateway keeps no data");
-            let ydb = platform(serde_json::json!({
+            // On a ydb database, only the services that speak YDB scale out.
+            for kind in ServiceKind::DOMAIN {
+                let ydb = platform(serde_json::json!({
+                    "database": {"ydb": {"endpoint": "grpcs://y:2135", "database": "/d"}},
+                    "services": [{"name": kind.as_str(), "replicas": 3}],
+                }));
+                assert_eq!(errors(&ydb).is_empty(), kind.speaks_ydb(), "{kind}: {}", errors(&ydb));
+            }
+            let ydb_gateway = platform(serde_json::json!({
                 "database": {"ydb": {"endpoint": "grpcs://y:2135", "database": "/d"}},
-                "services": [{"name": "events", "replicas": 3}],
+                "services": [{"name": "gateway", "autoscaling": {"maxReplicas": 5}}, {"name": "events", "replicas": 1}],
             }));
-            assert_eq!(errors(&ydb), "");
+            assert_eq!(errors(&ydb_gateway), "");
+        }
+
+        #[test]
+        fn the_one_replica_rule_names_the_services_it_holds() {
+            let message = one_replica_message();
+            for kind in ServiceKind::DOMAIN {
+                assert_eq!(message.contains(kind.as_str()), !kind.speaks_ydb(), "{message}");
+            }
+            assert!(one_replica_rule().contains(" in ["), "{}", one_replica_rule());
         }
 
         #[test]
         fn min_replicas_may_not_exceed_max() {
             let p = platform(serde_json::json!({
-                "database": {"ydb": {"endpoint": "e", "database": "/d"}},
-                "services": [{"name": "events", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}],
+                "services": [{"name": "gateway", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}],
             }));
             assert!(errors(&p).contains("minReplicas must not exceed maxReplicas"), "{}", errors(&p));
         }
@@ -714,14 +761,17 @@ mod tests {
         #[test]
         fn a_service_deployment_scaled_past_one_needs_ydb() {
             assert!(validate_cel(&sd(ServiceKind::Events, StoreKind::Embedded, 2)).is_err());
-            assert!(validate_cel(&sd(ServiceKind::Events, StoreKind::Ydb, 2)).is_ok());
+            for kind in ServiceKind::DOMAIN {
+                let result = validate_cel(&sd(kind, StoreKind::Ydb, 2));
+                assert_eq!(result.is_ok(), kind.speaks_ydb(), "{kind}: {result:?}");
+            }
             assert!(validate_cel(&sd(ServiceKind::Gateway, StoreKind::Embedded, 2)).is_ok());
         }
 
         #[test]
         fn the_service_of_a_service_deployment_is_immutable() {
-            let old = sd(ServiceKind::Events, StoreKind::Ydb, 1);
-            assert!(validate_cel_update(&sd(ServiceKind::Events, StoreKind::Ydb, 2), &old).is_ok());
+            let old = sd(ServiceKind::Gateway, StoreKind::Ydb, 1);
+            assert!(validate_cel_update(&sd(ServiceKind::Gateway, StoreKind::Ydb, 2), &old).is_ok());
             let changed = validate_cel_update(&sd(ServiceKind::Users, StoreKind::Ydb, 1), &old);
             assert!(format!("{changed:?}").contains("service is immutable"), "{changed:?}");
         }

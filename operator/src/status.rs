@@ -6,12 +6,16 @@
 //! message, and a `lastTransitionTime` that moves only when the status does.
 
 use crate::crd::{ServiceDeployment, ServiceKind, ServiceSummary};
+use crate::render::store::Shortfall;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// A Platform's fourth condition: whether its services keep their data where, and with
+/// as many replicas as, it asks.
+pub const DATABASE: &str = "DatabaseAsRequested";
 
 /// A condition's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +53,14 @@ impl Cond {
     }
 }
 
-/// The three conditions of an object.
+/// The conditions of an object: three for every object, and a Platform's
+/// [`DATABASE`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub ready: Cond,
     pub progressing: Cond,
     pub degraded: Cond,
+    pub database: Option<Cond>,
 }
 
 impl Verdict {
@@ -62,7 +68,7 @@ impl Verdict {
         self.ready.status == Status::True
     }
     fn into_vec(self) -> Vec<Cond> {
-        vec![self.ready, self.progressing, self.degraded]
+        [Some(self.ready), Some(self.progressing), Some(self.degraded), self.database].into_iter().flatten().collect()
     }
 }
 
@@ -116,6 +122,7 @@ pub fn service_verdict(deployment: Option<&DeploymentState>, error: Option<&str>
             ready: Cond::new(READY, Status::False, "DeploymentMissing", "the Deployment does not exist yet"),
             progressing: Cond::new(PROGRESSING, Status::True, "Creating", "creating the Deployment"),
             degraded: degraded_by(error),
+            database: None,
         };
     };
     let ready = d.rolled_out();
@@ -143,7 +150,7 @@ pub fn service_verdict(deployment: Option<&DeploymentState>, error: Option<&str>
     } else {
         Cond::new(DEGRADED, Status::False, "AsExpected", "")
     };
-    Verdict { ready: ready_cond, progressing, degraded }
+    Verdict { ready: ready_cond, progressing, degraded, database: None }
 }
 
 fn degraded_by(error: Option<&str>) -> Cond {
@@ -184,13 +191,30 @@ pub fn summarize(kind: ServiceKind, sd: Option<&ServiceDeployment>) -> ServiceSu
     }
 }
 
+/// Whether a Platform's services keep their data where it asks (`ydb` or not), given
+/// what it asks for and cannot have.
+pub fn database_condition(ydb: bool, shortfall: &Shortfall) -> Cond {
+    if !shortfall.not_on_ydb.is_empty() {
+        Cond::new(DATABASE, Status::False, "YdbNotSupportedYet", shortfall.message())
+    } else if !shortfall.is_empty() {
+        Cond::new(DATABASE, Status::False, "ReplicasLimited", shortfall.message())
+    } else if ydb {
+        Cond::new(DATABASE, Status::True, "AsRequested", "the services keep their data in the YDB database")
+    } else {
+        let message = "each service keeps its data in the embedded store on its own volume, with one replica";
+        Cond::new(DATABASE, Status::True, "AsRequested", message)
+    }
+}
+
 /// The Platform's conditions from its services' summaries (and the ServiceDeployments
-/// for Degraded), the error of the last reconcile, and whether it is paused.
+/// for Degraded), the error of the last reconcile, whether it is paused, and its
+/// database condition.
 pub fn platform_verdict(
     summaries: &[ServiceSummary],
     services: &[Option<&ServiceDeployment>],
     error: Option<&str>,
     paused: bool,
+    database: Cond,
 ) -> Verdict {
     let waiting: Vec<&str> = summaries.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let degraded_services: Vec<String> = services
@@ -225,7 +249,7 @@ pub fn platform_verdict(
     } else {
         Cond::new(DEGRADED, Status::False, "AsExpected", "")
     };
-    Verdict { ready, progressing, degraded }
+    Verdict { ready, progressing, degraded, database: Some(database) }
 }
 
 /// The verdict as API conditions: `lastTransitionTime` is kept from `old` while a
@@ -357,6 +381,7 @@ mod tests {
             ready: Cond::new(READY, if ready == "True" { Status::True } else { Status::False }, "R", "1/1"),
             progressing: Cond::new(PROGRESSING, Status::False, "P", ""),
             degraded: Cond::new(DEGRADED, Status::False, "AsExpected", ""),
+            database: None,
         };
         sd.status = Some(ServiceDeploymentStatus {
             observed_generation: observed,
@@ -384,32 +409,58 @@ mod tests {
         let b = sd(ServiceKind::Gateway, 1, Some(1), "False");
         let sa = summarize(ServiceKind::Users, Some(&a));
         let sb = summarize(ServiceKind::Gateway, Some(&b));
-        let v = platform_verdict(&[sa.clone(), sb.clone()], &[Some(&a), Some(&b)], None, false);
+        let v = platform_verdict(&[sa.clone(), sb.clone()], &[Some(&a), Some(&b)], None, false, fine());
         assert_eq!((v.ready.status, v.ready.message.as_str()), (Status::False, "waiting for gateway"));
         assert_eq!(v.progressing.status, Status::True);
         let c = sd(ServiceKind::Gateway, 1, Some(1), "True");
         let sc = summarize(ServiceKind::Gateway, Some(&c));
-        let v = platform_verdict(&[sa, sc], &[Some(&a), Some(&c)], None, false);
+        let v = platform_verdict(&[sa, sc], &[Some(&a), Some(&c)], None, false, fine());
         assert_eq!(
             (v.ready.status, v.progressing.status, v.degraded.status),
             (Status::True, Status::False, Status::False)
         );
-        assert_eq!(platform_verdict(&[], &[], None, false).ready.status, Status::False);
+        assert_eq!(platform_verdict(&[], &[], None, false, fine()).ready.status, Status::False);
     }
 
     #[test]
     fn platform_reports_paused_errors_and_degraded_services() {
         let mut a = sd(ServiceKind::Events, 1, Some(1), "True");
         let s = summarize(ServiceKind::Events, Some(&a));
-        let v = platform_verdict(std::slice::from_ref(&s), &[Some(&a)], None, true);
+        let v = platform_verdict(std::slice::from_ref(&s), &[Some(&a)], None, true, fine());
         assert_eq!((v.progressing.status, v.progressing.reason), (Status::False, "Paused"));
-        let v = platform_verdict(std::slice::from_ref(&s), &[Some(&a)], Some("boom"), false);
+        let v = platform_verdict(std::slice::from_ref(&s), &[Some(&a)], Some("boom"), false, fine());
         assert_eq!((v.degraded.status, v.degraded.reason), (Status::True, "ReconcileFailed"));
         let status = a.status.as_mut().unwrap();
         status.conditions[2].status = "True".into();
         status.conditions[2].message = "quota".into();
-        let v = platform_verdict(&[s], &[Some(&a)], None, false);
+        let v = platform_verdict(&[s], &[Some(&a)], None, false, fine());
         assert_eq!((v.degraded.reason, v.degraded.message.as_str()), ("ServiceDegraded", "events: quota"));
+    }
+
+    fn fine() -> Cond {
+        database_condition(false, &Shortfall::default())
+    }
+
+    #[test]
+    fn the_database_condition_names_what_the_platform_does_not_get() {
+        let c = fine();
+        assert_eq!((c.type_, c.status, c.reason), (DATABASE, Status::True, "AsRequested"));
+        assert!(c.message.contains("embedded store"), "{}", c.message);
+        assert!(database_condition(true, &Shortfall::default()).message.contains("YDB database"));
+        let fallback = Shortfall { not_on_ydb: vec![ServiceKind::Users], one_replica: vec![] };
+        let c = database_condition(true, &fallback);
+        assert_eq!((c.status, c.reason), (Status::False, "YdbNotSupportedYet"));
+        assert!(c.message.contains("users do not speak YDB yet"), "{}", c.message);
+        let limited = Shortfall { not_on_ydb: vec![], one_replica: vec![(ServiceKind::Events, "3 replicas".into())] };
+        let c = database_condition(false, &limited);
+        assert_eq!((c.status, c.reason), (Status::False, "ReplicasLimited"));
+        assert!(c.message.starts_with("events (asked for 3 replicas) runs one replica"), "{}", c.message);
+        // A Platform's status carries it as a fourth condition; a ServiceDeployment's does not.
+        let platform =
+            conditions(&[], platform_verdict(&[], &[], None, false, c), Some(1), &Time(Timestamp::UNIX_EPOCH));
+        let types: Vec<_> = platform.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, PROGRESSING, DEGRADED, DATABASE]);
+        assert_eq!(conditions(&[], service_verdict(None, None), Some(1), &Time(Timestamp::UNIX_EPOCH)).len(), 3);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::{Client, Resource};
 use operator::controller::{self, Context, Environment, platform, service};
-use operator::crd::{Platform, PlatformSpec, ServiceDeployment, ServiceKind};
+use operator::crd::{Platform, PlatformSpec, ServiceDeployment, ServiceDeploymentSpec, ServiceKind, StoreKind};
 use operator::render::platform::{CountingEntropy, Entropy};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -299,6 +299,38 @@ async fn first_platform_reconcile_creates_everything() {
     assert_eq!(status["observedGeneration"], 1);
     let events = api.state().seen.iter().filter(|s| s.path.contains("/events")).count();
     assert_eq!(events, 1, "SigningKeyCreated is recorded");
+}
+
+#[tokio::test]
+async fn a_ydb_platform_keeps_services_that_do_not_speak_it_on_one_replica_and_says_so() {
+    let api = FakeApi::default();
+    let spec: PlatformSpec = serde_json::from_value(json!({
+        "database": {"ydb": {"endpoint": "grpcs://ydb:2135", "database": "/d"}},
+    }))
+    .unwrap();
+    let platform = seed_platform(&api, spec);
+    // An events ServiceDeployment as an older operator left it: on "ydb", scaled to 3.
+    let mut old = ServiceDeployment::new("demo-events", ServiceDeploymentSpec::new("demo", ServiceKind::Events));
+    old.spec.store = StoreKind::Ydb;
+    old.spec.replicas = Some(3);
+    old.metadata.namespace = Some(NS.into());
+    old.metadata.labels = Some(BTreeMap::from([("veche.io/platform".into(), "demo".into())]));
+    old.metadata.owner_references = Some(vec![platform.controller_owner_ref(&()).unwrap()]);
+    api.put(&sd_path(ServiceKind::Events), serde_json::to_value(&old).unwrap());
+
+    platform::reconcile(Arc::new(platform), context(&api)).await.unwrap();
+    for kind in ServiceKind::DOMAIN.into_iter().filter(|k| !k.speaks_ydb()) {
+        let sd: ServiceDeployment = stored(&api, &sd_path(kind));
+        assert_eq!(sd.spec.store, StoreKind::Embedded, "{kind}");
+    }
+    if !ServiceKind::Events.speaks_ydb() {
+        let events: ServiceDeployment = stored(&api, &sd_path(ServiceKind::Events));
+        assert_eq!(events.spec.replicas, Some(1), "brought back within its store");
+        let status = api.get(PLATFORM).unwrap()["status"].clone();
+        assert_eq!(condition(&status, "DatabaseAsRequested"), ("False".into(), "YdbNotSupportedYet".into()));
+        let warned = api.state().seen.iter().filter(|s| s.path.contains("/events") && s.method == Method::POST).count();
+        assert_eq!(warned, 2, "SigningKeyCreated and DatabaseNotAsRequested");
+    }
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use super::{Context, Error, apply, delete_owned, key_of, measured, owned_watch};
 use crate::crd::{Platform, PlatformStatus, ServiceDeployment, ServiceKind};
 use crate::render::platform::{self as render, Inputs, PlatformObjects, http_route_resource};
-use crate::render::{MANAGER, Names, PLATFORM_LABEL};
-use crate::status::{self, DEGRADED, PROGRESSING, READY};
+use crate::render::{MANAGER, Names, PLATFORM_LABEL, store};
+use crate::status::{self, DATABASE, DEGRADED, PROGRESSING, READY};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -105,9 +105,13 @@ async fn converge(
     apply(client, ns, &objects.service_clients).await?;
     apply(client, ns, &objects.routes).await?;
 
+    let current = current_sds(platform, names, ctx).await?;
     let mut sds = Vec::with_capacity(objects.services.len());
     for sd in &objects.services {
-        sds.push(apply(client, ns, sd).await?);
+        let mut sd = sd.clone();
+        let kind = sd.spec.service;
+        store::settle(&mut sd, current.iter().find(|c| c.spec.service == kind));
+        sds.push(apply(client, ns, &sd).await?);
     }
     let uid = platform.uid().unwrap_or_default();
     let sd_api: Api<ServiceDeployment> = Api::namespaced(client.clone(), ns);
@@ -167,6 +171,14 @@ async fn report(
     let was_ready = platform.status.as_ref().and_then(|s| status::status_of(&s.conditions, READY)) == Some("True");
     let new = write_status(platform, api, ctx, sds, Some(objects.endpoint.clone()), error).await?;
     let ready = status::status_of(&new.conditions, READY) == Some("True");
+    let database = |conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+        conditions.iter().find(|c| c.type_ == DATABASE).map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let was = platform.status.as_ref().and_then(|s| database(&s.conditions));
+    let turned_false = database(&new.conditions).filter(|now| now.0 == "False" && Some(now) != was.as_ref());
+    if let Some((_, message)) = turned_false {
+        ctx.event(platform, EventType::Warning, "DatabaseNotAsRequested", message).await;
+    }
     if ready != was_ready {
         let (type_, reason) = if ready { (EventType::Normal, "Ready") } else { (EventType::Warning, "NotReady") };
         let message = new.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone()).unwrap_or_default();
@@ -189,7 +201,9 @@ async fn write_status(
     let found: Vec<Option<&ServiceDeployment>> =
         enabled.iter().map(|kind| sds.iter().find(|sd| sd.spec.service == *kind)).collect();
     let summaries: Vec<_> = enabled.iter().zip(&found).map(|(kind, sd)| status::summarize(*kind, *sd)).collect();
-    let verdict = status::platform_verdict(&summaries, &found, error, platform.spec.paused);
+    let shortfall = store::shortfall(platform, &enabled);
+    let database = status::database_condition(platform.spec.database.ydb().is_some(), &shortfall);
+    let verdict = status::platform_verdict(&summaries, &found, error, platform.spec.paused, database);
     let old = platform.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::from_second(ctx.env.now()).unwrap_or_default());
     let new = PlatformStatus {
@@ -255,9 +269,12 @@ async fn report_paused(platform: &Platform, api: &Api<Platform>, ctx: &Context) 
             reason: "AsExpected",
             message: String::new(),
         }),
+        database: None,
     };
     new.observed_generation = platform.metadata.generation;
     new.conditions = status::conditions(&status.conditions, verdict, platform.metadata.generation, &now);
+    // What the services run on has not changed: nothing was applied.
+    new.conditions.extend(status.conditions.iter().filter(|c| c.type_ == DATABASE).cloned());
     patch_status(api, platform, &new).await?;
     ctx.event(platform, EventType::Normal, "Paused", "spec.paused is set: changes are not applied".into()).await;
     Ok(())

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod platform;
 pub mod routes;
 pub mod service;
+pub mod store;
 
 use crate::crd::{Platform, ServiceDeployment, ServiceKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

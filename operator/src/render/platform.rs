@@ -4,6 +4,7 @@
 
 use super::keys::{self, Rotation};
 use super::routes::{self, DEFAULT_ROUTES};
+use super::store;
 use super::{CONFIG_HASH_ANNOTATION, Names, RenderError, hash_parts, labels, owner_ref, platform_version};
 use crate::crd::{Platform, ServiceDeployment, ServiceDeploymentSpec, ServiceKind, ServiceOverrides, StoreKind};
 use k8s_openapi::ByteString;
@@ -202,12 +203,18 @@ fn service_deployment(
     version: &str,
     config_hash: String,
 ) -> ServiceDeployment {
-    let o = overrides(platform, kind).cloned().unwrap_or_else(|| ServiceOverrides::new(kind));
+    let mut o = overrides(platform, kind).cloned().unwrap_or_else(|| ServiceOverrides::new(kind));
+    let store = store::store_of(platform, kind);
     let replicas = match kind {
         ServiceKind::Gateway => o.replicas.or(platform.spec.gateway.replicas),
+        // One file on one volume: one replica, and no autoscaler to add more. The CRD's
+        // rules refuse more; this holds for objects stored before those rules.
+        _ if store == StoreKind::Embedded => {
+            o.workload.autoscaling = None;
+            store::at_most_one(o.replicas)
+        }
         _ => o.replicas,
     };
-    let store = if platform.spec.database.ydb().is_some() { StoreKind::Ydb } else { StoreKind::Embedded };
     ServiceDeployment {
         metadata: ObjectMeta {
             name: Some(names.service(kind)),
@@ -394,11 +401,25 @@ mod tests {
         };
         spec.gateway.replicas = Some(2);
         spec.services.push(ServiceOverrides { replicas: Some(3), ..ServiceOverrides::new(ServiceKind::Events) });
+        let mut auto = ServiceOverrides::new(ServiceKind::Analytics);
+        auto.workload.autoscaling = Some(crate::crd::Autoscaling { max_replicas: 5, ..Default::default() });
+        spec.services.push(auto);
         let objects = render(&platform(spec), &inputs(), &mut FakeEntropy(0)).unwrap();
         let by = |k: ServiceKind| objects.services.iter().find(|sd| sd.spec.service == k).unwrap();
-        assert_eq!(by(ServiceKind::Events).spec.replicas, Some(3));
         assert_eq!(by(ServiceKind::Gateway).spec.replicas, Some(2));
-        assert_eq!(by(ServiceKind::Users).spec.store, StoreKind::Ydb);
+        assert_eq!(by(ServiceKind::Gateway).spec.store, StoreKind::Ydb);
+        for kind in ServiceKind::DOMAIN {
+            let sd = by(kind);
+            let ydb = kind.speaks_ydb();
+            assert_eq!(sd.spec.store, if ydb { StoreKind::Ydb } else { StoreKind::Embedded }, "{kind}");
+            if !ydb {
+                // One file on one volume: whatever the Platform asks, one replica.
+                assert!(sd.spec.replicas.is_none_or(|n| n <= 1), "{kind}: {:?}", sd.spec.replicas);
+                assert!(sd.spec.workload.autoscaling.is_none(), "{kind}");
+            }
+        }
+        let events = by(ServiceKind::Events).spec.replicas;
+        assert_eq!(events, if ServiceKind::Events.speaks_ydb() { Some(3) } else { Some(1) });
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! namespace labelled `pod-security.kubernetes.io/enforce: restricted`.
 
 use super::platform::{GATEWAY_SERVICE_PORT, ROUTES_KEY, SERVICE_CLIENTS_KEY};
+use super::store::on_volume;
 use super::{
     CONFIG_HASH_ANNOTATION, HTTP_PORT, METRICS_PORT, Names, PLATFORM_LABEL, RenderError, labels, owner_ref,
     platform_image, platform_version, public_url, sd_name, selector_labels,
 };
-use crate::crd::{Platform, ServiceDeployment, ServiceKind, StoreKind};
+use crate::crd::{Platform, ServiceDeployment, ServiceKind};
 use catalog::env;
 use catalog::limits as default_limits;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
@@ -59,11 +60,6 @@ pub struct ServiceObjects {
     pub network_policy: NetworkPolicy,
 }
 
-/// Whether a service keeps its data on its own volume.
-fn uses_volume(sd: &ServiceDeployment) -> bool {
-    sd.spec.service.is_stateful() && sd.spec.store == StoreKind::Embedded
-}
-
 /// Name of a service's data volume claim.
 pub fn pvc_name(sd_name: &str) -> String {
     format!("{sd_name}-data")
@@ -94,7 +90,7 @@ pub fn render(platform: &Platform, sd: &ServiceDeployment) -> Result<ServiceObje
         ..ServiceAccount::default()
     };
 
-    let pvc = uses_volume(sd).then(|| {
+    let pvc = on_volume(sd).then(|| {
         let embedded = platform.spec.database.embedded.clone().unwrap_or_default();
         let size = embedded.storage_size.unwrap_or_else(|| DEFAULT_STORAGE.into());
         PersistentVolumeClaim {
@@ -117,7 +113,7 @@ pub fn render(platform: &Platform, sd: &ServiceDeployment) -> Result<ServiceObje
         spec: Some(DeploymentSpec {
             // With autoscaling the count belongs to the HPA: not writing it at all is
             // what keeps server-side apply from resetting it on every reconcile.
-            replicas: if sd.spec.workload.autoscaling.is_some() { None } else { Some(sd.spec.replicas.unwrap_or(1)) },
+            replicas: if autoscaling(sd).is_some() { None } else { Some(replicas(sd)) },
             selector: label_selector.clone(),
             strategy: Some(strategy(sd)),
             revision_history_limit: Some(5),
@@ -158,7 +154,7 @@ pub fn render(platform: &Platform, sd: &ServiceDeployment) -> Result<ServiceObje
         status: None,
     };
 
-    let hpa = sd.spec.workload.autoscaling.as_ref().map(|auto| HorizontalPodAutoscaler {
+    let hpa = autoscaling(sd).map(|auto| HorizontalPodAutoscaler {
         metadata: meta(name.clone()),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
@@ -218,10 +214,22 @@ fn network_policy_spec(names: &Names, kind: ServiceKind, pods: LabelSelector) ->
     }
 }
 
+/// The replica count of the Deployment: the ServiceDeployment's, and at most one on a
+/// volume (the CRD's rule refuses more; this holds for objects stored before it).
+fn replicas(sd: &ServiceDeployment) -> i32 {
+    let asked = sd.spec.replicas.unwrap_or(1);
+    if on_volume(sd) { asked.min(1) } else { asked }
+}
+
+/// The autoscaling of a service: none on a volume, which one pod owns.
+fn autoscaling(sd: &ServiceDeployment) -> Option<&crate::crd::Autoscaling> {
+    sd.spec.workload.autoscaling.as_ref().filter(|_| !on_volume(sd))
+}
+
 /// A service on a ReadWriteOnce volume with one SQLite writer must stop before its
 /// successor starts; everything else rolls with a surge and no gap.
 fn strategy(sd: &ServiceDeployment) -> DeploymentStrategy {
-    if uses_volume(sd) {
+    if on_volume(sd) {
         DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
     } else {
         DeploymentStrategy {
@@ -250,9 +258,9 @@ fn pod_template(
     let mut volumes = vec![
         Volume {
             name: "data".into(),
-            persistent_volume_claim: uses_volume(sd)
+            persistent_volume_claim: on_volume(sd)
                 .then(|| PersistentVolumeClaimVolumeSource { claim_name: pvc_name(name), read_only: None }),
-            empty_dir: (!uses_volume(sd)).then(EmptyDirVolumeSource::default),
+            empty_dir: (!on_volume(sd)).then(EmptyDirVolumeSource::default),
             ..Volume::default()
         },
         Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
@@ -476,9 +484,8 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
         }
         _ => {}
     }
-    // The services do not speak YDB yet; the settings are rendered so that they find
-    // them when they do (and so that a platform can be declared for it today).
-    if let (Some(ydb), true) = (platform.spec.database.ydb(), kind.is_stateful()) {
+    // Only a service that keeps its data in YDB is told where it is.
+    if let (Some(ydb), true) = (platform.spec.database.ydb(), kind.is_stateful() && !on_volume(sd)) {
         vars.push(value(env::YDB_ENDPOINT, ydb.endpoint.clone()));
         vars.push(value(env::YDB_DATABASE, ydb.database.clone()));
         if let Some(secret) = &ydb.credentials_secret {
@@ -500,7 +507,7 @@ mod tests {
     use super::*;
     use crate::crd::{
         Autoscaling, DatabaseSpec, EmbeddedSpec, PlatformSpec, PodOverrides, SecretKeyRef, ServiceDeploymentSpec,
-        ServiceOverrides, YdbSpec,
+        ServiceOverrides, StoreKind, YdbSpec,
     };
 
     fn platform(spec: PlatformSpec) -> Platform {
@@ -700,39 +707,74 @@ mod tests {
     }
 
     #[test]
-    fn ydb_gives_connection_settings_and_no_volume() {
-        let mut events = sd(ServiceKind::Events);
-        events.spec.store = StoreKind::Ydb;
-        let objects = render(&ydb_platform(), &events).unwrap();
-        let env = env_of(&objects);
-        assert_eq!(plain(&env, "VECHE_YDB_ENDPOINT"), "grpcs://ydb:2135");
-        assert_eq!(plain(&env, "VECHE_YDB_DATABASE"), "/ru/db");
-        assert_eq!(secret_ref(&env, "VECHE_YDB_TOKEN"), ("ydb-creds".into(), "token".into()));
-        assert!(objects.pvc.is_none());
-        assert_eq!(objects.deployment.spec.unwrap().strategy.unwrap().type_.as_deref(), Some("RollingUpdate"));
+    fn ydb_settings_go_only_to_a_service_that_keeps_its_data_there() {
+        for kind in ServiceKind::DOMAIN {
+            let mut service = sd(kind);
+            service.spec.store = StoreKind::Ydb;
+            let objects = render(&ydb_platform(), &service).unwrap();
+            let env = env_of(&objects);
+            let strategy = objects.deployment.spec.unwrap().strategy.unwrap().type_.unwrap();
+            if kind.speaks_ydb() {
+                assert_eq!(plain(&env, "VECHE_YDB_ENDPOINT"), "grpcs://ydb:2135");
+                assert_eq!(plain(&env, "VECHE_YDB_DATABASE"), "/ru/db");
+                assert_eq!(secret_ref(&env, "VECHE_YDB_TOKEN"), ("ydb-creds".into(), "token".into()));
+                assert!(objects.pvc.is_none());
+                assert_eq!(strategy, "RollingUpdate");
+            } else {
+                // Not SQLite on a volume that dies with the pod: its own claim, as on
+                // the embedded store, and no settings it would not read.
+                assert!(!env.contains_key("VECHE_YDB_ENDPOINT"), "{kind}");
+                assert_eq!(objects.pvc.unwrap().metadata.name.unwrap(), format!("demo-{kind}-data"));
+                assert_eq!(strategy, "Recreate");
+            }
+        }
         let mut gateway = sd(ServiceKind::Gateway);
         gateway.spec.store = StoreKind::Ydb;
-        assert!(!env_of(&render(&ydb_platform(), &gateway).unwrap()).contains_key("VECHE_YDB_ENDPOINT"));
+        let objects = render(&ydb_platform(), &gateway).unwrap();
+        assert!(!env_of(&objects).contains_key("VECHE_YDB_ENDPOINT"));
+        assert!(objects.pvc.is_none());
     }
 
     #[test]
     fn autoscaling_renders_an_hpa_and_leaves_replicas_unwritten() {
-        let mut events = sd(ServiceKind::Events);
-        events.spec.store = StoreKind::Ydb;
-        events.spec.replicas = Some(4);
-        events.spec.workload.autoscaling =
+        let mut gateway = sd(ServiceKind::Gateway);
+        gateway.spec.replicas = Some(4);
+        gateway.spec.workload.autoscaling =
             Some(Autoscaling { min_replicas: Some(2), max_replicas: 8, target_cpu_utilization_percentage: None });
-        let objects = render(&ydb_platform(), &events).unwrap();
+        let objects = render(&ydb_platform(), &gateway).unwrap();
         assert_eq!(objects.deployment.spec.as_ref().unwrap().replicas, None);
         let hpa = objects.hpa.unwrap().spec.unwrap();
         assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 8));
-        assert_eq!(hpa.scale_target_ref.name, "demo-events");
+        assert_eq!(hpa.scale_target_ref.name, "demo-gateway");
         assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(80));
         // Without autoscaling the count is written and no HPA exists.
-        events.spec.workload.autoscaling = None;
-        let fixed = render(&ydb_platform(), &events).unwrap();
+        gateway.spec.workload.autoscaling = None;
+        let fixed = render(&ydb_platform(), &gateway).unwrap();
         assert_eq!(fixed.deployment.spec.unwrap().replicas, Some(4));
         assert!(fixed.hpa.is_none());
+    }
+
+    #[test]
+    fn a_service_on_its_own_volume_runs_one_replica_without_an_autoscaler() {
+        // An object stored before the CRD's rule, or a store the service does not speak.
+        for store in [StoreKind::Embedded, StoreKind::Ydb] {
+            let mut events = sd(ServiceKind::Events);
+            events.spec.store = store;
+            if store == StoreKind::Ydb && ServiceKind::Events.speaks_ydb() {
+                continue;
+            }
+            events.spec.replicas = Some(3);
+            let objects = render(&ydb_platform(), &events).unwrap();
+            assert_eq!(objects.deployment.spec.unwrap().replicas, Some(1), "{store:?}");
+            events.spec.workload.autoscaling =
+                Some(Autoscaling { min_replicas: Some(2), max_replicas: 8, target_cpu_utilization_percentage: None });
+            let objects = render(&ydb_platform(), &events).unwrap();
+            assert!(objects.hpa.is_none(), "{store:?}");
+            assert_eq!(objects.deployment.spec.unwrap().replicas, Some(1), "{store:?}");
+        }
+        let mut parked = sd(ServiceKind::Events);
+        parked.spec.replicas = Some(0);
+        assert_eq!(render(&ydb_platform(), &parked).unwrap().deployment.spec.unwrap().replicas, Some(0));
     }
 
     #[test]

@@ -33,6 +33,11 @@ impl Service {
     /// The services behind the gateway, which keep the platform's data.
     pub const DOMAIN: [Service; 4] = [Service::Users, Service::Organizations, Service::Events, Service::Analytics];
 
+    /// The domain services that can keep their data in YDB: none yet (issue 21 tracks
+    /// the work). The operator and the CRD's rules read this list, so a service that
+    /// learns YDB is named here and nowhere else.
+    pub const SPEAKS_YDB: &'static [Service] = &[];
+
     /// The name used in object names, `veche serve <name>`, token audiences, client ids
     /// and Secret keys.
     pub const fn as_str(self) -> &'static str {
@@ -48,6 +53,13 @@ impl Service {
     /// Whether the service keeps data (the gateway keeps none).
     pub const fn is_stateful(self) -> bool {
         !matches!(self, Service::Gateway)
+    }
+
+    /// Whether the service can keep its data in YDB, so that its replicas share one
+    /// database. Until it can, it keeps one SQLite file on one volume, and the operator
+    /// runs it with one replica even on a Platform that names a YDB database.
+    pub fn speaks_ydb(self) -> bool {
+        Self::SPEAKS_YDB.contains(&self)
     }
 }
 
