@@ -31,7 +31,8 @@ mod api;
 mod limits;
 pub mod model;
 mod retention;
-mod store;
+mod sketch;
+pub mod store;
 
 use crate::store::{AnalyticsStore, SqliteStore};
 use kit::platform::Context;

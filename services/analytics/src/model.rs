@@ -509,7 +509,8 @@ pub struct Bucket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     /// Sums over the window; `unique_visitors` is the number of distinct visitors over
-    /// the whole window, not the sum of the buckets'.
+    /// the whole window, not the sum of the buckets'. Unique visitors (and active users)
+    /// are HyperLogLog estimates: exact up to about a hundred, within about 1% beyond.
     pub totals: BTreeMap<String, i64>,
     pub series: Vec<Bucket>,
     /// Events and organizations: view → registration → check-in.

@@ -177,8 +177,9 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     // Every service calls another, and so is a client of the token endpoint.
     let clients = catalog::Service::ALL.map(catalog::Service::as_str);
     for client in clients {
-        let secret = kit::secret::new_token();
-        services.users.service_clients.0.entry(client.to_owned()).or_insert_with(|| secret.clone());
+        // A secret set in VECHE_SERVICE_CLIENTS is the one that client presents too.
+        let known = &mut services.users.service_clients.0;
+        let secret = known.entry(client.to_owned()).or_insert_with(kit::secret::new_token).clone();
         secrets.insert(client, secret);
     }
     // The users service is a client too: it relays its outbox to analytics.

@@ -164,4 +164,13 @@ async fn service_tokens_are_for_their_audience_only() {
     )
     .await;
     bad.assert_problem(401);
+
+    // The events service of `veche up` presents the configured secret too: creating an
+    // event in an organization makes it ask organizations for the owner's role.
+    let c = common::orgs::cast(&v).await;
+    let event = json!({"title": "Chess night", "start": "2030-12-05T16:00:00Z", "end": "2030-12-05T18:00:00Z",
+                       "time_zone": "Europe/Moscow", "format": "online", "online_url": "https://meet.example.org/x",
+                       "organization_id": c.org["id"]});
+    let created = send(client().post(v.url("/api/v1/events")).bearer_auth(&c.owner).json(&event)).await;
+    assert_eq!(created.status, 201, "{created:?}");
 }
