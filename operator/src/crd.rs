@@ -72,23 +72,26 @@ pub struct PlatformSpec {
 /// that keep their data in YDB when the Platform names a YDB database. The list comes
 /// from the catalogue, so the rule loosens by itself as services learn YDB.
 fn one_replica_rule() -> String {
-    let ydb: Vec<String> = ServiceKind::SPEAKS_YDB.iter().map(|s| format!("'{s}'")).collect();
     format!(
         "!has(self.services) || self.services.all(s, s.name == 'gateway' \
          || (has(self.database) && has(self.database.ydb) && s.name in [{}]) \
          || ((!has(s.replicas) || s.replicas <= 1) && !has(s.autoscaling)))",
-        ydb.join(", ")
+        ydb_speakers()
     )
+}
+
+/// The services that speak YDB, as the items of a CEL list: `'events', 'users'`.
+fn ydb_speakers() -> String {
+    ServiceKind::SPEAKS_YDB.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
 }
 
 /// CEL: the same rule for one ServiceDeployment, whose `store` the operator copies from
 /// its Platform (`ydb` only for a service that speaks it).
 fn sd_one_replica_rule() -> String {
-    let ydb: Vec<String> = ServiceKind::SPEAKS_YDB.iter().map(|s| format!("'{s}'")).collect();
     format!(
         "self.service == 'gateway' || (has(self.store) && self.store == 'ydb' && self.service in [{}]) \
          || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",
-        ydb.join(", ")
+        ydb_speakers()
     )
 }
 

@@ -105,7 +105,12 @@ async fn converge(
     apply(client, ns, &objects.service_clients).await?;
     apply(client, ns, &objects.routes).await?;
 
-    let current = current_sds(platform, names, ctx).await?;
+    // Only a ydb Platform can have ServiceDeployments an older operator scaled past one
+    // on a store their service does not speak: no list for any other.
+    let current = match platform.spec.database.ydb() {
+        Some(_) => current_sds(platform, names, ctx).await?,
+        None => Vec::new(),
+    };
     let mut sds = Vec::with_capacity(objects.services.len());
     for sd in &objects.services {
         let mut sd = sd.clone();

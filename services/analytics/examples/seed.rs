@@ -10,6 +10,7 @@
 
 use analytics::model::{Fact, FactKind};
 use analytics::store::{AnalyticsStore, SqliteStore};
+use kit::fixture_rng::Rng;
 use uuid::Uuid;
 
 const ORGANIZATIONS: u64 = 1_000;
@@ -19,29 +20,15 @@ const USERS: u64 = 100_000;
 const DAYS: i64 = 30;
 const BATCH: usize = 100_000;
 
-/// A small deterministic generator (SplitMix64): the same seed gives the same corpus.
-struct Rng(u64);
+/// Skewed towards small values: a few popular events take most of the traffic.
+fn skewed(rng: &mut Rng, n: u64) -> u64 {
+    let u = rng.unit();
+    ((u * u * u) * n as f64) as u64 % n
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn next_bytes(&mut self) -> [u8; 16] {
-        let (a, b) = (self.next(), self.next());
-        ((a as u128) << 64 | b as u128).to_be_bytes()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Skewed towards small values: a few popular events take most of the traffic.
-    fn skewed(&mut self, n: u64) -> u64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((u * u * u) * n as f64) as u64 % n
-    }
+/// Random bytes for a fact id, as the outboxes' v4 ids are.
+fn random_bytes(rng: &mut Rng) -> [u8; 16] {
+    ((rng.next_u64() as u128) << 64 | rng.next_u64() as u128).to_be_bytes()
 }
 
 fn id(kind: u128, n: u64) -> Uuid {
@@ -54,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.len() >= 3, "usage: seed <data dir> <facts> [<seed>]");
     let dir = std::path::PathBuf::from(&args[1]);
     let count: u64 = args[2].parse()?;
-    let mut rng = Rng(args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(42));
+    let mut rng = Rng::new(args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(42));
     let store = SqliteStore::open(dir.join("analytics.db")).await?;
     let span = DAYS * 86_400;
     let start = kit::now_unix() - span;
@@ -65,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(n);
         for _ in 0..n {
             made += 1;
-            let event = rng.skewed(EVENTS);
+            let event = skewed(&mut rng, EVENTS);
             let kind = match rng.below(100) {
                 0..85 => FactKind::EventViewed,
                 85..95 => FactKind::RegistrationMade,
@@ -74,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let viewed = kind == FactKind::EventViewed;
             batch.push(Fact {
-                id: uuid::Builder::from_random_bytes(rng.next_bytes()).into_uuid(),
+                id: uuid::Builder::from_random_bytes(random_bytes(&mut rng)).into_uuid(),
                 kind,
                 occurred_at: start + (made as i64 * span) / count as i64,
                 event_id: Some(id(0xe7e7, event)),

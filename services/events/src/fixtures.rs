@@ -48,30 +48,8 @@ const WORDS: [&str; 24] = [
     "community",
 ];
 
-/// A small, fast, seedable generator (SplitMix64): no dependency for fixtures.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seedable generator of the corpus (kit's, shared with the analytics seed).
+pub use kit::fixture_rng::Rng;
 
 /// `n` events spread over a year from `epoch` (Unix seconds), across `organizations`.
 /// Every word of [`WORDS`] appears; "open" in about half of all events (a very common word).

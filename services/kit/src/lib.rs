@@ -26,6 +26,7 @@ pub mod config;
 pub mod csv;
 pub mod db;
 pub mod extract;
+pub mod fixture_rng;
 pub mod forwarded;
 pub mod limits;
 pub mod mail;
