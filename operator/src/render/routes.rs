@@ -45,7 +45,11 @@ mod tests {
         assert_eq!(value["upstreams"]["analytics"], json!(["http://demo-analytics.apps.svc:8080"]));
         assert!(value["upstreams"].get("gateway").is_none(), "the gateway is nobody's upstream");
         assert_eq!(value["routes"][0], json!({"prefix": "/api/v1/auth", "upstream": "users", "auth": "optional"}));
-        assert_eq!(value["routes"].as_array().unwrap().len(), 12);
+        assert_eq!(value["routes"].as_array().unwrap().len(), catalog::ROUTES.len());
+        assert_eq!(
+            value["routes"][7],
+            json!({"prefix": "/api/v1/organizations/*/sources", "upstream": "events", "auth": "required"})
+        );
         assert_eq!(value["routes"][5], json!({"prefix": "/api/v1/calendar", "upstream": "events", "auth": "none"}));
     }
 

@@ -95,7 +95,8 @@ const fn route(prefix: &'static str, upstream: Service, access: Access) -> Route
     Route { prefix, upstream, access }
 }
 
-/// The public routes, at the gateway. The longest matching prefix wins, so
+/// The public routes, at the gateway. A `*` segment matches any one segment. The longest
+/// matching prefix wins, so
 /// `/api/v1/users/me/organizations` goes to organizations while the rest of
 /// `/api/v1/users` goes to users.
 pub const ROUTES: &[Route] = &[
@@ -107,6 +108,8 @@ pub const ROUTES: &[Route] = &[
     // The personal calendar feed: calendar apps fetch it by its secret URL, without a token.
     route("/api/v1/calendar", Service::Events, Access::None),
     route("/api/v1/organizations", Service::Organizations, Access::Optional),
+    // An organization's sources of events live with the events they import.
+    route("/api/v1/organizations/*/sources", Service::Events, Access::Required),
     route("/api/v1/events", Service::Events, Access::Optional),
     route("/api/v1/analytics", Service::Analytics, Access::Optional),
     route("/.well-known", Service::Users, Access::None),

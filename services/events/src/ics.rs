@@ -210,6 +210,7 @@ mod tests {
                 created_at: 0,
                 updated_at: 0,
                 published_at: Some(0),
+                source: None,
             };
             let ics = calendar("c", &[&e], "https://veche.example", Timestamp::UNIX_EPOCH);
             let unfolded = ics.replace("\r\n ", "");

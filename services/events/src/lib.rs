@@ -4,28 +4,36 @@
 //! Rooms: [`model`] (types, validation), [`search`] (text analysis and query parsing),
 //! [`store`] (trait and SQLite backend), [`api`] (handlers), and the helpers they use:
 //! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`],
-//! [`compaction`] (keeps the text index in few segments), and
+//! [`compaction`] (keeps the text index in few segments), [`import`] (events from
+//! outside calendars and feeds), and
 //! [`fixtures`] (a seeded corpus for tests and benchmarks).
 
 mod api;
 mod compaction;
 pub mod fixtures;
 mod ics;
+pub mod import;
 pub mod model;
 pub mod search;
 pub mod store;
 mod views;
 
-use crate::store::{EventStore, SqliteStore};
+use crate::store::{EventStore, SourceStore, SqliteStore};
 use kit::platform::Context;
 use std::sync::Arc;
 
 /// The name this service answers to as an audience and in logs.
 pub const SERVICE: &str = catalog::Service::Events.as_str();
 
-/// Settings of the events service (none yet beyond the platform's).
+/// Settings of the events service.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct EventsConfig {}
+pub struct EventsConfig {
+    /// Hosts that sources may be fetched from although their addresses are not public
+    /// (`host` or `host:port`, comma-separated): an intranet calendar server, say. Every
+    /// other private, loopback, link-local or metadata address is refused.
+    #[arg(long, env = "VECHE_FETCH_ALLOW_HOSTS", default_value = "")]
+    pub fetch_allow_hosts: kit::fetch::AllowList,
+}
 
 /// Everything a handler needs, shared: axum hands each request its own clone of the
 /// state, so cloning it must cost one reference count, not a copy of every field.
@@ -33,18 +41,26 @@ pub type App = Arc<AppState>;
 
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
+    pub sources: Arc<dyn SourceStore>,
+    pub importer: import::sync::Importer,
     pub orgs: clients::organizations::Organizations,
     pub views: views::Views,
     pub public_url: String,
 }
 
-pub async fn build(_config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
+pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
     let sqlite = SqliteStore::open(ctx.db_path(SERVICE)).await?;
     clients::analytics::spawn_relay(ctx, SERVICE, sqlite.db());
     compaction::start(sqlite.clone());
+    let sources: Arc<dyn SourceStore> = Arc::new(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
+    let fetcher = kit::fetch::Fetcher::new(config.fetch_allow_hosts, kit::fetch::Limits::default());
+    let importer = import::sync::Importer::new(sources.clone(), fetcher);
+    importer.clone().start();
     let app = Arc::new(AppState {
         store: store.clone(),
+        sources,
+        importer,
         orgs: clients::organizations::Organizations::new(
             ctx.common.platform.organizations_url(),
             ctx.service_tokens(SERVICE),

@@ -11,7 +11,8 @@ pub use catalog::Access;
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// A path prefix on segment boundaries: `/api/v1/events` serves `/api/v1/events` and
-    /// `/api/v1/events/...`, not `/api/v1/eventsfoo`.
+    /// `/api/v1/events/...`, not `/api/v1/eventsfoo`. A `*` segment matches any one
+    /// segment: `/api/v1/organizations/*/sources`.
     pub prefix: String,
     pub upstream: String,
     pub auth: Access,
@@ -30,7 +31,7 @@ pub struct RouteTable {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TableError {
-    #[error("route {0}: the prefix must start with `/` and not end with one")]
+    #[error("route {0}: the prefix must start with `/` and not end with one (`*` stands for a whole segment)")]
     Prefix(String),
     #[error("route {0}: no upstream named `{1}`")]
     UnknownUpstream(String, String),
@@ -73,7 +74,8 @@ impl RouteTable {
         let mut seen = std::collections::HashSet::new();
         for route in &self.routes {
             let p = &route.prefix;
-            if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) {
+            let stray_star = p.split('/').any(|segment| segment.contains('*') && segment != "*");
+            if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) || stray_star {
                 return Err(TableError::Prefix(p.clone()));
             }
             if !self.upstreams.contains_key(&route.upstream) {
@@ -129,8 +131,26 @@ impl Router {
     }
 }
 
+/// Whether `path` is under `prefix` on segment boundaries; a `*` segment of the prefix
+/// stands for any one segment (`/api/v1/organizations/*/sources`).
 fn matches_prefix(prefix: &str, path: &str) -> bool {
-    prefix == "/" || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    if prefix == "/" {
+        return true;
+    }
+    let under = |rest: &str| rest.is_empty() || rest.starts_with('/');
+    if !prefix.contains('*') {
+        return path.strip_prefix(prefix).is_some_and(under);
+    }
+    let mut rest = path;
+    for want in prefix.split('/').skip(1) {
+        let Some(after) = rest.strip_prefix('/') else { return false };
+        let (segment, tail) = after.split_at(after.find('/').unwrap_or(after.len()));
+        if segment.is_empty() || (want != "*" && want != segment) {
+            return false;
+        }
+        rest = tail;
+    }
+    under(rest)
 }
 
 #[cfg(test)]
@@ -153,6 +173,13 @@ mod tests {
         assert_eq!(upstream("/api/v1/eventsfoo"), None);
         assert_eq!(upstream("/.well-known/jwks.json"), Some("users"));
         assert_eq!(upstream("/api/v2/events"), None);
+        // A `*` segment: an organization's sources belong to the events service.
+        assert_eq!(upstream("/api/v1/organizations/42/sources"), Some("events"));
+        assert_eq!(upstream("/api/v1/organizations/42/sources/7/sync"), Some("events"));
+        assert_eq!(upstream("/api/v1/organizations/42/sourcesx"), Some("organizations"));
+        assert_eq!(upstream("/api/v1/organizations//sources"), Some("organizations"));
+        assert_eq!(upstream("/api/v1/organizations/42/members"), Some("organizations"));
+        assert_eq!(upstream("/api/v1/organizations/sources"), Some("organizations"));
         assert_eq!(upstream("/"), None);
     }
 
@@ -170,6 +197,8 @@ mod tests {
         let mut t = table();
         t.routes[0].prefix = "api".into();
         assert_eq!(t.validate(), Err(TableError::Prefix("api".into())));
+        t.routes[0].prefix = "/api/v1/organizations/x*/sources".into();
+        assert!(matches!(t.validate(), Err(TableError::Prefix(_))), "a star stands for a whole segment");
         let mut t = table();
         t.routes[0].upstream = "nowhere".into();
         assert!(matches!(t.validate(), Err(TableError::UnknownUpstream(_, _))));

@@ -11,6 +11,7 @@
 //! - [`platform`]: the context a service is built in (settings, keys, credentials);
 //! - [`db`]: the embedded SQLite store's plumbing;
 //! - [`outbox`]: domain facts written with the change they describe, and their relay;
+//! - [`fetch`]: outbound HTTP to user-given URLs, refused for inner addresses (SSRF);
 //! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
 //! - [`limits`] and [`forwarded`]: rate limits, and the client's address behind proxies;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod csv;
 pub mod db;
 pub mod extract;
+pub mod fetch;
 pub mod fixture_rng;
 pub mod forwarded;
 pub mod limits;

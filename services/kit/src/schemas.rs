@@ -57,6 +57,14 @@ pub fn time_zone() -> RefOr<Schema> {
                      "description": "An IANA time zone name."}))
 }
 
+/// [`time_zone`], or `null`.
+pub fn optional_time_zone() -> RefOr<Schema> {
+    let mut names: Vec<serde_json::Value> = jiff::tz::db().available().map(|n| n.as_str().into()).collect();
+    names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    names.push(serde_json::Value::Null);
+    from_json(json!({"type": ["string", "null"], "enum": names, "description": "An IANA time zone name."}))
+}
+
 fn from_json(value: serde_json::Value) -> RefOr<Schema> {
     // The values above are valid schemas by construction; a failure is a bug in this file.
     serde_json::from_value(value).expect("a valid schema")

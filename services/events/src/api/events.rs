@@ -96,7 +96,9 @@ pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<S
 
 #[utoipa::path(patch, path = "/api/v1/events/{id}", operation_id = "updateEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
     request_body(content = serde_json::Value, description = "a JSON Merge Patch (RFC 7396) of the event's fields"),
-    responses((status = 200, body = EventView), (status = 403, body = kit::problem::Problem), (status = 422, body = kit::problem::Problem)))]
+    responses((status = 200, body = EventView), (status = 403, body = kit::problem::Problem),
+              (status = 409, description = "a field an imported event's source keeps", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
 pub async fn patch(
     State(app): State<App>,
     me: AuthUser,
@@ -111,8 +113,28 @@ pub async fn patch(
         return Err(ApiError::field("organization_id", "an event cannot move to another organization"));
     }
     let input = input.validate()?;
+    if event.source.as_ref().is_some_and(|s| !s.detached) {
+        let fields = crate::import::plan::changed_source_fields(&event.input, &input);
+        if !fields.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "this event is imported, and its source keeps {} up to date: detach it \
+                 (POST /api/v1/events/{id}/detach) to change them here",
+                fields.join(", ")
+            )));
+        }
+    }
     let updated = app.store.update(id, input, now_unix()).await?;
     Ok(Json(EventView::from(&updated)))
+}
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/detach", operation_id = "detachEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the event, now the organization's own: syncs of its source leave it alone", body = EventView),
+              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem),
+              (status = 409, description = "not an imported event", body = kit::problem::Problem)))]
+pub async fn detach(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
+    access(&app, id, Some(&me), Access::Manage).await?;
+    let event = app.sources.detach(id, now_unix()).await?;
+    Ok(Json(EventView::from(&event)))
 }
 
 async fn transition(app: App, me: AuthUser, id: Uuid, status: Status) -> Result<Json<EventView>, ApiError> {

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod registrations;
+pub mod sources;
 
 use crate::App;
 use crate::model::{Event, Status};
@@ -91,6 +92,13 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/events/{id}", get(events::get).patch(events::patch).delete(events::delete))
         .route("/api/v1/events/{id}/publish", post(events::publish))
         .route("/api/v1/events/{id}/cancel", post(events::cancel))
+        .route("/api/v1/events/{id}/detach", post(events::detach))
+        .route("/api/v1/organizations/{id}/sources", post(sources::create).get(sources::list))
+        .route(
+            "/api/v1/organizations/{id}/sources/{source_id}",
+            get(sources::get).patch(sources::patch).delete(sources::delete),
+        )
+        .route("/api/v1/organizations/{id}/sources/{source_id}/sync", post(sources::sync))
         .route("/api/v1/events/{id}/registrations", post(registrations::register).get(registrations::list))
         .route("/api/v1/events/{id}/registrations/me", axum::routing::delete(registrations::cancel))
         .route("/api/v1/events/{id}/registrations/{user_id}/check-in", post(registrations::check_in))
@@ -104,12 +112,14 @@ pub fn router(app: App) -> Router {
 #[openapi(
     paths(
         events::create, events::search, events::get, events::get_calendar, events::patch, events::publish, events::cancel, events::delete,
+        events::detach, sources::create, sources::list, sources::get, sources::patch, sources::delete, sources::sync,
         registrations::register, registrations::cancel, registrations::list, registrations::check_in,
         registrations::mine, registrations::new_calendar, registrations::calendar_feed,
     ),
     modifiers(&BearerAuth),
     tags((name = "events", description = "Events: lifecycle and search"),
-         (name = "registrations", description = "Seats, waitlists, check-in and calendars"))
+         (name = "registrations", description = "Seats, waitlists, check-in and calendars"),
+         (name = "sources", description = "Outside calendars and feeds an organization imports events from"))
 )]
 struct EventsApi;
 

@@ -4,6 +4,7 @@
 use super::plan::evidence;
 use super::sql::search_sql;
 use super::{EventStore, MyRegistration, Registered, Result, SqliteStore, StoreError};
+use crate::model::source::EventSource;
 use crate::model::{Event, EventInput, Registration, RegistrationStatus, Status};
 use crate::search::{Cursor, Search, Sort};
 use async_trait::async_trait;
@@ -18,19 +19,20 @@ use uuid::Uuid;
 const IMPORT_CACHE_SIZE: i64 = -512 * 1024;
 
 pub(super) const COLUMNS: &str = "e.id, e.doc, e.status, e.registered_count, e.waitlisted_count, e.created_by, e.created_at, \
-                       e.updated_at, e.published_at";
+                       e.updated_at, e.published_at, \
+                       (SELECT json_array(i.source_id, i.external_id, i.detached) FROM imported_events i WHERE i.event_id = e.id)";
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     event_from_offset(r, 0)
 }
 
-fn get_event(c: &Connection, id: Uuid) -> rusqlite::Result<Option<Event>> {
+pub(super) fn get_event(c: &Connection, id: Uuid) -> rusqlite::Result<Option<Event>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.id = ?1"))?
         .query_row([id.to_string()], event_from_row)
         .optional()
 }
 
-fn require(c: &Connection, id: Uuid) -> Result<Event> {
+pub(super) fn require(c: &Connection, id: Uuid) -> Result<Event> {
     get_event(c, id)?.ok_or(StoreError::NotFound)
 }
 
@@ -75,7 +77,7 @@ const DERIVED_COLUMNS: [&str; 13] = [
 
 /// Rewrites the columns derived from the input, the tags and the search indexes of an
 /// existing event.
-fn reindex(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
+pub(super) fn reindex(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite::Result<()> {
     static UPDATE: LazyLock<String> = LazyLock::new(|| {
         let set: Vec<String> = DERIVED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
         format!("UPDATE events SET {} WHERE seq = ?1", set.join(", "))
@@ -109,7 +111,7 @@ fn index_beside(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite:
 
 /// A new event: its whole row in one insert (each secondary index written once), then
 /// what is kept beside it.
-fn insert(
+pub(super) fn insert(
     tx: &Transaction<'_>,
     input: &EventInput,
     status: Status,
@@ -134,7 +136,7 @@ fn insert(
     Ok(id)
 }
 
-fn seq_of(c: &Connection, id: Uuid) -> Result<i64> {
+pub(super) fn seq_of(c: &Connection, id: Uuid) -> Result<i64> {
     c.prepare_cached("SELECT seq FROM events WHERE id = ?1")?
         .query_row([id.to_string()], |r| r.get(0))
         .optional()?
@@ -170,7 +172,13 @@ fn get_registration(c: &Connection, event_id: Uuid, user_id: Uuid) -> rusqlite::
 
 /// Records a fact about `event` with its organization (while the event exists), so
 /// analytics can count it towards the organization.
-fn fact(tx: &Transaction<'_>, kind: &str, event: Uuid, user: Option<Uuid>, now: i64) -> rusqlite::Result<()> {
+pub(super) fn fact(
+    tx: &Transaction<'_>,
+    kind: &str,
+    event: Uuid,
+    user: Option<Uuid>,
+    now: i64,
+) -> rusqlite::Result<()> {
     let organization = organization_of(tx, event)?;
     fact_of(tx, kind, event, organization.as_deref(), user, now)
 }
@@ -291,6 +299,8 @@ impl EventStore for SqliteStore {
                 tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
                 tx.execute("DELETE FROM events_geo WHERE seq = ?1", [seq])?;
                 tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
+                // An imported event the organization deleted stays out of later syncs.
+                tx.execute("UPDATE imported_events SET event_id = NULL WHERE event_id = ?1", [id.to_string()])?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
                 Ok(())
             })
@@ -519,6 +529,12 @@ impl EventStore for SqliteStore {
 }
 
 /// Reads an event whose columns start at `offset` of the row.
+/// `[source_id, external_id, detached]`, as [`COLUMNS`] reads it.
+fn imported_from(json: String) -> rusqlite::Result<EventSource> {
+    let (source_id, external_id, detached): (Uuid, String, i64) = parse_json(json)?;
+    Ok(EventSource { source_id, external_id, detached: detached != 0 })
+}
+
 fn event_from_offset(r: &Row<'_>, offset: usize) -> rusqlite::Result<Event> {
     let status: String = r.get(offset + 2)?;
     Ok(Event {
@@ -531,5 +547,6 @@ fn event_from_offset(r: &Row<'_>, offset: usize) -> rusqlite::Result<Event> {
         created_at: r.get(offset + 6)?,
         updated_at: r.get(offset + 7)?,
         published_at: r.get(offset + 8)?,
+        source: r.get::<_, Option<String>>(offset + 9)?.map(imported_from).transpose()?,
     })
 }

@@ -135,4 +135,41 @@ DROP INDEX events_listed_by_start;
 CREATE INDEX events_listed ON events (start_at, seq, end_at, latitude, longitude)
 WHERE status = 'published' AND visibility = 'public';
 "#,
+    r#"
+-- Outside sources an organization imports events from (see import/). `doc` is the
+-- admin's input as JSON, `status` what the last syncs did; the lease keeps one sync of a
+-- source at a time however many replicas run.
+CREATE TABLE sources (
+    id              TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL,
+    doc             TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    failed          INTEGER NOT NULL DEFAULT 0,
+    etag            TEXT,
+    last_modified   TEXT,
+    next_run_at     INTEGER NOT NULL,
+    lease_holder    TEXT,
+    lease_until     INTEGER,
+    created_by      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX sources_by_organization ON sources (organization_id, created_at);
+CREATE INDEX sources_due ON sources (next_run_at) WHERE enabled = 1;
+
+-- What each source imported, by the item's id in the source. `event_id` is NULL once the
+-- organization deleted the event (it is not imported again); a detached event is the
+-- organization's own and syncs leave it alone.
+CREATE TABLE imported_events (
+    source_id   TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    event_id    TEXT,
+    detached    INTEGER NOT NULL DEFAULT 0,
+    sequence    INTEGER NOT NULL DEFAULT 0,
+    modified    INTEGER,
+    PRIMARY KEY (source_id, external_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX imported_events_by_event ON imported_events (event_id) WHERE event_id IS NOT NULL;
+"#,
 ];

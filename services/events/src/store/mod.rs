@@ -7,14 +7,16 @@
 //!
 //! Rooms: [`migrations`] (the schema), [`crud`] (the trait's SQLite implementation and
 //! its rows), [`plan`] (what a search's evidence says about where its rows come from),
-//! [`sql`] (a search's SQL from its plan).
+//! [`sql`] (a search's SQL from its plan), [`sources`] (outside sources and what they imported).
 
 mod crud;
 mod migrations;
 mod plan;
+mod sources;
 mod sql;
 
 pub use plan::{RELEVANCE_WINDOW, ranked_over_window};
+pub use sources::{Outcome, SourceStore};
 
 use crate::model::{Event, EventInput, Registration, Status};
 use crate::search::{Cursor, Search};

@@ -1,5 +1,7 @@
 //! Events' domain types and their validation. No I/O here.
 
+pub mod source;
+
 use jiff::Timestamp;
 use kit::validate::{check_free_text, check_len, check_plain, has_hidden_chars, web_url};
 use kit::{ApiError, Violations};
@@ -130,6 +132,8 @@ pub struct Event {
     pub created_at: i64,
     pub updated_at: i64,
     pub published_at: Option<i64>,
+    /// Set when the event was imported from an outside source.
+    pub source: Option<source::EventSource>,
 }
 
 /// An event as the API shows it: the input's fields plus what the platform adds, in one
@@ -156,6 +160,8 @@ pub struct EventFacts {
     pub updated_at: String,
     #[schema(format = DateTime)]
     pub published_at: Option<String>,
+    /// Where an imported event comes from; `null` for the organization's own.
+    pub source: Option<source::EventSource>,
 }
 
 impl utoipa::PartialSchema for EventView {
@@ -183,6 +189,7 @@ impl From<&Event> for EventView {
                 created_at: kit::rfc3339(e.created_at),
                 updated_at: kit::rfc3339(e.updated_at),
                 published_at: e.published_at.map(kit::rfc3339),
+                source: e.source.clone(),
             },
         }
     }

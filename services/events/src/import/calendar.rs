@@ -1,0 +1,517 @@
+//! iCalendar (RFC 5545) into [`Item`]s over a window: calcard parses (folded lines,
+//! escapes, VTIMEZONE, Windows zone names as Outlook writes them), rrule expands RRULE,
+//! RDATE and EXDATE in the series' own zone (so 10:00 stays 10:00 across DST), and
+//! RECURRENCE-ID overrides replace the occurrence they name, wherever they move it.
+
+use super::{Item, Moment, ParseError, Parsed, Window};
+use crate::model::source::SkippedItem;
+use calcard::common::DateTimeResult;
+use calcard::common::timezone::Tz;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty, ICalendarStatus,
+    ICalendarValue,
+};
+use chrono::TimeZone;
+use jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+/// Occurrences a series may step through before the window's end: a rule firing every
+/// minute since years ago is refused, not expanded for minutes of CPU.
+const STEPS_MAX: usize = 100_000;
+/// What the first [`Parsed::skipped`] keeps.
+const SKIPPED_MAX: usize = 20;
+
+type Resolver = calcard::icalendar::timezone::TzResolver<String>;
+
+/// A date or date-time property: its value and zone.
+#[derive(Debug, Clone)]
+struct Stamp<'a> {
+    value: DateTimeResult,
+    tzid: Option<&'a str>,
+    has_time: bool,
+}
+
+/// The parts of a VEVENT the importer reads.
+#[derive(Debug, Default)]
+struct Vevent<'a> {
+    uid: Option<&'a str>,
+    start: Option<Stamp<'a>>,
+    end: Option<Stamp<'a>>,
+    duration: Option<i64>,
+    rrule: Option<String>,
+    /// An RRULE calcard could not read: the series is unknown, not a single event.
+    bad_rule: bool,
+    rdates: Vec<Stamp<'a>>,
+    exdates: Vec<Stamp<'a>>,
+    recurrence_id: Option<Stamp<'a>>,
+    summary: Option<&'a str>,
+    description: Option<&'a str>,
+    location: Option<&'a str>,
+    url: Option<&'a str>,
+    categories: Vec<String>,
+    cancelled: bool,
+    sequence: i64,
+    modified: Option<i64>,
+}
+
+fn stamps<'a>(entry: &'a ICalendarEntry) -> impl Iterator<Item = Stamp<'a>> + 'a {
+    let tzid = entry.tz_id();
+    entry.values.iter().filter_map(move |v| match v {
+        ICalendarValue::PartialDateTime(dt) => Some(Stamp { value: dt.to_date_time()?, tzid, has_time: dt.has_time() }),
+        _ => None,
+    })
+}
+
+fn read(component: &ICalendarComponent) -> Vevent<'_> {
+    let mut e = Vevent::default();
+    for entry in &component.entries {
+        let text = entry.values.first().and_then(ICalendarValue::as_text);
+        match &entry.name {
+            ICalendarProperty::Uid => e.uid = text,
+            ICalendarProperty::Dtstart => e.start = stamps(entry).next(),
+            ICalendarProperty::Dtend => e.end = stamps(entry).next(),
+            ICalendarProperty::Duration => {
+                if let Some(ICalendarValue::Duration(d)) = entry.values.first() {
+                    e.duration = Some(if d.neg { -d.as_seconds() } else { d.as_seconds() });
+                }
+            }
+            ICalendarProperty::Rrule => match entry.values.first() {
+                Some(ICalendarValue::RecurrenceRule(rule)) => e.rrule = Some(rule.to_string()),
+                _ => e.bad_rule = true,
+            },
+            ICalendarProperty::Rdate => e.rdates.extend(stamps(entry)),
+            ICalendarProperty::Exdate => e.exdates.extend(stamps(entry)),
+            ICalendarProperty::RecurrenceId => e.recurrence_id = stamps(entry).next(),
+            ICalendarProperty::Summary => e.summary = text,
+            ICalendarProperty::Description => e.description = text,
+            ICalendarProperty::Location => e.location = text,
+            ICalendarProperty::Url => e.url = text,
+            ICalendarProperty::Categories => {
+                e.categories.extend(entry.values.iter().filter_map(ICalendarValue::as_text).map(str::to_owned))
+            }
+            ICalendarProperty::Status => {
+                e.cancelled = matches!(entry.values.first(), Some(ICalendarValue::Status(ICalendarStatus::Cancelled)))
+            }
+            ICalendarProperty::Sequence => {
+                if let Some(ICalendarValue::Integer(n)) = entry.values.first() {
+                    e.sequence = *n;
+                }
+            }
+            ICalendarProperty::LastModified => {
+                e.modified =
+                    stamps(entry).next().and_then(|s| s.value.to_date_time_with_tz(Tz::UTC)).map(|d| d.timestamp())
+            }
+            _ => {}
+        }
+    }
+    e
+}
+
+/// Reads a calendar's events over `window`. Floating times are read in the calendar's
+/// X-WR-TIMEZONE, else in `floating` (an IANA name; UTC if unknown).
+pub fn parse(text: &str, floating: &str, window: Window) -> Result<Parsed, ParseError> {
+    let calendar =
+        ICalendar::parse(text).map_err(|_| ParseError("not an iCalendar file (no VCALENDAR in it)".into()))?;
+    // Google and Apple name the calendar's zone in X-WR-TIMEZONE; floating times mean it.
+    let calendar_zone = calendar
+        .components
+        .iter()
+        .filter(|c| c.component_type == ICalendarComponentType::VCalendar)
+        .flat_map(|c| &c.entries)
+        .find_map(|e| match &e.name {
+            ICalendarProperty::Other(name) if name.eq_ignore_ascii_case("X-WR-TIMEZONE") => {
+                e.values.first().and_then(ICalendarValue::as_text)
+            }
+            _ => None,
+        });
+    let floating = calendar_zone
+        .and_then(|z| chrono_tz::Tz::from_str(z.trim()).ok())
+        .or_else(|| chrono_tz::Tz::from_str(floating).ok())
+        .unwrap_or(chrono_tz::UTC);
+    let resolver = calendar.build_owned_tz_resolver().with_default(Tz::Tz(floating));
+    // Zones known by no name (Outlook's "Customized Time Zone"), recognised by their rules.
+    let guessed = calendar
+        .components
+        .iter()
+        .filter(|c| c.component_type == ICalendarComponentType::VTimezone)
+        .filter_map(|c| {
+            let tzid = c.entries.iter().find(|e| e.name == ICalendarProperty::Tzid)?.values.first()?.as_text()?;
+            if resolver.resolve(tzid).is_some() {
+                return None;
+            }
+            Some((tzid.to_owned(), super::zone::guess(&calendar, c, super::zone::years_of(window.from, window.to))?))
+        })
+        .collect();
+    let mut reader = Reader { resolver, guessed, floating, window, parsed: Parsed::default() };
+
+    // Series and single events by UID, and the overrides of each UID by the slot they replace.
+    let mut masters: BTreeMap<&str, Vevent<'_>> = BTreeMap::new();
+    let mut overrides: BTreeMap<&str, Vec<Vevent<'_>>> = BTreeMap::new();
+    let events = calendar.components.iter().filter(|c| c.component_type == ICalendarComponentType::VEvent);
+    for (n, component) in events.enumerate() {
+        let vevent = read(component);
+        let Some(uid) = vevent.uid.filter(|u| !u.trim().is_empty()) else {
+            reader.skip(format!("event #{}", n + 1), "it has no UID");
+            continue;
+        };
+        if vevent.recurrence_id.is_some() {
+            overrides.entry(uid).or_default().push(vevent);
+        } else if masters.contains_key(uid) {
+            reader.skip(uid.to_owned(), "its UID appears twice");
+        } else {
+            masters.insert(uid, vevent);
+        }
+    }
+    for (uid, master) in &masters {
+        let mut own = overrides.remove(uid).unwrap_or_default();
+        if master.bad_rule {
+            reader.skip(uid.to_string(), "its RRULE cannot be read");
+            continue;
+        }
+        if master.rrule.is_some() || !master.rdates.is_empty() {
+            reader.series(uid, master, &mut own);
+        } else {
+            reader.single(uid, master, None);
+        }
+        // Overrides whose slot the series does not produce (moved from outside the window,
+        // or of a single event): each stands on its own.
+        for o in &own {
+            reader.single(uid, o, o.recurrence_id.as_ref());
+        }
+    }
+    for (uid, orphans) in &overrides {
+        for o in orphans {
+            reader.single(uid, o, o.recurrence_id.as_ref());
+        }
+    }
+    let mut parsed = reader.parsed;
+    parsed.items.sort_by(|a, b| a.external_id.cmp(&b.external_id));
+    parsed.items.dedup_by(|a, b| a.external_id == b.external_id);
+    Ok(parsed)
+}
+
+struct Reader {
+    resolver: Resolver,
+    guessed: HashMap<String, chrono_tz::Tz>,
+    floating: chrono_tz::Tz,
+    window: Window,
+    parsed: Parsed,
+}
+
+impl Reader {
+    fn skip(&mut self, external_id: String, reason: &str) {
+        if self.parsed.skipped.len() < SKIPPED_MAX {
+            self.parsed.skipped.push(SkippedItem { external_id, reason: reason.to_owned() });
+        }
+    }
+
+    fn knows(&self, tzid: &str) -> bool {
+        self.guessed.contains_key(tzid) || self.resolver.resolve(tzid).is_some()
+    }
+
+    fn zone(&self, stamp: &Stamp<'_>) -> Tz {
+        match (stamp.value.tz(), stamp.tzid.and_then(|id| self.guessed.get(id))) {
+            (Some(tz), _) => tz,
+            (None, Some(guessed)) => Tz::Tz(*guessed),
+            (None, None) => self.resolver.resolve_or_default(stamp.tzid),
+        }
+    }
+
+    fn moment(&self, stamp: &Stamp<'_>) -> Option<Moment> {
+        if !stamp.has_time {
+            let d = stamp.value.date_time.date();
+            use chrono::Datelike;
+            return jiff::civil::Date::new(d.year() as i16, d.month() as i8, d.day() as i8).ok().map(Moment::Day);
+        }
+        let at = stamp.value.to_date_time_with_tz(self.zone(stamp))?;
+        Timestamp::from_second(at.timestamp()).ok().map(Moment::At)
+    }
+
+    /// The IANA name of a stamp's zone, when it has one we know.
+    fn zone_name(&self, stamp: &Stamp<'_>) -> Option<String> {
+        match self.zone(stamp) {
+            Tz::Tz(tz) if stamp.has_time && tz != chrono_tz::UTC => Some(tz.name().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// Start and end of an event: DTEND, or DTSTART plus DURATION, or RFC 5545's default
+    /// (the start for a timed event, the next day for an all-day one).
+    fn span(&self, e: &Vevent<'_>) -> Result<(Moment, Moment), &'static str> {
+        let start_stamp = e.start.as_ref().or(e.recurrence_id.as_ref()).ok_or("it has no DTSTART")?;
+        for stamp in [Some(start_stamp), e.end.as_ref()].into_iter().flatten() {
+            if stamp.has_time && stamp.value.tz().is_none() && stamp.tzid.is_some_and(|id| !self.knows(id)) {
+                return Err("its TZID is neither a time zone we know nor one the file defines");
+            }
+        }
+        let start = self.moment(start_stamp).ok_or("its DTSTART does not exist in its time zone")?;
+        let end = match (&e.end, e.duration) {
+            (Some(end), _) => self.moment(end).ok_or("its DTEND does not exist in its time zone")?,
+            (None, Some(secs)) => shift(start, secs),
+            (None, None) => shift(start, if start_stamp.has_time { 0 } else { 86_400 }),
+        };
+        if end.utc() < start.utc() {
+            return Err("it ends before it starts");
+        }
+        Ok((start, end))
+    }
+
+    fn item(
+        &self,
+        external_id: String,
+        e: &Vevent<'_>,
+        start: Moment,
+        end: Moment,
+        master: Option<&Vevent<'_>>,
+    ) -> Item {
+        let pick =
+            |f: for<'v> fn(&'v Vevent<'v>) -> Option<&'v str>| f(e).or_else(|| master.and_then(f)).map(str::to_owned);
+        let categories = if e.categories.is_empty() {
+            master.map(|m| m.categories.clone()).unwrap_or_default()
+        } else {
+            e.categories.clone()
+        };
+        let zone_stamp = e.start.as_ref().or(master.and_then(|m| m.start.as_ref()));
+        Item {
+            external_id,
+            title: pick(|v| v.summary).unwrap_or_default(),
+            description: pick(|v| v.description).unwrap_or_default(),
+            start,
+            end,
+            time_zone: zone_stamp.and_then(|s| self.zone_name(s)),
+            location: pick(|v| v.location),
+            url: pick(|v| v.url),
+            categories,
+            cancelled: e.cancelled || master.is_some_and(|m| m.cancelled),
+            sequence: e.sequence,
+            modified: e.modified,
+        }
+    }
+
+    /// A single event, or an override on its own (then keyed by the slot it replaces).
+    fn single(&mut self, uid: &str, e: &Vevent<'_>, slot: Option<&Stamp<'_>>) {
+        let external_id = match slot.and_then(|s| self.moment(s)) {
+            Some(slot) => format!("{uid}/{}", slot.to_wire()),
+            None => uid.to_owned(),
+        };
+        match self.span(e) {
+            Ok((start, end)) if self.window.overlaps(start, end) => {
+                let item = self.item(external_id, e, start, end, None);
+                self.parsed.items.push(item);
+            }
+            Ok(_) => {}
+            Err(why) => self.skip(external_id, why),
+        }
+    }
+
+    /// A recurring series over the window, with its overrides taking their slots.
+    fn series<'a>(&mut self, uid: &str, master: &Vevent<'a>, overrides: &mut Vec<Vevent<'a>>) {
+        let (start, end) = match self.span(master) {
+            Ok(span) => span,
+            Err(why) => return self.skip(uid.to_owned(), why),
+        };
+        let Some(start_stamp) = master.start.as_ref() else { return self.skip(uid.to_owned(), "it has no DTSTART") };
+        let length = end.utc().as_second() - start.utc().as_second();
+        let slots = match self.slots(master, start_stamp, length) {
+            Ok(slots) => slots,
+            Err(why) => return self.skip(uid.to_owned(), &why),
+        };
+        let mut by_slot: HashMap<i64, usize> = HashMap::new();
+        for (i, o) in overrides.iter().enumerate() {
+            if let Some(slot) = o.recurrence_id.as_ref().and_then(|s| self.moment(s)) {
+                by_slot.insert(slot.utc().as_second(), i);
+            }
+        }
+        let mut taken = vec![false; overrides.len()];
+        for slot in slots {
+            let external_id = format!("{uid}/{}", slot.to_wire());
+            match by_slot.get(&slot.utc().as_second()) {
+                Some(&i) => {
+                    taken[i] = true;
+                    match self.span(&overrides[i]) {
+                        Ok((s, e)) if self.window.overlaps(s, e) => {
+                            let item = self.item(external_id, &overrides[i], s, e, Some(master));
+                            self.parsed.items.push(item);
+                        }
+                        Ok(_) => {}
+                        Err(why) => self.skip(external_id, why),
+                    }
+                }
+                None => {
+                    let end = shift(slot, length);
+                    if self.window.overlaps(slot, end) {
+                        let mut item = self.item(external_id, master, slot, end, None);
+                        item.sequence = master.sequence;
+                        self.parsed.items.push(item);
+                    }
+                }
+            }
+        }
+        // Overrides of slots outside the expanded range are read on their own by the caller,
+        // keyed by their slot, with the master's fields where they have none.
+        let mut i = 0;
+        overrides.retain(|_| {
+            i += 1;
+            !taken[i - 1]
+        });
+        for o in overrides.iter_mut() {
+            if o.summary.is_none() {
+                o.summary = master.summary;
+            }
+            if o.location.is_none() {
+                o.location = master.location;
+            }
+            if o.description.is_none() {
+                o.description = master.description;
+            }
+        }
+    }
+
+    /// The slots of a series that may overlap the window: RRULE and RDATE, less EXDATE,
+    /// expanded in the series' zone (all-day series as dates).
+    fn slots(&self, master: &Vevent<'_>, start: &Stamp<'_>, length: i64) -> Result<Vec<Moment>, String> {
+        let zone = if start.has_time { self.rrule_zone(self.zone(start)) } else { rrule::Tz::UTC };
+        let local = |s: &Stamp<'_>| -> Option<chrono::DateTime<rrule::Tz>> {
+            if s.has_time && s.value.offset.is_some() {
+                // UTC or a fixed offset: an instant, shown in the series' zone.
+                let at = s.value.to_date_time_with_tz(Tz::UTC)?;
+                return zone.timestamp_opt(at.timestamp(), 0).single();
+            }
+            let naive = if s.has_time { s.value.date_time } else { s.value.date_time.date().and_hms_opt(0, 0, 0)? };
+            let tz = if s.has_time && s.tzid != start.tzid { self.rrule_zone(self.zone(s)) } else { zone };
+            tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&zone))
+        };
+        let first = local(start).ok_or("its DTSTART does not exist in its time zone")?;
+        let mut set = match &master.rrule {
+            Some(rule) => rule
+                .parse::<rrule::RRule<rrule::Unvalidated>>()
+                .and_then(|r| r.build(first))
+                .map_err(|e| format!("its RRULE cannot be read: {e}"))?,
+            None => rrule::RRuleSet::new(first),
+        };
+        for rdate in master.rdates.iter().filter_map(local) {
+            set = set.rdate(rdate);
+        }
+        for exdate in master.exdates.iter().filter_map(local) {
+            set = set.exdate(exdate);
+        }
+        let from = self.window.from.as_second() - length.max(0);
+        let to = self.window.to.as_second();
+        let mut slots = Vec::new();
+        for (steps, at) in set.into_iter().enumerate() {
+            if steps >= STEPS_MAX {
+                return Err(format!("its rule gives more than {STEPS_MAX} occurrences before the window's end"));
+            }
+            let second = at.timestamp();
+            if second >= to {
+                break;
+            }
+            if second >= from {
+                slots.push(if start.has_time {
+                    Moment::At(Timestamp::from_second(second).map_err(|e| e.to_string())?)
+                } else {
+                    use chrono::Datelike;
+                    let d = at.date_naive();
+                    Moment::Day(
+                        jiff::civil::Date::new(d.year() as i16, d.month() as i8, d.day() as i8)
+                            .map_err(|e| e.to_string())?,
+                    )
+                });
+            }
+        }
+        Ok(slots)
+    }
+
+    /// rrule's zone for calcard's: a named zone as is; a fixed offset of whole hours as
+    /// `Etc/GMT±h`; floating time in the source's zone.
+    fn rrule_zone(&self, tz: Tz) -> rrule::Tz {
+        match tz {
+            Tz::Tz(tz) => rrule::Tz::Tz(tz),
+            Tz::Fixed(offset) if offset.local_minus_utc() % 3600 == 0 => {
+                // POSIX signs: Etc/GMT-3 is three hours east of Greenwich.
+                let hours = -offset.local_minus_utc() / 3600;
+                let name = if hours == 0 { "UTC".to_owned() } else { format!("Etc/GMT{hours:+}") };
+                rrule::Tz::Tz(chrono_tz::Tz::from_str(&name).unwrap_or(chrono_tz::UTC))
+            }
+            Tz::Fixed(_) => rrule::Tz::UTC,
+            Tz::Floating => rrule::Tz::Tz(self.floating),
+        }
+    }
+}
+
+fn shift(m: Moment, seconds: i64) -> Moment {
+    match m {
+        Moment::At(t) => Moment::At(t + jiff::SignedDuration::from_secs(seconds)),
+        Moment::Day(d) => Moment::Day(d.checked_add(jiff::Span::new().days(seconds.div_euclid(86_400))).unwrap_or(d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(from: &str, to: &str) -> Window {
+        Window { from: from.parse().unwrap(), to: to.parse().unwrap() }
+    }
+
+    fn ids(parsed: &Parsed) -> Vec<(&str, String, String)> {
+        parsed.items.iter().map(|i| (i.external_id.as_str(), i.start.to_wire(), i.end.to_wire())).collect()
+    }
+
+    const WEEKLY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:w1\r\nSUMMARY:Standup\r\n\
+DTSTART;TZID=Europe/Berlin:20270301T100000\r\nDTEND;TZID=Europe/Berlin:20270301T103000\r\n\
+RRULE:FREQ=WEEKLY;COUNT=6\r\nEXDATE;TZID=Europe/Berlin:20270315T100000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:w1\r\nRECURRENCE-ID;TZID=Europe/Berlin:20270322T100000\r\nSUMMARY:Standup (moved)\r\n\
+DTSTART;TZID=Europe/Berlin:20270323T150000\r\nDTEND;TZID=Europe/Berlin:20270323T153000\r\nSEQUENCE:2\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:d1\r\nSUMMARY:Holiday\r\nDTSTART;VALUE=DATE:20270308\r\nDTEND;VALUE=DATE:20270310\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nSUMMARY:no uid\r\nDTSTART:20270308T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    #[test]
+    fn a_series_keeps_its_wall_time_across_dst_less_exdates_and_with_its_overrides() {
+        let parsed = parse(WEEKLY, "UTC", window("2027-03-01T00:00:00Z", "2027-05-01T00:00:00Z")).unwrap();
+        assert_eq!(
+            ids(&parsed),
+            vec![
+                ("d1", "2027-03-08".into(), "2027-03-10".into()),
+                ("w1/2027-03-01T09:00:00Z", "2027-03-01T09:00:00Z".into(), "2027-03-01T09:30:00Z".into()),
+                ("w1/2027-03-08T09:00:00Z", "2027-03-08T09:00:00Z".into(), "2027-03-08T09:30:00Z".into()),
+                ("w1/2027-03-22T09:00:00Z", "2027-03-23T14:00:00Z".into(), "2027-03-23T14:30:00Z".into()),
+                // Berlin moves to summer time on 28 March: 10:00 is 08:00 UTC from then on.
+                ("w1/2027-03-29T08:00:00Z", "2027-03-29T08:00:00Z".into(), "2027-03-29T08:30:00Z".into()),
+                ("w1/2027-04-05T08:00:00Z", "2027-04-05T08:00:00Z".into(), "2027-04-05T08:30:00Z".into()),
+            ]
+        );
+        let moved = &parsed.items[3];
+        assert_eq!((moved.title.as_str(), moved.sequence), ("Standup (moved)", 2));
+        assert_eq!(parsed.items[1].time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(
+            parsed.skipped,
+            vec![SkippedItem { external_id: "event #4".into(), reason: "it has no UID".into() }]
+        );
+    }
+
+    #[test]
+    fn the_window_cuts_a_series_and_an_override_moved_out_of_it_takes_its_slot_along() {
+        let parsed = parse(WEEKLY, "UTC", window("2027-03-20T00:00:00Z", "2027-03-23T00:00:00Z")).unwrap();
+        assert!(ids(&parsed).is_empty(), "{:?}", ids(&parsed));
+        let parsed = parse(WEEKLY, "UTC", window("2027-03-23T00:00:00Z", "2027-03-24T00:00:00Z")).unwrap();
+        assert_eq!(
+            ids(&parsed),
+            vec![("w1/2027-03-22T09:00:00Z", "2027-03-23T14:00:00Z".into(), "2027-03-23T14:30:00Z".into())]
+        );
+    }
+
+    #[test]
+    fn a_rule_firing_every_second_for_years_is_refused_not_expanded() {
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:s\r\nDTSTART:20200101T000000Z\r\nRRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let parsed = parse(text, "UTC", window("2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")).unwrap();
+        assert!(parsed.items.is_empty());
+        assert!(parsed.skipped[0].reason.contains("more than 100000"), "{:?}", parsed.skipped);
+    }
+
+    #[test]
+    fn not_a_calendar_is_an_error() {
+        assert!(parse("<html>", "UTC", window("2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")).is_err());
+    }
+}
