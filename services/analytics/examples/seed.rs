@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 organization_id: Some(id(0x0e9a, event % ORGANIZATIONS)),
                 user_id: (!viewed).then(|| id(0x05e5, rng.below(USERS))),
                 visitor_id: viewed.then(|| format!("visitor-{}", rng.below(VISITORS))),
+                imported: false,
             });
         }
         let done = store.ingest(batch).await?;

@@ -69,10 +69,18 @@ pub enum FactKind {
     /// From browsers: a link followed, on an event's page or elsewhere.
     #[serde(rename = "link.clicked")]
     LinkClicked,
+    /// An organization's outside source was read (events service).
+    #[serde(rename = "source.synced")]
+    SourceSynced,
+    /// An organization's outside source could not be read.
+    #[serde(rename = "source.failed")]
+    SourceFailed,
+    #[serde(rename = "source.deleted")]
+    SourceDeleted,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 19] = [
+    pub const ALL: [FactKind; 22] = [
         Self::UserSignedUp,
         Self::UserDeleted,
         Self::OrganizationCreated,
@@ -92,6 +100,9 @@ impl FactKind {
         Self::PageViewed,
         Self::SearchPerformed,
         Self::LinkClicked,
+        Self::SourceSynced,
+        Self::SourceFailed,
+        Self::SourceDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +126,9 @@ impl FactKind {
             Self::PageViewed => "page.viewed",
             Self::SearchPerformed => "search.performed",
             Self::LinkClicked => "link.clicked",
+            Self::SourceSynced => "source.synced",
+            Self::SourceFailed => "source.failed",
+            Self::SourceDeleted => "source.deleted",
         }
     }
 
@@ -139,6 +153,7 @@ impl FactKind {
             | Self::RegistrationCheckedIn => (true, false, true),
             Self::PageViewed => (true, false, false),
             Self::SearchPerformed | Self::LinkClicked => (false, false, false),
+            Self::SourceSynced | Self::SourceFailed | Self::SourceDeleted => (false, true, false),
         }
     }
 }
@@ -156,6 +171,11 @@ pub mod metric {
     pub const ORGANIZATIONS_CREATED: &str = "organizations_created";
     pub const SEARCHES: &str = "searches";
     pub const LINK_CLICKS: &str = "link_clicks";
+    /// Events an organization published itself, and events it imported from its sources.
+    pub const NATIVE_EVENTS: &str = "native_events";
+    pub const IMPORTED_EVENTS: &str = "imported_events";
+    /// Syncs of an organization's sources that failed.
+    pub const SOURCE_FAILURES: &str = "source_failures";
 }
 
 /// What a report is about; also the key prefix of its rollup rows.
@@ -181,7 +201,17 @@ impl Scope {
         use metric::*;
         match self {
             Self::Event(_) => &[VIEWS, UNIQUE_VISITORS, REGISTRATIONS, CANCELLATIONS, CHECK_INS, LINK_CLICKS],
-            Self::Organization(_) => &[VIEWS, UNIQUE_VISITORS, REGISTRATIONS, CANCELLATIONS, CHECK_INS, MEMBERS_JOINED],
+            Self::Organization(_) => &[
+                VIEWS,
+                UNIQUE_VISITORS,
+                REGISTRATIONS,
+                CANCELLATIONS,
+                CHECK_INS,
+                MEMBERS_JOINED,
+                NATIVE_EVENTS,
+                IMPORTED_EVENTS,
+                SOURCE_FAILURES,
+            ],
             Self::Platform => &[SIGN_UPS, EVENTS_PUBLISHED, REGISTRATIONS, ORGANIZATIONS_CREATED, SEARCHES],
         }
     }
@@ -199,6 +229,8 @@ pub struct FactPayload {
     /// An anonymous browser's id (1 to 64 of `A-Z a-z 0-9 - _`), for unique visitors.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub visitor_id: Option<String>,
+    /// The outside source an imported event came from (`event.published`).
+    pub source_id: Option<Uuid>,
 }
 
 /// One fact as delivered: an outbox row, its time in RFC 3339.
@@ -233,6 +265,8 @@ pub struct Fact {
     pub organization_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     pub visitor_id: Option<String>,
+    /// Whether an `event.published` came from an outside source (counted, not stored).
+    pub imported: bool,
 }
 
 /// The answer to a delivery.
@@ -301,6 +335,7 @@ impl FactBatch {
                 organization_id: p.organization_id,
                 user_id: p.user_id,
                 visitor_id: p.visitor_id,
+                imported: p.source_id.is_some(),
             });
         }
         v.into_result()?;
@@ -334,7 +369,17 @@ impl Fact {
                 }
             }
             FactKind::UserSignedUp => out.push((Scope::Platform.key(), SIGN_UPS)),
-            FactKind::EventPublished => out.push((Scope::Platform.key(), EVENTS_PUBLISHED)),
+            FactKind::EventPublished => {
+                out.push((Scope::Platform.key(), EVENTS_PUBLISHED));
+                if let Some(o) = organization {
+                    out.push((o.key(), if self.imported { IMPORTED_EVENTS } else { NATIVE_EVENTS }));
+                }
+            }
+            FactKind::SourceFailed => {
+                if let Some(o) = organization {
+                    out.push((o.key(), SOURCE_FAILURES));
+                }
+            }
             FactKind::OrganizationCreated => out.push((Scope::Platform.key(), ORGANIZATIONS_CREATED)),
             // The events service counts views as it serves them (`event.viewed`); a
             // browser's page view adds its visitor, not a second view.
@@ -347,7 +392,9 @@ impl Fact {
             | FactKind::MemberRoleChanged
             | FactKind::EventCancelled
             | FactKind::EventDeleted
-            | FactKind::RegistrationPromoted => {}
+            | FactKind::RegistrationPromoted
+            | FactKind::SourceSynced
+            | FactKind::SourceDeleted => {}
         }
         out
     }
@@ -703,6 +750,7 @@ mod tests {
             organization_id: Some(o),
             user_id: Some(Uuid::new_v4()),
             visitor_id: None,
+            imported: false,
         };
         assert_eq!(
             f.counters(),
@@ -713,8 +761,23 @@ mod tests {
             ]
         );
         assert_eq!(f.visitor(), None);
-        let promoted = Fact { kind: FactKind::RegistrationPromoted, ..f };
+        let promoted = Fact { kind: FactKind::RegistrationPromoted, ..f.clone() };
         assert!(promoted.counters().is_empty(), "a promotion is not a second registration");
+        // Published events count for the organization as its own or as imported.
+        let published = Fact { kind: FactKind::EventPublished, user_id: None, ..f };
+        let org = format!("organization:{o}");
+        let platform = ("platform".to_owned(), metric::EVENTS_PUBLISHED);
+        assert_eq!(published.counters(), vec![platform.clone(), (org.clone(), metric::NATIVE_EVENTS)]);
+        let imported = Fact { imported: true, ..published.clone() };
+        assert_eq!(imported.counters(), vec![platform, (org.clone(), metric::IMPORTED_EVENTS)]);
+        let failed = Fact { kind: FactKind::SourceFailed, event_id: None, ..published };
+        assert_eq!(failed.counters(), vec![(org, metric::SOURCE_FAILURES)]);
+        let parsed =
+            batch(json!([{"id": Uuid::new_v4(), "kind": "event.published", "occurred_at": "2026-11-25T12:00:00Z",
+            "payload": {"event_id": e, "organization_id": o, "source_id": Uuid::new_v4()}}]))
+            .validate(t("2026-11-25T12:00:00Z"))
+            .unwrap();
+        assert!(parsed[0].imported);
     }
 
     #[test]

@@ -510,6 +510,7 @@ mod tests {
             organization_id: None,
             user_id: None,
             visitor_id: Some(visitor.to_owned()),
+            imported: false,
         }
     }
 
@@ -590,6 +591,7 @@ mod tests {
                 organization_id: Some(org),
                 user_id: Some(Uuid::new_v4()),
                 visitor_id: None,
+                imported: false,
             });
         }
         for chunk in facts.chunks(97) {

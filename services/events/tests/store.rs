@@ -403,3 +403,35 @@ async fn terms_missing_from_older_events_are_filled_on_open() {
     let after = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
     assert_eq!(after, before);
 }
+
+/// Two replicas sharing one database: one sync of a source at a time, and a replica that
+/// lost its lease (it outlived it) cannot record its sync over the one that took over.
+#[tokio::test]
+async fn one_sync_of_a_source_at_a_time() {
+    use events::model::source::SourceInput;
+    use events::store::{Outcome, SourceStore};
+    let (_dir, store) = open().await;
+    let input: SourceInput =
+        serde_json::from_value(serde_json::json!({"kind": "ics", "url": "https://cal.example.org/a.ics"})).unwrap();
+    let now = EPOCH;
+    let source = store.create_source(Uuid::new_v4(), input.validate().unwrap(), Uuid::new_v4(), now).await.unwrap();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let due = store.lease_source(None, first, now, now + 300).await.unwrap();
+    assert_eq!(due.map(|s| s.id), Some(source.id), "a new source is due at once");
+    assert!(store.lease_source(Some(source.id), second, now + 10, now + 310).await.unwrap().is_none());
+    assert!(store.lease_source(None, second, now + 10, now + 310).await.unwrap().is_none(), "leased: not due");
+    // The first replica stalls past its lease; the second takes over and finishes.
+    let taken = store.lease_source(Some(source.id), second, now + 301, now + 601).await.unwrap();
+    assert!(taken.is_some());
+    let failed = || Outcome::Failed { error: "the server answered 500".into() };
+    let late = store.finish_sync(source.id, first, failed(), now + 302, now + 900).await;
+    assert!(matches!(late, Err(events::store::StoreError::Conflict(_))), "{late:?}");
+    let done = store.finish_sync(source.id, second, failed(), now + 303, now + 900).await.unwrap();
+    assert_eq!(done.status.last_error.as_deref(), Some("the server answered 500"));
+    assert!(done.failed && done.leased_until.is_none());
+    assert!(
+        store.lease_source(None, first, now + 899, now + 1199).await.unwrap().is_none(),
+        "not due before its next run"
+    );
+    assert!(store.lease_source(None, first, now + 900, now + 1200).await.unwrap().is_some());
+}

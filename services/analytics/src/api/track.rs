@@ -144,6 +144,7 @@ impl TrackBatch {
                 organization_id: None,
                 user_id: None,
                 visitor_id: Some(self.visitor_id.clone()),
+                imported: false,
             });
         }
         v.into_result()?;

@@ -68,6 +68,7 @@ pub async fn create(
         return Err(ApiError::Conflict(format!("an organization has at most {SOURCES_MAX} sources")));
     }
     let source = app.sources.create_source(organization, input, me.id, now_unix()).await?;
+    app.importer.wake();
     Ok((StatusCode::CREATED, Json(SourceView::from(&source))).into_response())
 }
 
@@ -117,6 +118,7 @@ pub async fn patch(
     }
     let input = checked(&app, input)?;
     let updated = app.sources.update_source(id, input, now_unix()).await?;
+    app.importer.wake();
     Ok(Json(SourceView::from(&updated)))
 }
 
@@ -140,7 +142,7 @@ pub async fn delete(
     responses((status = 200, description = "synced (or failed: see `state` and `status.last_error`)", body = SourceView),
               (status = 202, description = "the sync takes long: it goes on, and the source's status will say how it went", body = SourceView),
               (status = 403, body = kit::problem::Problem), (status = 404, body = kit::problem::Problem),
-              (status = 409, description = "a sync of this source is under way", body = kit::problem::Problem)))]
+              (status = 409, description = "another sync of this source is still under way", body = kit::problem::Problem)))]
 pub async fn sync(
     State(app): State<App>,
     me: AuthUser,
@@ -150,7 +152,7 @@ pub async fn sync(
     source_of(&app, organization, id).await?;
     // Its own task: a caller that hangs up does not cut a sync short.
     let importer = app.importer.clone();
-    let mut task = tokio::spawn(async move { importer.sync(id).await });
+    let mut task = tokio::spawn(async move { importer.sync(id, Duration::from_secs(15)).await });
     match tokio::time::timeout(SYNC_WAIT, &mut task).await {
         Ok(joined) => match joined.map_err(ApiError::internal)? {
             Ok(source) => Ok(Json(SourceView::from(&source)).into_response()),

@@ -25,6 +25,8 @@ pub struct Importer {
     fetcher: Fetcher,
     /// This replica's name in leases.
     holder: Uuid,
+    /// Wakes the scheduler early (a new source is due at once).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,19 +50,35 @@ pub fn next_run(now: i64, interval_minutes: u32, failed: bool, spread: u64) -> i
 
 impl Importer {
     pub fn new(store: Arc<dyn SourceStore>, fetcher: Fetcher) -> Self {
-        Self { store, fetcher, holder: Uuid::new_v4() }
+        Self { store, fetcher, holder: Uuid::new_v4(), wake: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// Has the scheduler look for due sources now rather than at its next tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
     }
 
-    /// Syncs one source now.
-    pub async fn sync(&self, id: Uuid) -> Result<Source, SyncError> {
-        let now = Timestamp::now().as_second();
-        let source = self.store.lease_source(Some(id), self.holder, now, now + LEASE_SECS).await?;
-        let source = source.ok_or(SyncError::Busy)?;
-        Ok(self.run(source).await?)
+    /// Syncs one source now; if a sync of it is under way, after that one (waiting up
+    /// to `patience`).
+    pub async fn sync(&self, id: Uuid, patience: Duration) -> Result<Source, SyncError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let now = Timestamp::now().as_second();
+            if let Some(source) = self.store.lease_source(Some(id), self.holder, now, now + LEASE_SECS).await? {
+                return Ok(self.run(source).await?);
+            }
+            if self.store.source(id).await?.is_none() {
+                return Err(SyncError::Store(StoreError::NotFound));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SyncError::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Syncs every source that is due, one after another; returns how many.
@@ -83,7 +101,10 @@ impl Importer {
                 if let Err(e) = self.sync_due().await {
                     tracing::warn!(error = %e, "could not sync the sources that are due");
                 }
-                tokio::time::sleep(TICK).await;
+                tokio::select! {
+                    () = tokio::time::sleep(TICK) => {}
+                    () = self.wake.notified() => {}
+                }
             }
         });
     }

@@ -120,7 +120,9 @@ fn apply(tx: &Transaction<'_>, source: &Source, plan: &Plan, now: i64) -> Result
     for create in &plan.create {
         let id = insert(tx, &create.input, create.status, source.created_by, now)?;
         if create.status == Status::Published {
-            fact(tx, "event.published", id, None, now)?;
+            // Marked with its source: analytics tells imported events from native ones.
+            let payload = json!({ "event_id": id, "organization_id": source.organization_id, "source_id": source.id });
+            kit::outbox::record(tx, "event.published", &payload, now)?;
         }
         tx.prepare_cached(
             "INSERT INTO imported_events (source_id, external_id, event_id, sequence, modified) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -311,9 +313,14 @@ impl SourceStore for SqliteStore {
                         apply(tx, &source, &plan, now)?;
                         status.last_success_at = status.last_run_at.clone();
                         status.last_error = None;
-                        status.counts = plan.counts;
-                        status.skipped_items = plan.skipped.clone();
                         status.not_modified = validators.is_none();
+                        if status.not_modified {
+                            // Unchanged: what could not be imported still cannot.
+                            status.counts = SyncCounts { skipped: status.counts.skipped, ..plan.counts };
+                        } else {
+                            status.counts = plan.counts;
+                            status.skipped_items = plan.skipped.clone();
+                        }
                         status.window_from = Some(kit::rfc3339(window.0));
                         status.window_to = Some(kit::rfc3339(window.1));
                         if let Some(v) = validators {
