@@ -58,7 +58,9 @@ pub fn web_url(s: &str) -> Option<String> {
         return None;
     }
     let u = url::Url::parse(s).ok()?;
-    (matches!(u.scheme(), "http" | "https") && u.host().is_some()).then(|| u.to_string())
+    // Normalizing may lengthen it (a `/` path, percent-encoding): the stored form is what
+    // must fit.
+    (matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.as_str().len() <= URL_MAX).then(|| u.to_string())
 }
 
 /// True when `s` holds a control character (C0, DEL, C1) or an invisible format
@@ -167,6 +169,11 @@ mod tests {
         ] {
             assert_eq!(web_url(bad), None, "{bad:?}");
         }
+        // 2048 characters as written, 2049 once normalized (the path's `/`): too long to store.
+        let host = format!("https://{}.example", "a".repeat(2048 - "https://.example".len()));
+        assert_eq!(host.len(), 2048);
+        assert_eq!(web_url(&host), None);
+        assert!(web_url(&format!("{}/", &host[..2047])).is_some());
     }
 
     #[test]

@@ -141,9 +141,8 @@ impl Importer {
         let span = (window.from.as_second(), window.to.as_second());
         let body = match self.fetcher.get(&source.input.url, &validators).await.map_err(|e| e.to_string())? {
             Fetched::NotModified => {
-                let imported = self.store.imported(source.id).await.map_err(|e| e.to_string())?;
-                let live = imported.iter().filter(|i| i.event.is_some() && !i.detached).count();
-                let counts = SyncCounts { unchanged: live as u32, ..SyncCounts::default() };
+                let live = self.store.imported_count(source.id).await.map_err(|e| e.to_string())?;
+                let counts = SyncCounts { unchanged: live, ..SyncCounts::default() };
                 let plan = plan::Plan { counts, ..plan::Plan::default() };
                 return Ok(Outcome::Synced { plan, validators: None, window: span });
             }

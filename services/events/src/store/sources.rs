@@ -48,6 +48,8 @@ pub trait SourceStore: Send + Sync + 'static {
     async fn lease_source(&self, id: Option<Uuid>, holder: Uuid, now: i64, until: i64) -> Result<Option<Source>>;
     /// What a source imported so far, with the events' current inputs.
     async fn imported(&self, source_id: Uuid) -> Result<Vec<Imported>>;
+    /// How many of a source's events its syncs still keep (not deleted, not detached).
+    async fn imported_count(&self, source_id: Uuid) -> Result<u32>;
     /// Records a sync's outcome and releases the lease; refused (conflict) if the lease
     /// was lost to another replica meanwhile. `next_run_at` is when to sync again.
     async fn finish_sync(
@@ -283,6 +285,17 @@ impl SourceStore for SqliteStore {
                     })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn imported_count(&self, source_id: Uuid) -> Result<u32> {
+        self.db
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT count(*) FROM imported_events WHERE source_id = ?1 AND event_id IS NOT NULL AND detached = 0",
+                )?
+                .query_row([source_id.to_string()], |r| r.get(0))?)
             })
             .await
     }
