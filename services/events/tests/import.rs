@@ -103,7 +103,7 @@ fn nextcloud() {
 fn event_feeds_in_rss_and_atom() {
     use events::import::feed;
     let window = Window { from: FROM.parse().unwrap(), to: TO.parse().unwrap() };
-    let read = |f: &str| feed::parse(&std::fs::read(feeds().join(f)).unwrap(), window).unwrap();
+    let read = |f: &str| feed::parse(&std::fs::read(feeds().join(f)).unwrap(), "UTC", window).unwrap();
     let rss = read("rss.xml");
     let got: Vec<_> = rss.items.iter().map(|i| (i.title.as_str(), i.start.to_wire(), i.end.to_wire())).collect();
     assert_eq!(

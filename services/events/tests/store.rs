@@ -424,14 +424,30 @@ async fn one_sync_of_a_source_at_a_time() {
     let taken = store.lease_source(Some(source.id), second, now + 301, now + 601).await.unwrap();
     assert!(taken.is_some());
     let failed = || Outcome::Failed { error: "the server answered 500".into() };
-    let late = store.finish_sync(source.id, first, failed(), now + 302, now + 900).await;
+    let seen = source.updated_at;
+    let late = store.finish_sync(source.id, first, seen, failed(), now + 302, now + 900).await;
     assert!(matches!(late, Err(events::store::StoreError::Conflict(_))), "{late:?}");
-    let done = store.finish_sync(source.id, second, failed(), now + 303, now + 900).await.unwrap();
+    let done = store.finish_sync(source.id, second, seen, failed(), now + 303, now + 900).await.unwrap();
     assert_eq!(done.status.last_error.as_deref(), Some("the server answered 500"));
     assert!(done.failed && done.leased_until.is_none());
     assert!(
         store.lease_source(None, first, now + 899, now + 1199).await.unwrap().is_none(),
         "not due before its next run"
     );
-    assert!(store.lease_source(None, first, now + 900, now + 1200).await.unwrap().is_some());
+    let leased = store.lease_source(None, first, now + 900, now + 1200).await.unwrap().unwrap();
+    // Changed while it synced: the sync read what the source no longer is, and records nothing.
+    let changed = store.update_source(source.id, leased.input.clone(), now + 950).await.unwrap();
+    let after = store.finish_sync(source.id, first, leased.updated_at, failed(), now + 960, now + 2000).await.unwrap();
+    assert_eq!(
+        after.status.last_error.as_deref(),
+        Some("the server answered 500"),
+        "the earlier failure, not a new one"
+    );
+    assert_eq!(after.status.last_run_at, done.status.last_run_at);
+    assert!(after.leased_until.is_none());
+    assert_eq!(after.updated_at, changed.updated_at);
+    assert!(
+        store.lease_source(None, second, now + 961, now + 1261).await.unwrap().is_some(),
+        "due at once after a change"
+    );
 }

@@ -153,8 +153,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
             }
             if !listed {
                 // One bad address refuses the name: a rebinding name often answers with both.
-                if let Some((ip, why)) = addrs.iter().find_map(|ip| non_public(*ip).map(|why| (*ip, why))) {
-                    return Err(Box::new(FetchError::Refused(format!("{host} resolves to {ip}, {why}"))) as _);
+                // The address itself stays unsaid: an error is shown to whoever set the URL,
+                // and must not map the inner network for them.
+                if let Some(why) = addrs.iter().find_map(|ip| non_public(*ip)) {
+                    return Err(Box::new(FetchError::Refused(format!("{host} resolves to {why}"))) as _);
                 }
             }
             let addrs: Vec<SocketAddr> = addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
@@ -282,6 +284,8 @@ impl Fetcher {
             .dns_resolver(GuardedResolver { lookup, allow: allow.clone() })
             .redirect(policy)
             .no_proxy()
+            // A private calendar's link carries its secret: never hand it to a redirect's target.
+            .referer(false)
             .connect_timeout(limits.connect_timeout)
             .read_timeout(limits.read_timeout)
             .timeout(limits.total_timeout)
@@ -554,13 +558,14 @@ mod tests {
         ]);
         let resolver = GuardedResolver { lookup: Arc::new(stub), allow: "allowed.test:8080".parse().unwrap() };
         for (host, needle) in [
-            ("metadata.test", "169.254.169.254"),
+            ("metadata.test", "link-local"),
             ("intranet.test", "private"),
-            ("v6.test", "fd00::8"),
+            ("v6.test", "unique local"),
             ("rebind.test", "loopback"),
         ] {
             let err = resolve(&resolver, host).await.unwrap_err();
             assert!(err.contains(needle), "{host}: {err}");
+            assert!(!err.contains("10.1.2.3") && !err.contains("169.254"), "no inner address is named: {err}");
         }
         assert!(resolve(&resolver, "nowhere.test").await.unwrap_err().contains("no address"));
         assert_eq!(resolve(&resolver, "public.test").await.unwrap(), vec![ip("93.184.216.34")]);

@@ -285,6 +285,26 @@ async fn hostile_sources_fail_alone_with_a_readable_error() {
     .await;
     assert_eq!(sync(&v, &owner, &org, &good).await["state"], "ok");
     assert_eq!(send(client().get(v.url("/healthz"))).await.status, 200);
+    // A broken calendar gives what it can and names what it cannot.
+    feeds.put_fixture("malformed.ics");
+    let broken = add_source(
+        &v,
+        &owner,
+        &org,
+        json!({"kind": "ics", "url": feeds.url("malformed.ics"), "defaults": {"city": "Kazan"}}),
+    )
+    .await;
+    let synced = sync(&v, &owner, &org, &broken).await;
+    assert_eq!(synced["state"], "ok", "{synced}");
+    let skipped: Vec<&str> = synced["status"]["skipped_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["external_id"].as_str().unwrap())
+        .collect();
+    assert!(skipped.contains(&"no-dtstart@example.org") && skipped.contains(&"bad-rrule@example.org"), "{synced}");
+    let imported = imported_by(&org_events(&v, &owner, &org).await, broken["id"].as_str().unwrap());
+    assert!(imported.keys().any(|k| k.starts_with("fine-1@example.org/")), "{imported:?}");
 
     // Sources are their admins' business alone: they may hold a private calendar's secret.
     let (stranger, _) = signed_up(&v, "stranger@example.org").await;

@@ -130,6 +130,7 @@ pub async fn patch(
 #[utoipa::path(post, path = "/api/v1/events/{id}/detach", operation_id = "detachEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, description = "the event, now the organization's own: syncs of its source leave it alone", body = EventView),
               (status = 403, description = "organization admins and owners only", body = kit::problem::Problem),
+              (status = 404, description = "no such event, or a draft the caller may not see", body = kit::problem::Problem),
               (status = 409, description = "not an imported event", body = kit::problem::Problem)))]
 pub async fn detach(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
     access(&app, id, Some(&me), Access::Manage).await?;

@@ -19,6 +19,9 @@ use std::str::FromStr;
 /// Occurrences a series may step through before the window's end: a rule firing every
 /// minute since years ago is refused, not expanded for minutes of CPU.
 const STEPS_MAX: usize = 100_000;
+/// Steps through rules a whole calendar may take: thousands of series each stepping
+/// through years of a fast rule would cost minutes of CPU.
+const CALENDAR_STEPS_MAX: usize = 2_000_000;
 /// What the first [`Parsed::skipped`] keeps.
 const SKIPPED_MAX: usize = 20;
 
@@ -130,20 +133,28 @@ pub fn parse(text: &str, floating: &str, window: Window) -> Result<Parsed, Parse
         .or_else(|| chrono_tz::Tz::from_str(floating).ok())
         .unwrap_or(chrono_tz::UTC);
     let resolver = calendar.build_owned_tz_resolver().with_default(Tz::Tz(floating));
-    // Zones known by no name (Outlook's "Customized Time Zone"), recognised by their rules.
+    // Zones known by no name (Outlook's "Customized Time Zone"), recognised by their rules;
+    // only those an event uses.
+    let used: std::collections::HashSet<&str> = calendar
+        .components
+        .iter()
+        .filter(|c| c.component_type == ICalendarComponentType::VEvent)
+        .flat_map(|c| c.entries.iter().filter_map(ICalendarEntry::tz_id))
+        .collect();
     let guessed = calendar
         .components
         .iter()
         .filter(|c| c.component_type == ICalendarComponentType::VTimezone)
         .filter_map(|c| {
             let tzid = c.entries.iter().find(|e| e.name == ICalendarProperty::Tzid)?.values.first()?.as_text()?;
-            if resolver.resolve(tzid).is_some() {
+            if !used.contains(tzid) || resolver.resolve(tzid).is_some() {
                 return None;
             }
             Some((tzid.to_owned(), super::zone::guess(&calendar, c, super::zone::years_of(window.from, window.to))?))
         })
         .collect();
-    let mut reader = Reader { resolver, guessed, floating, window, parsed: Parsed::default() };
+    let mut reader =
+        Reader { resolver, guessed, floating, window, parsed: Parsed::default(), steps: 0, overflow: None };
 
     // Series and single events by UID, and the overrides of each UID by the slot they replace.
     let mut masters: BTreeMap<&str, Vevent<'_>> = BTreeMap::new();
@@ -185,6 +196,9 @@ pub fn parse(text: &str, floating: &str, window: Window) -> Result<Parsed, Parse
             reader.single(uid, o, o.recurrence_id.as_ref());
         }
     }
+    if let Some(why) = reader.overflow {
+        return Err(ParseError(why));
+    }
     let mut parsed = reader.parsed;
     parsed.items.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     parsed.items.dedup_by(|a, b| a.external_id == b.external_id);
@@ -197,12 +211,32 @@ struct Reader {
     floating: chrono_tz::Tz,
     window: Window,
     parsed: Parsed,
+    /// Steps taken through rules so far, against [`CALENDAR_STEPS_MAX`].
+    steps: usize,
+    /// Why the calendar is too big to import, once it is.
+    overflow: Option<String>,
 }
 
 impl Reader {
+    fn push(&mut self, item: Item) {
+        if self.parsed.items.len() >= super::ITEMS_MAX {
+            self.overflow.get_or_insert_with(|| {
+                format!(
+                    "the calendar has more than {} events in the next {} days",
+                    super::ITEMS_MAX,
+                    super::HORIZON_DAYS
+                )
+            });
+            return;
+        }
+        self.parsed.items.push(item);
+    }
+
     fn skip(&mut self, external_id: String, reason: &str) {
         if self.parsed.skipped.len() < SKIPPED_MAX {
-            self.parsed.skipped.push(SkippedItem { external_id, reason: reason.to_owned() });
+            self.parsed
+                .skipped
+                .push(SkippedItem { external_id: super::external_key(&external_id), reason: reason.to_owned() });
         }
     }
 
@@ -248,8 +282,10 @@ impl Reader {
         let start = self.moment(start_stamp).ok_or("its DTSTART does not exist in its time zone")?;
         let end = match (&e.end, e.duration) {
             (Some(end), _) => self.moment(end).ok_or("its DTEND does not exist in its time zone")?,
-            (None, Some(secs)) => shift(start, secs),
-            (None, None) => shift(start, if start_stamp.has_time { 0 } else { 86_400 }),
+            (None, Some(secs)) => shift(start, secs).ok_or("its DURATION is out of range")?,
+            (None, None) => {
+                shift(start, if start_stamp.has_time { 0 } else { 86_400 }).ok_or("its DTSTART is out of range")?
+            }
         };
         if end.utc() < start.utc() {
             return Err("it ends before it starts");
@@ -292,13 +328,13 @@ impl Reader {
     /// A single event, or an override on its own (then keyed by the slot it replaces).
     fn single(&mut self, uid: &str, e: &Vevent<'_>, slot: Option<&Stamp<'_>>) {
         let external_id = match slot.and_then(|s| self.moment(s)) {
-            Some(slot) => format!("{uid}/{}", slot.to_wire()),
-            None => uid.to_owned(),
+            Some(slot) => super::external_key(&format!("{uid}/{}", slot.to_wire())),
+            None => super::external_key(uid),
         };
         match self.span(e) {
             Ok((start, end)) if self.window.overlaps(start, end) => {
                 let item = self.item(external_id, e, start, end, None);
-                self.parsed.items.push(item);
+                self.push(item);
             }
             Ok(_) => {}
             Err(why) => self.skip(external_id, why),
@@ -325,25 +361,25 @@ impl Reader {
         }
         let mut taken = vec![false; overrides.len()];
         for slot in slots {
-            let external_id = format!("{uid}/{}", slot.to_wire());
+            let external_id = super::external_key(&format!("{uid}/{}", slot.to_wire()));
             match by_slot.get(&slot.utc().as_second()) {
                 Some(&i) => {
                     taken[i] = true;
                     match self.span(&overrides[i]) {
                         Ok((s, e)) if self.window.overlaps(s, e) => {
                             let item = self.item(external_id, &overrides[i], s, e, Some(master));
-                            self.parsed.items.push(item);
+                            self.push(item);
                         }
                         Ok(_) => {}
                         Err(why) => self.skip(external_id, why),
                     }
                 }
                 None => {
-                    let end = shift(slot, length);
+                    let Some(end) = shift(slot, length) else { continue };
                     if self.window.overlaps(slot, end) {
                         let mut item = self.item(external_id, master, slot, end, None);
                         item.sequence = master.sequence;
-                        self.parsed.items.push(item);
+                        self.push(item);
                     }
                 }
             }
@@ -370,7 +406,7 @@ impl Reader {
 
     /// The slots of a series that may overlap the window: RRULE and RDATE, less EXDATE,
     /// expanded in the series' zone (all-day series as dates).
-    fn slots(&self, master: &Vevent<'_>, start: &Stamp<'_>, length: i64) -> Result<Vec<Moment>, String> {
+    fn slots(&mut self, master: &Vevent<'_>, start: &Stamp<'_>, length: i64) -> Result<Vec<Moment>, String> {
         let zone = if start.has_time { self.rrule_zone(self.zone(start)) } else { rrule::Tz::UTC };
         let local = |s: &Stamp<'_>| -> Option<chrono::DateTime<rrule::Tz>> {
             if s.has_time && s.value.offset.is_some() {
@@ -384,12 +420,14 @@ impl Reader {
         };
         let first = local(start).ok_or("its DTSTART does not exist in its time zone")?;
         let mut set = match &master.rrule {
-            Some(rule) => rule
+            Some(rule) => until_in_utc(rule, zone, !start.has_time)
                 .parse::<rrule::RRule<rrule::Unvalidated>>()
                 .and_then(|r| r.build(first))
                 .map_err(|e| format!("its RRULE cannot be read: {e}"))?,
             None => rrule::RRuleSet::new(first),
         };
+        // rrule's own guard: a rule that never matches gives up instead of counting to 9999.
+        set = set.limit();
         for rdate in master.rdates.iter().filter_map(local) {
             set = set.rdate(rdate);
         }
@@ -402,6 +440,11 @@ impl Reader {
         for (steps, at) in set.into_iter().enumerate() {
             if steps >= STEPS_MAX {
                 return Err(format!("its rule gives more than {STEPS_MAX} occurrences before the window's end"));
+            }
+            self.steps += 1;
+            if self.steps > CALENDAR_STEPS_MAX {
+                self.overflow.get_or_insert_with(|| "the calendar's rules give too many occurrences to expand".into());
+                return Ok(vec![]);
             }
             let second = at.timestamp();
             if second >= to {
@@ -440,11 +483,43 @@ impl Reader {
     }
 }
 
-fn shift(m: Moment, seconds: i64) -> Moment {
+/// `m` moved by `seconds` (whole days for a day), or `None` past the calendar's range.
+fn shift(m: Moment, seconds: i64) -> Option<Moment> {
     match m {
-        Moment::At(t) => Moment::At(t + jiff::SignedDuration::from_secs(seconds)),
-        Moment::Day(d) => Moment::Day(d.checked_add(jiff::Span::new().days(seconds.div_euclid(86_400))).unwrap_or(d)),
+        Moment::At(t) => t.checked_add(jiff::SignedDuration::from_secs(seconds)).ok().map(Moment::At),
+        Moment::Day(d) => {
+            let days = jiff::Span::new().try_days(seconds.div_euclid(86_400)).ok()?;
+            d.checked_add(days).ok().map(Moment::Day)
+        }
     }
+}
+
+/// The rule with its UNTIL in UTC, as rrule takes it beside a zoned start: a date (all-day
+/// series, and some exporters' timed ones) or a floating time is read in the series' zone.
+fn until_in_utc(rule: &str, zone: rrule::Tz, all_day: bool) -> String {
+    rule.split(';')
+        .map(|part| {
+            let Some(value) = part.strip_prefix("UNTIL=") else { return part.to_owned() };
+            if value.ends_with('Z') {
+                return part.to_owned();
+            }
+            let parsed = match value.len() {
+                8 => chrono::NaiveDate::parse_from_str(value, "%Y%m%d").ok().and_then(|d| {
+                    // A date: the whole of that day.
+                    if all_day { d.and_hms_opt(0, 0, 0) } else { d.and_hms_opt(23, 59, 59) }
+                }),
+                _ => chrono::NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S").ok(),
+            };
+            let utc = parsed
+                .and_then(|local| zone.from_local_datetime(&local).latest())
+                .map(|d| d.with_timezone(&chrono::Utc));
+            match utc {
+                Some(utc) => format!("UNTIL={}", utc.format("%Y%m%dT%H%M%SZ")),
+                None => part.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 #[cfg(test)]
@@ -508,6 +583,40 @@ BEGIN:VEVENT\r\nSUMMARY:no uid\r\nDTSTART:20270308T100000Z\r\nEND:VEVENT\r\nEND:
         let parsed = parse(text, "UTC", window("2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")).unwrap();
         assert!(parsed.items.is_empty());
         assert!(parsed.skipped[0].reason.contains("more than 100000"), "{:?}", parsed.skipped);
+    }
+
+    #[test]
+    fn an_all_day_series_ending_on_a_date_is_expanded() {
+        // Google and Apple write UNTIL as a date in all-day series.
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:d\r\nSUMMARY:Market\r\nDTSTART;VALUE=DATE:20270106\r\n\
+DTEND;VALUE=DATE:20270107\r\nRRULE:FREQ=WEEKLY;UNTIL=20270120\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:t\r\n\
+DTSTART;TZID=Europe/Berlin:20270106T180000\r\nDTEND;TZID=Europe/Berlin:20270106T190000\r\n\
+RRULE:FREQ=WEEKLY;UNTIL=20270120T180000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let parsed = parse(text, "UTC", window("2027-01-01T00:00:00Z", "2027-03-01T00:00:00Z")).unwrap();
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        let days: Vec<String> =
+            parsed.items.iter().filter(|i| i.external_id.starts_with("d/")).map(|i| i.start.to_wire()).collect();
+        assert_eq!(days, vec!["2027-01-06", "2027-01-13", "2027-01-20"]);
+        let timed = parsed.items.iter().filter(|i| i.external_id.starts_with("t/")).count();
+        assert_eq!(timed, 3, "a floating UNTIL is read in the series' zone, and includes its last day");
+    }
+
+    #[test]
+    fn hostile_rules_and_durations_end_quickly_and_panic_nowhere() {
+        let w = window("2027-01-01T00:00:00Z", "2027-07-01T00:00:00Z");
+        // February 30th never comes: rrule's own guard stops the search.
+        let never = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:n\r\nDTSTART:20270101T000000Z\r\n\
+RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:long\r\nDTSTART:20270101T000000Z\r\n\
+DURATION:P9999999W\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let started = std::time::Instant::now();
+        let parsed = parse(never, "UTC", w).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(parsed.items.is_empty(), "{:?}", parsed.items);
+        assert_eq!(parsed.skipped[0].reason, "its DURATION is out of range");
+        // Every three minutes for half a year: more events than one source may bring.
+        let flood = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:f\r\nDTSTART:20270101T000000Z\r\nRRULE:FREQ=MINUTELY;INTERVAL=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let err = parse(flood, "UTC", w).unwrap_err();
+        assert!(err.0.contains("more than 20000 events"), "{err}");
     }
 
     #[test]

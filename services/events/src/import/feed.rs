@@ -57,6 +57,10 @@ fn event_fields(bytes: &[u8]) -> Result<Vec<EventFields>, ParseError> {
                     };
                 }
             }
+            // `<item/>`: an item all the same, so positions keep matching feed-rs's entries.
+            Xml::Empty(e) if depth_in_item.is_none() && matches!(e.local_name().as_ref(), "item" | "entry") => {
+                items.push(EventFields::default());
+            }
             Xml::End(_) => {
                 if let (Some((f, text)), Some(item)) = (field.take(), items.last_mut()) {
                     let slot = match f {
@@ -99,15 +103,15 @@ fn event_fields(bytes: &[u8]) -> Result<Vec<EventFields>, ParseError> {
 }
 
 /// An ISO 8601 time as feeds write it: with an offset (an instant), a date alone (a
-/// day), or a local time (read in UTC).
-fn moment(s: &str) -> Option<Moment> {
+/// day), or a local time (read in `floating`).
+fn moment(s: &str, floating: &jiff::tz::TimeZone) -> Option<Moment> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Some(Moment::At(t));
     }
     if let Ok(dt) = s.parse::<jiff::civil::DateTime>()
         && s.contains('T')
     {
-        return dt.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok().map(|z| Moment::At(z.timestamp()));
+        return dt.to_zoned_datetime(floating.clone()).ok().map(|z| Moment::At(z.timestamp()));
     }
     s.parse::<jiff::civil::Date>().ok().map(Moment::Day)
 }
@@ -169,17 +173,30 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
-pub fn parse(bytes: &[u8], window: Window) -> Result<Parsed, ParseError> {
+/// Reads a feed's events over `window`; times without an offset are read in `floating`
+/// (an IANA name; UTC if unknown).
+pub fn parse(bytes: &[u8], floating: &str, window: Window) -> Result<Parsed, ParseError> {
     let feed = feed_rs::parser::parse(bytes).map_err(|e| ParseError(format!("not an RSS or Atom feed: {e}")))?;
     let fields = event_fields(bytes)?;
+    let floating = jiff::tz::TimeZone::get(floating).unwrap_or(jiff::tz::TimeZone::UTC);
+    let moment = |s: &str| moment(s, &floating);
+    // An item's event fields: by its id where it has one, else by position when both
+    // readers counted the same items.
+    let by_id: std::collections::HashMap<&str, &EventFields> =
+        fields.iter().filter_map(|f| Some((f.id.as_deref()?, f))).collect();
+    let aligned = fields.len() == feed.entries.len();
     let mut parsed = Parsed::default();
     let skip = |parsed: &mut Parsed, id: &str, reason: &str| {
         if parsed.skipped.len() < SKIPPED_MAX {
-            parsed.skipped.push(SkippedItem { external_id: id.to_owned(), reason: reason.to_owned() });
+            parsed.skipped.push(SkippedItem { external_id: super::external_key(id), reason: reason.to_owned() });
         }
     };
     for (n, entry) in feed.entries.iter().enumerate() {
-        let ev = fields.get(n).cloned().unwrap_or_default();
+        let ev = match by_id.get(entry.id.as_str()) {
+            Some(f) => (*f).clone(),
+            None if aligned => fields[n].clone(),
+            None => EventFields::default(),
+        };
         let link =
             entry.links.iter().find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate")).map(|l| l.href.clone());
         // Without an id of its own, the link; without one, the title and time.
@@ -209,7 +226,13 @@ pub fn parse(bytes: &[u8], window: Window) -> Result<Parsed, ParseError> {
                 continue;
             }
             None => match start {
-                Moment::At(t) => Moment::At(t + jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)),
+                Moment::At(t) => match t.checked_add(jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)) {
+                    Ok(end) => Moment::At(end),
+                    Err(_) => {
+                        skip(&mut parsed, &external_id, "its ev:startdate is out of range");
+                        continue;
+                    }
+                },
                 Moment::Day(d) => Moment::Day(d.tomorrow().unwrap_or(d)),
             },
         };
@@ -227,8 +250,11 @@ pub fn parse(bytes: &[u8], window: Window) -> Result<Parsed, ParseError> {
             .map(|t| t.content.clone())
             .or_else(|| entry.content.as_ref().and_then(|c| c.body.clone()))
             .unwrap_or_default();
+        if parsed.items.len() >= super::ITEMS_MAX {
+            return Err(ParseError(format!("the feed has more than {} events in the window", super::ITEMS_MAX)));
+        }
         parsed.items.push(Item {
-            external_id,
+            external_id: super::external_key(&external_id),
             title: entry.title.as_ref().map(|t| plain_text(&t.content)).unwrap_or_default(),
             description: plain_text(&description),
             start,
@@ -267,7 +293,7 @@ mod tests {
 
     #[test]
     fn rss_items_with_event_times_become_items() {
-        let parsed = parse(RSS.as_bytes(), window()).unwrap();
+        let parsed = parse(RSS.as_bytes(), "UTC", window()).unwrap();
         assert_eq!(parsed.items.len(), 2, "{parsed:?}");
         let jazz = &parsed.items[0];
         assert_eq!(
@@ -294,7 +320,7 @@ mod tests {
 
     #[test]
     fn not_a_feed_is_an_error() {
-        assert!(parse(b"BEGIN:VCALENDAR", window()).is_err());
-        assert!(parse(b"<rss><channel><item>", window()).is_err());
+        assert!(parse(b"BEGIN:VCALENDAR", "UTC", window()).is_err());
+        assert!(parse(b"<rss><channel><item>", "UTC", window()).is_err());
     }
 }

@@ -49,7 +49,13 @@ pub fn parse(bytes: &[u8], mapping: &JsonMapping, window: Window) -> Result<Pars
                 }
             },
             None => match start {
-                Moment::At(t) => Moment::At(t + jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)),
+                Moment::At(t) => match t.checked_add(jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)) {
+                    Ok(end) => Moment::At(end),
+                    Err(_) => {
+                        skip(&mut parsed, external_id, "its start is out of range".into());
+                        continue;
+                    }
+                },
                 Moment::Day(d) => Moment::Day(d.tomorrow().unwrap_or(d)),
             },
         };
@@ -65,8 +71,11 @@ pub fn parse(bytes: &[u8], mapping: &JsonMapping, window: Window) -> Result<Pars
             v.as_bool().unwrap_or(false)
                 || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("cancelled") || s.eq_ignore_ascii_case("canceled"))
         });
+        if parsed.items.len() >= super::ITEMS_MAX {
+            return Err(ParseError(format!("the document has more than {} events in the window", super::ITEMS_MAX)));
+        }
         parsed.items.push(Item {
-            external_id,
+            external_id: super::external_key(&external_id),
             title: text(item, Some(&mapping.title)).unwrap_or_default(),
             description: text(item, mapping.description.as_ref())
                 .map(|d| super::feed::plain_text(&d))
@@ -89,7 +98,7 @@ pub fn parse(bytes: &[u8], mapping: &JsonMapping, window: Window) -> Result<Pars
 
 fn skip(parsed: &mut Parsed, external_id: String, reason: String) {
     if parsed.skipped.len() < SKIPPED_MAX {
-        parsed.skipped.push(SkippedItem { external_id, reason });
+        parsed.skipped.push(SkippedItem { external_id: super::external_key(&external_id), reason });
     }
 }
 

@@ -16,6 +16,21 @@ use jiff::civil::Date;
 
 /// How far ahead occurrences of recurring events are imported.
 pub const HORIZON_DAYS: i64 = 180;
+/// Most events one source may bring into the window: past it, the source fails with
+/// that reason rather than filling the catalogue (and the writer's time) with one feed.
+pub const ITEMS_MAX: usize = 20_000;
+/// Longest external id kept as written; a longer one (or one with control or invisible
+/// characters) is kept as its SHA-256.
+const EXTERNAL_ID_MAX: usize = 200;
+
+/// An item's id as stored and shown: as the source wrote it when it is short and plain,
+/// else `sha256:` and its hash (stable across syncs all the same).
+pub fn external_key(raw: &str) -> String {
+    if raw.len() <= EXTERNAL_ID_MAX && !kit::validate::has_hidden_chars(raw) {
+        return raw.to_owned();
+    }
+    format!("sha256:{}", kit::secret::token_hash(raw))
+}
 
 /// When an item happens: an instant, or a whole day (all-day events, whose day is the
 /// same wherever one reads it).
@@ -109,7 +124,7 @@ pub fn parse(source: &SourceInput, bytes: &[u8], charset: Option<&str>, window: 
     let floating = source.defaults.time_zone.as_deref().unwrap_or("UTC");
     match source.kind {
         SourceKind::Ics => calendar::parse(&decode(bytes, charset), floating, window),
-        SourceKind::Rss | SourceKind::Atom => feed::parse(bytes, window),
+        SourceKind::Rss | SourceKind::Atom => feed::parse(bytes, floating, window),
         SourceKind::Json => {
             let mapping = source.mapping.as_ref().ok_or_else(|| ParseError("a json source needs a mapping".into()))?;
             json::parse(bytes, mapping, window)
@@ -133,6 +148,15 @@ pub fn decode(bytes: &[u8], charset: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_ids_are_kept_short_and_plain() {
+        assert_eq!(external_key("uid-1@example.org/2027-01-05T07:00:00Z"), "uid-1@example.org/2027-01-05T07:00:00Z");
+        let long = external_key(&"x".repeat(10_000));
+        assert!(long.starts_with("sha256:") && long.len() == 71, "{long}");
+        assert_eq!(long, external_key(&"x".repeat(10_000)), "stable");
+        assert!(external_key("evil\u{202e}id").starts_with("sha256:"));
+    }
 
     #[test]
     fn text_is_decoded_as_named_or_as_found() {

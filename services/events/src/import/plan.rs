@@ -48,6 +48,8 @@ pub struct Update {
     pub event_id: Uuid,
     pub input: EventInput,
     pub status: Status,
+    /// Cancelled before, published again by a newer version of the item.
+    pub revive: bool,
     pub sequence: i64,
     pub modified: Option<i64>,
 }
@@ -177,9 +179,15 @@ pub fn input_of(item: &Item, source: &SourceInput, organization_id: Uuid) -> Res
     })
 }
 
-/// `current` with the fields a source owns taken from `fresh`.
-fn with_source_fields(current: &EventInput, fresh: &EventInput) -> EventInput {
-    EventInput {
+/// `current` with the fields a source owns taken from `fresh`, validated: the format too
+/// when the source's defaults do not fix it (a location that becomes a meeting link makes
+/// the event online).
+pub fn with_source_fields(
+    current: &EventInput,
+    fresh: &EventInput,
+    source: &SourceInput,
+) -> Result<EventInput, String> {
+    let merged = EventInput {
         title: fresh.title.clone(),
         description: fresh.description.clone(),
         start: fresh.start,
@@ -187,8 +195,10 @@ fn with_source_fields(current: &EventInput, fresh: &EventInput) -> EventInput {
         time_zone: fresh.time_zone.clone(),
         venue: fresh.venue.clone(),
         online_url: fresh.online_url.clone(),
+        format: if source.defaults.format.is_none() { fresh.format } else { current.format },
         ..current.clone()
-    }
+    };
+    merged.validate().map_err(|e| e.to_string())
 }
 
 /// The fields a source owns that differ between two inputs of an event.
@@ -250,9 +260,12 @@ pub fn plan(
             continue;
         };
         // An older version of the item (a lower SEQUENCE, or the same one modified earlier)
-        // never overwrites a newer one.
-        let stale =
-            (item.sequence, item.modified.unwrap_or(i64::MIN)) < (before.sequence, before.modified.unwrap_or(i64::MIN));
+        // never overwrites a newer one; a version without LAST-MODIFIED is judged by its
+        // SEQUENCE alone.
+        let earlier = matches!((item.modified, before.modified), (Some(a), Some(b)) if a < b);
+        let later = matches!((item.modified, before.modified), (Some(a), Some(b)) if a > b);
+        let stale = item.sequence < before.sequence || (item.sequence == before.sequence && earlier);
+        let newer = item.sequence > before.sequence || (item.sequence == before.sequence && later);
         if before.detached || stale {
             plan.counts.unchanged += 1;
             continue;
@@ -264,14 +277,24 @@ pub fn plan(
                 continue;
             }
         };
-        let input = with_source_fields(current, &fresh);
+        let input = match with_source_fields(current, &fresh, source) {
+            Ok(input) => input,
+            Err(why) => {
+                skip(&mut plan, &item.external_id, why);
+                continue;
+            }
+        };
+        // A cancelled event stays so (the organization may have called it off) unless a
+        // newer version of the item brings it back.
+        let revive = *current_status == Status::Cancelled && status == Status::Published && newer;
+        let status = if *current_status == Status::Cancelled && !revive { Status::Cancelled } else { status };
         if input == *current && status == *current_status {
             plan.counts.unchanged += 1;
         } else if input == *current && status == Status::Cancelled {
             plan.counts.cancelled += 1;
             plan.cancel.push(*event_id);
         } else {
-            if status == Status::Cancelled {
+            if status == Status::Cancelled && *current_status != Status::Cancelled {
                 plan.counts.cancelled += 1;
             } else {
                 plan.counts.updated += 1;
@@ -280,6 +303,7 @@ pub fn plan(
                 event_id: *event_id,
                 input,
                 status,
+                revive,
                 sequence: item.sequence,
                 modified: item.modified,
             });
@@ -421,5 +445,49 @@ mod tests {
         assert_eq!(plan.update[0].input.start.to_string(), "2027-02-03T16:00:00Z");
         assert_eq!(plan.update[0].input.capacity, Some(50), "what the organization set stays");
         assert_eq!(plan.cancel, vec![Uuid::from_u128(3), Uuid::from_u128(6)]);
+    }
+
+    #[test]
+    fn a_cancelled_event_comes_back_only_with_a_newer_version() {
+        let src = source(SourceDefaults::default());
+        let it = item("x", "2027-02-01T16:00:00Z", "2027-02-01T18:00:00Z");
+        let input = input_of(&it, &src, ORG).unwrap();
+        let cancelled = |sequence, modified| Imported {
+            external_id: "x".into(),
+            event: Some((Uuid::from_u128(1), input.clone(), Status::Cancelled)),
+            detached: false,
+            sequence,
+            modified,
+        };
+        // The organization called it off; the source says nothing new: it stays off.
+        let kept = plan(&src, ORG, std::slice::from_ref(&it), vec![cancelled(0, None)], window(), now());
+        assert_eq!((kept.counts.unchanged, kept.update.len()), (1, 0));
+        // A newer SEQUENCE brings it back.
+        let newer = Item { sequence: 1, ..it.clone() };
+        let back = plan(&src, ORG, &[newer], vec![cancelled(0, None)], window(), now());
+        assert_eq!(back.counts.updated, 1);
+        assert!(back.update[0].revive && back.update[0].status == Status::Published);
+        // A version without LAST-MODIFIED is not stale for lacking it.
+        let plain = Item { title: "Renamed".into(), ..it.clone() };
+        let published =
+            Imported { event: Some((Uuid::from_u128(1), input.clone(), Status::Published)), ..cancelled(0, Some(5)) };
+        assert_eq!(plan(&src, ORG, &[plain], vec![published], window(), now()).counts.updated, 1);
+    }
+
+    #[test]
+    fn a_location_that_becomes_a_link_makes_the_event_online() {
+        let src = source(SourceDefaults::default());
+        let it = item("x", "2027-02-01T16:00:00Z", "2027-02-01T18:00:00Z");
+        let before = Imported {
+            external_id: "x".into(),
+            event: Some((Uuid::from_u128(1), input_of(&it, &src, ORG).unwrap(), Status::Published)),
+            detached: false,
+            sequence: 0,
+            modified: None,
+        };
+        let moved_online = Item { location: Some("https://meet.example.org/x".into()), url: None, ..it };
+        let p = plan(&src, ORG, &[moved_online], vec![before], window(), now());
+        assert_eq!(p.update[0].input.format, Format::Online);
+        assert_eq!(p.update[0].input.venue, None);
     }
 }

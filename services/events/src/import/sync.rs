@@ -15,6 +15,8 @@ use uuid::Uuid;
 const TICK: Duration = Duration::from_secs(15);
 /// A sync that has not finished this long after it began has died: its lease lapses.
 const LEASE_SECS: i64 = 300;
+/// Syncs one replica runs at once.
+const SYNCS_AT_ONCE: usize = 2;
 /// A failed source is tried again sooner than its interval, but not sooner than this.
 const RETRY_MIN_SECS: i64 = 5 * 60;
 
@@ -23,8 +25,9 @@ const RETRY_MIN_SECS: i64 = 5 * 60;
 pub struct Importer {
     store: Arc<dyn SourceStore>,
     fetcher: Fetcher,
-    /// This replica's name in leases.
-    holder: Uuid,
+    /// Syncs running at once on this replica: each holds a body of up to 10 MiB and its
+    /// parse, and the scheduler and every "sync now" share these.
+    running: Arc<tokio::sync::Semaphore>,
     /// Wakes the scheduler early (a new source is due at once).
     wake: Arc<tokio::sync::Notify>,
 }
@@ -50,7 +53,12 @@ pub fn next_run(now: i64, interval_minutes: u32, failed: bool, spread: u64) -> i
 
 impl Importer {
     pub fn new(store: Arc<dyn SourceStore>, fetcher: Fetcher) -> Self {
-        Self { store, fetcher, holder: Uuid::new_v4(), wake: Arc::new(tokio::sync::Notify::new()) }
+        Self {
+            store,
+            fetcher,
+            running: Arc::new(tokio::sync::Semaphore::new(SYNCS_AT_ONCE)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// Has the scheduler look for due sources now rather than at its next tick.
@@ -66,10 +74,14 @@ impl Importer {
     /// to `patience`).
     pub async fn sync(&self, id: Uuid, patience: Duration) -> Result<Source, SyncError> {
         let deadline = tokio::time::Instant::now() + patience;
+        let _turn = self.running.acquire().await.map_err(|_| SyncError::Busy)?;
         loop {
             let now = Timestamp::now().as_second();
-            if let Some(source) = self.store.lease_source(Some(id), self.holder, now, now + LEASE_SECS).await? {
-                return Ok(self.run(source).await?);
+            // A lease names one sync, not the replica: a sync that outlived its lease can
+            // never record over the one that took it.
+            let holder = Uuid::new_v4();
+            if let Some(source) = self.store.lease_source(Some(id), holder, now, now + LEASE_SECS).await? {
+                return Ok(self.run(source, holder).await?);
             }
             if self.store.source(id).await?.is_none() {
                 return Err(SyncError::Store(StoreError::NotFound));
@@ -85,11 +97,17 @@ impl Importer {
     pub async fn sync_due(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         loop {
+            let _turn = self.running.acquire().await.map_err(|_| StoreError::Conflict("shutting down".into()))?;
             let now = Timestamp::now().as_second();
-            let Some(source) = self.store.lease_source(None, self.holder, now, now + LEASE_SECS).await? else {
+            let holder = Uuid::new_v4();
+            let Some(source) = self.store.lease_source(None, holder, now, now + LEASE_SECS).await? else {
                 return Ok(done);
             };
-            self.run(source).await?;
+            // Its lease is given back and its next run unchanged: the next tick tries again.
+            if let Err(e) = self.run(source, holder).await {
+                tracing::warn!(error = %e, "could not record a source's sync");
+                return Ok(done);
+            }
             done += 1;
         }
     }
@@ -109,8 +127,20 @@ impl Importer {
         });
     }
 
-    /// Fetches, reads, plans and records a sync of a leased source.
-    async fn run(&self, source: Source) -> Result<Source, StoreError> {
+    /// Fetches, reads, plans and records a sync of a leased source; gives the lease back
+    /// if the outcome cannot be recorded.
+    async fn run(&self, source: Source, holder: Uuid) -> Result<Source, StoreError> {
+        let id = source.id;
+        let result = self.sync_leased(source, holder).await;
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Conflict(_))
+        {
+            let _ = self.store.release_lease(id, holder).await;
+        }
+        result
+    }
+
+    async fn sync_leased(&self, source: Source, holder: Uuid) -> Result<Source, StoreError> {
         let started = Timestamp::now();
         let window = Window::starting(started);
         let outcome = match self.read(&source, window, started).await {
@@ -124,7 +154,7 @@ impl Importer {
         }
         let now = Timestamp::now().as_second();
         let next = next_run(now, source.input.interval_minutes, failed, Uuid::new_v4().as_u64_pair().0);
-        let finished = self.store.finish_sync(source.id, self.holder, outcome, now, next).await?;
+        let finished = self.store.finish_sync(source.id, holder, source.updated_at, outcome, now, next).await?;
         if !failed {
             let c = finished.status.counts;
             tracing::info!(source = %source.id, created = c.created, updated = c.updated, cancelled = c.cancelled,

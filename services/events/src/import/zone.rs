@@ -8,6 +8,11 @@ use calcard::icalendar::{ICalendar, ICalendarComponent, ICalendarComponentType, 
 use chrono::{Datelike, NaiveDate, Offset, TimeZone};
 use std::ops::RangeInclusive;
 
+/// Parts of one VTIMEZONE read, and transitions taken from each: real ones have two
+/// parts with a yearly rule (some four hundred transitions since 1601).
+const OBSERVANCES_MAX: usize = 8;
+const TRANSITIONS_MAX: usize = 1000;
+
 /// Continents first: of zones with the same offsets, the one people recognise.
 const PREFERRED: [&str; 7] = ["Europe/", "America/", "Asia/", "Africa/", "Australia/", "Pacific/", "Atlantic/"];
 
@@ -28,6 +33,7 @@ fn observances(calendar: &ICalendar, vtimezone: &ICalendarComponent) -> Vec<Obse
     let parts = vtimezone.component_ids.iter().filter_map(|id| calendar.components.get(*id as usize));
     parts
         .filter(|c| matches!(c.component_type, ICalendarComponentType::Standard | ICalendarComponentType::Daylight))
+        .take(OBSERVANCES_MAX)
         .filter_map(|c| {
             let (mut start, mut rule, mut from, mut to) = (None, None, None, None);
             for entry in &c.entries {
@@ -55,7 +61,13 @@ fn transitions(observances: &[Observance], years: &RangeInclusive<i32>) -> Vec<(
         let first = rrule::Tz::UTC.from_utc_datetime(&o.start);
         let local_starts: Vec<i64> = match &o.rule {
             Some(rule) => match rule.parse::<rrule::RRule<rrule::Unvalidated>>().and_then(|r| r.build(first)) {
-                Ok(set) => set.into_iter().map(|d| d.timestamp()).take_while(|t| *t < end).take(2000).collect(),
+                Ok(set) => set
+                    .limit()
+                    .into_iter()
+                    .map(|d| d.timestamp())
+                    .take_while(|t| *t < end)
+                    .take(TRANSITIONS_MAX)
+                    .collect(),
                 Err(_) => vec![first.timestamp()],
             },
             None => vec![first.timestamp()],
@@ -74,7 +86,7 @@ pub fn guess(
     years: RangeInclusive<i32>,
 ) -> Option<chrono_tz::Tz> {
     let changes = transitions(&observances(calendar, vtimezone), &years);
-    let offset_at = |t: i64| changes.iter().take_while(|(at, _)| *at <= t).last().map(|(_, o)| *o);
+    let offset_at = |t: i64| changes[..changes.partition_point(|(at, _)| *at <= t)].last().map(|(_, o)| *o);
     let mut samples: Vec<i64> = years
         .clone()
         .flat_map(|y| (1..=12).flat_map(move |m| [1, 15].map(|d| (y, m, d))))

@@ -4,7 +4,7 @@
 
 use super::crud::{fact, get_event, insert, reindex, require, seq_of};
 use super::{Result, SqliteStore, StoreError};
-use crate::import::plan::{Imported, Plan};
+use crate::import::plan::{Imported, Plan, with_source_fields};
 use crate::model::source::{Source, SourceInput, SyncCounts, SyncStatus};
 use crate::model::{Event, EventInput, Status};
 use async_trait::async_trait;
@@ -51,15 +51,20 @@ pub trait SourceStore: Send + Sync + 'static {
     /// How many of a source's events its syncs still keep (not deleted, not detached).
     async fn imported_count(&self, source_id: Uuid) -> Result<u32>;
     /// Records a sync's outcome and releases the lease; refused (conflict) if the lease
-    /// was lost to another replica meanwhile. `next_run_at` is when to sync again.
+    /// was lost meanwhile. `next_run_at` is when to sync again. A source changed since
+    /// its lease was taken (`seen` was its `updated_at` then) only has its lease released:
+    /// the sync read what it no longer describes, and the next one comes soon.
     async fn finish_sync(
         &self,
         source_id: Uuid,
         holder: Uuid,
+        seen: i64,
         outcome: Outcome,
         now: i64,
         next_run_at: i64,
     ) -> Result<Source>;
+    /// Gives a lease back without recording anything (a sync that could not finish).
+    async fn release_lease(&self, source_id: Uuid, holder: Uuid) -> Result<()>;
     /// Makes an imported event the organization's own.
     async fn detach(&self, event_id: Uuid, now: i64) -> Result<Event>;
 }
@@ -117,14 +122,21 @@ fn source_fact(
     kit::outbox::record(tx, kind, &payload, now)
 }
 
-/// Applies a plan's changes to the events.
+/// An `event.published` of an imported event, naming its source: analytics tells
+/// imported events from native ones.
+fn imported_published(tx: &Transaction<'_>, source: &Source, event: Uuid, now: i64) -> rusqlite::Result<()> {
+    let payload = json!({ "event_id": event, "organization_id": source.organization_id, "source_id": source.id });
+    kit::outbox::record(tx, "event.published", &payload, now)
+}
+
+/// Applies a plan's changes to the events. The plan was made from a snapshot: each
+/// change is merged again onto the event as it is now (the organization may have edited,
+/// detached or deleted it meanwhile), and skipped where it no longer applies.
 fn apply(tx: &Transaction<'_>, source: &Source, plan: &Plan, now: i64) -> Result<()> {
     for create in &plan.create {
         let id = insert(tx, &create.input, create.status, source.created_by, now)?;
         if create.status == Status::Published {
-            // Marked with its source: analytics tells imported events from native ones.
-            let payload = json!({ "event_id": id, "organization_id": source.organization_id, "source_id": source.id });
-            kit::outbox::record(tx, "event.published", &payload, now)?;
+            imported_published(tx, source, id, now)?;
         }
         tx.prepare_cached(
             "INSERT INTO imported_events (source_id, external_id, event_id, sequence, modified) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -134,23 +146,42 @@ fn apply(tx: &Transaction<'_>, source: &Source, plan: &Plan, now: i64) -> Result
         .execute(params![source.id.to_string(), create.external_id, id.to_string(), create.sequence, create.modified])?;
     }
     for update in &plan.update {
+        let Some(event) = get_event(tx, update.event_id)? else { continue };
+        if event.source.as_ref().is_none_or(|s| s.detached) {
+            continue;
+        }
+        let Ok(input) = with_source_fields(&event.input, &update.input, &source.input) else { continue };
         let seq = seq_of(tx, update.event_id)?;
-        reindex(tx, seq, &update.input)?;
-        let status = update.status.as_str();
-        tx.prepare_cached("UPDATE events SET updated_at = ?2, status = ?3 WHERE seq = ?1")?
-            .execute(params![seq, now, status])?;
-        if update.status == Status::Cancelled {
-            fact(tx, "event.cancelled", update.event_id, None, now)?;
+        if input.capacity.is_some_and(|c| c < event.registered) {
+            continue;
+        }
+        reindex(tx, seq, &input)?;
+        tx.prepare_cached("UPDATE events SET updated_at = ?2 WHERE seq = ?1")?.execute(params![seq, now])?;
+        match (event.status, update.status) {
+            (Status::Cancelled, Status::Published) if update.revive => {
+                tx.prepare_cached("UPDATE events SET status = 'published', published_at = ?2 WHERE seq = ?1")?
+                    .execute(params![seq, now])?;
+                imported_published(tx, source, update.event_id, now)?;
+            }
+            (Status::Published | Status::Draft, Status::Cancelled) => {
+                tx.prepare_cached("UPDATE events SET status = 'cancelled' WHERE seq = ?1")?.execute([seq])?;
+                fact(tx, "event.cancelled", update.event_id, None, now)?;
+            }
+            _ => {}
         }
         tx.prepare_cached("UPDATE imported_events SET sequence = ?2, modified = ?3 WHERE event_id = ?1")?
             .execute(params![update.event_id.to_string(), update.sequence, update.modified])?;
     }
     for id in &plan.cancel {
-        tx.prepare_cached(
-            "UPDATE events SET status = 'cancelled', updated_at = ?2 WHERE id = ?1 AND status != 'cancelled'",
-        )?
-        .execute(params![id.to_string(), now])?;
-        fact(tx, "event.cancelled", *id, None, now)?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE events SET status = 'cancelled', updated_at = ?2 WHERE id = ?1 AND status != 'cancelled'
+                 AND id IN (SELECT event_id FROM imported_events WHERE event_id = ?1 AND detached = 0)",
+            )?
+            .execute(params![id.to_string(), now])?;
+        if changed > 0 {
+            fact(tx, "event.cancelled", *id, None, now)?;
+        }
     }
     Ok(())
 }
@@ -300,10 +331,23 @@ impl SourceStore for SqliteStore {
             .await
     }
 
+    async fn release_lease(&self, source_id: Uuid, holder: Uuid) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE sources SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2",
+                    params![source_id.to_string(), holder.to_string()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn finish_sync(
         &self,
         source_id: Uuid,
         holder: Uuid,
+        seen: i64,
         outcome: Outcome,
         now: i64,
         next_run_at: i64,
@@ -318,6 +362,11 @@ impl SourceStore for SqliteStore {
                     return Err(StoreError::Conflict("another sync of this source took over".into()));
                 }
                 let source = require_source(tx, source_id)?;
+                let release = "UPDATE sources SET lease_holder = NULL, lease_until = NULL WHERE id = ?1";
+                if source.updated_at != seen {
+                    tx.execute(release, [source_id.to_string()])?;
+                    return require_source(tx, source_id);
+                }
                 let mut status = source.status.clone();
                 status.last_run_at = Some(kit::rfc3339(now));
                 status.next_run_at = source.input.enabled.then(|| kit::rfc3339(next_run_at));
@@ -351,10 +400,7 @@ impl SourceStore for SqliteStore {
                         source_fact(tx, "source.failed", &source, None, now)?;
                     }
                 }
-                tx.execute(
-                    "UPDATE sources SET lease_holder = NULL, lease_until = NULL WHERE id = ?1",
-                    [source_id.to_string()],
-                )?;
+                tx.execute(release, [source_id.to_string()])?;
                 require_source(tx, source_id)
             })
             .await
