@@ -65,6 +65,32 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Changes in the plan.
+    pub fn len(&self) -> usize {
+        self.create.len() + self.update.len() + self.cancel.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes up to `n` changes off the plan (creations first), as a plan of their own:
+    /// a big import is written in parts, so other writers wait for one part at a time.
+    pub fn take_part(&mut self, n: usize) -> Plan {
+        fn take<T>(from: &mut Vec<T>, left: &mut usize) -> Vec<T> {
+            let k = (*left).min(from.len());
+            *left -= k;
+            from.drain(..k).collect()
+        }
+        let mut left = n;
+        Plan {
+            create: take(&mut self.create, &mut left),
+            update: take(&mut self.update, &mut left),
+            cancel: take(&mut self.cancel, &mut left),
+            ..Plan::default()
+        }
+    }
+
     /// The plan with what reading the source could not take, first.
     pub fn with_skipped(mut self, mut skipped: Vec<SkippedItem>) -> Self {
         self.counts.skipped += skipped.len() as u32;
@@ -445,6 +471,27 @@ mod tests {
         assert_eq!(plan.update[0].input.start.to_string(), "2027-02-03T16:00:00Z");
         assert_eq!(plan.update[0].input.capacity, Some(50), "what the organization set stays");
         assert_eq!(plan.cancel, vec![Uuid::from_u128(3), Uuid::from_u128(6)]);
+    }
+
+    #[test]
+    fn a_plan_is_taken_in_parts_creations_first() {
+        let src = source(SourceDefaults::default());
+        let create = |n: u32| Create {
+            external_id: n.to_string(),
+            input: input_of(&item("x", "2027-02-01T16:00:00Z", "2027-02-01T18:00:00Z"), &src, ORG).unwrap(),
+            status: Status::Published,
+            sequence: 0,
+            modified: None,
+        };
+        let mut p = Plan {
+            create: (0..3).map(create).collect(),
+            cancel: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            ..Plan::default()
+        };
+        let first = p.take_part(4);
+        assert_eq!((first.create.len(), first.cancel.len()), (3, 1));
+        assert_eq!((p.len(), p.cancel[0]), (1, Uuid::from_u128(2)));
+        assert!(p.take_part(4).len() == 1 && p.is_empty());
     }
 
     #[test]

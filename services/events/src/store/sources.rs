@@ -63,6 +63,9 @@ pub trait SourceStore: Send + Sync + 'static {
         now: i64,
         next_run_at: i64,
     ) -> Result<Source>;
+    /// Applies part of a sync's plan while `holder` holds the lease: `false` (nothing
+    /// applied) when the source changed since `seen`, a conflict when the lease was lost.
+    async fn apply_part(&self, source_id: Uuid, holder: Uuid, seen: i64, part: Plan, now: i64) -> Result<bool>;
     /// Gives a lease back without recording anything (a sync that could not finish).
     async fn release_lease(&self, source_id: Uuid, holder: Uuid) -> Result<()>;
     /// Makes an imported event the organization's own.
@@ -95,6 +98,18 @@ fn get_source(c: &Connection, id: Uuid) -> rusqlite::Result<Option<Source>> {
 
 fn require_source(c: &Connection, id: Uuid) -> Result<Source> {
     get_source(c, id)?.ok_or(StoreError::NotFound)
+}
+
+/// The source, if `holder` still holds its lease.
+fn leased(c: &Connection, id: Uuid, holder: Uuid) -> Result<Source> {
+    let held: Option<String> = c
+        .query_row("SELECT lease_holder FROM sources WHERE id = ?1", [id.to_string()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    if held.as_deref() != Some(holder.to_string().as_str()) {
+        return Err(StoreError::Conflict("another sync of this source took over".into()));
+    }
+    require_source(c, id)
 }
 
 /// Stores a source's status, with its next run.
@@ -331,6 +346,19 @@ impl SourceStore for SqliteStore {
             .await
     }
 
+    async fn apply_part(&self, source_id: Uuid, holder: Uuid, seen: i64, part: Plan, now: i64) -> Result<bool> {
+        self.db
+            .write(move |tx| {
+                let source = leased(tx, source_id, holder)?;
+                if source.updated_at != seen {
+                    return Ok(false);
+                }
+                apply(tx, &source, &part, now)?;
+                Ok(true)
+            })
+            .await
+    }
+
     async fn release_lease(&self, source_id: Uuid, holder: Uuid) -> Result<()> {
         self.db
             .write(move |tx| {
@@ -354,14 +382,7 @@ impl SourceStore for SqliteStore {
     ) -> Result<Source> {
         self.db
             .write(move |tx| {
-                let held: Option<String> = tx
-                    .query_row("SELECT lease_holder FROM sources WHERE id = ?1", [source_id.to_string()], |r| r.get(0))
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
-                if held.as_deref() != Some(holder.to_string().as_str()) {
-                    return Err(StoreError::Conflict("another sync of this source took over".into()));
-                }
-                let source = require_source(tx, source_id)?;
+                let source = leased(tx, source_id, holder)?;
                 let release = "UPDATE sources SET lease_holder = NULL, lease_until = NULL WHERE id = ?1";
                 if source.updated_at != seen {
                     tx.execute(release, [source_id.to_string()])?;
