@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         "kind": "ics", "url": format!("http://{addr}/cal.ics"), "defaults": {"city": "Kazan"}
     }))?;
     let source = sources
-        .create_source(Uuid::new_v4(), input.validate().map_err(|e| anyhow::anyhow!("{e:?}"))?, Uuid::new_v4(), 0)
+        .create_source(Uuid::new_v4(), input.validate().map_err(|e| anyhow::anyhow!("{e:?}"))?, Uuid::new_v4(), 1, 0)
         .await?;
 
     // Reading alone, for the share of a sync it takes.

@@ -414,7 +414,10 @@ async fn one_sync_of_a_source_at_a_time() {
     let input: SourceInput =
         serde_json::from_value(serde_json::json!({"kind": "ics", "url": "https://cal.example.org/a.ics"})).unwrap();
     let now = EPOCH;
-    let source = store.create_source(Uuid::new_v4(), input.validate().unwrap(), Uuid::new_v4(), now).await.unwrap();
+    let source = store.create_source(Uuid::new_v4(), input.validate().unwrap(), Uuid::new_v4(), 50, now).await.unwrap();
+    let org = source.organization_id;
+    let again = store.create_source(org, source.input.clone(), Uuid::new_v4(), 1, now).await;
+    assert!(matches!(again, Err(events::store::StoreError::Conflict(_))), "one source at most: {again:?}");
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let due = store.lease_source(None, first, now, now + 300).await.unwrap();
     assert_eq!(due.map(|s| s.id), Some(source.id), "a new source is due at once");

@@ -64,10 +64,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     may_manage(&app, organization, &me).await?;
     let input = checked(&app, input)?;
-    if app.sources.sources(organization).await?.len() >= SOURCES_MAX {
-        return Err(ApiError::Conflict(format!("an organization has at most {SOURCES_MAX} sources")));
-    }
-    let source = app.sources.create_source(organization, input, me.id, now_unix()).await?;
+    let source = app.sources.create_source(organization, input, me.id, SOURCES_MAX, now_unix()).await?;
     app.importer.wake();
     Ok((StatusCode::CREATED, Json(SourceView::from(&source))).into_response())
 }

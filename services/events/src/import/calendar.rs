@@ -258,8 +258,11 @@ impl Reader {
             use chrono::Datelike;
             return jiff::civil::Date::new(d.year() as i16, d.month() as i8, d.day() as i8).ok().map(Moment::Day);
         }
-        let at = stamp.value.to_date_time_with_tz(self.zone(stamp))?;
-        Timestamp::from_second(at.timestamp()).ok().map(Moment::At)
+        let seconds = match stamp.value.offset {
+            Some(_) => stamp.value.to_date_time_with_tz(Tz::UTC)?.timestamp(),
+            None => local_to_utc(&self.zone(stamp), stamp.value.date_time)?,
+        };
+        Timestamp::from_second(seconds).ok().map(Moment::At)
     }
 
     /// The IANA name of a stamp's zone, when it has one we know.
@@ -416,7 +419,7 @@ impl Reader {
             }
             let naive = if s.has_time { s.value.date_time } else { s.value.date_time.date().and_hms_opt(0, 0, 0)? };
             let tz = if s.has_time && s.tzid != start.tzid { self.rrule_zone(self.zone(s)) } else { zone };
-            tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&zone))
+            zone.timestamp_opt(local_to_utc(&tz, naive)?, 0).single()
         };
         let first = local(start).ok_or("its DTSTART does not exist in its time zone")?;
         let mut set = match &master.rrule {
@@ -479,6 +482,20 @@ impl Reader {
             }
             Tz::Fixed(_) => rrule::Tz::UTC,
             Tz::Floating => rrule::Tz::Tz(self.floating),
+        }
+    }
+}
+
+/// A local time in `tz` as Unix seconds, as RFC 5545 reads times a clock change touches:
+/// a time that happens twice is the first, and a time the clock skips is read with the
+/// offset before the change (so 02:30 on a spring-forward night is 03:30).
+fn local_to_utc<T: TimeZone>(tz: &T, local: chrono::NaiveDateTime) -> Option<i64> {
+    use chrono::Offset;
+    match tz.from_local_datetime(&local) {
+        chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => Some(at.timestamp()),
+        chrono::LocalResult::None => {
+            let before = tz.offset_from_utc_datetime(&(local - chrono::TimeDelta::hours(24))).fix();
+            Some(local.and_utc().timestamp() - i64::from(before.local_minus_utc()))
         }
     }
 }
@@ -617,6 +634,22 @@ DURATION:P9999999W\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         let flood = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:f\r\nDTSTART:20270101T000000Z\r\nRRULE:FREQ=MINUTELY;INTERVAL=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         let err = parse(flood, "UTC", w).unwrap_err();
         assert!(err.0.contains("more than 20000 events"), "{err}");
+    }
+
+    #[test]
+    fn times_a_clock_change_touches_are_read_as_rfc_5545_says() {
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:gap\r\nDTSTART;TZID=Europe/Berlin:20270328T023000\r\n\
+DTEND;TZID=Europe/Berlin:20270328T043000\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:twice\r\n\
+DTSTART;TZID=Europe/Berlin:20271031T023000\r\nDTEND;TZID=Europe/Berlin:20271031T040000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:weekly\r\nDTSTART;TZID=Europe/Berlin:20270321T023000\r\nDURATION:PT1H\r\n\
+RRULE:FREQ=WEEKLY;COUNT=2\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let parsed = parse(text, "UTC", window("2027-03-01T00:00:00Z", "2027-12-01T00:00:00Z")).unwrap();
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        // 02:30 does not exist on 28 March: it is 03:30 summer time, 01:30 UTC.
+        assert_eq!(ids(&parsed)[0], ("gap", "2027-03-28T01:30:00Z".into(), "2027-03-28T02:30:00Z".into()));
+        // 02:30 happens twice on 31 October: the first, in summer time.
+        assert_eq!(ids(&parsed)[1], ("twice", "2027-10-31T00:30:00Z".into(), "2027-10-31T03:00:00Z".into()));
+        assert_eq!(parsed.items.len(), 4, "{:?}", ids(&parsed));
     }
 
     #[test]

@@ -30,11 +30,13 @@ pub enum Outcome {
 
 #[async_trait]
 pub trait SourceStore: Send + Sync + 'static {
+    /// Adds a source, unless the organization already has `max` (a conflict).
     async fn create_source(
         &self,
         organization_id: Uuid,
         input: SourceInput,
         created_by: Uuid,
+        max: usize,
         now: i64,
     ) -> Result<Source>;
     async fn source(&self, id: Uuid) -> Result<Option<Source>>;
@@ -208,10 +210,20 @@ impl SourceStore for SqliteStore {
         organization_id: Uuid,
         input: SourceInput,
         created_by: Uuid,
+        max: usize,
         now: i64,
     ) -> Result<Source> {
         self.db
             .write(move |tx| {
+                // Counted in the writing transaction: two creations at once cannot both pass.
+                let count: i64 = tx.query_row(
+                    "SELECT count(*) FROM sources WHERE organization_id = ?1",
+                    [organization_id.to_string()],
+                    |r| r.get(0),
+                )?;
+                if count >= max as i64 {
+                    return Err(StoreError::Conflict(format!("an organization has at most {max} sources")));
+                }
                 let id = Uuid::new_v4();
                 let status = SyncStatus { next_run_at: Some(kit::rfc3339(now)), ..SyncStatus::default() };
                 tx.execute(
