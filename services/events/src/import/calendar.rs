@@ -4,7 +4,6 @@
 //! RECURRENCE-ID overrides replace the occurrence they name, wherever they move it.
 
 use super::{Item, Moment, ParseError, Parsed, Window};
-use crate::model::source::SkippedItem;
 use calcard::common::DateTimeResult;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
@@ -22,8 +21,6 @@ const STEPS_MAX: usize = 100_000;
 /// Steps through rules a whole calendar may take: thousands of series each stepping
 /// through years of a fast rule would cost minutes of CPU.
 const CALENDAR_STEPS_MAX: usize = 2_000_000;
-/// What the first [`Parsed::skipped`] keeps.
-const SKIPPED_MAX: usize = 20;
 
 type Resolver = calcard::icalendar::timezone::TzResolver<String>;
 
@@ -163,13 +160,13 @@ pub fn parse(text: &str, floating: &str, window: Window) -> Result<Parsed, Parse
     for (n, component) in events.enumerate() {
         let vevent = read(component);
         let Some(uid) = vevent.uid.filter(|u| !u.trim().is_empty()) else {
-            reader.skip(format!("event #{}", n + 1), "it has no UID");
+            reader.parsed.skip(&format!("event #{}", n + 1), "it has no UID");
             continue;
         };
         if vevent.recurrence_id.is_some() {
             overrides.entry(uid).or_default().push(vevent);
         } else if masters.contains_key(uid) {
-            reader.skip(uid.to_owned(), "its UID appears twice");
+            reader.parsed.skip(uid, "its UID appears twice");
         } else {
             masters.insert(uid, vevent);
         }
@@ -177,7 +174,7 @@ pub fn parse(text: &str, floating: &str, window: Window) -> Result<Parsed, Parse
     for (uid, master) in &masters {
         let mut own = overrides.remove(uid).unwrap_or_default();
         if master.bad_rule {
-            reader.skip(uid.to_string(), "its RRULE cannot be read");
+            reader.parsed.skip(uid, "its RRULE cannot be read");
             continue;
         }
         if master.rrule.is_some() || !master.rdates.is_empty() {
@@ -230,14 +227,6 @@ impl Reader {
             return;
         }
         self.parsed.items.push(item);
-    }
-
-    fn skip(&mut self, external_id: String, reason: &str) {
-        if self.parsed.skipped.len() < SKIPPED_MAX {
-            self.parsed
-                .skipped
-                .push(SkippedItem { external_id: super::external_key(&external_id), reason: reason.to_owned() });
-        }
     }
 
     fn knows(&self, tzid: &str) -> bool {
@@ -340,7 +329,7 @@ impl Reader {
                 self.push(item);
             }
             Ok(_) => {}
-            Err(why) => self.skip(external_id, why),
+            Err(why) => self.parsed.skip(&external_id, why),
         }
     }
 
@@ -348,13 +337,13 @@ impl Reader {
     fn series<'a>(&mut self, uid: &str, master: &Vevent<'a>, overrides: &mut Vec<Vevent<'a>>) {
         let (start, end) = match self.span(master) {
             Ok(span) => span,
-            Err(why) => return self.skip(uid.to_owned(), why),
+            Err(why) => return self.parsed.skip(uid, why),
         };
-        let Some(start_stamp) = master.start.as_ref() else { return self.skip(uid.to_owned(), "it has no DTSTART") };
+        let Some(start_stamp) = master.start.as_ref() else { return self.parsed.skip(uid, "it has no DTSTART") };
         let length = end.utc().as_second() - start.utc().as_second();
         let slots = match self.slots(master, start_stamp, length) {
             Ok(slots) => slots,
-            Err(why) => return self.skip(uid.to_owned(), &why),
+            Err(why) => return self.parsed.skip(uid, why),
         };
         let mut by_slot: HashMap<i64, usize> = HashMap::new();
         for (i, o) in overrides.iter().enumerate() {
@@ -374,7 +363,7 @@ impl Reader {
                             self.push(item);
                         }
                         Ok(_) => {}
-                        Err(why) => self.skip(external_id, why),
+                        Err(why) => self.parsed.skip(&external_id, why),
                     }
                 }
                 None => {
@@ -542,6 +531,7 @@ fn until_in_utc(rule: &str, zone: rrule::Tz, all_day: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::source::SkippedItem;
 
     fn window(from: &str, to: &str) -> Window {
         Window { from: from.parse().unwrap(), to: to.parse().unwrap() }

@@ -5,15 +5,11 @@
 //! an event: it is skipped with that reason.
 
 use super::{Item, Moment, ParseError, Parsed, Window};
-use crate::model::source::SkippedItem;
 use jiff::Timestamp;
 use quick_xml::events::Event as Xml;
 use quick_xml::name::ResolveResult;
 
 const EVENT_MODULE: &str = "http://purl.org/rss/1.0/modules/event/";
-const SKIPPED_MAX: usize = 20;
-/// An item with a start and no end lasts this long.
-const DEFAULT_LENGTH_SECS: i64 = 3600;
 
 /// The event module's fields of one item.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -186,11 +182,6 @@ pub fn parse(bytes: &[u8], floating: &str, window: Window) -> Result<Parsed, Par
         fields.iter().filter_map(|f| Some((f.id.as_deref()?, f))).collect();
     let aligned = fields.len() == feed.entries.len();
     let mut parsed = Parsed::default();
-    let skip = |parsed: &mut Parsed, id: &str, reason: &str| {
-        if parsed.skipped.len() < SKIPPED_MAX {
-            parsed.skipped.push(SkippedItem { external_id: super::external_key(id), reason: reason.to_owned() });
-        }
-    };
     for (n, entry) in feed.entries.iter().enumerate() {
         let ev = match by_id.get(entry.id.as_str()) {
             Some(f) => (*f).clone(),
@@ -215,31 +206,21 @@ pub fn parse(bytes: &[u8], floating: &str, window: Window) -> Result<Parsed, Par
             } else {
                 "it has no event time (ev:startdate)"
             };
-            skip(&mut parsed, &external_id, reason);
+            parsed.skip(&external_id, reason);
             continue;
         };
-        let ends_given = ev.end.is_some();
         let end = match ev.end.as_deref().map(moment) {
-            Some(Some(end)) => end,
             Some(None) => {
-                skip(&mut parsed, &external_id, "its ev:enddate is not an ISO 8601 time");
+                parsed.skip(&external_id, "its ev:enddate is not an ISO 8601 time");
                 continue;
             }
-            None => match start {
-                Moment::At(t) => match t.checked_add(jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)) {
-                    Ok(end) => Moment::At(end),
-                    Err(_) => {
-                        skip(&mut parsed, &external_id, "its ev:startdate is out of range");
-                        continue;
-                    }
-                },
-                Moment::Day(d) => Moment::Day(d.tomorrow().unwrap_or(d)),
+            given => match super::listed_end(start, given.flatten()) {
+                Some(end) => end,
+                None => {
+                    parsed.skip(&external_id, "its ev:startdate is out of range");
+                    continue;
+                }
             },
-        };
-        // A feed's end date is the last day (iCalendar's is the day after).
-        let end = match (start, end) {
-            (Moment::Day(s), Moment::Day(e)) if ends_given => Moment::Day(e.max(s).tomorrow().unwrap_or(e)),
-            _ => end,
         };
         if !window.overlaps(start, end) {
             continue;

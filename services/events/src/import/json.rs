@@ -2,11 +2,8 @@
 //! the source's [`JsonMapping`] of JSON Pointers.
 
 use super::{Item, Moment, ParseError, Parsed, Window};
-use crate::model::source::{JsonMapping, SkippedItem};
+use crate::model::source::JsonMapping;
 use serde_json::Value;
-
-const SKIPPED_MAX: usize = 20;
-const DEFAULT_LENGTH_SECS: i64 = 3600;
 
 fn text(item: &Value, pointer: Option<&String>) -> Option<String> {
     match item.pointer(pointer?)? {
@@ -32,37 +29,25 @@ pub fn parse(bytes: &[u8], mapping: &JsonMapping, window: Window) -> Result<Pars
     let mut parsed = Parsed::default();
     for (n, item) in items.iter().enumerate() {
         let Some(external_id) = text(item, Some(&mapping.id)) else {
-            skip(&mut parsed, format!("item #{}", n + 1), format!("it has no id at `{}`", mapping.id));
+            parsed.skip(&format!("item #{}", n + 1), format!("it has no id at `{}`", mapping.id));
             continue;
         };
         let Some(start) = text(item, Some(&mapping.start)).as_deref().and_then(moment) else {
-            skip(&mut parsed, external_id, format!("it has no RFC 3339 start at `{}`", mapping.start));
+            parsed.skip(&external_id, format!("it has no RFC 3339 start at `{}`", mapping.start));
             continue;
         };
-        let ends_given = text(item, mapping.end.as_ref()).is_some();
-        let end = match text(item, mapping.end.as_ref()) {
-            Some(end) => match moment(&end) {
+        let end = match text(item, mapping.end.as_ref()).map(|end| moment(&end)) {
+            Some(None) => {
+                parsed.skip(&external_id, "its end is not an RFC 3339 time");
+                continue;
+            }
+            given => match super::listed_end(start, given.flatten()) {
                 Some(end) => end,
                 None => {
-                    skip(&mut parsed, external_id, "its end is not an RFC 3339 time".into());
+                    parsed.skip(&external_id, "its start is out of range");
                     continue;
                 }
             },
-            None => match start {
-                Moment::At(t) => match t.checked_add(jiff::SignedDuration::from_secs(DEFAULT_LENGTH_SECS)) {
-                    Ok(end) => Moment::At(end),
-                    Err(_) => {
-                        skip(&mut parsed, external_id, "its start is out of range".into());
-                        continue;
-                    }
-                },
-                Moment::Day(d) => Moment::Day(d.tomorrow().unwrap_or(d)),
-            },
-        };
-        // A feed's end date is the last day (iCalendar's is the day after).
-        let end = match (start, end) {
-            (Moment::Day(s), Moment::Day(e)) if ends_given => Moment::Day(e.max(s).tomorrow().unwrap_or(e)),
-            _ => end,
         };
         if !window.overlaps(start, end) {
             continue;
@@ -94,12 +79,6 @@ pub fn parse(bytes: &[u8], mapping: &JsonMapping, window: Window) -> Result<Pars
     parsed.items.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     parsed.items.dedup_by(|a, b| a.external_id == b.external_id);
     Ok(parsed)
-}
-
-fn skip(parsed: &mut Parsed, external_id: String, reason: String) {
-    if parsed.skipped.len() < SKIPPED_MAX {
-        parsed.skipped.push(SkippedItem { external_id: super::external_key(&external_id), reason });
-    }
 }
 
 #[cfg(test)]

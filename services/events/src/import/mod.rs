@@ -19,6 +19,10 @@ pub const HORIZON_DAYS: i64 = 180;
 /// Most events one source may bring into the window: past it, the source fails with
 /// that reason rather than filling the catalogue (and the writer's time) with one feed.
 pub const ITEMS_MAX: usize = 20_000;
+/// Skipped items a sync's status lists (it counts them all).
+pub const SKIPPED_MAX: usize = 20;
+/// A feed's or JSON item with a start and no end lasts this long.
+const LISTED_LENGTH_SECS: i64 = 3600;
 /// Longest external id kept as written; a longer one (or one with control or invisible
 /// characters) is kept as its SHA-256.
 const EXTERNAL_ID_MAX: usize = 200;
@@ -112,6 +116,29 @@ impl Window {
 pub struct Parsed {
     pub items: Vec<Item>,
     pub skipped: Vec<SkippedItem>,
+}
+
+impl Parsed {
+    /// Notes an item that cannot be imported, and why (the first [`SKIPPED_MAX`]).
+    pub fn skip(&mut self, external_id: &str, reason: impl Into<String>) {
+        if self.skipped.len() < SKIPPED_MAX {
+            self.skipped.push(SkippedItem { external_id: external_key(external_id), reason: reason.into() });
+        }
+    }
+}
+
+/// The end of a feed's or JSON item: as given, where an end date is the last day
+/// (iCalendar's is the day after); without one, an hour after a start time or the whole
+/// day of a start date. `None` past the calendar's range.
+pub fn listed_end(start: Moment, end: Option<Moment>) -> Option<Moment> {
+    match (start, end) {
+        (Moment::Day(s), Some(Moment::Day(e))) => Some(Moment::Day(e.max(s).tomorrow().unwrap_or(e))),
+        (_, Some(end)) => Some(end),
+        (Moment::At(t), None) => {
+            t.checked_add(jiff::SignedDuration::from_secs(LISTED_LENGTH_SECS)).ok().map(Moment::At)
+        }
+        (Moment::Day(d), None) => Some(Moment::Day(d.tomorrow().unwrap_or(d))),
+    }
 }
 
 /// Why a whole document could not be read.

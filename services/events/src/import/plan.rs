@@ -6,7 +6,7 @@
 //! which the defaults fill only when the event is created. A detached event is the
 //! organization's alone, and an event it deleted is not imported again.
 
-use super::{Item, Moment, Window};
+use super::{Item, Moment, SKIPPED_MAX, Window};
 use crate::model::source::{SkippedItem, SourceInput, SyncCounts};
 use crate::model::{EventInput, Format, Status, Venue, normalize_tag};
 use jiff::Timestamp;
@@ -19,7 +19,6 @@ const ADDRESS_MAX: usize = 400;
 const CITY_MAX: usize = 200;
 /// An item without a length (an instant in a calendar) lasts this long here.
 const INSTANT_LENGTH_SECS: i64 = 3600;
-const SKIPPED_MAX: usize = 20;
 
 /// What an earlier sync imported under one external id.
 #[derive(Debug, Clone)]
