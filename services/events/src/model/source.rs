@@ -198,10 +198,12 @@ impl SourceInput {
         v.into_result().map(|_| self)
     }
 
-    /// The name people see: the one given, or the URL's host.
+    /// The name people see: the one given, or the URL's host (cut to the longest name
+    /// allowed, since a host may have 253 characters).
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            url::Url::parse(&self.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
+            let host = url::Url::parse(&self.url).ok().and_then(|u| u.host_str().map(str::to_owned));
+            host.unwrap_or_default().chars().take(NAME_MAX).collect()
         })
     }
 }
@@ -380,6 +382,12 @@ mod tests {
         assert_eq!((input.interval_minutes, input.enabled), (60, true));
         assert_eq!(input.defaults.visibility, Visibility::Public);
         assert_eq!(input.display_name(), "cal.example.org");
+        // A host longer than a name may be (schemathesis found one) is cut to fit.
+        let host = vec!["a".repeat(63); 4].join(".");
+        let input: SourceInput =
+            serde_json::from_value(json!({"kind": "ics", "url": format!("https://{host}/")})).unwrap();
+        let name = input.validate().unwrap().display_name();
+        assert_eq!((name.len(), host.starts_with(&name)), (NAME_MAX, true));
         let input: SourceInput = serde_json::from_value(json!({"kind": "rss", "url": "https://x.example/feed",
             "defaults": {"tags": ["Jazz Club", "jazz-club"], "time_zone": "europe/moscow", "category": "Music"}}))
         .unwrap();
