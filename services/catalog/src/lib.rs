@@ -114,8 +114,11 @@ pub const ROUTES: &[Route] = &[
     route("/api/v1/analytics", Service::Analytics, Access::Optional),
     route("/.well-known", Service::Users, Access::None),
     route("/dashboard", Service::Analytics, Access::None),
-    // The page an invitation mail links to.
+    // The pages the mails link to, and their files.
     route("/invitations", Service::Organizations, Access::None),
+    route("/verify-email", Service::Users, Access::None),
+    route("/reset-password", Service::Users, Access::None),
+    route("/account", Service::Users, Access::None),
 ];
 
 /// Routes between services only, never at the edge: each callee checks the caller's

@@ -1,6 +1,7 @@
-//! Pages and files compiled into the binary (the dashboard, the invitation page): served
-//! with a strict Content-Security-Policy (only our own files and the API, no inline
-//! scripts, no framing), no sniffing, no referrer, and caching that follows the binary.
+//! Pages and files compiled into the binary (the dashboard, the invitation and account
+//! pages): served with a strict Content-Security-Policy (only our own files and the API,
+//! no inline scripts, no framing), no sniffing, no referrer, and caching that follows the
+//! binary.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,3 +26,13 @@ pub fn serve(content_type: &'static str, body: &'static [u8], cacheable: bool) -
 pub const HTML: &str = "text/html; charset=utf-8";
 pub const JS: &str = "text/javascript; charset=utf-8";
 pub const CSS: &str = "text/css; charset=utf-8";
+
+/// The files every small page shares (its style, and `page.js`: posting to the API and
+/// showing problems field by field), served by each service under its own pages' prefix.
+pub fn shared(name: &str) -> Option<(&'static str, &'static [u8])> {
+    match name {
+        "page.css" => Some((CSS, include_bytes!("../assets/page.css"))),
+        "page.js" => Some((JS, include_bytes!("../assets/page.js"))),
+        _ => None,
+    }
+}

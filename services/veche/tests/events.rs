@@ -143,12 +143,6 @@ async fn registrations_waitlist_csv_and_check_in() {
     post_auth(&v, &format!("{path}/{c_id}/check-in"), &c).await.assert_problem(403);
 }
 
-fn python() -> String {
-    std::env::var("VECHE_PYTHON").unwrap_or_else(|_| {
-        panic!("VECHE_PYTHON is not set: run the suite with scripts/test, which makes a venv with Python's icalendar")
-    })
-}
-
 fn check_ics(ics: &str, expected: &Value) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cal.ics");

@@ -4,6 +4,7 @@
 //! - The analytics dashboard: an organizer logs in, picks their event, and the page must
 //!   show the numbers this test made happen: views, registrations and a check-in.
 //! - The invitation page an invitation mail links to: a newcomer signs up there and joins.
+//! - The verify-email and reset-password pages the account mails link to.
 //!
 //! Screenshots are kept as artifacts in the cargo target directory (`tmp/`).
 //!
@@ -108,6 +109,59 @@ async fn an_invitee_signs_up_and_joins_from_the_mail_link() {
     let mine = get_auth(&v, "/api/v1/users/me/organizations", &token).await;
     assert_eq!(mine.body["items"][0]["id"], org["id"], "{mine:?}");
     assert_eq!(mine.body["items"][0]["role"], "member", "{mine:?}");
+}
+
+/// The first link in the newest mail to `to` that contains `path`.
+fn link_in_mail(v: &Veche, to: &str, path: &str) -> String {
+    let mail = v.wait_mail(to, path);
+    mail.split_whitespace().find(|w| w.contains(path)).expect("the link in the mail").to_owned()
+}
+
+#[tokio::test]
+async fn a_newcomer_confirms_their_address_from_the_mail_link() {
+    let v = Veche::start();
+    let (token, _) = signed_up(&v, "newcomer@example.org").await;
+    assert_eq!(get_auth(&v, "/api/v1/users/me", &token).await.body["email_verified"], false);
+    let link = link_in_mail(&v, "newcomer@example.org", "/verify-email?token=");
+    run_browser("verify-email", &[("LINK", link), ("EMAIL", "newcomer@example.org".into())]).await;
+    let me = get_auth(&v, "/api/v1/users/me", &token).await;
+    assert_eq!(me.body["email_verified"], true, "{me:?}");
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_from_the_mail_link() {
+    let v = Veche::start();
+    signed_up(&v, "forgetful@example.org").await;
+    let r = post(&v, "/api/v1/auth/password-reset", json!({"email": "forgetful@example.org"})).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let link = link_in_mail(&v, "forgetful@example.org", "/reset-password?token=");
+    let new_password = "a brand new passphrase";
+    run_browser("reset-password", &[("LINK", link), ("NEW_PASSWORD", new_password.into())]).await;
+    assert_eq!(login(&v, "forgetful@example.org", new_password).await.status, 200);
+    login(&v, "forgetful@example.org", PASSWORD).await.assert_problem(401);
+}
+
+/// The pages are served with their strict headers, and their files too; an unknown file
+/// is a problem, not a page.
+#[tokio::test]
+async fn the_mail_pages_are_served_with_a_strict_policy() {
+    let v = Veche::start();
+    for path in ["/verify-email", "/reset-password", "/invitations/accept"] {
+        let r = client().get(v.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(h["content-security-policy"].to_str().unwrap().contains("script-src 'self'"), "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["content-type"], "text/html; charset=utf-8", "{path}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>") && !html.contains("onclick"), "{path}: no inline script");
+        // Every file the page loads is there.
+        for file in html.split('"').filter(|s| s.starts_with("/account/") || s.starts_with("/invitations/")) {
+            let r = client().get(v.url(file)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path} loads {file}");
+        }
+    }
+    send(client().get(v.url("/account/nothing.js"))).await.assert_problem(404);
 }
 
 /// Runs `tests/browser/<name>.cjs` with `vars` in chromium; fails with its output unless

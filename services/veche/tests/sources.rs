@@ -96,12 +96,6 @@ async fn start() -> (FeedServer, Veche) {
     (feeds, v)
 }
 
-fn python() -> String {
-    std::env::var("VECHE_PYTHON").unwrap_or_else(|_| {
-        panic!("VECHE_PYTHON is not set: run the suite with scripts/test, which makes a venv with icalendar and recurring_ical_events")
-    })
-}
-
 /// Python's expansion of a fixture: external id → (start, end, summary, cancelled).
 fn expanded(file: &str, from: &str, to: &str) -> BTreeMap<String, (String, String, String, bool)> {
     let out = std::process::Command::new(python())

@@ -147,23 +147,20 @@ async fn service_tokens_are_for_their_audience_only() {
     let users_token = tokens.token_for("users").await.unwrap();
     get_auth(&v, "/api/v1/users/me", &users_token).await.assert_problem(401);
 
-    // Wrong secret, unknown client.
-    let bad = send(
-        client()
-            .post(v.url("/api/v1/auth/token"))
-            .basic_auth("events", Some("wrong-secret-wrong-secret"))
-            .form(&[("grant_type", "client_credentials"), ("audience", "organizations")]),
-    )
-    .await;
-    bad.assert_problem(401);
-    let bad = send(
-        client()
-            .post(v.url("/api/v1/auth/token"))
-            .basic_auth("nobody", Some(secret))
-            .form(&[("grant_type", "client_credentials"), ("audience", "organizations")]),
-    )
-    .await;
-    bad.assert_problem(401);
+    // Wrong secret, unknown client: RFC 6749 errors, with the Basic challenge.
+    for (id, secret) in [("events", "wrong-secret-wrong-secret"), ("nobody", secret)] {
+        let bad = send(
+            client()
+                .post(v.url("/api/v1/auth/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("audience", "organizations")]),
+        )
+        .await;
+        assert_eq!((bad.status, bad.content_type.as_str()), (401, "application/json"), "{bad:?}");
+        assert_eq!(bad.body["error"], "invalid_client", "{bad:?}");
+        assert_eq!(bad.headers["www-authenticate"], r#"Basic realm="veche""#);
+        assert_eq!(bad.headers["cache-control"], "no-store");
+    }
 
     // The events service of `veche up` presents the configured secret too: creating an
     // event in an organization makes it ask organizations for the owner's role.
@@ -173,4 +170,31 @@ async fn service_tokens_are_for_their_audience_only() {
                        "organization_id": c.org["id"]});
     let created = send(client().post(v.url("/api/v1/events")).bearer_auth(&c.owner).json(&event)).await;
     assert_eq!(created.status, 201, "{created:?}");
+}
+
+/// An OAuth library that owes Veche nothing (Python's Authlib) discovers the token
+/// endpoint, gets tokens with both client authentication methods the metadata names, and
+/// reads every refusal as the RFC 6749 error it is.
+#[tokio::test]
+async fn an_independent_oauth_client_reads_the_token_endpoint() {
+    let secret = "a-service-secret-of-some-length";
+    let v = Veche::start_with(&[("VECHE_SERVICE_CLIENTS", &format!("events={secret}"))]);
+    let seen = run_python("oauth_client.py", &[&v.base, "events", secret]);
+    let methods = seen["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2, "{seen}");
+    assert!(methods.iter().all(|m| m["wrong_secret"] == "invalid_client"), "{seen}");
+    assert_eq!(seen["password_grant"], "unsupported_grant_type", "{seen}");
+    assert_eq!(seen["unknown_audience"], "invalid_target", "{seen}");
+    assert_eq!(seen["no_audience"], "invalid_request", "{seen}");
+    // A body that is not a form, and two ways of authenticating at once.
+    let r = send(client().post(v.url("/api/v1/auth/token")).json(&json!({"grant_type": "client_credentials"}))).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("invalid_request")), "{r:?}");
+    let both = [
+        ("grant_type", "client_credentials"),
+        ("audience", "events"),
+        ("client_id", "events"),
+        ("client_secret", secret),
+    ];
+    let r = send(client().post(v.url("/api/v1/auth/token")).basic_auth("events", Some(secret)).form(&both)).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("invalid_request")), "{r:?}");
 }

@@ -5,7 +5,7 @@
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use kit::ApiError;
-use kit::assets::{CSS, HTML, JS, serve};
+use kit::assets::{HTML, JS, serve};
 
 pub async fn accept() -> Response {
     serve(HTML, include_bytes!("../../assets/invitation.html"), false)
@@ -14,8 +14,10 @@ pub async fn accept() -> Response {
 pub async fn asset(Path(name): Path<String>) -> Response {
     let (content_type, bytes): (&'static str, &'static [u8]) = match name.as_str() {
         "invitation.js" => (JS, include_bytes!("../../assets/invitation.js")),
-        "invitation.css" => (CSS, include_bytes!("../../assets/invitation.css")),
-        _ => return ApiError::NotFound("no such file".into()).into_response(),
+        shared => match kit::assets::shared(shared) {
+            Some(file) => file,
+            None => return ApiError::NotFound("no such file".into()).into_response(),
+        },
     };
     serve(content_type, bytes, true)
 }

@@ -1,5 +1,5 @@
 //! `/api/v1/auth/*`: registration, login, token refresh and logout, email verification,
-//! password reset, and the service token endpoint.
+//! and password reset.
 
 use crate::App;
 use crate::model::{self, Purpose, User, UserView};
@@ -7,7 +7,6 @@ use crate::store::{NewSession, NewUser, Refresh, StoreError};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use kit::auth::AuthUser;
 use kit::extract::Json;
 use kit::secret::{new_token, token_hash};
@@ -348,81 +347,4 @@ async fn send_verification(app: &App, user: &User) -> Result<(), ApiError> {
         ),
     );
     Ok(())
-}
-
-/// The one grant this endpoint serves: services authenticating as themselves.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // Documentation only: the form is read as a string and checked.
-pub enum GrantType {
-    ClientCredentials,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ClientCredentialsRequest {
-    #[schema(value_type = GrantType)]
-    pub grant_type: String,
-    /// The service the token is for (`organizations`, `events`, ...).
-    pub audience: String,
-    /// Alternatively to HTTP Basic authentication.
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ServiceTokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-}
-
-/// Services that may be a token's audience.
-const AUDIENCES: [&str; 5] = ["users", "organizations", "events", "analytics", "gateway"];
-
-#[utoipa::path(post, path = "/api/v1/auth/token", operation_id = "issueServiceToken", tag = "auth",
-    request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = ServiceTokenResponse), (status = 401, body = kit::problem::Problem)))]
-pub async fn service_token(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<ServiceTokenResponse>, ApiError> {
-    let req: ClientCredentialsRequest =
-        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::BadRequest(format!("form body: {e}")))?;
-    if req.grant_type != "client_credentials" {
-        return Err(ApiError::field("grant_type", "only client_credentials is supported"));
-    }
-    if !AUDIENCES.contains(&req.audience.as_str()) {
-        return Err(ApiError::field("audience", "is not a Veche service"));
-    }
-    let (id, secret) = basic_credentials(&headers)
-        .or_else(|| Some((req.client_id.clone()?, req.client_secret.clone()?)))
-        .ok_or_else(|| ApiError::Unauthorized("client credentials are required".into()))?;
-    let known = app.config.service_clients.0.get(&id);
-    // Compare against something even for unknown clients, in constant time.
-    let ok = kit::secret::constant_time_eq(
-        kit::secret::token_hash(known.map_or("", String::as_str)).as_bytes(),
-        kit::secret::token_hash(&secret).as_bytes(),
-    ) && known.is_some();
-    if !ok {
-        return Err(ApiError::Unauthorized("unknown client or wrong secret".into()));
-    }
-    let token = app.issuer.service_token(&id, &req.audience, now_unix()).map_err(ApiError::internal)?;
-    Ok(Json(ServiceTokenResponse {
-        access_token: token,
-        token_type: "Bearer",
-        expires_in: app.config.service_token_ttl,
-    }))
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
 }

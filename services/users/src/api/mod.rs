@@ -4,6 +4,8 @@ pub mod admin;
 pub mod auth;
 pub mod internal;
 pub mod me;
+pub mod page;
+pub mod token;
 pub mod well_known;
 
 use crate::App;
@@ -22,7 +24,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/auth/verify-email/resend", post(auth::resend_verification))
         .route("/api/v1/auth/password-reset", post(auth::password_reset))
         .route("/api/v1/auth/password-reset/confirm", post(auth::password_reset_confirm))
-        .route("/api/v1/auth/token", post(auth::service_token))
+        .route("/api/v1/auth/token", post(token::service_token))
         .route("/api/v1/users/me", get(me::get_me).patch(me::patch_me).delete(me::delete_me))
         .route("/api/v1/users/me/preferences", get(me::get_preferences).put(me::put_preferences))
         .route("/api/v1/users/me/sessions", get(me::sessions))
@@ -32,6 +34,9 @@ pub fn router(app: App) -> Router {
         .route(clients::users::ENDED_PATH, get(internal::ended_sessions))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
+        .route("/verify-email", get(page::verify_email))
+        .route("/reset-password", get(page::reset_password))
+        .route("/account/{name}", get(page::asset))
         .with_state(app)
 }
 
@@ -40,7 +45,7 @@ pub fn router(app: App) -> Router {
     info(title = "Veche API", description = "The events platform's HTTP API. Errors are application/problem+json (RFC 9457)."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::verify_email, auth::resend_verification,
-        auth::password_reset, auth::password_reset_confirm, auth::service_token,
+        auth::password_reset, auth::password_reset_confirm, token::service_token,
         me::get_me, me::patch_me, me::delete_me, me::get_preferences, me::put_preferences, me::sessions, me::end_session,
         admin::list, admin::get, admin::patch, admin::delete,
         well_known::jwks, well_known::openid_configuration,

@@ -25,7 +25,8 @@ pub async fn openid_configuration(State(app): State<App>) -> Json<serde_json::Va
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "token_endpoint": format!("{base}/api/v1/auth/token"),
-        "grant_types_supported": ["client_credentials", "refresh_token", "password"],
+        // Only what the token endpoint grants: people log in at `/api/v1/auth/login`.
+        "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

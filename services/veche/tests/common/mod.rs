@@ -194,6 +194,28 @@ pub fn token_in(mail: &str) -> String {
     mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
+/// The Python of the suite's venv, where the independent peers live (icalendar,
+/// recurring_ical_events, Authlib, pyotp).
+pub fn python() -> String {
+    std::env::var("VECHE_PYTHON").unwrap_or_else(|_| {
+        panic!("VECHE_PYTHON is not set: run the suite with scripts/test, which makes a venv with the Python peers")
+    })
+}
+
+/// Runs `tests/python/<script>` with `args`; its stdout as JSON, or a failure with what
+/// it printed.
+pub fn run_python(script: &str, args: &[&str]) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let out = std::process::Command::new(python()).arg(&path).args(args).output().expect("running python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e})"))
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }

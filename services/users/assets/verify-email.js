@@ -1,0 +1,28 @@
+// Where a verification mail's link lands: confirm the address with the token from the
+// link (on a press, so a mail scanner that opens links confirms nothing), or, when the
+// link is dead, ask for a new one. Uses page.js; no build step.
+"use strict";
+
+const token = takeToken();
+
+$("confirm").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors();
+  const r = await post("/api/v1/auth/verify-email", { token });
+  if (r.ok) return finish("Your email address is confirmed.");
+  if (r.status === 410) return swapForms("confirm", "resend", "This link is invalid, used or expired.");
+  await showProblem(r);
+});
+
+$("resend").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors();
+  const r = await post("/api/v1/auth/verify-email/resend", { email: $("email").value });
+  if (!r.ok) return showProblem(r, { email: "email" });
+  finish("If that address has an unconfirmed account, a new link is on its way.", {
+    href: "/dashboard",
+    text: "Log in",
+  });
+});
+
+if (!token) swapForms("confirm", "resend", "This link has no token in it: open the link from the mail, or ask for a new one.");
