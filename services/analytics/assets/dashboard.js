@@ -39,18 +39,30 @@ function showLogin(message) {
 async function logIn(event) {
   event.preventDefault();
   $("login-error").textContent = "";
+  const credentials = { email: $("email").value, password: $("password").value };
+  if (!$("code-label").hidden) credentials.code = $("code").value;
   const response = await fetch("/api/v1/auth/login", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email: $("email").value, password: $("password").value }),
+    body: JSON.stringify(credentials),
   });
   if (!response.ok) {
+    const problem = await response.clone().json().catch(() => ({}));
+    if (String(problem.type).endsWith("/second-factor-required")) {
+      // The password was right; the account also takes a code.
+      $("code-label").hidden = false;
+      $("code").focus();
+      $("login-error").textContent = "Enter the code from your authenticator app, or a recovery code.";
+      return;
+    }
     $("login-error").textContent = await problemText(response);
     return;
   }
   const body = await response.json();
   sessionStorage.setItem(TOKEN, body.access_token);
   $("password").value = "";
+  $("code").value = "";
+  $("code-label").hidden = true;
   await start();
 }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The password was right, and the account also asks for a code from its second
+    /// factor: a 401 of its own kind, so clients know to ask for the code.
+    #[error("second factor required: {0}")]
+    SecondFactorRequired(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("not found: {0}")]
@@ -94,7 +98,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::SecondFactorRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -116,6 +120,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad-request",
             Self::Validation(_) => "validation",
             Self::Unauthorized(_) => "unauthorized",
+            Self::SecondFactorRequired(_) => "second-factor-required",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::Conflict(_) => "conflict",
@@ -136,6 +141,7 @@ impl ApiError {
             Self::BadRequest(_) => "The request could not be read",
             Self::Validation(_) => "The request has invalid fields",
             Self::Unauthorized(_) => "Authentication is required",
+            Self::SecondFactorRequired(_) => "A second factor is required",
             Self::Forbidden(_) => "You may not do this",
             Self::NotFound(_) => "Not found",
             Self::Conflict(_) => "Conflict with the current state",
@@ -155,6 +161,7 @@ impl ApiError {
         let detail = match self {
             Self::BadRequest(d)
             | Self::Unauthorized(d)
+            | Self::SecondFactorRequired(d)
             | Self::Forbidden(d)
             | Self::NotFound(d)
             | Self::Conflict(d)
@@ -187,7 +194,7 @@ impl IntoResponse for ApiError {
         let mut response = problem_response(self.status(), &self.to_problem());
         let headers = response.headers_mut();
         match &self {
-            Self::Unauthorized(_) => {
+            Self::Unauthorized(_) | Self::SecondFactorRequired(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::TooManyRequests { retry_after } => {

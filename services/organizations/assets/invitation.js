@@ -17,8 +17,18 @@ async function accept(event) {
     const r = await post("/api/v1/auth/register", body);
     if (!r.ok) return showProblem(r, FIELDS);
   }
-  const login = await post("/api/v1/auth/login", { email, password });
-  if (!login.ok) return showProblem(login, FIELDS);
+  const credentials = { email, password };
+  if (!$("code-label").hidden) credentials.code = $("code").value;
+  const login = await post("/api/v1/auth/login", credentials);
+  if (!login.ok) {
+    const problem = await login.clone().json().catch(() => ({}));
+    if (!String(problem.type).endsWith("/second-factor-required")) return showProblem(login, FIELDS);
+    // The password was right; the account also takes a code.
+    $("code-label").hidden = false;
+    $("code").focus();
+    $("error").textContent = "Enter the code from your authenticator app, or a recovery code.";
+    return;
+  }
   const access = (await login.json()).access_token;
   const r = await post("/api/v1/organizations/invitations/accept", { token }, access);
   if (!r.ok) return showProblem(r);

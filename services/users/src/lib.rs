@@ -3,7 +3,8 @@
 //!
 //! Rooms: [`model`] (types, validation), [`store`] (trait and SQLite backend), [`api`]
 //! (handlers), and the helpers they use: [`keys`], [`tokens`], [`password`],
-//! [`throttle`], [`hash_limits`] and [`ended`] (sessions ended before their tokens expire). This file assembles them.
+//! [`second_factor`] (TOTP and recovery codes), [`throttle`], [`hash_limits`] and
+//! [`ended`] (sessions ended before their tokens expire). This file assembles them.
 
 mod api;
 mod ended;
@@ -11,6 +12,7 @@ mod hash_limits;
 pub mod keys;
 pub mod model;
 pub mod password;
+mod second_factor;
 mod store;
 mod throttle;
 mod tokens;
@@ -86,6 +88,17 @@ pub struct UsersConfig {
     #[arg(long, env = "VECHE_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_admin_password: Option<String>,
 
+    /// The key (32 bytes) that seals second-factor secrets in the database; created on
+    /// first start when missing. Default `<data dir>/second-factor.key`. Keep it apart
+    /// from database backups.
+    #[arg(long, env = "VECHE_SECOND_FACTOR_KEY_FILE")]
+    pub second_factor_key_file: Option<PathBuf>,
+
+    /// Platform administrators act as administrators only after logging in with a second
+    /// factor: until they enrol one, their tokens carry no `admin` role.
+    #[arg(long, env = "VECHE_REQUIRE_ADMIN_SECOND_FACTOR", default_value_t = false)]
+    pub require_admin_second_factor: bool,
+
     /// Service clients allowed to get service tokens: `name=secret,name=secret`.
     #[arg(long, env = catalog::env::SERVICE_CLIENTS, hide_env_values = true, value_parser = parse_clients, default_value = "")]
     pub service_clients: Clients,
@@ -137,6 +150,8 @@ pub struct AppState {
     /// When each account was last sent mail of each kind (at most one a minute).
     pub mail_cooldown: Arc<std::sync::Mutex<HashMap<(uuid::Uuid, &'static str), i64>>>,
     pub mailer: kit::mail::Mailer,
+    /// Seals and opens second-factor secrets.
+    pub seal: Arc<second_factor::SealKey>,
     pub config: Arc<UsersConfig>,
     /// Where people reach the platform: the base of links in mail.
     pub public_url: String,
@@ -190,6 +205,8 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
         keys.rotate(now)?;
     }
     let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
+    let seal_path = config.second_factor_key_file.clone().unwrap_or_else(|| data_dir.join("second-factor.key"));
+    let seal = Arc::new(second_factor::SealKey::load_or_create(&seal_path)?);
     let app = Arc::new(AppState {
         // Two seconds bound how long another replica's change to an account goes unseen.
         store: Arc::new(CachedStore::new(store, Duration::from_secs(2))),
@@ -198,12 +215,14 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
             issuer: common.platform.issuer(),
             access_ttl: config.access_token_ttl,
             service_ttl: config.service_token_ttl,
+            admin_needs_second_factor: config.require_admin_second_factor,
         },
         passwords: password::Passwords::default(),
         throttle: Arc::new(throttle::LoginThrottle::new(throttle::Policy::default())),
         hash_limits: hash_limits::HashLimits::new(config.password_hash_rps, config.password_hash_burst),
         mail_cooldown: Arc::default(),
         mailer,
+        seal,
         config: Arc::new(config),
         public_url: common.platform.public_url(),
         proxies: common.http.proxies(),

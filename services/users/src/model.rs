@@ -32,6 +32,8 @@ pub struct User {
     pub preferences: Preferences,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Whether logging in takes a code from an authenticator app (or a recovery code).
+    pub second_factor: bool,
 }
 
 /// What a person shows of themselves.
@@ -233,6 +235,8 @@ pub struct UserView {
     pub interests: Vec<String>,
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// Whether logging in takes a second factor (see `/users/me/second-factor`).
+    pub second_factor: bool,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,
@@ -251,6 +255,7 @@ impl From<&User> for UserView {
             interests: u.profile.interests.clone(),
             roles: u.roles.clone(),
             disabled: u.disabled,
+            second_factor: u.second_factor,
             created_at: kit::rfc3339(u.created_at),
             updated_at: kit::rfc3339(u.updated_at),
         }

@@ -12,6 +12,8 @@ pub struct Issuer {
     pub issuer: String,
     pub access_ttl: i64,
     pub service_ttl: i64,
+    /// Whether the `admin` role needs an account with a second factor.
+    pub admin_needs_second_factor: bool,
 }
 
 impl Issuer {
@@ -29,9 +31,19 @@ impl Issuer {
             sid: Some(session_id.to_string()),
             email: Some(user.email.clone()),
             email_verified: Some(user.email_verified),
-            roles: user.roles.clone(),
+            roles: self.roles(user),
         };
         self.keys.sign(&claims, now)
+    }
+
+    /// The roles a token carries: the account's, without `admin` while administrators
+    /// must have a second factor and this one has none (it may still enrol one).
+    fn roles(&self, user: &User) -> Vec<String> {
+        let mut roles = user.roles.clone();
+        if self.admin_needs_second_factor && !user.second_factor {
+            roles.retain(|r| r != crate::model::ROLE_ADMIN);
+        }
+        roles
     }
 
     /// A token for service `client` to call service `audience`.

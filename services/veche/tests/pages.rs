@@ -5,6 +5,7 @@
 //!   show the numbers this test made happen: views, registrations and a check-in.
 //! - The invitation page an invitation mail links to: a newcomer signs up there and joins.
 //! - The verify-email and reset-password pages the account mails link to.
+//! - Logging in to the dashboard with a second factor (a code from pyotp).
 //!
 //! Screenshots are kept as artifacts in the cargo target directory (`tmp/`).
 //!
@@ -139,6 +140,26 @@ async fn a_forgotten_password_is_reset_from_the_mail_link() {
     run_browser("reset-password", &[("LINK", link), ("NEW_PASSWORD", new_password.into())]).await;
     assert_eq!(login(&v, "forgetful@example.org", new_password).await.status, 200);
     login(&v, "forgetful@example.org", PASSWORD).await.assert_problem(401);
+}
+
+#[tokio::test]
+async fn a_person_with_a_second_factor_logs_in_to_the_dashboard() {
+    use common::second_factor::{codes, early_in_a_step, turn_on};
+    let v = Veche::start();
+    let (token, _) = signed_up(&v, "careful@example.org").await;
+    let t = early_in_a_step().await;
+    let (uri, _) = turn_on(&v, &token, t).await;
+    let code = codes(&uri, &[t]).remove(0);
+    run_browser(
+        "dashboard-login-code",
+        &[
+            ("VECHE_URL", v.url("")),
+            ("EMAIL", "careful@example.org".into()),
+            ("PASSWORD", PASSWORD.into()),
+            ("CODE", code),
+        ],
+    )
+    .await;
 }
 
 /// The pages are served with their strict headers, and their files too; an unknown file

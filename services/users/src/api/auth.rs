@@ -38,6 +38,11 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// For an account with a second factor: six digits from the authenticator app, or a
+    /// recovery code. Without it, such an account's login answers 401 of type
+    /// `second-factor-required`.
+    #[schema(example = "123456", max_length = 64)]
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -78,7 +83,7 @@ pub struct ResetConfirmRequest {
 /// Tokens and emails are bounded before any work is done on them.
 const TOKEN_MAX: usize = 128;
 
-fn client_ip(app: &App, headers: &HeaderMap, peer: Peer) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(app: &App, headers: &HeaderMap, peer: Peer) -> Option<std::net::IpAddr> {
     kit::server::client_ip(headers, peer, &app.proxies)
 }
 
@@ -121,7 +126,8 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "logIn", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem),
+    responses((status = 200, body = TokenPair),
+              (status = 401, description = "wrong email, password or code; or (type `second-factor-required`) the account needs a `code`", body = kit::problem::Problem),
               (status = 403, description = "the account is disabled, or its email must be verified first", body = kit::problem::Problem),
               (status = 429, body = kit::problem::Problem)))]
 pub async fn login(
@@ -148,6 +154,18 @@ pub async fn login(
             return Err(ApiError::Unauthorized("invalid email or password".into()));
         }
     };
+    if user.second_factor {
+        let Some(code) = req.code.as_deref() else {
+            return Err(ApiError::SecondFactorRequired(
+                "send the code from the authenticator app, or a recovery code, as `code`".into(),
+            ));
+        };
+        // A wrong code counts as a failed login: guessing codes is throttled like passwords.
+        if !super::second_factor::passes(&app, &user, code, now).await? {
+            app.throttle.failed(&email, ip, now as u64);
+            return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
+        }
+    }
     app.throttle.succeeded(&email, ip);
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod internal;
 pub mod me;
 pub mod page;
+pub mod second_factor;
 pub mod token;
 pub mod well_known;
 
@@ -28,6 +29,11 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/users/me", get(me::get_me).patch(me::patch_me).delete(me::delete_me))
         .route("/api/v1/users/me/preferences", get(me::get_preferences).put(me::put_preferences))
         .route("/api/v1/users/me/sessions", get(me::sessions))
+        .route("/api/v1/users/me/second-factor", get(second_factor::status))
+        .route("/api/v1/users/me/second-factor/totp", post(second_factor::enrol))
+        .route("/api/v1/users/me/second-factor/totp/confirm", post(second_factor::confirm))
+        .route("/api/v1/users/me/second-factor/recovery-codes", post(second_factor::renew_recovery_codes))
+        .route("/api/v1/users/me/second-factor/disable", post(second_factor::disable))
         .route("/api/v1/users/me/sessions/{id}", axum::routing::delete(me::end_session))
         .route("/api/v1/users", get(admin::list))
         .route("/api/v1/users/{id}", get(admin::get).patch(admin::patch).delete(admin::delete))
@@ -47,6 +53,8 @@ pub fn router(app: App) -> Router {
         auth::register, auth::login, auth::refresh, auth::logout, auth::verify_email, auth::resend_verification,
         auth::password_reset, auth::password_reset_confirm, token::service_token,
         me::get_me, me::patch_me, me::delete_me, me::get_preferences, me::put_preferences, me::sessions, me::end_session,
+        second_factor::status, second_factor::enrol, second_factor::confirm, second_factor::renew_recovery_codes,
+        second_factor::disable,
         admin::list, admin::get, admin::patch, admin::delete,
         well_known::jwks, well_known::openid_configuration,
         internal::ended_sessions,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod orgs;
+pub mod second_factor;
 pub mod served;
 
 use serde_json::{Value, json};

@@ -5,6 +5,10 @@
 //! refresh token is spent, a reset password ends every session) hold even if the
 //! process dies between two statements.
 
+mod second_factor;
+
+pub use second_factor::SecondFactorStore;
+
 use crate::model::{Preferences, Profile, Purpose, User};
 use async_trait::async_trait;
 use kit::db::row::{json as parse_json, like_substring as like_pattern, to_json, uuid as parse_uuid};
@@ -110,7 +114,7 @@ pub struct UserQuery {
 }
 
 #[async_trait]
-pub trait UserStore: Send + Sync + 'static {
+pub trait UserStore: SecondFactorStore + Send + Sync + 'static {
     /// Creates an account and records the `user.signed_up` fact with it.
     async fn create_user(&self, new: NewUser, now: i64) -> Result<User>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>>;
@@ -233,6 +237,7 @@ CREATE TABLE ended_sessions (
 );
 CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_at);
 "#,
+    second_factor::TABLES,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -253,7 +258,8 @@ impl SqliteStore {
 }
 
 const USER_COLUMNS: &str = "id, email, password_hash, display_name, avatar_url, bio, city, interests, \
-     preferences, roles, email_verified, disabled, created_at, updated_at";
+     preferences, roles, email_verified, disabled, created_at, updated_at, \
+     EXISTS (SELECT 1 FROM second_factors f WHERE f.user_id = users.id AND f.confirmed_at IS NOT NULL)";
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -273,6 +279,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         disabled: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        second_factor: r.get(14)?,
     })
 }
 
