@@ -1,7 +1,8 @@
 //! One rule for query strings on every operation: a parameter the OpenAPI document does
 //! not declare is refused with a problem naming it (a typo such as `?sortt=date` must not
 //! silently return an unsorted page). The document is the single source: an operation's
-//! declared query parameters are exactly what it accepts.
+//! declared query parameters are exactly what it accepts, except where an operation is
+//! marked `x-open-query` (called by outside parties that add parameters of their own).
 
 use crate::problem::ApiError;
 use axum::extract::{MatchedPath, Request};
@@ -25,6 +26,11 @@ impl QueryRules {
             let shared = query_names(&item["parameters"]);
             for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
                 let Some(op) = item.get(method) else { continue };
+                // An operation others call with their own parameters (an identity
+                // provider's callback: Google adds `authuser`, Keycloak `session_state`).
+                if op["x-open-query"] == true {
+                    continue;
+                }
                 let mut names = shared.clone();
                 names.extend(query_names(&op["parameters"]));
                 rules.entry(path.clone()).or_insert_with(HashMap::new).insert(upper(method), names);

@@ -11,7 +11,9 @@ mod ended;
 mod hash_limits;
 pub mod keys;
 pub mod model;
+mod oidc;
 pub mod password;
+pub mod providers;
 mod second_factor;
 mod store;
 mod throttle;
@@ -99,6 +101,17 @@ pub struct UsersConfig {
     #[arg(long, env = "VECHE_REQUIRE_ADMIN_SECOND_FACTOR", default_value_t = false)]
     pub require_admin_second_factor: bool,
 
+    /// Identity providers people may sign in with: a JSON array of
+    /// `{id, name, kind: "oidc", issuer, client_id, client_secret, scopes?}`. Each provider
+    /// must know Veche's callback, `<public URL>/api/v1/auth/oauth/<id>/callback`.
+    #[arg(long, env = "VECHE_AUTH_PROVIDERS", hide_env_values = true, value_parser = providers::parse_providers, default_value = "")]
+    pub auth_providers: providers::Providers,
+
+    /// Frontend pages a sign-in through a provider may return to (exact URIs,
+    /// comma-separated); the dashboard (`<public URL>/dashboard`) always may.
+    #[arg(long, env = "VECHE_AUTH_REDIRECT_URIS", value_parser = providers::parse_return_addresses, default_value = "")]
+    pub auth_redirect_uris: providers::ReturnAddresses,
+
     /// Service clients allowed to get service tokens: `name=secret,name=secret`.
     #[arg(long, env = catalog::env::SERVICE_CLIENTS, hide_env_values = true, value_parser = parse_clients, default_value = "")]
     pub service_clients: Clients,
@@ -152,6 +165,10 @@ pub struct AppState {
     pub mailer: kit::mail::Mailer,
     /// Seals and opens second-factor secrets.
     pub seal: Arc<second_factor::SealKey>,
+    /// Speaks OpenID Connect to the configured providers.
+    pub oidc: Arc<oidc::Oidc>,
+    /// Where sign-ins through providers may return to.
+    pub auth_returns: providers::ReturnAddresses,
     pub config: Arc<UsersConfig>,
     /// Where people reach the platform: the base of links in mail.
     pub public_url: String,
@@ -207,6 +224,8 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
     let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
     let seal_path = config.second_factor_key_file.clone().unwrap_or_else(|| data_dir.join("second-factor.key"));
     let seal = Arc::new(second_factor::SealKey::load_or_create(&seal_path)?);
+    let mut auth_returns = config.auth_redirect_uris.clone();
+    auth_returns.0.push(format!("{}/dashboard", common.platform.public_url()));
     let app = Arc::new(AppState {
         // Two seconds bound how long another replica's change to an account goes unseen.
         store: Arc::new(CachedStore::new(store, Duration::from_secs(2))),
@@ -223,6 +242,8 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
         mail_cooldown: Arc::default(),
         mailer,
         seal,
+        oidc: Arc::default(),
+        auth_returns,
         config: Arc::new(config),
         public_url: common.platform.public_url(),
         proxies: common.http.proxies(),

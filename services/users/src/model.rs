@@ -36,6 +36,18 @@ pub struct User {
     pub second_factor: bool,
 }
 
+/// The display name of an account made by signing in through a provider: the name it
+/// shares, made plain and short enough, else the email's local part.
+pub fn display_name_from(shared: Option<&str>, email: &str) -> String {
+    let plain = |s: &str| -> String {
+        let words: Vec<&str> =
+            s.split(|c: char| c.is_control() || c.is_whitespace()).filter(|w| !w.is_empty()).collect();
+        words.join(" ").chars().take(NAME_MAX).collect()
+    };
+    let name = shared.map(plain).unwrap_or_default();
+    if name.is_empty() { plain(email.split('@').next().unwrap_or("someone")) } else { name }
+}
+
 /// What a person shows of themselves.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Profile {
@@ -237,6 +249,9 @@ pub struct UserView {
     pub disabled: bool,
     /// Whether logging in takes a second factor (see `/users/me/second-factor`).
     pub second_factor: bool,
+    /// Accounts at identity providers linked to this one (in `/users/me` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identities: Option<Vec<IdentityView>>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,
@@ -256,10 +271,21 @@ impl From<&User> for UserView {
             roles: u.roles.clone(),
             disabled: u.disabled,
             second_factor: u.second_factor,
+            identities: None,
             created_at: kit::rfc3339(u.created_at),
             updated_at: kit::rfc3339(u.updated_at),
         }
     }
+}
+
+/// An account at an identity provider, linked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityView {
+    /// The provider's id (`GET /auth/providers`).
+    pub provider: String,
+    /// The email the provider gave when it was linked.
+    pub email: Option<String>,
+    pub linked_at: String,
 }
 
 /// A signed-in device or browser.
@@ -280,6 +306,8 @@ pub struct SessionView {
 pub enum Purpose {
     VerifyEmail,
     ResetPassword,
+    /// The code a provider's callback hands the frontend, for `/auth/oauth/exchange`.
+    SignIn,
 }
 
 impl Purpose {
@@ -287,6 +315,7 @@ impl Purpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::SignIn => "sign_in",
         }
     }
 }

@@ -154,19 +154,20 @@ pub async fn login(
             return Err(ApiError::Unauthorized("invalid email or password".into()));
         }
     };
-    if user.second_factor {
-        let Some(code) = req.code.as_deref() else {
-            return Err(ApiError::SecondFactorRequired(
-                "send the code from the authenticator app, or a recovery code, as `code`".into(),
-            ));
-        };
-        // A wrong code counts as a failed login: guessing codes is throttled like passwords.
-        if !super::second_factor::passes(&app, &user, code, now).await? {
-            app.throttle.failed(&email, ip, now as u64);
-            return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
-        }
-    }
+    super::second_factor::check_at_login(&app, &user, req.code.as_deref(), ip, now).await?;
     app.throttle.succeeded(&email, ip);
+    start_session(&app, &user, &headers, ip, now).await.map(Json)
+}
+
+/// A new session for an account that proved who it is: refused when the account is
+/// disabled or (when the platform asks) unverified.
+pub(crate) async fn start_session(
+    app: &App,
+    user: &User,
+    headers: &HeaderMap,
+    ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<TokenPair, ApiError> {
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
@@ -181,13 +182,13 @@ pub async fn login(
                 user_id: user.id,
                 refresh_hash: token_hash(&refresh),
                 expires_at: now + app.config.refresh_token_ttl,
-                user_agent: user_agent(&headers),
+                user_agent: user_agent(headers),
                 ip: ip.map(|i| i.to_string()),
             },
             now,
         )
         .await?;
-    token_pair(&app, &user, session.id, refresh, now).map(Json)
+    token_pair(app, user, session.id, refresh, now)
 }
 
 fn token_pair(

@@ -1,7 +1,7 @@
 //! `/api/v1/users/me*`: the signed-in person's own account.
 
 use crate::App;
-use crate::model::{Preferences, ProfilePatch, SessionView, UserView};
+use crate::model::{IdentityView, Preferences, ProfilePatch, SessionView, UserView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use kit::auth::AuthUser;
@@ -20,7 +20,16 @@ pub(crate) async fn current_user(app: &App, me: &AuthUser) -> Result<crate::mode
 #[utoipa::path(get, path = "/api/v1/users/me", operation_id = "getMe", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = kit::problem::Problem)))]
 pub async fn get_me(State(app): State<App>, me: AuthUser) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(UserView::from(&current_user(&app, &me).await?)))
+    let user = current_user(&app, &me).await?;
+    let identities = app.store.identities(user.id).await?;
+    let mut view = UserView::from(&user);
+    view.identities = Some(
+        identities
+            .into_iter()
+            .map(|i| IdentityView { provider: i.provider, email: i.email, linked_at: kit::rfc3339(i.created_at) })
+            .collect(),
+    );
+    Ok(Json(view))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/me", operation_id = "updateMe", tag = "profile", security(("bearer" = [])), request_body = ProfilePatch,

@@ -226,9 +226,34 @@ fn unsealable() -> ApiError {
     ApiError::internal(anyhow::anyhow!("a second-factor secret does not open with this service's key"))
 }
 
-/// At login, for an account with a factor on: whether `code` (from the app, or a recovery
+/// At login (with a password or through a provider): for an account with a factor on,
+/// the code must come and be right. A wrong code counts as a failed login, so guessing
+/// codes is throttled like guessing passwords.
+pub async fn check_at_login(
+    app: &App,
+    user: &User,
+    code: Option<&str>,
+    ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<(), ApiError> {
+    if !user.second_factor {
+        return Ok(());
+    }
+    let Some(code) = code else {
+        return Err(ApiError::SecondFactorRequired(
+            "send the code from the authenticator app, or a recovery code, as `code`".into(),
+        ));
+    };
+    if !passes(app, user, code, now).await? {
+        app.throttle.failed(&user.email, ip, now as u64);
+        return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
+    }
+    Ok(())
+}
+
+/// For an account with a factor on: whether `code` (from the app, or a recovery
 /// code) is right and unused; spends it if so. A recovery code used is mailed.
-pub async fn passes(app: &App, user: &User, code: &str, now: i64) -> Result<bool, ApiError> {
+async fn passes(app: &App, user: &User, code: &str, now: i64) -> Result<bool, ApiError> {
     if code.len() > CODE_MAX {
         return Ok(false);
     }

@@ -5,8 +5,10 @@
 //! refresh token is spent, a reset password ends every session) hold even if the
 //! process dies between two statements.
 
+mod identities;
 mod second_factor;
 
+pub use identities::{Flow, Identity, IdentityStore, Unlink};
 pub use second_factor::SecondFactorStore;
 
 use crate::model::{Preferences, Profile, Purpose, User};
@@ -23,6 +25,8 @@ pub enum StoreError {
     EmailTaken,
     #[error("not found")]
     NotFound,
+    #[error("this account at the provider is linked to another account")]
+    IdentityTaken,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -38,6 +42,7 @@ impl From<StoreError> for kit::ApiError {
         match e {
             StoreError::EmailTaken => kit::ApiError::Conflict(e.to_string()),
             StoreError::NotFound => kit::ApiError::NotFound("no such user".into()),
+            StoreError::IdentityTaken => kit::ApiError::Conflict(e.to_string()),
             StoreError::Db(e) => kit::ApiError::internal(e),
         }
     }
@@ -114,7 +119,7 @@ pub struct UserQuery {
 }
 
 #[async_trait]
-pub trait UserStore: SecondFactorStore + Send + Sync + 'static {
+pub trait UserStore: SecondFactorStore + IdentityStore + Send + Sync + 'static {
     /// Creates an account and records the `user.signed_up` fact with it.
     async fn create_user(&self, new: NewUser, now: i64) -> Result<User>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>>;
@@ -238,6 +243,7 @@ CREATE TABLE ended_sessions (
 CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_at);
 "#,
     second_factor::TABLES,
+    identities::TABLES,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -336,6 +342,32 @@ fn end_sessions(
     Ok(sessions.len())
 }
 
+/// Inserts an account and records the `user.signed_up` fact with it.
+fn insert_user(tx: &Transaction<'_>, new: NewUser, now: i64) -> Result<User> {
+    let id = Uuid::new_v4();
+    let inserted = tx.execute(
+        "INSERT INTO users (id, email, password_hash, display_name, preferences, roles,
+                            email_verified, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT (email) DO NOTHING",
+        params![
+            id.to_string(),
+            new.email,
+            new.password_hash,
+            new.display_name,
+            to_json(&Preferences::default()),
+            to_json(&new.roles),
+            new.email_verified,
+            now
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::EmailTaken);
+    }
+    kit::outbox::record(tx, "user.signed_up", &serde_json::json!({ "user_id": id }), now)?;
+    require_user(tx, id)
+}
+
 /// Spends a single-use token of `purpose`; returns its user when it was live.
 fn spend_one_time(tx: &Transaction<'_>, hash: &str, purpose: Purpose, now: i64) -> rusqlite::Result<Option<Uuid>> {
     let user: Option<String> = tx
@@ -353,32 +385,7 @@ fn spend_one_time(tx: &Transaction<'_>, hash: &str, purpose: Purpose, now: i64) 
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, new: NewUser, now: i64) -> Result<User> {
-        self.db
-            .write(move |tx| {
-                let id = Uuid::new_v4();
-                let inserted = tx.execute(
-                    "INSERT INTO users (id, email, password_hash, display_name, preferences, roles,
-                                        email_verified, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-                     ON CONFLICT (email) DO NOTHING",
-                    params![
-                        id.to_string(),
-                        new.email,
-                        new.password_hash,
-                        new.display_name,
-                        to_json(&Preferences::default()),
-                        to_json(&new.roles),
-                        new.email_verified,
-                        now
-                    ],
-                )?;
-                if inserted == 0 {
-                    return Err(StoreError::EmailTaken);
-                }
-                kit::outbox::record(tx, "user.signed_up", &serde_json::json!({ "user_id": id }), now)?;
-                require_user(tx, id)
-            })
-            .await
+        self.db.write(move |tx| insert_user(tx, new, now)).await
     }
 
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>> {

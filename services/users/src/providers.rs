@@ -1,0 +1,163 @@
+//! Outside identity providers people may sign in with, as configured
+//! (`VECHE_AUTH_PROVIDERS`, a JSON array), and the frontend addresses a sign-in may
+//! return to. Pure: parsing and checks, no I/O.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How Veche speaks to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenID Connect, found by discovery from its issuer (Keycloak, Google, corporate
+    /// identity providers, any certified provider).
+    Oidc,
+}
+
+/// One provider, as configured.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// Short name in URLs: `keycloak`, `google`, `corp`.
+    pub id: String,
+    /// What people see on the button.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// The issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes asked for; `openid`, `email` and `profile` by default.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+/// Secrets stay out of logs and `--help`.
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configured providers, in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct Providers(pub Vec<Provider>);
+
+impl Providers {
+    pub fn get(&self, id: &str) -> Option<&Provider> {
+        self.0.iter().find(|p| p.id == id)
+    }
+}
+
+/// `VECHE_AUTH_PROVIDERS`: a JSON array of providers (empty: none).
+pub fn parse_providers(s: &str) -> Result<Providers, String> {
+    if s.trim().is_empty() {
+        return Ok(Providers::default());
+    }
+    let list: Vec<Provider> = serde_json::from_str(s).map_err(|e| format!("a JSON array of providers: {e}"))?;
+    let mut seen = std::collections::HashSet::new();
+    for p in &list {
+        let slug = !p.id.is_empty()
+            && p.id.len() <= 32
+            && p.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug {
+            return Err(format!("provider id `{}`: 1 to 32 of a-z, 0-9 and -", p.id));
+        }
+        if !seen.insert(p.id.as_str()) {
+            return Err(format!("provider id `{}` is given twice", p.id));
+        }
+        if p.name.trim().is_empty() || p.client_id.is_empty() || p.client_secret.is_empty() {
+            return Err(format!("provider `{}` needs a name, a client_id and a client_secret", p.id));
+        }
+        check_base_url(&p.issuer).map_err(|e| format!("provider `{}`: issuer {e}", p.id))?;
+        if !p.scopes.iter().any(|s| s == "openid") {
+            return Err(format!("provider `{}`: OpenID Connect needs the `openid` scope", p.id));
+        }
+    }
+    Ok(Providers(list))
+}
+
+/// https, or http to a loopback host (a provider on the same machine, in tests).
+fn check_base_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("is not a URL: {e}"))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("must be https (http only on loopback)".into()),
+    }
+}
+
+/// Where a sign-in may send the browser back to: exact URIs (OAuth 2.1 compares redirect
+/// URIs as strings), here the frontends' pages that finish a sign-in.
+#[derive(Debug, Clone, Default)]
+pub struct ReturnAddresses(pub Vec<String>);
+
+impl ReturnAddresses {
+    pub fn allows(&self, uri: &str) -> bool {
+        self.0.iter().any(|allowed| allowed == uri)
+    }
+}
+
+/// `VECHE_AUTH_REDIRECT_URIS`: comma-separated absolute URIs without fragments.
+pub fn parse_return_addresses(s: &str) -> Result<ReturnAddresses, String> {
+    let mut list = Vec::new();
+    for uri in s.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let url = url::Url::parse(uri).map_err(|e| format!("`{uri}` is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "https" | "http") || url.fragment().is_some() {
+            return Err(format!("`{uri}`: an http(s) URI without a fragment"));
+        }
+        list.push(uri.to_owned());
+    }
+    Ok(ReturnAddresses(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_parse_with_defaults_and_are_checked() {
+        let ps = parse_providers(
+            r#"[{"id": "corp", "name": "Corporate SSO", "kind": "oidc", "issuer": "https://sso.example.org/realms/x",
+                 "client_id": "veche", "client_secret": "s3cret"}]"#,
+        )
+        .unwrap();
+        let corp = ps.get("corp").unwrap();
+        assert_eq!(corp.scopes, ["openid", "email", "profile"]);
+        assert!(!format!("{corp:?}").contains("s3cret"), "no secret in Debug");
+        assert!(parse_providers("").unwrap().0.is_empty());
+
+        let bad = |json: &str| parse_providers(json).unwrap_err();
+        let one = |fields: &str| {
+            format!(r#"[{{"name": "N", "kind": "oidc", "client_id": "c", "client_secret": "s", {fields}}}]"#)
+        };
+        assert!(bad(&one(r#""id": "Corp", "issuer": "https://a.example""#)).contains("a-z"));
+        assert!(bad(&one(r#""id": "corp", "issuer": "http://a.example""#)).contains("https"));
+        assert!(parse_providers(&one(r#""id": "corp", "issuer": "http://127.0.0.1:9000""#)).is_ok());
+        assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "scopes": ["email"]"#)).contains("openid"));
+        assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "extra": 1"#)).contains("unknown field"));
+        let twice =
+            format!("[{0}, {0}]", &one(r#""id": "corp", "issuer": "https://a.example""#)[1..].trim_end_matches(']'));
+        assert!(bad(&twice).contains("twice"), "{twice}");
+    }
+
+    #[test]
+    fn return_addresses_match_exactly() {
+        let r = parse_return_addresses("https://app.example.org/signed-in, http://127.0.0.1:8080/dashboard").unwrap();
+        assert!(r.allows("https://app.example.org/signed-in"));
+        assert!(!r.allows("https://app.example.org/signed-in/evil"));
+        assert!(!r.allows("https://app.example.org/signed-in?x=1"));
+        assert!(parse_return_addresses("https://a.example/#x").is_err());
+        assert!(parse_return_addresses("javascript:alert(1)").is_err());
+    }
+}

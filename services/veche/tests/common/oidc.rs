@@ -1,0 +1,82 @@
+//! A real OpenID provider for the sign-in tests (npm's oidc-provider, `tests/oidc/
+//! provider.mjs`), and a scripted user agent (`tests/python/oidc_login.py`) that goes
+//! through it as a browser would.
+
+#![allow(dead_code)]
+
+use super::*;
+use std::io::{BufRead, BufReader};
+
+pub const CLIENT_ID: &str = "veche";
+pub const CLIENT_SECRET: &str = "a client secret long enough";
+
+/// A running provider; killed when dropped.
+pub struct OidcProvider {
+    child: Child,
+    pub port: u16,
+}
+
+impl OidcProvider {
+    pub fn issuer_on(port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The `VECHE_AUTH_PROVIDERS` value naming a provider `corp` at `port`.
+    pub fn config(port: u16) -> String {
+        json!([{"id": "corp", "name": "Corporate SSO", "kind": "oidc", "issuer": Self::issuer_on(port),
+                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}])
+        .to_string()
+    }
+
+    /// Starts the provider on `port`, its client registered with Veche's callback.
+    pub fn start(port: u16, v: &Veche) -> Self {
+        let modules = std::env::var("VECHE_BROWSER_MODULES").unwrap_or_else(|_| {
+            panic!("VECHE_BROWSER_MODULES is not set: run the suite with scripts/test, which installs oidc-provider")
+        });
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", CLIENT_ID)
+            .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env("REDIRECT_URI", v.url("/api/v1/auth/oauth/corp/callback"))
+            .env("VECHE_BROWSER_MODULES", modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting node");
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready "), "the provider did not start: {line:?}");
+        // Keep reading what it prints: a closed pipe would end it at its next notice.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Self { child, port }
+    }
+
+    /// Adds a signing key that signs from now on.
+    pub async fn rotate(&self) {
+        let r = client().post(format!("{}/test/rotate", Self::issuer_on(self.port))).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Goes from `start` (Veche's start URL, or a provider's authorization URL) through the
+/// provider's login form as `login`, and answers the query the browser brings back to
+/// `return_to`, plus `_callback` (Veche's callback URL it went through). With `stop`,
+/// stops before calling Veche's callback and answers just `_callback`.
+pub fn browse(start: &str, return_to: &str, login: &str, stop: bool) -> Value {
+    let stop = if stop { "stop" } else { "go" };
+    run_python("oidc_login.py", &[start, return_to, login, stop])
+}

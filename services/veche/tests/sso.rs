@@ -1,0 +1,164 @@
+//! Signing in through an outside OpenID provider, end to end: a real, certified provider
+//! (npm's oidc-provider) on loopback, a scripted browser (Python's requests) through its
+//! login form, and Veche's public API. Also the ways it must fail: a wrong or replayed
+//! state, a replayed code, an email the provider has not verified (no silent link), and
+//! a provider that is down (503, or an error back to the frontend; nothing half-created).
+
+mod common;
+
+use common::oidc::{OidcProvider, browse};
+use common::*;
+use serde_json::{Value, json};
+
+/// Veche with the provider `corp` at a port chosen now, and that provider started.
+fn with_provider() -> (Veche, OidcProvider) {
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
+    let provider = OidcProvider::start(port, &v);
+    (v, provider)
+}
+
+fn start_url(v: &Veche, state: &str) -> String {
+    let back = v.url("/dashboard");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect_uri", &back)
+        .append_pair("state", state)
+        .finish();
+    v.url(&format!("/api/v1/auth/oauth/corp/start?{query}"))
+}
+
+async fn exchange(v: &Veche, code: &str) -> Reply {
+    post(v, "/api/v1/auth/oauth/exchange", json!({"code": code})).await
+}
+
+/// Signs in as `login` at the provider; answers the access token.
+async fn sign_in(v: &Veche, login: &str) -> String {
+    let back = browse(&start_url(v, "s"), &v.url("/dashboard"), login, false);
+    let code = back["code"].as_str().unwrap_or_else(|| panic!("no code: {back}"));
+    let r = exchange(v, code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn me(v: &Veche, token: &str) -> Value {
+    get_auth(v, "/api/v1/users/me", token).await.body
+}
+
+#[tokio::test]
+async fn a_person_signs_in_through_an_openid_provider() {
+    let (v, provider) = with_provider();
+    let listed = send(client().get(v.url("/api/v1/auth/providers"))).await;
+    assert_eq!(listed.body, json!([{"id": "corp", "name": "Corporate SSO", "kind": "oidc"}]));
+
+    // The browser comes back with a one-time code and the frontend's own state; the
+    // callback's redirect is never cached.
+    let back = browse(&start_url(&v, "frontend-state-1"), &v.url("/dashboard"), "ann", false);
+    assert_eq!(back["state"], "frontend-state-1", "{back}");
+    let code = back["code"].as_str().unwrap_or_else(|| panic!("no code: {back}")).to_owned();
+    assert!(back.get("access_token").is_none());
+    let r = exchange(&v, &code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let ann = me(&v, &token).await;
+    assert_eq!((&ann["email"], &ann["email_verified"]), (&json!("ann@example.org"), &json!(true)), "{ann}");
+    assert_eq!(ann["display_name"], "Person ann");
+    assert_eq!(ann["identities"][0]["provider"], "corp", "{ann}");
+
+    // The code works once; the callback's state works once; a made-up state not at all.
+    exchange(&v, &code).await.assert_problem(410);
+    let callback = back["_callback"].as_str().unwrap();
+    send(client().get(callback)).await.assert_problem(400);
+    let forged = v.url("/api/v1/auth/oauth/corp/callback?code=abc&state=not-a-state-we-made");
+    send(client().get(forged)).await.assert_problem(400);
+
+    // Signing in again finds the same account, also after the provider rotated its
+    // signing key (Veche fetches the new key when a token names it).
+    provider.rotate().await;
+    let again = sign_in(&v, "ann").await;
+    assert_eq!(me(&v, &again).await["id"], ann["id"]);
+
+    // An account with no password keeps its last way in.
+    send(client().delete(v.url("/api/v1/users/me/identities/corp")).bearer_auth(&token)).await.assert_problem(409);
+}
+
+#[tokio::test]
+async fn only_a_verified_email_joins_an_existing_account() {
+    let (v, _provider) = with_provider();
+    // Verified by the provider: the identity joins the account with that email.
+    let (bob_password, _) = signed_up(&v, "bob@example.org").await;
+    let bob = me(&v, &bob_password).await;
+    let via_provider = sign_in(&v, "bob").await;
+    assert_eq!(me(&v, &via_provider).await["id"], bob["id"]);
+
+    // Not verified: refused, nothing linked, nothing created.
+    let (carol_password, _) = signed_up(&v, "unverified-carol@example.org").await;
+    let back = browse(&start_url(&v, "s"), &v.url("/dashboard"), "unverified-carol", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+    assert!(back["error_description"].as_str().unwrap().contains("not verified"), "{back}");
+    assert!(back.get("code").is_none());
+    assert_eq!(me(&v, &carol_password).await["identities"], json!([]));
+    let back = browse(&start_url(&v, "s"), &v.url("/dashboard"), "unverified-dave", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+    assert_eq!(register(&v, "unverified-dave@example.org").await.status, 201, "no account was made for dave");
+
+    // The owner links a provider account with another email themselves, and it signs in.
+    let r = send(
+        client()
+            .post(v.url("/api/v1/users/me/identities/corp"))
+            .bearer_auth(&carol_password)
+            .json(&json!({"redirect_uri": v.url("/dashboard"), "state": "link-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let back = browse(r.body["authorization_url"].as_str().unwrap(), &v.url("/dashboard"), "carol-at-work", false);
+    assert_eq!((&back["linked"], &back["state"]), (&json!("corp"), &json!("link-1")), "{back}");
+    let carol = me(&v, &carol_password).await;
+    assert_eq!(carol["identities"][0]["email"], "carol-at-work@example.org", "{carol}");
+    assert_eq!(me(&v, &sign_in(&v, "carol-at-work").await).await["id"], carol["id"]);
+    // She has a password, so the link may go.
+    let unlink = || send(client().delete(v.url("/api/v1/users/me/identities/corp")).bearer_auth(&carol_password));
+    assert_eq!(unlink().await.status, 204);
+    unlink().await.assert_problem(404);
+}
+
+#[tokio::test]
+async fn start_and_return_addresses_are_checked() {
+    let (v, _provider) = with_provider();
+    let elsewhere = v.url("/api/v1/auth/oauth/corp/start?redirect_uri=https%3A%2F%2Fevil.example%2F");
+    let r = send(client().get(elsewhere)).await;
+    r.assert_problem(422);
+    assert_eq!(r.body["errors"][0]["field"], "redirect_uri");
+    send(client().get(v.url("/api/v1/auth/oauth/nobody/start?redirect_uri=x"))).await.assert_problem(404);
+    // The redirect to the provider carries PKCE (S256), a state and a nonce.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_redirects.get(start_url(&v, "s")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["code_challenge"].len() >= 43 && q["state"].len() >= 16 && q["nonce"].len() >= 16, "{q:?}");
+    assert_ne!(q["state"], "s", "the provider sees our state, not the frontend's");
+    assert_eq!(q["redirect_uri"], v.url("/api/v1/auth/oauth/corp/callback"));
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_leaves_nothing_half_done() {
+    // Down before the start: a 503 problem.
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
+    send(client().get(start_url(&v, "s"))).await.assert_problem(503);
+
+    // Down between the login and the callback: the frontend hears it, no account is made.
+    let mut provider = OidcProvider::start(port, &v);
+    let stopped = browse(&start_url(&v, "s"), &v.url("/dashboard"), "erin", true);
+    provider.kill();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_redirects.get(stopped["_callback"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["error"], "temporarily_unavailable", "{q:?}");
+    assert!(!q.contains_key("code"));
+    assert_eq!(register(&v, "erin@example.org").await.status, 201, "no account was made for erin");
+}
