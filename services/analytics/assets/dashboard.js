@@ -36,16 +36,26 @@ function showLogin(message) {
   $("login-error").textContent = message || "";
 }
 
+// A sign-in through an identity provider came back with a one-time code, kept here
+// while the account's second factor is asked for.
+let signInCode = null;
+const SIGN_IN_STATE = "veche.sign_in_state";
+
 async function logIn(event) {
   event.preventDefault();
   $("login-error").textContent = "";
-  const credentials = { email: $("email").value, password: $("password").value };
-  if (!$("code-label").hidden) credentials.code = $("code").value;
-  const response = await fetch("/api/v1/auth/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(credentials),
-  });
+  const second = $("code-label").hidden ? undefined : $("code").value;
+  const response = signInCode
+    ? await fetch("/api/v1/auth/oauth/exchange", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code: signInCode, second_factor_code: second }),
+      })
+    : await fetch("/api/v1/auth/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: $("email").value, password: $("password").value, code: second }),
+      });
   if (!response.ok) {
     const problem = await response.clone().json().catch(() => ({}));
     if (String(problem.type).endsWith("/second-factor-required")) {
@@ -60,6 +70,7 @@ async function logIn(event) {
   }
   const body = await response.json();
   sessionStorage.setItem(TOKEN, body.access_token);
+  signInCode = null;
   $("password").value = "";
   $("code").value = "";
   $("code-label").hidden = true;
@@ -229,6 +240,50 @@ async function downloadCsv() {
   URL.revokeObjectURL(url);
 }
 
+// Buttons for the identity providers the platform offers.
+async function offerProviders() {
+  const response = await fetch("/api/v1/auth/providers");
+  if (!response.ok) return;
+  const providers = await response.json();
+  const box = $("providers");
+  for (const p of providers) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.provider = p.id;
+    button.textContent = `Sign in with ${p.name}`;
+    button.addEventListener("click", () => {
+      const state = crypto.randomUUID();
+      sessionStorage.setItem(SIGN_IN_STATE, state);
+      const back = encodeURIComponent(`${location.origin}/dashboard`);
+      location.assign(`/api/v1/auth/oauth/${encodeURIComponent(p.id)}/start?redirect_uri=${back}&state=${state}`);
+    });
+    box.append(button);
+  }
+  box.hidden = providers.length === 0;
+}
+
+// Back from a provider: take the code (or the error) out of the address bar, check the
+// state this page made, and exchange the code for tokens.
+async function finishProviderSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return false;
+  history.replaceState(null, "", location.pathname);
+  const expected = sessionStorage.getItem(SIGN_IN_STATE);
+  sessionStorage.removeItem(SIGN_IN_STATE);
+  if (!expected || params.get("state") !== expected) {
+    showLogin("That sign-in did not start here: try again.");
+    return true;
+  }
+  if (params.has("error")) {
+    showLogin(params.get("error_description") || "The sign-in was refused.");
+    return true;
+  }
+  signInCode = params.get("code");
+  showLogin();
+  await logIn(new Event("submit"));
+  return true;
+}
+
 $("login").addEventListener("submit", logIn);
 $("query").addEventListener("submit", show);
 $("scope").addEventListener("change", loadEvents);
@@ -237,4 +292,7 @@ $("logout").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN);
   showLogin();
 });
-if (sessionStorage.getItem(TOKEN)) start().catch(() => showLogin());
+offerProviders();
+finishProviderSignIn().then((handled) => {
+  if (!handled && sessionStorage.getItem(TOKEN)) start().catch(() => showLogin());
+});

@@ -5,7 +5,8 @@
 //!   show the numbers this test made happen: views, registrations and a check-in.
 //! - The invitation page an invitation mail links to: a newcomer signs up there and joins.
 //! - The verify-email and reset-password pages the account mails link to.
-//! - Logging in to the dashboard with a second factor (a code from pyotp).
+//! - Logging in to the dashboard with a second factor (a code from pyotp), and through
+//!   an OpenID provider (npm's oidc-provider, its own login form).
 //!
 //! Screenshots are kept as artifacts in the cargo target directory (`tmp/`).
 //!
@@ -160,6 +161,14 @@ async fn a_person_with_a_second_factor_logs_in_to_the_dashboard() {
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_person_signs_in_to_the_dashboard_through_the_identity_provider() {
+    let (v, _provider) = common::oidc::with_provider();
+    run_browser("dashboard-sso", &[("VECHE_URL", v.url("")), ("LOGIN", "gina".into())]).await;
+    // The account was made from what the provider said, with a verified address.
+    assert_eq!(register(&v, "gina@example.org").await.status, 409);
 }
 
 /// The pages are served with their strict headers, and their files too; an unknown file

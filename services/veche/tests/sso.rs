@@ -2,21 +2,14 @@
 //! (npm's oidc-provider) on loopback, a scripted browser (Python's requests) through its
 //! login form, and Veche's public API. Also the ways it must fail: a wrong or replayed
 //! state, a replayed code, an email the provider has not verified (no silent link), and
-//! a provider that is down (503, or an error back to the frontend; nothing half-created).
+//! a provider that is down (503, or an error back to the frontend; nothing half-created),
+//! and ID tokens that must not pass (a stand-in provider forges each kind).
 
 mod common;
 
-use common::oidc::{OidcProvider, browse};
+use common::oidc::{HostileProvider, OidcProvider, browse, with_provider};
 use common::*;
 use serde_json::{Value, json};
-
-/// Veche with the provider `corp` at a port chosen now, and that provider started.
-fn with_provider() -> (Veche, OidcProvider) {
-    let port = free_port();
-    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
-    let provider = OidcProvider::start(port, &v);
-    (v, provider)
-}
 
 fn start_url(v: &Veche, state: &str) -> String {
     let back = v.url("/dashboard");
@@ -161,4 +154,33 @@ async fn a_provider_that_is_down_leaves_nothing_half_done() {
     assert_eq!(q["error"], "temporarily_unavailable", "{q:?}");
     assert!(!q.contains_key("code"));
     assert_eq!(register(&v, "erin@example.org").await.status, 201, "no account was made for erin");
+}
+
+/// Each kind of bad ID token is refused, and the browser goes back to the frontend with
+/// `access_denied` and no code; the same provider's good token then signs in, so each
+/// refusal was for what was wrong.
+#[tokio::test]
+async fn forged_and_mismatched_id_tokens_are_refused() {
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
+    let hostile = HostileProvider::start(port);
+    for mode in [
+        "wrong_nonce",
+        "expired",
+        "foreign_key",
+        "unknown_kid",
+        "wrong_audience",
+        "wrong_issuer",
+        "bad_at_hash",
+        "alg_none",
+    ] {
+        hostile.mode(mode).await;
+        let back = browse(&start_url(&v, mode), &v.url("/dashboard"), "mallory", false);
+        assert_eq!(back["error"], "access_denied", "{mode}: {back}");
+        assert!(back.get("code").is_none(), "{mode}: {back}");
+        assert_eq!(back["state"], mode);
+    }
+    hostile.mode("good").await;
+    let token = sign_in(&v, "mallory").await;
+    assert_eq!(me(&v, &token).await["email"], "mallory@example.org");
 }

@@ -13,7 +13,9 @@ function env(name) {
 // Runs `check(page, failures)`; a check pushes what it found wrong onto `failures`.
 // `expected` lists the HTTP statuses the check provokes on purpose (chromium logs each
 // such answer as a console error); any other error on the console fails the check.
-async function run(name, check, { expected = [] } = {}) {
+// `origins`, when given, limits that to pages of those origins (another party's pages,
+// such as an identity provider's, are not ours to judge).
+async function run(name, check, { expected = [], origins = null } = {}) {
   const provoked = (text) =>
     expected.some((status) => text.startsWith(`Failed to load resource: the server responded with a status of ${status} `));
   const browser = await chromium.launch({
@@ -25,8 +27,9 @@ async function run(name, check, { expected = [] } = {}) {
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 1000 }, acceptDownloads: true });
     const errors = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("console", (m) => m.type() === "error" && !provoked(m.text()) && errors.push(m.text()));
+    const ours = () => !origins || origins.some((o) => page.url().startsWith(o));
+    page.on("pageerror", (e) => ours() && errors.push(String(e)));
+    page.on("console", (m) => m.type() === "error" && ours() && !provoked(m.text()) && errors.push(m.text()));
     await check(page, failures);
     await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
     if (errors.length) failures.push(`browser errors: ${errors.join("; ")}`);

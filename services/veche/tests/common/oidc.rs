@@ -1,6 +1,6 @@
 //! A real OpenID provider for the sign-in tests (npm's oidc-provider, `tests/oidc/
-//! provider.mjs`), and a scripted user agent (`tests/python/oidc_login.py`) that goes
-//! through it as a browser would.
+//! provider.mjs`), a misbehaving one (`tests/python/hostile_oidc.py`), and a scripted user
+//! agent (`tests/python/oidc_login.py`) that goes through them as a browser would.
 
 #![allow(dead_code)]
 
@@ -9,6 +9,14 @@ use std::io::{BufRead, BufReader};
 
 pub const CLIENT_ID: &str = "veche";
 pub const CLIENT_SECRET: &str = "a client secret long enough";
+
+/// Veche with the provider `corp` at a port chosen now, and that provider started.
+pub fn with_provider() -> (Veche, OidcProvider) {
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
+    let provider = OidcProvider::start(port, &v);
+    (v, provider)
+}
 
 /// A running provider; killed when dropped.
 pub struct OidcProvider {
@@ -79,4 +87,39 @@ impl Drop for OidcProvider {
 pub fn browse(start: &str, return_to: &str, login: &str, stop: bool) -> Value {
     let stop = if stop { "stop" } else { "go" };
     run_python("oidc_login.py", &[start, return_to, login, stop])
+}
+
+/// The misbehaving provider: what is wrong with its ID tokens is set by `mode`.
+pub struct HostileProvider {
+    child: Child,
+    pub port: u16,
+}
+
+impl HostileProvider {
+    pub fn start(port: u16) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hostile_oidc.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .args([&port.to_string(), CLIENT_ID, CLIENT_SECRET])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting python");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready "), "the hostile provider did not start: {line:?}");
+        Self { child, port }
+    }
+
+    pub async fn mode(&self, mode: &str) {
+        let url = format!("{}/test/mode", OidcProvider::issuer_on(self.port));
+        let r = client().post(url).body(mode.to_owned()).send().await.unwrap();
+        assert_eq!(r.status(), 204, "mode {mode}");
+    }
+}
+
+impl Drop for HostileProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
