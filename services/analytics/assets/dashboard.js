@@ -65,6 +65,10 @@ async function logIn(event) {
       $("login-error").textContent = "Enter the code from your authenticator app, or a recovery code.";
       return;
     }
+    if (problem.provider) {
+      // The email's domain signs in through its company's provider: point at its button.
+      document.querySelector(`#providers button[data-provider="${CSS.escape(problem.provider)}"]`)?.focus();
+    }
     $("login-error").textContent = await problemText(response);
     return;
   }

@@ -40,6 +40,10 @@ pub struct Problem {
     /// Per-field errors when the request failed validation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For `sso-required`: the identity provider (its id in `/api/v1/auth/providers`)
+    /// this account signs in through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// Everything a handler can answer instead of success.
@@ -55,6 +59,9 @@ pub enum ApiError {
     /// factor: a 401 of its own kind, so clients know to ask for the code.
     #[error("second factor required: {0}")]
     SecondFactorRequired(String),
+    /// The account's email domain signs in through an identity provider only.
+    #[error("sign in through {provider}: {detail}")]
+    SsoRequired { provider: String, detail: String },
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("not found: {0}")]
@@ -99,7 +106,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) | Self::SecondFactorRequired(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::SsoRequired { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
@@ -121,6 +128,7 @@ impl ApiError {
             Self::Validation(_) => "validation",
             Self::Unauthorized(_) => "unauthorized",
             Self::SecondFactorRequired(_) => "second-factor-required",
+            Self::SsoRequired { .. } => "sso-required",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::Conflict(_) => "conflict",
@@ -142,6 +150,7 @@ impl ApiError {
             Self::Validation(_) => "The request has invalid fields",
             Self::Unauthorized(_) => "Authentication is required",
             Self::SecondFactorRequired(_) => "A second factor is required",
+            Self::SsoRequired { .. } => "Sign in through your organization's identity provider",
             Self::Forbidden(_) => "You may not do this",
             Self::NotFound(_) => "Not found",
             Self::Conflict(_) => "Conflict with the current state",
@@ -169,7 +178,8 @@ impl ApiError {
             | Self::UnsupportedMediaType(d)
             | Self::Unavailable(d)
             | Self::BadGateway(d)
-            | Self::GatewayTimeout(d) => Some(d.clone()),
+            | Self::GatewayTimeout(d)
+            | Self::SsoRequired { detail: d, .. } => Some(d.clone()),
             Self::TooManyRequests { retry_after } => Some(format!("retry after {} s", retry_after.as_secs().max(1))),
             Self::Validation(_) | Self::MethodNotAllowed | Self::PayloadTooLarge | Self::Internal(_) => None,
         };
@@ -181,6 +191,10 @@ impl ApiError {
             errors: match self {
                 Self::Validation(errors) => errors.clone(),
                 _ => Vec::new(),
+            },
+            provider: match self {
+                Self::SsoRequired { provider, .. } => Some(provider.clone()),
+                _ => None,
             },
         }
     }

@@ -30,6 +30,10 @@ pub struct Provider {
     /// Scopes asked for; `openid`, `email` and `profile` by default.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
+    /// Email domains whose people sign in only through this provider (a company's
+    /// identity provider): no password sign-up, login or reset for them.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -56,6 +60,12 @@ impl Providers {
     pub fn get(&self, id: &str) -> Option<&Provider> {
         self.0.iter().find(|p| p.id == id)
     }
+
+    /// The provider an email's domain must sign in through, if its domain is bound.
+    pub fn bound(&self, email: &str) -> Option<&Provider> {
+        let domain = email.rsplit_once('@')?.1.to_ascii_lowercase();
+        self.0.iter().find(|p| p.domains.contains(&domain))
+    }
 }
 
 /// `VECHE_AUTH_PROVIDERS`: a JSON array of providers (empty: none).
@@ -81,6 +91,22 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
         check_base_url(&p.issuer).map_err(|e| format!("provider `{}`: issuer {e}", p.id))?;
         if !p.scopes.iter().any(|s| s == "openid") {
             return Err(format!("provider `{}`: OpenID Connect needs the `openid` scope", p.id));
+        }
+    }
+    let mut list = list;
+    let mut bound = std::collections::HashSet::new();
+    for p in &mut list {
+        for d in &mut p.domains {
+            *d = d.trim().to_ascii_lowercase();
+            let labels = d
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if d.len() > 253 || !d.contains('.') || !labels {
+                return Err(format!("provider `{}`: `{d}` is not a domain name", p.id));
+            }
+            if !bound.insert(d.clone()) {
+                return Err(format!("domain `{d}` is bound to two providers"));
+            }
         }
     }
     Ok(Providers(list))
@@ -129,9 +155,11 @@ mod tests {
     fn providers_parse_with_defaults_and_are_checked() {
         let ps = parse_providers(
             r#"[{"id": "corp", "name": "Corporate SSO", "kind": "oidc", "issuer": "https://sso.example.org/realms/x",
-                 "client_id": "veche", "client_secret": "s3cret"}]"#,
+                 "client_id": "veche", "client_secret": "s3cret", "domains": ["Corp.Example"]}]"#,
         )
         .unwrap();
+        assert_eq!(ps.bound("ann@corp.example").map(|p| p.id.as_str()), Some("corp"));
+        assert!(ps.bound("ann@sub.corp.example").is_none() && ps.bound("ann@example.org").is_none());
         let corp = ps.get("corp").unwrap();
         assert_eq!(corp.scopes, ["openid", "email", "profile"]);
         assert!(!format!("{corp:?}").contains("s3cret"), "no secret in Debug");
@@ -146,6 +174,9 @@ mod tests {
         assert!(parse_providers(&one(r#""id": "corp", "issuer": "http://127.0.0.1:9000""#)).is_ok());
         assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "scopes": ["email"]"#)).contains("openid"));
         assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "extra": 1"#)).contains("unknown field"));
+        assert!(
+            bad(&one(r#""id": "corp", "issuer": "https://a.example", "domains": ["not a domain"]"#)).contains("domain")
+        );
         let twice =
             format!("[{0}, {0}]", &one(r#""id": "corp", "issuer": "https://a.example""#)[1..].trim_end_matches(']'));
         assert!(bad(&twice).contains("twice"), "{twice}");

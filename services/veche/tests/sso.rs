@@ -184,3 +184,26 @@ async fn forged_and_mismatched_id_tokens_are_refused() {
     let token = sign_in(&v, "mallory").await;
     assert_eq!(me(&v, &token).await["email"], "mallory@example.org");
 }
+
+/// A domain bound to the provider (a company's staff) signs in there only: no password
+/// sign-up, login or reset, each refused with a problem naming the provider.
+#[tokio::test]
+async fn a_bound_domain_signs_in_only_through_its_provider() {
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config_binding(port, &["example.org"]))]);
+    let _provider = OidcProvider::start(port, &v);
+    let sso_required = |r: &Reply| {
+        r.assert_problem(403);
+        assert_eq!(r.body["type"], "https://veche.dev/problems/sso-required", "{r:?}");
+        assert_eq!(r.body["provider"], "corp", "{r:?}");
+        assert!(r.body["detail"].as_str().unwrap().contains("Corporate SSO"));
+    };
+    sso_required(&register(&v, "ann@example.org").await);
+    // Through the provider, the account is made; its password login stays refused.
+    let token = sign_in(&v, "ann").await;
+    assert_eq!(me(&v, &token).await["email"], "ann@example.org");
+    sso_required(&login(&v, "ann@EXAMPLE.org", PASSWORD).await);
+    sso_required(&post(&v, "/api/v1/auth/password-reset", json!({"email": "ann@example.org"})).await);
+    // Other domains keep their passwords.
+    assert_eq!(register(&v, "ann@elsewhere.example").await.status, 201);
+}

@@ -93,6 +93,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 
 #[utoipa::path(post, path = "/api/v1/auth/register", operation_id = "registerUser", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 409, description = "email taken", body = kit::problem::Problem),
+              (status = 403, description = "(type `sso-required`) the email's domain signs in through its identity provider, named in `provider`", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
 pub async fn register(
     State(app): State<App>,
@@ -106,6 +107,7 @@ pub async fn register(
     model::check_display_name(&mut v, &req.display_name);
     model::check_password(&mut v, "password", &req.password, app.config.password_min_length, &email);
     v.into_result()?;
+    no_password_for(&app, &email)?;
     // The cheap checks first: a request that would fail anyway costs no hash. (Creating
     // the account still refuses a taken email when two registrations race.)
     if app.store.user_by_email(&email).await?.is_some() {
@@ -128,7 +130,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "logIn", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair),
               (status = 401, description = "wrong email, password or code; or (type `second-factor-required`) the account needs a `code`", body = kit::problem::Problem),
-              (status = 403, description = "the account is disabled, or its email must be verified first", body = kit::problem::Problem),
+              (status = 403, description = "the account is disabled, or its email must be verified first; or (type `sso-required`) its domain signs in through the identity provider named in `provider`", body = kit::problem::Problem),
               (status = 429, body = kit::problem::Problem)))]
 pub async fn login(
     State(app): State<App>,
@@ -140,6 +142,7 @@ pub async fn login(
     if email.len() > 254 || req.password.chars().count() > model::PASSWORD_MAX {
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     }
+    no_password_for(&app, &email)?;
     let ip = client_ip(&app, &headers, peer);
     let now = now_unix();
     app.throttle.check(&email, ip, now as u64).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
@@ -161,6 +164,17 @@ pub async fn login(
 
 /// A new session for an account that proved who it is: refused when the account is
 /// disabled or (when the platform asks) unverified.
+/// People of a domain bound to an identity provider sign in there, never with a password.
+pub(crate) fn no_password_for(app: &App, email: &str) -> Result<(), ApiError> {
+    match app.config.auth_providers.bound(email) {
+        Some(p) => Err(ApiError::SsoRequired {
+            provider: p.id.clone(),
+            detail: format!("accounts of this email domain sign in through {}", p.name),
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn start_session(
     app: &App,
     user: &User,
@@ -272,12 +286,14 @@ pub async fn resend_verification(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", operation_id = "requestPasswordReset", tag = "auth", request_body = EmailRequest,
-    responses((status = 202, description = "a reset link is on its way if the account exists")))]
+    responses((status = 202, description = "a reset link is on its way if the account exists"),
+              (status = 403, description = "(type `sso-required`) the email's domain signs in through its identity provider", body = kit::problem::Problem)))]
 pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest>) -> Result<StatusCode, ApiError> {
     let email = model::normalize_email(req.email.as_deref().unwrap_or_default());
     if !model::is_valid_email(&email) {
         return Err(ApiError::field("email", "is not an email address"));
     }
+    no_password_for(&app, &email)?;
     // The same answer whether or not the account exists (OWASP Forgot Password).
     if let Some(user) = app.store.user_by_email(&email).await?.filter(|u| !u.disabled)
         && cooled_down(&app, user.id, Purpose::ResetPassword)

@@ -31,8 +31,13 @@ impl OidcProvider {
 
     /// The `VECHE_AUTH_PROVIDERS` value naming a provider `corp` at `port`.
     pub fn config(port: u16) -> String {
+        Self::config_binding(port, &[])
+    }
+
+    /// The same, with email `domains` bound to it.
+    pub fn config_binding(port: u16, domains: &[&str]) -> String {
         json!([{"id": "corp", "name": "Corporate SSO", "kind": "oidc", "issuer": Self::issuer_on(port),
-                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}])
+                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "domains": domains}])
         .to_string()
     }
 
