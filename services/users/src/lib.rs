@@ -8,10 +8,10 @@
 
 mod api;
 mod ended;
+mod external;
 mod hash_limits;
 pub mod keys;
 pub mod model;
-mod oidc;
 pub mod password;
 pub mod providers;
 mod second_factor;
@@ -101,8 +101,9 @@ pub struct UsersConfig {
     #[arg(long, env = "VECHE_REQUIRE_ADMIN_SECOND_FACTOR", default_value_t = false)]
     pub require_admin_second_factor: bool,
 
-    /// Identity providers people may sign in with: a JSON array of
-    /// `{id, name, kind: "oidc", issuer, client_id, client_secret, scopes?}`. Each provider
+    /// Identity providers people may sign in with: a JSON array of `{id, name, kind:
+    /// "oidc" | "github", issuer (oidc), client_id, client_secret, scopes?, domains?,
+    /// authorization_url?, token_url?, api_url? (github)}`. Each provider
     /// must know Veche's callback, `<public URL>/api/v1/auth/oauth/<id>/callback`.
     #[arg(long, env = "VECHE_AUTH_PROVIDERS", hide_env_values = true, value_parser = providers::parse_providers, default_value = "")]
     pub auth_providers: providers::Providers,
@@ -165,8 +166,8 @@ pub struct AppState {
     pub mailer: kit::mail::Mailer,
     /// Seals and opens second-factor secrets.
     pub seal: Arc<second_factor::SealKey>,
-    /// Speaks OpenID Connect to the configured providers.
-    pub oidc: Arc<oidc::Oidc>,
+    /// Speaks to the configured identity providers.
+    pub providers: Arc<external::Providers>,
     /// Where sign-ins through providers may return to.
     pub auth_returns: providers::ReturnAddresses,
     pub config: Arc<UsersConfig>,
@@ -242,7 +243,7 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
         mail_cooldown: Arc::default(),
         mailer,
         seal,
-        oidc: Arc::default(),
+        providers: Arc::default(),
         auth_returns,
         config: Arc::new(config),
         public_url: common.platform.public_url(),

@@ -12,6 +12,8 @@ pub enum ProviderKind {
     /// OpenID Connect, found by discovery from its issuer (Keycloak, Google, corporate
     /// identity providers, any certified provider).
     Oidc,
+    /// GitHub (or GitHub Enterprise): OAuth 2.0, and who signed in from its REST API.
+    Github,
 }
 
 /// One provider, as configured.
@@ -23,21 +25,48 @@ pub struct Provider {
     /// What people see on the button.
     pub name: String,
     pub kind: ProviderKind,
-    /// The issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
-    pub issuer: String,
+    /// OpenID Connect: the issuer URL (discovery at
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub issuer: Option<String>,
     pub client_id: String,
     pub client_secret: String,
-    /// Scopes asked for; `openid`, `email` and `profile` by default.
-    #[serde(default = "default_scopes")]
-    pub scopes: Vec<String>,
+    /// Scopes asked for; by default `openid email profile` (OpenID Connect) or
+    /// `read:user user:email` (GitHub).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// GitHub: where people authorize, the token endpoint, and the REST API; github.com's
+    /// by default (set them for GitHub Enterprise).
+    #[serde(default)]
+    pub authorization_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
     /// Email domains whose people sign in only through this provider (a company's
     /// identity provider): no password sign-up, login or reset for them.
     #[serde(default)]
     pub domains: Vec<String>,
 }
 
-fn default_scopes() -> Vec<String> {
-    ["openid", "email", "profile"].map(String::from).to_vec()
+impl Provider {
+    pub fn scopes(&self) -> Vec<String> {
+        let defaults: &[&str] = match self.kind {
+            ProviderKind::Oidc => &["openid", "email", "profile"],
+            ProviderKind::Github => &["read:user", "user:email"],
+        };
+        self.scopes.clone().unwrap_or_else(|| defaults.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// GitHub's authorization URL, token URL and REST API base.
+    pub fn github_endpoints(&self) -> (String, String, String) {
+        let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
+        (
+            or(&self.authorization_url, "https://github.com/login/oauth/authorize"),
+            or(&self.token_url, "https://github.com/login/oauth/access_token"),
+            or(&self.api_url, "https://api.github.com").trim_end_matches('/').to_owned(),
+        )
+    }
 }
 
 /// Secrets stay out of logs and `--help`.
@@ -88,9 +117,32 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
         if p.name.trim().is_empty() || p.client_id.is_empty() || p.client_secret.is_empty() {
             return Err(format!("provider `{}` needs a name, a client_id and a client_secret", p.id));
         }
-        check_base_url(&p.issuer).map_err(|e| format!("provider `{}`: issuer {e}", p.id))?;
-        if !p.scopes.iter().any(|s| s == "openid") {
-            return Err(format!("provider `{}`: OpenID Connect needs the `openid` scope", p.id));
+        let github_urls =
+            [("authorization_url", &p.authorization_url), ("token_url", &p.token_url), ("api_url", &p.api_url)];
+        match p.kind {
+            ProviderKind::Oidc => {
+                let issuer = p.issuer.as_deref().ok_or_else(|| format!("provider `{}` needs an issuer", p.id))?;
+                check_base_url(issuer).map_err(|e| format!("provider `{}`: issuer {e}", p.id))?;
+                if !p.scopes().iter().any(|s| s == "openid") {
+                    return Err(format!("provider `{}`: OpenID Connect needs the `openid` scope", p.id));
+                }
+                if let Some((name, _)) = github_urls.iter().find(|(_, v)| v.is_some()) {
+                    return Err(format!(
+                        "provider `{}`: `{name}` is for GitHub; OpenID Connect finds its endpoints",
+                        p.id
+                    ));
+                }
+            }
+            ProviderKind::Github => {
+                if p.issuer.is_some() {
+                    return Err(format!("provider `{}`: GitHub has no issuer; set its URLs if not github.com", p.id));
+                }
+                for (name, value) in github_urls {
+                    if let Some(url) = value {
+                        check_base_url(url).map_err(|e| format!("provider `{}`: {name} {e}", p.id))?;
+                    }
+                }
+            }
         }
     }
     let mut list = list;
@@ -161,7 +213,14 @@ mod tests {
         assert_eq!(ps.bound("ann@corp.example").map(|p| p.id.as_str()), Some("corp"));
         assert!(ps.bound("ann@sub.corp.example").is_none() && ps.bound("ann@example.org").is_none());
         let corp = ps.get("corp").unwrap();
-        assert_eq!(corp.scopes, ["openid", "email", "profile"]);
+        assert_eq!(corp.scopes(), ["openid", "email", "profile"]);
+        let gh = parse_providers(
+            r#"[{"id": "gh", "name": "GitHub", "kind": "github", "client_id": "c", "client_secret": "s"}]"#,
+        )
+        .unwrap();
+        let gh = gh.get("gh").unwrap();
+        assert_eq!(gh.scopes(), ["read:user", "user:email"]);
+        assert_eq!(gh.github_endpoints().2, "https://api.github.com");
         assert!(!format!("{corp:?}").contains("s3cret"), "no secret in Debug");
         assert!(parse_providers("").unwrap().0.is_empty());
 
@@ -171,6 +230,11 @@ mod tests {
         };
         assert!(bad(&one(r#""id": "Corp", "issuer": "https://a.example""#)).contains("a-z"));
         assert!(bad(&one(r#""id": "corp", "issuer": "http://a.example""#)).contains("https"));
+        assert!(bad(&one(r#""id": "corp""#)).contains("needs an issuer"));
+        assert!(
+            bad(&one(r#""id": "corp", "issuer": "https://a.example", "api_url": "https://a.example""#))
+                .contains("GitHub")
+        );
         assert!(parse_providers(&one(r#""id": "corp", "issuer": "http://127.0.0.1:9000""#)).is_ok());
         assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "scopes": ["email"]"#)).contains("openid"));
         assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "extra": 1"#)).contains("unknown field"));

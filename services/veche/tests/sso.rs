@@ -7,17 +7,21 @@
 
 mod common;
 
-use common::oidc::{HostileProvider, OidcProvider, browse, with_provider};
+use common::oidc::{OidcProvider, StandIn, browse, with_provider};
 use common::*;
 use serde_json::{Value, json};
 
 fn start_url(v: &Veche, state: &str) -> String {
+    start_url_of(v, "corp", state)
+}
+
+fn start_url_of(v: &Veche, provider: &str, state: &str) -> String {
     let back = v.url("/dashboard");
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("redirect_uri", &back)
         .append_pair("state", state)
         .finish();
-    v.url(&format!("/api/v1/auth/oauth/corp/start?{query}"))
+    v.url(&format!("/api/v1/auth/oauth/{provider}/start?{query}"))
 }
 
 async fn exchange(v: &Veche, code: &str) -> Reply {
@@ -163,7 +167,7 @@ async fn a_provider_that_is_down_leaves_nothing_half_done() {
 async fn forged_and_mismatched_id_tokens_are_refused() {
     let port = free_port();
     let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &OidcProvider::config(port))]);
-    let hostile = HostileProvider::start(port);
+    let hostile = StandIn::start("hostile_oidc.py", port);
     for mode in [
         "wrong_nonce",
         "expired",
@@ -206,4 +210,48 @@ async fn a_bound_domain_signs_in_only_through_its_provider() {
     sso_required(&post(&v, "/api/v1/auth/password-reset", json!({"email": "ann@example.org"})).await);
     // Other domains keep their passwords.
     assert_eq!(register(&v, "ann@elsewhere.example").await.status, 201);
+}
+
+/// A GitHub-kind provider (OAuth 2.0 and a REST API, no OpenID Connect), against a
+/// stand-in that speaks GitHub's documented endpoints: the account is the numeric id,
+/// the email the primary one with GitHub's own `verified`.
+#[tokio::test]
+async fn a_person_signs_in_with_github() {
+    let port = free_port();
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &StandIn::github_config(port))]);
+    let github = StandIn::start("github_standin.py", port);
+    let listed = send(client().get(v.url("/api/v1/auth/providers"))).await;
+    assert_eq!(listed.body, json!([{"id": "gh", "name": "GitHub", "kind": "github"}]));
+
+    let back = browse(&start_url_of(&v, "gh", "gh-1"), &v.url("/dashboard"), "octo", false);
+    assert_eq!(back["state"], "gh-1", "{back}");
+    let r = exchange(&v, back["code"].as_str().unwrap_or_else(|| panic!("{back}"))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let octo = me(&v, r.body["access_token"].as_str().unwrap()).await;
+    assert_eq!((&octo["email"], &octo["display_name"]), (&json!("octo@example.org"), &json!("Octo Cat")), "{octo}");
+    assert_eq!(octo["identities"][0]["provider"], "gh");
+
+    // The same GitHub account (by id, though renamed and with a new address) finds it again.
+    github
+        .person(json!({"id": 4242, "login": "octo-renamed", "name": null, "email": null,
+                       "emails": [{"email": "new@example.org", "primary": true, "verified": true, "visibility": "private"}]}))
+        .await;
+    let back = browse(&start_url_of(&v, "gh", "gh-2"), &v.url("/dashboard"), "octo", false);
+    let again = exchange(&v, back["code"].as_str().unwrap_or_else(|| panic!("{back}"))).await;
+    assert_eq!(me(&v, again.body["access_token"].as_str().unwrap()).await["id"], octo["id"]);
+
+    // An unverified primary address does not join the account that has it.
+    signed_up(&v, "hubot@example.org").await;
+    github
+        .person(json!({"id": 7, "login": "hubot", "name": null, "email": "hubot@example.org",
+                       "emails": [{"email": "hubot@example.org", "primary": true, "verified": false, "visibility": "public"}]}))
+        .await;
+    let back = browse(&start_url_of(&v, "gh", "gh-3"), &v.url("/dashboard"), "hubot", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+    assert!(back["error_description"].as_str().unwrap().contains("not verified"), "{back}");
+
+    // A code GitHub refuses (a replayed callback reaches a spent state; a forged state
+    // never reaches GitHub): nothing is signed in.
+    let callback = back["_callback"].as_str().unwrap();
+    send(client().get(callback)).await.assert_problem(400);
 }

@@ -16,8 +16,8 @@
 use super::auth::{TokenPair, client_ip, start_session};
 use super::me::current_user;
 use crate::App;
+use crate::external::{ExternalPerson, ProviderError};
 use crate::model::{self, User};
-use crate::oidc::{ExternalPerson, OidcError};
 use crate::providers::{Provider, ProviderKind};
 use crate::store::{Flow, Identity, NewUser, StoreError, Unlink};
 use axum::extract::State;
@@ -90,7 +90,7 @@ fn check_return(app: &App, redirect_uri: &str, state: Option<&str>) -> Result<()
     Ok(())
 }
 
-fn unavailable(e: OidcError) -> ApiError {
+fn unavailable(e: ProviderError) -> ApiError {
     tracing::warn!(error = %e, "identity provider");
     ApiError::Unavailable("the identity provider cannot be reached; try again later".into())
 }
@@ -103,7 +103,7 @@ async fn begin(
     client_state: Option<String>,
     link_user: Option<Uuid>,
 ) -> Result<String, ApiError> {
-    let auth = app.oidc.authorize(provider, &callback_url(app, &provider.id)).await.map_err(unavailable)?;
+    let auth = app.providers.authorize(provider, &callback_url(app, &provider.id)).await.map_err(unavailable)?;
     let flow = Flow {
         provider: provider.id.clone(),
         nonce: auth.nonce,
@@ -232,23 +232,24 @@ async fn sign_in(
         return Ok(Err(Refusal::new(error, format!("the identity provider refused the sign-in: {said}"))));
     }
     // A mix-up attack sends another provider's answer here (RFC 9207 §2.4).
-    if q.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != provider.issuer.trim_end_matches('/')) {
+    let issuer = provider.issuer.as_deref().unwrap_or_default().trim_end_matches('/');
+    if q.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != issuer) {
         return Ok(Err(Refusal::new("access_denied", "the answer came from another issuer")));
     }
     let Some(code) = q.code.as_deref().filter(|c| c.len() <= PARAM_MAX) else {
         return Ok(Err(Refusal::new("invalid_request", "the identity provider sent no code")));
     };
     let callback = callback_url(app, &provider.id);
-    let person = match app.oidc.finish(provider, &callback, code, &flow.pkce_verifier, &flow.nonce).await {
+    let person = match app.providers.finish(provider, &callback, code, &flow.pkce_verifier, &flow.nonce).await {
         Ok(person) => person,
-        Err(OidcError::Unavailable(e)) => {
+        Err(ProviderError::Unavailable(e)) => {
             tracing::warn!(provider = %provider.id, error = %e, "sign-in: provider unavailable");
             return Ok(Err(Refusal::new(
                 "temporarily_unavailable",
                 "the identity provider cannot be reached; try again",
             )));
         }
-        Err(OidcError::Refused(e)) => {
+        Err(ProviderError::Refused(e)) => {
             tracing::warn!(provider = %provider.id, error = %e, "sign-in: the provider's answer was refused");
             return Ok(Err(Refusal::new("access_denied", "the identity provider's answer could not be verified")));
         }

@@ -94,15 +94,16 @@ pub fn browse(start: &str, return_to: &str, login: &str, stop: bool) -> Value {
     run_python("oidc_login.py", &[start, return_to, login, stop])
 }
 
-/// The misbehaving provider: what is wrong with its ID tokens is set by `mode`.
-pub struct HostileProvider {
+/// A provider stand-in written in Python: `hostile_oidc.py` (an OpenID provider whose ID
+/// tokens go wrong as told) or `github_standin.py` (GitHub's OAuth and REST endpoints).
+pub struct StandIn {
     child: Child,
     pub port: u16,
 }
 
-impl HostileProvider {
-    pub fn start(port: u16) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/hostile_oidc.py");
+impl StandIn {
+    pub fn start(script: &str, port: u16) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
         let mut child = Command::new(python())
             .arg(script)
             .args([&port.to_string(), CLIENT_ID, CLIENT_SECRET])
@@ -111,18 +112,37 @@ impl HostileProvider {
             .expect("starting python");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready "), "the hostile provider did not start: {line:?}");
+        assert!(line.starts_with("ready "), "the stand-in did not start: {line:?}");
         Self { child, port }
     }
 
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        client().post(format!("{}{path}", OidcProvider::issuer_on(self.port)))
+    }
+
+    /// `hostile_oidc.py`: what goes wrong in the next ID tokens.
     pub async fn mode(&self, mode: &str) {
-        let url = format!("{}/test/mode", OidcProvider::issuer_on(self.port));
-        let r = client().post(url).body(mode.to_owned()).send().await.unwrap();
+        let r = self.post("/test/mode").body(mode.to_owned()).send().await.unwrap();
         assert_eq!(r.status(), 204, "mode {mode}");
+    }
+
+    /// `github_standin.py`: who signs in next.
+    pub async fn person(&self, person: Value) {
+        let r = self.post("/test/user").json(&person).send().await.unwrap();
+        assert_eq!(r.status(), 204, "{person}");
+    }
+
+    /// The `VECHE_AUTH_PROVIDERS` value naming a GitHub-kind provider `gh` here.
+    pub fn github_config(port: u16) -> String {
+        let base = OidcProvider::issuer_on(port);
+        json!([{"id": "gh", "name": "GitHub", "kind": "github", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "authorization_url": format!("{base}/login/oauth/authorize"),
+                "token_url": format!("{base}/login/oauth/access_token"), "api_url": format!("{base}/api")}])
+        .to_string()
     }
 }
 
-impl Drop for HostileProvider {
+impl Drop for StandIn {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -22,14 +22,14 @@ Usage: hostile_oidc.py PORT CLIENT_ID CLIENT_SECRET
 
 import base64
 import hashlib
-import hmac
 import json
 import secrets
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
+
+from standin import QuietHandler, same, serve
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -99,9 +99,6 @@ def id_token(mode, nonce, access_token):
     return signing_input + "." + b64url(signature)
 
 
-def same(a, b):
-    # Constant-time, and bytes so that non-ASCII input is refused rather than raising.
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
 def client_authenticated(header):
@@ -117,23 +114,7 @@ def client_authenticated(header):
         unquote_plus(secret), CLIENT_SECRET)
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass  # the tests read this process's output; per-request lines are noise
-
-    def reply(self, status, body=b"", content_type="text/plain", headers=()):
-        if isinstance(body, (dict, list)):
-            body, content_type = json.dumps(body).encode(), "application/json"
-        elif isinstance(body, str):
-            body = body.encode()
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if body:  # a 204 or 302 carries none
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class Handler(QuietHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
@@ -225,7 +206,4 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
-    server.daemon_threads = True
-    print(f"ready {ISSUER}", flush=True)
-    server.serve_forever()
+    serve(PORT, Handler)
