@@ -44,6 +44,21 @@ async fn crds_accept_the_examples_and_reject_invalid_platforms_with_cel_messages
             "set one of embedded or ydb, not both",
         ),
         (
+            "oidc-without-issuer",
+            "spec: {auth: {providers: [{id: corp, name: Corp, kind: oidc, clientId: v, clientSecret: {name: s}}]}}",
+            "an oidc provider needs an issuer",
+        ),
+        (
+            "github-with-issuer",
+            "spec: {auth: {providers: [{id: gh, name: GitHub, kind: github, issuer: 'https://github.com', clientId: v, clientSecret: {name: s}}]}}",
+            "a github provider has no issuer",
+        ),
+        (
+            "bad-sso-domain",
+            "spec: {auth: {providers: [{id: corp, name: Corp, kind: oidc, issuer: 'https://sso.example.org', clientId: v, clientSecret: {name: s}, domains: ['Not A Domain']}]}}",
+            "spec.auth.providers[0].domains[0]: Invalid value",
+        ),
+        (
             "a-platform-name-that-is-much-too-long-for-its-services",
             "spec: {database: {embedded: {}}}",
             "a Platform name has at most 40 characters",

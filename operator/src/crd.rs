@@ -185,7 +185,7 @@ pub struct YdbSpec {
     /// Database path, e.g. `/ru-central1/b1g/etn`.
     #[schemars(length(min = 1))]
     pub database: String,
-    /// Secret holding the access token; none for anonymous access.
+    /// Secret holding the access token (key default `token`); none for anonymous access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<SecretKeyRef>,
 }
@@ -197,7 +197,7 @@ pub struct SecretKeyRef {
     /// Name of the Secret.
     #[schemars(length(min = 1))]
     pub name: String,
-    /// Key within it; default `token`.
+    /// Key within it; each field that takes a Secret names its default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
@@ -222,6 +222,75 @@ pub struct AuthSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub signing_key_rotation_days: Option<i64>,
+    /// Identity providers people may sign in with (OpenID Connect, GitHub). Register
+    /// `<public endpoint>/api/v1/auth/oauth/<id>/callback` with each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"], "maxItems" = 20))]
+    pub providers: Vec<AuthProvider>,
+    /// Frontend pages a sign-in through a provider may return to (exact URIs); the
+    /// dashboard always may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 50))]
+    #[x_kube(validation = Rule::new("self.all(u, u.startsWith('https://') || u.startsWith('http://'))").message("redirectUris must be http(s) URLs"))]
+    pub redirect_uris: Vec<String>,
+}
+
+/// How the users service speaks to an identity provider.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenID Connect, found by discovery from `issuer`.
+    Oidc,
+    /// GitHub's OAuth 2.0 and REST API (github.com, or GitHub Enterprise by its URLs).
+    Github,
+}
+
+/// An identity provider people may sign in with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind != 'oidc' || has(self.issuer)").message("an oidc provider needs an issuer"))]
+#[x_kube(validation = Rule::new("self.kind != 'github' || !has(self.issuer)").message("a github provider has no issuer; set authorizationUrl, tokenUrl and apiUrl for GitHub Enterprise"))]
+#[x_kube(validation = Rule::new("self.kind == 'github' || !(has(self.authorizationUrl) || has(self.tokenUrl) || has(self.apiUrl))").message("authorizationUrl, tokenUrl and apiUrl are for github providers; oidc finds its endpoints by discovery"))]
+pub struct AuthProvider {
+    /// Short name in URLs, such as `corp` or `github`.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub id: String,
+    /// What people see on the button.
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
+    pub kind: ProviderKind,
+    /// The issuer URL of an oidc provider (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("issuer must be an https URL"))]
+    pub issuer: Option<String>,
+    #[schemars(length(min = 1, max = 256))]
+    pub client_id: String,
+    /// The Secret holding the client secret (key default `clientSecret`).
+    pub client_secret: SecretKeyRef,
+    /// Scopes to ask for; by default `openid email profile` (oidc) or
+    /// `read:user user:email` (github).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 20))]
+    pub scopes: Vec<String>,
+    /// Email domains whose people sign in only through this provider (lowercase DNS
+    /// names, checked by pattern: a CEL rule over every item would exceed the API
+    /// server's cost budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 50))]
+    #[schemars(inner(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+    ))]
+    pub domains: Vec<String>,
+    /// GitHub Enterprise: where people authorize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    /// GitHub Enterprise: the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// GitHub Enterprise: the REST API base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// Defaults of the auth settings, in one place.

@@ -425,6 +425,51 @@ fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// The users service's identity providers: their settings as JSON, each client secret
+/// by reference to a variable taken from its Secret (never the secret in the spec), and
+/// the frontend pages sign-ins may return to.
+fn sign_in_env(auth: &crate::crd::AuthSpec) -> Vec<EnvVar> {
+    let mut vars = Vec::new();
+    if !auth.providers.is_empty() {
+        let providers: Vec<serde_json::Value> = auth
+            .providers
+            .iter()
+            .map(|p| {
+                let mut entry = serde_json::json!({
+                    "id": p.id, "name": p.name, "kind": p.kind, "client_id": p.client_id,
+                    "client_secret_env": env::auth_client_secret(&p.id),
+                });
+                let optional = [
+                    ("issuer", p.issuer.clone().map(serde_json::Value::from)),
+                    ("scopes", (!p.scopes.is_empty()).then(|| p.scopes.clone().into())),
+                    ("domains", (!p.domains.is_empty()).then(|| p.domains.clone().into())),
+                    ("authorization_url", p.authorization_url.clone().map(Into::into)),
+                    ("token_url", p.token_url.clone().map(Into::into)),
+                    ("api_url", p.api_url.clone().map(Into::into)),
+                ];
+                for (key, value) in optional {
+                    if let Some(value) = value {
+                        entry[key] = value;
+                    }
+                }
+                entry
+            })
+            .collect();
+        vars.push(value(env::AUTH_PROVIDERS, serde_json::Value::from(providers).to_string()));
+        for p in &auth.providers {
+            let key = p.client_secret.key.as_deref().unwrap_or(DEFAULT_CLIENT_SECRET_KEY);
+            vars.push(from_secret(&env::auth_client_secret(&p.id), &p.client_secret.name, key));
+        }
+    }
+    if !auth.redirect_uris.is_empty() {
+        vars.push(value(env::AUTH_REDIRECT_URIS, auth.redirect_uris.join(",")));
+    }
+    vars
+}
+
+/// The key of a provider's client secret in its Secret, unless the Platform names one.
+const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
+
 /// The environment of a service: the contract between operator and `veche serve`.
 /// The ServiceDeployment's own `env` comes last and wins over ours by name.
 pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<EnvVar> {
@@ -459,14 +504,17 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
     let proxied = kind != ServiceKind::Gateway || gateway.ingress.is_some() || gateway.http_route.is_some();
     vars.push(value(env::TRUST_FORWARDED_FOR, proxied.to_string()));
     match kind {
-        ServiceKind::Users => vars.extend([
-            value(env::SIGNING_KEYS_DIR, KEYS_DIR),
-            // The operator rotates the Secret; the service must not rotate on its own.
-            value(env::KEY_ROTATION_DAYS, "0"),
-            value(env::ACCESS_TOKEN_TTL, auth.access_token_ttl().to_string()),
-            value(env::REFRESH_TOKEN_TTL, auth.refresh_token_ttl().to_string()),
-            from_secret(env::SERVICE_CLIENTS, &names.service_clients(), SERVICE_CLIENTS_KEY),
-        ]),
+        ServiceKind::Users => {
+            vars.extend([
+                value(env::SIGNING_KEYS_DIR, KEYS_DIR),
+                // The operator rotates the Secret; the service must not rotate on its own.
+                value(env::KEY_ROTATION_DAYS, "0"),
+                value(env::ACCESS_TOKEN_TTL, auth.access_token_ttl().to_string()),
+                value(env::REFRESH_TOKEN_TTL, auth.refresh_token_ttl().to_string()),
+                from_secret(env::SERVICE_CLIENTS, &names.service_clients(), SERVICE_CLIENTS_KEY),
+            ]);
+            vars.extend(sign_in_env(auth));
+        }
         ServiceKind::Gateway => {
             let gateway = &platform.spec.gateway;
             let limits = gateway.rate_limits.clone().unwrap_or_default();
@@ -584,6 +632,38 @@ mod tests {
         let path = |p: Option<Probe>| p.unwrap().http_get.unwrap().path.unwrap();
         assert_eq!(path(c.liveness_probe), "/healthz");
         assert_eq!(path(c.readiness_probe), "/readyz");
+    }
+
+    #[test]
+    fn identity_providers_reach_the_users_service_with_secrets_by_reference() {
+        use crate::crd::{AuthProvider, ProviderKind, SecretKeyRef};
+        let mut spec = PlatformSpec::default();
+        spec.auth.providers.push(AuthProvider {
+            id: "corp-sso".into(),
+            name: "Company SSO".into(),
+            kind: ProviderKind::Oidc,
+            issuer: Some("https://sso.example.org/realms/staff".into()),
+            client_id: "veche".into(),
+            client_secret: SecretKeyRef { name: "sso-client".into(), key: None },
+            scopes: vec![],
+            domains: vec!["corp.example".into()],
+            authorization_url: None,
+            token_url: None,
+            api_url: None,
+        });
+        spec.auth.redirect_uris = vec!["https://app.example.org/signed-in".into()];
+        let env = env_of(&render(&platform(spec.clone()), &sd(ServiceKind::Users)).unwrap());
+        let providers: serde_json::Value = serde_json::from_str(&plain(&env, "VECHE_AUTH_PROVIDERS")).unwrap();
+        assert_eq!(
+            providers,
+            serde_json::json!([{"id": "corp-sso", "name": "Company SSO", "kind": "oidc", "client_id": "veche",
+                "issuer": "https://sso.example.org/realms/staff", "domains": ["corp.example"],
+                "client_secret_env": "VECHE_AUTH_CLIENT_SECRET_CORP_SSO"}])
+        );
+        assert_eq!(secret_ref(&env, "VECHE_AUTH_CLIENT_SECRET_CORP_SSO"), ("sso-client".into(), "clientSecret".into()));
+        assert_eq!(plain(&env, "VECHE_AUTH_REDIRECT_URIS"), "https://app.example.org/signed-in");
+        let events = env_of(&render(&platform(spec), &sd(ServiceKind::Events)).unwrap());
+        assert!(!events.keys().any(|k| k.starts_with("VECHE_AUTH_")), "only users knows the providers");
     }
 
     #[test]

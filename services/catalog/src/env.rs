@@ -47,3 +47,13 @@ pub const USER_BURST: &str = "VECHE_USER_BURST";
 pub const YDB_ENDPOINT: &str = "VECHE_YDB_ENDPOINT";
 pub const YDB_DATABASE: &str = "VECHE_YDB_DATABASE";
 pub const YDB_TOKEN: &str = "VECHE_YDB_TOKEN";
+
+/// Identity providers people may sign in with (users: a JSON array; see the README).
+pub const AUTH_PROVIDERS: &str = "VECHE_AUTH_PROVIDERS";
+/// Frontend pages a provider sign-in may return to (users: exact URIs, comma-separated).
+pub const AUTH_REDIRECT_URIS: &str = "VECHE_AUTH_REDIRECT_URIS";
+/// The environment variable a provider's client secret is read from, named in its
+/// `client_secret_env` (so the operator can take it from a Secret): one per provider id.
+pub fn auth_client_secret(provider_id: &str) -> String {
+    format!("VECHE_AUTH_CLIENT_SECRET_{}", provider_id.to_ascii_uppercase().replace('-', "_"))
+}

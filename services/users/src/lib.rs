@@ -102,15 +102,16 @@ pub struct UsersConfig {
     pub require_admin_second_factor: bool,
 
     /// Identity providers people may sign in with: a JSON array of `{id, name, kind:
-    /// "oidc" | "github", issuer (oidc), client_id, client_secret, scopes?, domains?,
+    /// "oidc" | "github", issuer (oidc), client_id, client_secret (or client_secret_env:
+    /// the variable holding it), scopes?, domains?,
     /// authorization_url?, token_url?, api_url? (github)}`. Each provider
     /// must know Veche's callback, `<public URL>/api/v1/auth/oauth/<id>/callback`.
-    #[arg(long, env = "VECHE_AUTH_PROVIDERS", hide_env_values = true, value_parser = providers::parse_providers, default_value = "")]
+    #[arg(long, env = catalog::env::AUTH_PROVIDERS, hide_env_values = true, value_parser = providers::parse_providers, default_value = "")]
     pub auth_providers: providers::Providers,
 
     /// Frontend pages a sign-in through a provider may return to (exact URIs,
     /// comma-separated); the dashboard (`<public URL>/dashboard`) always may.
-    #[arg(long, env = "VECHE_AUTH_REDIRECT_URIS", value_parser = providers::parse_return_addresses, default_value = "")]
+    #[arg(long, env = catalog::env::AUTH_REDIRECT_URIS, value_parser = providers::parse_return_addresses, default_value = "")]
     pub auth_redirect_uris: providers::ReturnAddresses,
 
     /// Service clients allowed to get service tokens: `name=secret,name=secret`.

@@ -30,7 +30,13 @@ pub struct Provider {
     #[serde(default)]
     pub issuer: Option<String>,
     pub client_id: String,
+    /// The client secret, or (below) the environment variable that holds it.
+    #[serde(default)]
     pub client_secret: String,
+    /// Where the secret is when it is not inline: an environment variable's name (the
+    /// operator sets `VECHE_AUTH_CLIENT_SECRET_<ID>` from a Secret).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
     /// Scopes asked for; by default `openid email profile` (OpenID Connect) or
     /// `read:user user:email` (GitHub).
     #[serde(default)]
@@ -102,7 +108,18 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
     if s.trim().is_empty() {
         return Ok(Providers::default());
     }
-    let list: Vec<Provider> = serde_json::from_str(s).map_err(|e| format!("a JSON array of providers: {e}"))?;
+    let mut list: Vec<Provider> = serde_json::from_str(s).map_err(|e| format!("a JSON array of providers: {e}"))?;
+    for p in &mut list {
+        match (&p.client_secret_env, p.client_secret.is_empty()) {
+            (Some(var), true) => {
+                p.client_secret = std::env::var(var).map_err(|_| format!("provider `{}`: {var} is not set", p.id))?;
+            }
+            (Some(_), false) => {
+                return Err(format!("provider `{}`: client_secret or client_secret_env, not both", p.id));
+            }
+            (None, _) => {}
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for p in &list {
         let slug = !p.id.is_empty()
@@ -145,7 +162,6 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
             }
         }
     }
-    let mut list = list;
     let mut bound = std::collections::HashSet::new();
     for p in &mut list {
         for d in &mut p.domains {

@@ -218,7 +218,10 @@ async fn a_bound_domain_signs_in_only_through_its_provider() {
 #[tokio::test]
 async fn a_person_signs_in_with_github() {
     let port = free_port();
-    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &StandIn::github_config(port))]);
+    let v = Veche::start_with(&[
+        ("VECHE_AUTH_PROVIDERS", &StandIn::github_config(port)),
+        ("VECHE_AUTH_CLIENT_SECRET_GH", common::oidc::CLIENT_SECRET),
+    ]);
     let github = StandIn::start("github_standin.py", port);
     let listed = send(client().get(v.url("/api/v1/auth/providers"))).await;
     assert_eq!(listed.body, json!([{"id": "gh", "name": "GitHub", "kind": "github"}]));
@@ -254,4 +257,57 @@ async fn a_person_signs_in_with_github() {
     // never reaches GitHub): nothing is signed in.
     let callback = back["_callback"].as_str().unwrap();
     send(client().get(callback)).await.assert_problem(400);
+}
+
+/// The operator's rendering of `spec.auth.providers` is what the users service reads: the
+/// variables it puts in the users Deployment (the secret by reference, here filled as the
+/// kubelet would from the Secret) start a Veche that signs people in through the provider.
+#[tokio::test]
+async fn the_operators_provider_settings_are_what_the_users_service_reads() {
+    use operator::crd::{AuthProvider, Platform, PlatformSpec, ProviderKind, SecretKeyRef, ServiceDeployment};
+    use operator::crd::{ServiceDeploymentSpec, ServiceKind};
+    let port = free_port();
+    let mut spec = PlatformSpec::default();
+    spec.auth.providers.push(AuthProvider {
+        id: "corp".into(),
+        name: "Corporate SSO".into(),
+        kind: ProviderKind::Oidc,
+        issuer: Some(OidcProvider::issuer_on(port)),
+        client_id: common::oidc::CLIENT_ID.into(),
+        client_secret: SecretKeyRef { name: "corp-client".into(), key: None },
+        scopes: vec![],
+        domains: vec!["corp.example".into()],
+        authorization_url: None,
+        token_url: None,
+        api_url: None,
+    });
+    let mut platform = Platform::new("demo", spec);
+    platform.metadata.namespace = Some("apps".into());
+    platform.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    let mut sd = ServiceDeployment::new("demo-users", ServiceDeploymentSpec::new("demo", ServiceKind::Users));
+    sd.metadata.namespace = Some("apps".into());
+    sd.metadata.uid = Some("00000000-0000-0000-0000-000000000002".into());
+    let deployment = operator::render::service::render(&platform, &sd).unwrap().deployment;
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for e in env.iter().filter(|e| e.name.starts_with("VECHE_AUTH_")) {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                let secret = from.secret_key_ref.as_ref().unwrap();
+                assert_eq!((secret.name.as_str(), secret.key.as_str()), ("corp-client", "clientSecret"));
+                common::oidc::CLIENT_SECRET.to_owned()
+            }
+            _ => unreachable!(),
+        };
+        vars.push((e.name.clone(), value));
+    }
+    assert_eq!(vars.len(), 2, "{vars:?}");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let v = Veche::start_with(&vars);
+    let _provider = OidcProvider::start(port, &v);
+    let token = sign_in(&v, "ann").await;
+    assert_eq!(me(&v, &token).await["identities"][0]["provider"], "corp");
+    let r = register(&v, "someone@corp.example").await;
+    assert_eq!((r.status, r.body["provider"].as_str()), (403, Some("corp")), "{r:?}");
 }

@@ -135,7 +135,9 @@ impl StandIn {
     /// The `VECHE_AUTH_PROVIDERS` value naming a GitHub-kind provider `gh` here.
     pub fn github_config(port: u16) -> String {
         let base = OidcProvider::issuer_on(port);
-        json!([{"id": "gh", "name": "GitHub", "kind": "github", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        // The secret by reference, as the operator renders it (from a Secret into this variable).
+        json!([{"id": "gh", "name": "GitHub", "kind": "github", "client_id": CLIENT_ID,
+                "client_secret_env": "VECHE_AUTH_CLIENT_SECRET_GH",
                 "authorization_url": format!("{base}/login/oauth/authorize"),
                 "token_url": format!("{base}/login/oauth/access_token"), "api_url": format!("{base}/api")}])
         .to_string()
