@@ -51,7 +51,7 @@ async fn crds_accept_the_examples_and_reject_invalid_platforms_with_cel_messages
         (
             "github-with-issuer",
             "spec: {auth: {providers: [{id: gh, name: GitHub, kind: github, issuer: 'https://github.com', clientId: v, clientSecret: {name: s}}]}}",
-            "a github provider has no issuer",
+            "only an oidc provider has an issuer",
         ),
         (
             "bad-sso-domain",

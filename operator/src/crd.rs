@@ -222,7 +222,8 @@ pub struct AuthSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub signing_key_rotation_days: Option<i64>,
-    /// Identity providers people may sign in with (OpenID Connect, GitHub). Register
+    /// Identity providers people may sign in with (OpenID Connect, GitHub, Yandex ID,
+    /// VK ID). Register
     /// `<public endpoint>/api/v1/auth/oauth/<id>/callback` with each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"], "maxItems" = 20))]
@@ -243,14 +244,18 @@ pub enum ProviderKind {
     Oidc,
     /// GitHub's OAuth 2.0 and REST API (github.com, or GitHub Enterprise by its URLs).
     Github,
+    /// Yandex ID: OAuth 2.0 and its `/info` API.
+    Yandex,
+    /// VK ID: OAuth 2.1 with PKCE and its `user_info` API.
+    Vkid,
 }
 
 /// An identity provider people may sign in with.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.kind != 'oidc' || has(self.issuer)").message("an oidc provider needs an issuer"))]
-#[x_kube(validation = Rule::new("self.kind != 'github' || !has(self.issuer)").message("a github provider has no issuer; set authorizationUrl, tokenUrl and apiUrl for GitHub Enterprise"))]
-#[x_kube(validation = Rule::new("self.kind == 'github' || !(has(self.authorizationUrl) || has(self.tokenUrl) || has(self.apiUrl))").message("authorizationUrl, tokenUrl and apiUrl are for github providers; oidc finds its endpoints by discovery"))]
+#[x_kube(validation = Rule::new("self.kind == 'oidc' || !has(self.issuer)").message("only an oidc provider has an issuer; the others take authorizationUrl, tokenUrl and apiUrl when not the public service's"))]
+#[x_kube(validation = Rule::new("self.kind != 'oidc' || !(has(self.authorizationUrl) || has(self.tokenUrl) || has(self.apiUrl))").message("authorizationUrl, tokenUrl and apiUrl are for plain OAuth providers; oidc finds its endpoints by discovery"))]
 pub struct AuthProvider {
     /// Short name in URLs, such as `corp` or `github`.
     #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9-]+$"))]
@@ -267,8 +272,9 @@ pub struct AuthProvider {
     pub client_id: String,
     /// The Secret holding the client secret (key default `clientSecret`).
     pub client_secret: SecretKeyRef,
-    /// Scopes to ask for; by default `openid email profile` (oidc) or
-    /// `read:user user:email` (github).
+    /// Scopes to ask for; by default `openid email profile` (oidc), `read:user
+    /// user:email` (github), `login:info login:email` (yandex) or `vkid.personal_info
+    /// email` (vkid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("maxItems" = 20))]
     pub scopes: Vec<String>,
@@ -282,13 +288,14 @@ pub struct AuthProvider {
         regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
     ))]
     pub domains: Vec<String>,
-    /// GitHub Enterprise: where people authorize.
+    /// Plain OAuth providers (github, yandex, vkid): where people authorize, when not
+    /// the public service (GitHub Enterprise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_url: Option<String>,
-    /// GitHub Enterprise: the token endpoint.
+    /// Plain OAuth providers: the token endpoint, when not the public service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
-    /// GitHub Enterprise: the REST API base.
+    /// Plain OAuth providers: the user API's base, when not the public service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }

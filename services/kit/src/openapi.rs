@@ -204,7 +204,9 @@ fn camel_case_link(link: &mut Value) {
     }
 }
 
-/// An error answer declared by a handler keeps its description and becomes problem+json.
+/// An error answer declared by a handler keeps its description and becomes problem+json,
+/// unless the handler declares a JSON body of another schema on purpose (the token
+/// endpoint's RFC 6749 errors, which OAuth clients read).
 fn as_problem(response: &mut Value, description: &str) {
     let Some(response) = response.as_object_mut() else { return };
     if response.contains_key("$ref") {
@@ -212,6 +214,12 @@ fn as_problem(response: &mut Value, description: &str) {
     }
     if response.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
         response.insert("description".into(), description.into());
+    }
+    let schema = &response.get("content").and_then(|c| c.get("application/json")).and_then(|j| j.get("schema"));
+    if let Some(schema) = schema
+        && schema.get("$ref").and_then(Value::as_str).is_some_and(|r| r != "#/components/schemas/Problem")
+    {
+        return;
     }
     let content = response.entry("content").or_insert_with(|| json!({}));
     let mut problem = Map::new();
@@ -222,6 +230,17 @@ fn as_problem(response: &mut Value, description: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_of_another_declared_schema_keeps_its_content_type() {
+        let doc = doc(json!({"responses": {
+            "400": {"description": "RFC 6749", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenError"}}}},
+            "401": {"description": "a problem", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+        }}));
+        let responses = &doc["paths"]["/x/{id}"]["post"]["responses"];
+        assert!(responses["400"]["content"]["application/json"].is_object(), "{responses}");
+        assert!(responses["401"]["content"][PROBLEM_JSON].is_object(), "{responses}");
+    }
 
     fn doc(op: Value) -> Value {
         let mut doc = json!({"openapi": "3.1.0", "paths": {"/x/{id}": {"post": op}}});

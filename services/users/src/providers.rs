@@ -14,6 +14,10 @@ pub enum ProviderKind {
     Oidc,
     /// GitHub (or GitHub Enterprise): OAuth 2.0, and who signed in from its REST API.
     Github,
+    /// Yandex ID: OAuth 2.0, and who signed in from its `/info` API.
+    Yandex,
+    /// VK ID: OAuth 2.1 with PKCE, and who signed in from its `user_info` API.
+    Vkid,
 }
 
 /// One provider, as configured.
@@ -41,8 +45,9 @@ pub struct Provider {
     /// `read:user user:email` (GitHub).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    /// GitHub: where people authorize, the token endpoint, and the REST API; github.com's
-    /// by default (set them for GitHub Enterprise).
+    /// Plain OAuth providers (GitHub, Yandex ID, VK ID): where people authorize, the
+    /// token endpoint, and the user API; the public services' by default (set them for
+    /// GitHub Enterprise).
     #[serde(default)]
     pub authorization_url: Option<String>,
     #[serde(default)]
@@ -60,17 +65,30 @@ impl Provider {
         let defaults: &[&str] = match self.kind {
             ProviderKind::Oidc => &["openid", "email", "profile"],
             ProviderKind::Github => &["read:user", "user:email"],
+            ProviderKind::Yandex => &["login:info", "login:email"],
+            ProviderKind::Vkid => &["vkid.personal_info", "email"],
         };
         self.scopes.clone().unwrap_or_else(|| defaults.iter().map(|s| s.to_string()).collect())
     }
 
-    /// GitHub's authorization URL, token URL and REST API base.
-    pub fn github_endpoints(&self) -> (String, String, String) {
+    /// A plain OAuth provider's authorization URL, token URL and user API base.
+    pub fn plain_endpoints(&self) -> (String, String, String) {
+        let (authorize, token, api) = match self.kind {
+            ProviderKind::Yandex => {
+                ("https://oauth.yandex.ru/authorize", "https://oauth.yandex.ru/token", "https://login.yandex.ru")
+            }
+            ProviderKind::Vkid => ("https://id.vk.com/authorize", "https://id.vk.com/oauth2/auth", "https://id.vk.com"),
+            _ => (
+                "https://github.com/login/oauth/authorize",
+                "https://github.com/login/oauth/access_token",
+                "https://api.github.com",
+            ),
+        };
         let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
         (
-            or(&self.authorization_url, "https://github.com/login/oauth/authorize"),
-            or(&self.token_url, "https://github.com/login/oauth/access_token"),
-            or(&self.api_url, "https://api.github.com").trim_end_matches('/').to_owned(),
+            or(&self.authorization_url, authorize),
+            or(&self.token_url, token),
+            or(&self.api_url, api).trim_end_matches('/').to_owned(),
         )
     }
 }
@@ -145,14 +163,17 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
                 }
                 if let Some((name, _)) = github_urls.iter().find(|(_, v)| v.is_some()) {
                     return Err(format!(
-                        "provider `{}`: `{name}` is for GitHub; OpenID Connect finds its endpoints",
+                        "provider `{}`: `{name}` is for plain OAuth providers; OpenID Connect finds its endpoints",
                         p.id
                     ));
                 }
             }
-            ProviderKind::Github => {
+            ProviderKind::Github | ProviderKind::Yandex | ProviderKind::Vkid => {
                 if p.issuer.is_some() {
-                    return Err(format!("provider `{}`: GitHub has no issuer; set its URLs if not github.com", p.id));
+                    return Err(format!(
+                        "provider `{}`: a plain OAuth provider has no issuer; set its URLs instead",
+                        p.id
+                    ));
                 }
                 for (name, value) in github_urls {
                     if let Some(url) = value {
@@ -236,7 +257,7 @@ mod tests {
         .unwrap();
         let gh = gh.get("gh").unwrap();
         assert_eq!(gh.scopes(), ["read:user", "user:email"]);
-        assert_eq!(gh.github_endpoints().2, "https://api.github.com");
+        assert_eq!(gh.plain_endpoints().2, "https://api.github.com");
         assert!(!format!("{corp:?}").contains("s3cret"), "no secret in Debug");
         assert!(parse_providers("").unwrap().0.is_empty());
 
@@ -249,7 +270,7 @@ mod tests {
         assert!(bad(&one(r#""id": "corp""#)).contains("needs an issuer"));
         assert!(
             bad(&one(r#""id": "corp", "issuer": "https://a.example", "api_url": "https://a.example""#))
-                .contains("GitHub")
+                .contains("plain OAuth")
         );
         assert!(parse_providers(&one(r#""id": "corp", "issuer": "http://127.0.0.1:9000""#)).is_ok());
         assert!(bad(&one(r#""id": "corp", "issuer": "https://a.example", "scopes": ["email"]"#)).contains("openid"));

@@ -311,3 +311,52 @@ async fn the_operators_provider_settings_are_what_the_users_service_reads() {
     let r = register(&v, "someone@corp.example").await;
     assert_eq!((r.status, r.body["provider"].as_str()), (403, Some("corp")), "{r:?}");
 }
+
+/// Yandex ID (OAuth 2.0 and its `/info` API): its default email is one its owner
+/// confirmed, so a new person gets an account.
+#[tokio::test]
+async fn a_person_signs_in_with_yandex_id() {
+    let port = free_port();
+    let config = StandIn::plain_config(port, "yandex", "yandex", ["/authorize", "/token", ""]);
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &config)]);
+    let _yandex = StandIn::start("yandex_standin.py", port);
+    let back = browse(&start_url_of(&v, "yandex", "y-1"), &v.url("/dashboard"), "ivan", false);
+    let r = exchange(&v, back["code"].as_str().unwrap_or_else(|| panic!("{back}"))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let ivan = me(&v, r.body["access_token"].as_str().unwrap()).await;
+    assert_eq!((&ivan["email"], &ivan["display_name"]), (&json!("ivan@yandex.ru"), &json!("Ivan Petrov")), "{ivan}");
+    assert_eq!(ivan["identities"][0]["provider"], "yandex");
+}
+
+/// VK ID (OAuth 2.1 with PKCE and a device id bound to the code, its `user_info` API):
+/// it does not say the email is confirmed, so VK ID makes no account and joins none by
+/// email; the owner links it, and then it signs in.
+#[tokio::test]
+async fn vk_id_signs_in_once_its_owner_linked_it() {
+    let port = free_port();
+    let config = StandIn::plain_config(port, "vkid", "vk", ["/authorize", "/oauth2/auth", ""]);
+    let v = Veche::start_with(&[("VECHE_AUTH_PROVIDERS", &config)]);
+    let vk = StandIn::start("vkid_standin.py", port);
+    vk.person(json!({"user_id": "1234567", "first_name": "Ivan", "last_name": "Petrov", "email": "ivan@example.org",
+                     "avatar": "https://example.org/a.jpg", "sex": 2, "verified": false, "birthday": "01.01.2000"}))
+        .await;
+    let (ivan_password, _) = signed_up(&v, "ivan@example.org").await;
+    let back = browse(&start_url_of(&v, "vk", "vk-1"), &v.url("/dashboard"), "ivan", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+
+    let r = send(
+        client()
+            .post(v.url("/api/v1/users/me/identities/vk"))
+            .bearer_auth(&ivan_password)
+            .json(&json!({"redirect_uri": v.url("/dashboard")})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let back = browse(r.body["authorization_url"].as_str().unwrap(), &v.url("/dashboard"), "ivan", false);
+    assert_eq!(back["linked"], "vk", "{back}");
+    let back = browse(&start_url_of(&v, "vk", "vk-2"), &v.url("/dashboard"), "ivan", false);
+    let r = exchange(&v, back["code"].as_str().unwrap_or_else(|| panic!("{back}"))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let ivan = me(&v, r.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(ivan["id"], me(&v, &ivan_password).await["id"]);
+}

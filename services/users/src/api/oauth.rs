@@ -16,7 +16,7 @@
 use super::auth::{TokenPair, client_ip, start_session};
 use super::me::current_user;
 use crate::App;
-use crate::external::{ExternalPerson, ProviderError};
+use crate::external::{ExternalPerson, ProviderError, Returned};
 use crate::model::{self, User};
 use crate::providers::{Provider, ProviderKind};
 use crate::store::{Flow, Identity, NewUser, StoreError, Unlink};
@@ -156,6 +156,8 @@ pub struct CallbackQuery {
     pub error_description: Option<String>,
     /// The issuer that answers (RFC 9207): when sent, it must be the provider's.
     pub iss: Option<String>,
+    /// VK ID: the device the code is bound to, sent back with it in the exchange.
+    pub device_id: Option<String>,
 }
 
 /// Why the browser goes back to the frontend without a code (RFC 6749 error codes).
@@ -240,7 +242,14 @@ async fn sign_in(
         return Ok(Err(Refusal::new("invalid_request", "the identity provider sent no code")));
     };
     let callback = callback_url(app, &provider.id);
-    let person = match app.providers.finish(provider, &callback, code, &flow.pkce_verifier, &flow.nonce).await {
+    let back = Returned {
+        code,
+        state: q.state.as_deref().unwrap_or_default(),
+        device_id: q.device_id.as_deref().filter(|d| d.len() <= PARAM_MAX),
+        pkce_verifier: &flow.pkce_verifier,
+        nonce: &flow.nonce,
+    };
+    let person = match app.providers.finish(provider, &callback, back).await {
         Ok(person) => person,
         Err(ProviderError::Unavailable(e)) => {
             tracing::warn!(provider = %provider.id, error = %e, "sign-in: provider unavailable");

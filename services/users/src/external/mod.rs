@@ -1,14 +1,15 @@
 //! Speaking to outside identity providers: what every kind shares (the HTTP client, the
 //! flow's secrets, the person it yields, its errors), and the dispatch to each kind:
-//! [`oidc`] (OpenID Connect) and [`github`] (GitHub's OAuth 2.0 and REST API).
+//! [`oidc`] (OpenID Connect) and [`plain`] (OAuth 2.0 with a user API: GitHub, Yandex
+//! ID, VK ID).
 //!
 //! HTTP goes through our own reqwest client: no redirects followed (a token endpoint
 //! that redirects is refused, as the protocol crates' authors advise), short timeouts,
 //! no proxy from the environment. Provider URLs come from the platform's configuration,
 //! not from users.
 
-pub mod github;
 pub mod oidc;
+pub mod plain;
 
 use crate::providers::{Provider, ProviderKind};
 use std::time::Duration;
@@ -90,6 +91,16 @@ async fn send(
     out.body(body.to_vec()).map_err(|e| HttpError(e.to_string()))
 }
 
+/// What a flow brings back to finish with: the provider's code, its state and device
+/// (VK ID wants both again), and the secrets kept since the start.
+pub struct Returned<'a> {
+    pub code: &'a str,
+    pub state: &'a str,
+    pub device_id: Option<&'a str>,
+    pub pkce_verifier: &'a str,
+    pub nonce: &'a str,
+}
+
 /// The providers' client: one per service, shared.
 #[derive(Default)]
 pub struct Providers {
@@ -102,7 +113,7 @@ impl Providers {
     pub async fn authorize(&self, provider: &Provider, callback: &str) -> Result<Authorization, ProviderError> {
         match provider.kind {
             ProviderKind::Oidc => oidc::authorize(&self.http, &self.oidc, provider, callback).await,
-            ProviderKind::Github => github::authorize(provider, callback),
+            ProviderKind::Github | ProviderKind::Yandex | ProviderKind::Vkid => plain::authorize(provider, callback),
         }
     }
 
@@ -111,15 +122,16 @@ impl Providers {
         &self,
         provider: &Provider,
         callback: &str,
-        code: &str,
-        pkce_verifier: &str,
-        nonce: &str,
+        back: Returned<'_>,
     ) -> Result<ExternalPerson, ProviderError> {
         match provider.kind {
             ProviderKind::Oidc => {
-                oidc::finish(&self.http, &self.oidc, provider, callback, code, pkce_verifier, nonce).await
+                oidc::finish(&self.http, &self.oidc, provider, callback, back.code, back.pkce_verifier, back.nonce)
+                    .await
             }
-            ProviderKind::Github => github::finish(&self.http, provider, callback, code, pkce_verifier).await,
+            ProviderKind::Github | ProviderKind::Yandex | ProviderKind::Vkid => {
+                plain::finish(&self.http, provider, callback, &back).await
+            }
         }
     }
 }

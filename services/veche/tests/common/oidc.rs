@@ -95,7 +95,8 @@ pub fn browse(start: &str, return_to: &str, login: &str, stop: bool) -> Value {
 }
 
 /// A provider stand-in written in Python: `hostile_oidc.py` (an OpenID provider whose ID
-/// tokens go wrong as told) or `github_standin.py` (GitHub's OAuth and REST endpoints).
+/// tokens go wrong as told), `github_standin.py`, `yandex_standin.py` or
+/// `vkid_standin.py` (those services' OAuth and user endpoints).
 pub struct StandIn {
     child: Child,
     pub port: u16,
@@ -126,10 +127,20 @@ impl StandIn {
         assert_eq!(r.status(), 204, "mode {mode}");
     }
 
-    /// `github_standin.py`: who signs in next.
+    /// `github_standin.py`, `yandex_standin.py`, `vkid_standin.py`: who signs in next.
     pub async fn person(&self, person: Value) {
         let r = self.post("/test/user").json(&person).send().await.unwrap();
         assert_eq!(r.status(), 204, "{person}");
+    }
+
+    /// The `VECHE_AUTH_PROVIDERS` value naming a plain OAuth provider of `kind` (`yandex`,
+    /// `vkid`) here, as `id`, with its endpoints at these paths.
+    pub fn plain_config(port: u16, kind: &str, id: &str, paths: [&str; 3]) -> String {
+        let base = OidcProvider::issuer_on(port);
+        json!([{"id": id, "name": id, "kind": kind, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "authorization_url": format!("{base}{}", paths[0]), "token_url": format!("{base}{}", paths[1]),
+                "api_url": format!("{base}{}", paths[2])}])
+        .to_string()
     }
 
     /// The `VECHE_AUTH_PROVIDERS` value naming a GitHub-kind provider `gh` here.
