@@ -65,6 +65,8 @@ async function logIn(event) {
       $("login-error").textContent = "Enter the code from your authenticator app, or a recovery code.";
       return;
     }
+    // A code that did not sign in is spent or dead: the next try is a password login.
+    signInCode = null;
     if (problem.provider) {
       // The email's domain signs in through its company's provider: point at its button.
       document.querySelector(`#providers button[data-provider="${CSS.escape(problem.provider)}"]`)?.focus();

@@ -20,7 +20,7 @@ mod throttle;
 mod tokens;
 
 use crate::keys::{KeyRing, RotationPolicy};
-use crate::store::{CachedStore, NewUser, SqliteStore, UserStore};
+use crate::store::{CachedStore, NewUser, SecondFactorStore, SqliteStore, UserStore};
 use kit::auth::{JwtLayer, KeySource, Verifier};
 use kit::platform::Context;
 use std::collections::HashMap;
@@ -225,6 +225,14 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
     }
     let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
     let seal_path = config.second_factor_key_file.clone().unwrap_or_else(|| data_dir.join("second-factor.key"));
+    // A lost key locks every enrolled account out; a new one would only hide that.
+    if !seal_path.exists() && store.any_second_factor().await? {
+        anyhow::bail!(
+            "{} is missing, and accounts have second factors sealed with it: restore the key \
+             (VECHE_SECOND_FACTOR_KEY_FILE) rather than starting with a new one",
+            seal_path.display()
+        );
+    }
     let seal = Arc::new(second_factor::SealKey::load_or_create(&seal_path)?);
     let mut auth_returns = config.auth_redirect_uris.clone();
     auth_returns.0.push(format!("{}/dashboard", common.platform.public_url()));

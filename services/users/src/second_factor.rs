@@ -47,7 +47,7 @@ fn totp(secret: &[u8], account: &str) -> Totp {
 }
 
 /// What a person needs to add the account to an authenticator app.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Enrolment {
     /// The secret in base32, for typing in by hand.
     pub secret: String,

@@ -132,3 +132,28 @@ async fn administrators_act_as_such_only_with_a_second_factor_when_required() {
         post_auth_json(&v, &admin_token, "/api/v1/users/me/second-factor/disable", json!({"password": PASSWORD})).await;
     r.assert_problem(403);
 }
+
+/// The key that seals second-factor secrets must not be lost silently: with it gone and
+/// accounts enrolled, `veche up` refuses to start and says why, rather than making a new
+/// key that opens nothing.
+#[tokio::test]
+async fn a_lost_sealing_key_stops_the_start_instead_of_locking_people_out() {
+    let mut v = Veche::start();
+    let (token, _) = signed_up(&v, "kept@example.org").await;
+    let t = early_in_a_step().await;
+    turn_on(&v, &token, t).await;
+    v.kill();
+    let key = v.data.join("second-factor.key");
+    std::fs::remove_file(&key).expect("the key was in the data directory");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veche"))
+        .arg("up")
+        .env("VECHE_DATA_DIR", &v.data)
+        .env("VECHE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("VECHE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "veche up started without the key");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("second-factor.key is missing"), "{said}");
+    assert!(!key.exists(), "no new key was made");
+}

@@ -55,6 +55,7 @@ async fn a_person_signs_in_through_an_openid_provider() {
     assert!(back.get("access_token").is_none());
     let r = exchange(&v, &code).await;
     assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.headers["cache-control"], "no-store", "tokens are never cached");
     let token = r.body["access_token"].as_str().unwrap().to_owned();
     let ann = me(&v, &token).await;
     assert_eq!((&ann["email"], &ann["email_verified"]), (&json!("ann@example.org"), &json!(true)), "{ann}");
@@ -81,9 +82,16 @@ async fn a_person_signs_in_through_an_openid_provider() {
 #[tokio::test]
 async fn only_a_verified_email_joins_an_existing_account() {
     let (v, _provider) = with_provider();
-    // Verified by the provider: the identity joins the account with that email.
+    // Verified by the provider and by the account: the identity joins the account.
     let (bob_password, _) = signed_up(&v, "bob@example.org").await;
     let bob = me(&v, &bob_password).await;
+    // Not while the account never confirmed its address: whoever registered it may not
+    // own it, and would share the owner's sign-ins.
+    let back = browse(&start_url(&v, "s"), &v.url("/dashboard"), "bob", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+    assert!(back["error_description"].as_str().unwrap().contains("never confirmed"), "{back}");
+    let token = token_in(&v.wait_mail("bob@example.org", "/verify-email?token="));
+    assert_eq!(post(&v, "/api/v1/auth/verify-email", json!({"token": token})).await.status, 204);
     let via_provider = sign_in(&v, "bob").await;
     assert_eq!(me(&v, &via_provider).await["id"], bob["id"]);
 
@@ -98,17 +106,48 @@ async fn only_a_verified_email_joins_an_existing_account() {
     assert_eq!(back["error"], "access_denied", "{back}");
     assert_eq!(register(&v, "unverified-dave@example.org").await.status, 201, "no account was made for dave");
 
-    // The owner links a provider account with another email themselves, and it signs in.
-    let r = send(
-        client()
-            .post(v.url("/api/v1/users/me/identities/corp"))
-            .bearer_auth(&carol_password)
-            .json(&json!({"redirect_uri": v.url("/dashboard"), "state": "link-1"})),
-    )
-    .await;
+    // The owner links a provider account with another email themselves (password again,
+    // then confirming the code with their own token), and it signs in.
+    let start_link = |password: &str| {
+        send(
+            client()
+                .post(v.url("/api/v1/users/me/identities/corp"))
+                .bearer_auth(&carol_password)
+                .json(&json!({"redirect_uri": v.url("/dashboard"), "state": "link-1", "password": password})),
+        )
+    };
+    start_link("not the password at all").await.assert_problem(422);
+    let r = start_link(PASSWORD).await;
     assert_eq!(r.status, 200, "{r:?}");
     let back = browse(r.body["authorization_url"].as_str().unwrap(), &v.url("/dashboard"), "carol-at-work", false);
-    assert_eq!((&back["linked"], &back["state"]), (&json!("corp"), &json!("link-1")), "{back}");
+    assert_eq!(back["state"], "link-1", "{back}");
+    let code = back["link_code"].as_str().unwrap_or_else(|| panic!("{back}")).to_owned();
+    assert_eq!(me(&v, &carol_password).await["identities"], json!([]), "nothing linked before the owner confirms");
+    let confirm = |token: &str| {
+        send(
+            client()
+                .post(v.url("/api/v1/users/me/identities/corp/confirm"))
+                .bearer_auth(token)
+                .json(&json!({"code": code})),
+        )
+    };
+    // Someone else's token cannot confirm it (a link flow finished in the wrong browser).
+    let (eve, _) = signed_up(&v, "eve@elsewhere.example").await;
+    confirm(&eve).await.assert_problem(410);
+    let r = confirm(&carol_password).await;
+    assert_eq!(r.status, 410, "the code went with the first try, right or wrong: {r:?}");
+    let r = start_link(PASSWORD).await;
+    let back = browse(r.body["authorization_url"].as_str().unwrap(), &v.url("/dashboard"), "carol-at-work", false);
+    let code = back["link_code"].as_str().unwrap_or_else(|| panic!("{back}")).to_owned();
+    let r = send(
+        client()
+            .post(v.url("/api/v1/users/me/identities/corp/confirm"))
+            .bearer_auth(&carol_password)
+            .json(&json!({"code": code})),
+    )
+    .await;
+    assert_eq!((r.status, &r.body["provider"]), (200, &json!("corp")), "{r:?}");
+    v.wait_mail("unverified-carol@example.org", "can now be signed in to through Corporate SSO");
     let carol = me(&v, &carol_password).await;
     assert_eq!(carol["identities"][0]["email"], "carol-at-work@example.org", "{carol}");
     assert_eq!(me(&v, &sign_in(&v, "carol-at-work").await).await["id"], carol["id"]);
@@ -348,15 +387,62 @@ async fn vk_id_signs_in_once_its_owner_linked_it() {
         client()
             .post(v.url("/api/v1/users/me/identities/vk"))
             .bearer_auth(&ivan_password)
-            .json(&json!({"redirect_uri": v.url("/dashboard")})),
+            .json(&json!({"redirect_uri": v.url("/dashboard"), "password": PASSWORD})),
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     let back = browse(r.body["authorization_url"].as_str().unwrap(), &v.url("/dashboard"), "ivan", false);
-    assert_eq!(back["linked"], "vk", "{back}");
+    let code = back["link_code"].as_str().unwrap_or_else(|| panic!("{back}"));
+    let r = send(
+        client()
+            .post(v.url("/api/v1/users/me/identities/vk/confirm"))
+            .bearer_auth(&ivan_password)
+            .json(&json!({"code": code})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
     let back = browse(&start_url_of(&v, "vk", "vk-2"), &v.url("/dashboard"), "ivan", false);
     let r = exchange(&v, back["code"].as_str().unwrap_or_else(|| panic!("{back}"))).await;
     assert_eq!(r.status, 200, "{r:?}");
     let ivan = me(&v, r.body["access_token"].as_str().unwrap()).await;
     assert_eq!(ivan["id"], me(&v, &ivan_password).await["id"]);
+}
+
+/// A domain bound to its company's provider is not reached through another provider that
+/// vouches for the same address (a former employee's GitHub account, say).
+#[tokio::test]
+async fn a_bound_domain_is_not_reached_through_another_provider() {
+    let (corp_port, gh_port) = (free_port(), free_port());
+    let mut providers: Vec<Value> =
+        serde_json::from_str(&OidcProvider::config_binding(corp_port, &["corp.example"])).unwrap();
+    providers.extend(serde_json::from_str::<Vec<Value>>(&StandIn::github_config(gh_port)).unwrap());
+    let v = Veche::start_with(&[
+        ("VECHE_AUTH_PROVIDERS", &Value::from(providers).to_string()),
+        ("VECHE_AUTH_CLIENT_SECRET_GH", common::oidc::CLIENT_SECRET),
+    ]);
+    let github = StandIn::start("github_standin.py", gh_port);
+    github
+        .person(json!({"id": 99, "login": "former", "name": null, "email": null,
+                       "emails": [{"email": "former@corp.example", "primary": true, "verified": true, "visibility": "private"}]}))
+        .await;
+    let back = browse(&start_url_of(&v, "gh", "gh-1"), &v.url("/dashboard"), "former", false);
+    assert_eq!(back["error"], "access_denied", "{back}");
+    assert!(back["error_description"].as_str().unwrap().contains("Corporate SSO"), "{back}");
+    assert_eq!(
+        register(&v, "someone@elsewhere.example").await.status,
+        201,
+        "and nothing else changed for other domains"
+    );
+}
+
+/// An account made through a provider has no password: it re-confirms sensitive changes
+/// by a recent sign-in (here, enrolling a second factor).
+#[tokio::test]
+async fn an_account_without_a_password_enrols_a_second_factor_after_signing_in() {
+    let (v, _provider) = with_provider();
+    let token = sign_in(&v, "ann").await;
+    let r =
+        send(client().post(v.url("/api/v1/users/me/second-factor/totp")).bearer_auth(&token).json(&json!({}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(r.body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
 }

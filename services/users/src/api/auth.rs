@@ -21,7 +21,7 @@ const RESET_TTL: i64 = 3600;
 /// At most one mail of each kind per account per minute.
 const MAIL_COOLDOWN: i64 = 60;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[schema(schema_with = kit::schemas::email)]
@@ -33,7 +33,7 @@ pub struct RegisterRequest {
     pub display_name: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
@@ -45,7 +45,7 @@ pub struct LoginRequest {
     pub code: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -55,13 +55,22 @@ pub struct TokenPair {
     pub expires_in: i64,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Tokens are never cached, by the browser or anything between (RFC 6749 §5.1).
+impl IntoResponse for TokenPair {
+    fn into_response(self) -> Response {
+        let mut response = Json(self).into_response();
+        super::token::no_store(response.headers_mut());
+        response
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub token: String,
@@ -73,7 +82,7 @@ pub struct EmailRequest {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmRequest {
     pub token: String,
@@ -137,7 +146,7 @@ pub async fn login(
     peer: Peer,
     headers: HeaderMap,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     let email = model::normalize_email(&req.email);
     if email.len() > 254 || req.password.chars().count() > model::PASSWORD_MAX {
         return Err(ApiError::Unauthorized("invalid email or password".into()));
@@ -159,7 +168,7 @@ pub async fn login(
     };
     super::second_factor::check_at_login(&app, &user, req.code.as_deref(), ip, now).await?;
     app.throttle.succeeded(&email, ip);
-    start_session(&app, &user, &headers, ip, now).await.map(Json)
+    start_session(&app, &user, &headers, ip, now).await
 }
 
 /// A new session for an account that proved who it is: refused when the account is
@@ -218,7 +227,7 @@ fn token_pair(
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", operation_id = "refreshSession", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = kit::problem::Problem)))]
-pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<Json<TokenPair>, ApiError> {
+pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) -> Result<TokenPair, ApiError> {
     let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
     if req.refresh_token.len() > TOKEN_MAX {
         return Err(invalid());
@@ -230,7 +239,7 @@ pub async fn refresh(State(app): State<App>, Json(req): Json<RefreshRequest>) ->
         .rotate_refresh(token_hash(&req.refresh_token), token_hash(&next), now, now + app.config.refresh_token_ttl)
         .await?;
     match outcome {
-        Refresh::Rotated { session, user } => token_pair(&app, &user, session.id, next, now).map(Json),
+        Refresh::Rotated { session, user } => token_pair(&app, &user, session.id, next, now),
         Refresh::Reused => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
             app.read_endings().await;

@@ -6,6 +6,7 @@ pub mod internal;
 pub mod me;
 pub mod oauth;
 pub mod page;
+mod reauth;
 pub mod second_factor;
 pub mod token;
 pub mod well_known;
@@ -32,6 +33,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/auth/oauth/{provider}/callback", get(oauth::callback))
         .route("/api/v1/auth/oauth/exchange", post(oauth::exchange))
         .route("/api/v1/users/me/identities/{provider}", post(oauth::link).delete(oauth::unlink))
+        .route("/api/v1/users/me/identities/{provider}/confirm", post(oauth::confirm_link))
         .route("/api/v1/users/me", get(me::get_me).patch(me::patch_me).delete(me::delete_me))
         .route("/api/v1/users/me/preferences", get(me::get_preferences).put(me::put_preferences))
         .route("/api/v1/users/me/sessions", get(me::sessions))
@@ -58,7 +60,7 @@ pub fn router(app: App) -> Router {
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::verify_email, auth::resend_verification,
         auth::password_reset, auth::password_reset_confirm, token::service_token,
-        oauth::providers, oauth::start, oauth::callback, oauth::exchange, oauth::link, oauth::unlink,
+        oauth::providers, oauth::start, oauth::callback, oauth::exchange, oauth::link, oauth::confirm_link, oauth::unlink,
         me::get_me, me::patch_me, me::delete_me, me::get_preferences, me::put_preferences, me::sessions, me::end_session,
         second_factor::status, second_factor::enrol, second_factor::confirm, second_factor::renew_recovery_codes,
         second_factor::disable,

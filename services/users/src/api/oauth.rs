@@ -206,28 +206,37 @@ pub async fn callback(
     let now = now_unix();
     let flow = app.store.take_flow(token_hash(state), now).await?.filter(|f| f.provider == provider.id);
     let flow = flow.ok_or_else(unknown)?;
-    match sign_in(&app, provider, &flow, &q, now).await? {
-        Ok(user) if flow.link_user.is_some() => {
-            tracing::info!(user = %user.id, provider = %provider.id, "identity linked");
-            Ok(back_to(&flow, &[("linked", &provider.id)]))
+    let outcome = match (verified_person(&app, provider, &flow, &q).await?, flow.link_user) {
+        (Err(refusal), _) => Err(refusal),
+        // Linking: the owner confirms with their own token, so a link flow started by
+        // someone else and finished in a victim's browser links nothing.
+        (Ok(person), Some(owner)) => {
+            held_link(&app, provider, person, owner, now).await?.map(|code| ("link_code", code))
         }
-        Ok(user) => {
-            let code = new_token();
-            app.store.create_one_time(user.id, model::Purpose::SignIn, token_hash(&code), now + CODE_TTL, now).await?;
-            Ok(back_to(&flow, &[("code", &code)]))
-        }
-        Err(refusal) => Ok(back_to(&flow, &[("error", refusal.error), ("error_description", &refusal.description)])),
-    }
+        (Ok(person), None) => match account(&app, provider, person, now).await? {
+            Ok(user) => {
+                let code = new_token();
+                app.store
+                    .create_one_time(user.id, model::Purpose::SignIn, token_hash(&code), now + CODE_TTL, now)
+                    .await?;
+                Ok(("code", code))
+            }
+            Err(refusal) => Err(refusal),
+        },
+    };
+    Ok(match outcome {
+        Ok((name, code)) => back_to(&flow, &[(name, &code)]),
+        Err(refusal) => back_to(&flow, &[("error", refusal.error), ("error_description", &refusal.description)]),
+    })
 }
 
 /// The provider's answer, checked, and the account it leads to.
-async fn sign_in(
+async fn verified_person(
     app: &App,
     provider: &Provider,
     flow: &Flow,
     q: &CallbackQuery,
-    now: i64,
-) -> Result<Result<User, Refusal>, ApiError> {
+) -> Result<Result<ExternalPerson, Refusal>, ApiError> {
     if let Some(error) = &q.error {
         let error = if error == "access_denied" { "access_denied" } else { "server_error" };
         let said = q.error_description.as_deref().unwrap_or("").chars().take(200).collect::<String>();
@@ -263,43 +272,57 @@ async fn sign_in(
             return Ok(Err(Refusal::new("access_denied", "the identity provider's answer could not be verified")));
         }
     };
-    account(app, provider, person, flow.link_user, now).await
+    Ok(Ok(person))
 }
 
-/// The account an external person signs in to: the one linked already; the signed-in
-/// owner's when linking; the one with the same verified email; or a new one.
+/// A domain bound to one provider signs in through it only, never through another that
+/// vouches for the same address (a former employee's GitHub account, say).
+fn bound_elsewhere(app: &App, email: &str, provider: &Provider) -> Option<Refusal> {
+    let bound = app.config.auth_providers.bound(email)?;
+    (bound.id != provider.id)
+        .then(|| Refusal::new("access_denied", format!("accounts of this email domain sign in through {}", bound.name)))
+}
+
+const LINKED_ELSEWHERE: &str = "this account at the provider is linked to another Veche account";
+
+/// A link the owner still has to confirm: the code the frontend confirms it with.
+async fn held_link(
+    app: &App,
+    provider: &Provider,
+    person: ExternalPerson,
+    owner: Uuid,
+    now: i64,
+) -> Result<Result<String, Refusal>, ApiError> {
+    if let Some(user) = app.store.user_by_identity(&provider.id, &person.subject).await?
+        && user.id != owner
+    {
+        return Ok(Err(Refusal::new("access_denied", LINKED_ELSEWHERE)));
+    }
+    let Some(user) = app.store.user_by_id(owner).await? else {
+        return Ok(Err(Refusal::new("access_denied", "the account that asked for this link is gone")));
+    };
+    if let Some(refusal) = bound_elsewhere(app, &user.email, provider) {
+        return Ok(Err(refusal));
+    }
+    let email = person.email.as_deref().map(model::normalize_email).filter(|e| model::is_valid_email(e));
+    let identity = Identity { provider: provider.id.clone(), subject: person.subject, email, created_at: now };
+    let code = new_token();
+    app.store.hold_link(token_hash(&code), owner, identity, now + FLOW_TTL).await?;
+    Ok(Ok(code))
+}
+
+/// The account an external person signs in to: the one linked already; the one with the
+/// same address, when both the provider and the account confirmed it; or a new one.
 async fn account(
     app: &App,
     provider: &Provider,
     person: ExternalPerson,
-    link_user: Option<Uuid>,
     now: i64,
 ) -> Result<Result<User, Refusal>, ApiError> {
     if let Some(user) = app.store.user_by_identity(&provider.id, &person.subject).await? {
-        return Ok(match link_user {
-            Some(owner) if owner != user.id => {
-                Err(Refusal::new("access_denied", "this account at the provider is linked to another Veche account"))
-            }
-            _ => Ok(user),
-        });
+        return Ok(bound_elsewhere(app, &user.email, provider).map_or(Ok(user), Err));
     }
     let email = person.email.as_deref().map(model::normalize_email).filter(|e| model::is_valid_email(e));
-    let identity = Identity {
-        provider: provider.id.clone(),
-        subject: person.subject.clone(),
-        email: email.clone(),
-        created_at: now,
-    };
-    if let Some(owner) = link_user {
-        return match app.store.link_identity(owner, identity).await {
-            Ok(()) => Ok(app.store.user_by_id(owner).await?.ok_or_else(|| Refusal::new("access_denied", "no account"))),
-            Err(StoreError::IdentityTaken) => Ok(Err(Refusal::new(
-                "access_denied",
-                "this account at the provider is linked to another Veche account",
-            ))),
-            Err(e) => Err(e.into()),
-        };
-    }
     let Some(email) = email else {
         return Ok(Err(Refusal::new("access_denied", "the identity provider shared no email address")));
     };
@@ -309,7 +332,24 @@ async fn account(
             "the identity provider has not verified this email address: sign in another way, then link the provider from your account",
         )));
     }
+    if let Some(refusal) = bound_elsewhere(app, &email, provider) {
+        return Ok(Err(refusal));
+    }
+    let identity = Identity {
+        provider: provider.id.clone(),
+        subject: person.subject,
+        email: Some(email.clone()),
+        created_at: now,
+    };
     if let Some(existing) = app.store.user_by_email(&email).await? {
+        // Someone may have registered this address without owning it: joining that
+        // account would hand the real owner's sign-ins to whoever knows its password.
+        if !existing.email_verified {
+            return Ok(Err(Refusal::new(
+                "access_denied",
+                "an account with this address exists and its address was never confirmed: confirm it, or reset its password, then sign in here",
+            )));
+        }
         app.store.link_identity(existing.id, identity).await?;
         tracing::info!(user = %existing.id, provider = %provider.id, "identity linked by verified email");
         return Ok(Ok(existing));
@@ -328,7 +368,7 @@ async fn account(
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeRequest {
     /// The `code` the callback put in the frontend page's address.
@@ -351,7 +391,7 @@ pub async fn exchange(
     peer: Peer,
     headers: HeaderMap,
     Json(req): Json<ExchangeRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     let gone = || ApiError::Gone("this sign-in code is unknown, used or expired: sign in again".into());
     if req.code.len() > 128 {
         return Err(gone());
@@ -367,10 +407,10 @@ pub async fn exchange(
     if !app.store.spend_sign_in_code(hash, now).await? {
         return Err(gone());
     }
-    start_session(&app, &user, &headers, ip, now).await.map(Json)
+    start_session(&app, &user, &headers, ip, now).await
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// The frontend page to come back to (on the allow-list, as for sign-in).
@@ -378,11 +418,14 @@ pub struct LinkRequest {
     pub redirect_uri: String,
     #[schema(max_length = 512)]
     pub state: Option<String>,
+    /// The account's password, asked again (an account without one signs in again).
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkStart {
-    /// Send the browser here; it comes back to `redirect_uri` with `linked=<provider>`.
+    /// Send the browser here; it comes back to `redirect_uri` with a `link_code`, which
+    /// the owner confirms at `POST /users/me/identities/{provider}/confirm`.
     pub authorization_url: String,
 }
 
@@ -390,18 +433,73 @@ pub struct LinkStart {
     security(("bearer" = [])), request_body = LinkRequest,
     params(("provider" = String, Path, description = "a provider's id")),
     responses((status = 200, body = LinkStart), (status = 404, body = kit::problem::Problem),
+              (status = 403, description = "an account without a password must have signed in within ten minutes", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem), (status = 503, body = kit::problem::Problem)))]
 pub async fn link(
     State(app): State<App>,
     me: AuthUser,
+    peer: Peer,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Json(req): Json<LinkRequest>,
 ) -> Result<Json<LinkStart>, ApiError> {
     let provider = provider(&app, &id)?;
     let user = current_user(&app, &me).await?;
     check_return(&app, &req.redirect_uri, req.state.as_deref())?;
+    super::reauth::reauthenticate(&app, &user, &me, req.password, peer, &headers).await?;
     let authorization_url = begin(&app, provider, req.redirect_uri, req.state, Some(user.id)).await?;
     Ok(Json(LinkStart { authorization_url }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmLinkRequest {
+    /// The `link_code` the provider's return put in the frontend page's address.
+    #[schema(max_length = 128)]
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/users/me/identities/{provider}/confirm", operation_id = "confirmIdentityLink", tag = "profile",
+    security(("bearer" = [])), request_body = ConfirmLinkRequest,
+    params(("provider" = String, Path, description = "a provider's id")),
+    responses((status = 200, description = "linked; the account's owner is told by mail", body = model::IdentityView),
+              (status = 404, body = kit::problem::Problem),
+              (status = 409, description = "that account at the provider is linked to another Veche account", body = kit::problem::Problem),
+              (status = 410, description = "the code is unknown, used, expired, or not this account's", body = kit::problem::Problem)))]
+pub async fn confirm_link(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    Json(req): Json<ConfirmLinkRequest>,
+) -> Result<Json<model::IdentityView>, ApiError> {
+    let provider = provider(&app, &id)?;
+    let user = current_user(&app, &me).await?;
+    let gone = || ApiError::Gone("this link code is unknown, used, expired or for another account".into());
+    if req.code.len() > 128 {
+        return Err(gone());
+    }
+    let held = app.store.take_link(token_hash(&req.code), now_unix()).await?;
+    let Some((owner, identity)) = held.filter(|(owner, i)| *owner == user.id && i.provider == provider.id) else {
+        return Err(gone());
+    };
+    app.store.link_identity(owner, identity.clone()).await?;
+    app.mailer.send(
+        &user.email,
+        "A sign-in was linked to your account",
+        format!(
+            "Hello {},\n\nYour Veche account can now be signed in to through {}{}.\n\n\
+             If it was not you, unlink it from your account and change your password.\n",
+            user.profile.display_name,
+            provider.name,
+            identity.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    );
+    tracing::info!(user = %user.id, provider = %provider.id, "identity linked");
+    Ok(Json(model::IdentityView {
+        provider: identity.provider,
+        email: identity.email,
+        linked_at: kit::rfc3339(identity.created_at),
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/me/identities/{provider}", operation_id = "unlinkIdentity", tag = "profile",

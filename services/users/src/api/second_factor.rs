@@ -4,11 +4,12 @@
 //! Changes ask for the password again (a stolen access token alone cannot turn the factor
 //! off or read new recovery codes), throttled like logins; every change is mailed.
 
-use super::auth::client_ip;
 use super::me::current_user;
+use super::reauth::reauthenticate;
 use crate::App;
 use crate::model::{self, User};
 use crate::second_factor::{self as factor, Enrolment};
+use crate::store::SecondFactor;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,14 +43,16 @@ pub struct SecondFactorStatus {
     pub required: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
-    /// The account's password, asked again for every change.
-    pub password: String,
+    /// The account's password, asked again for every change (an account without one,
+    /// made through an identity provider, signs in again instead).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// Six digits from the authenticator app.
@@ -58,7 +61,7 @@ pub struct CodeRequest {
 }
 
 /// Shown once: only their hashes are kept.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct RecoveryCodes {
     /// Each works once, in place of a code from the app.
     pub recovery_codes: Vec<String>,
@@ -66,26 +69,6 @@ pub struct RecoveryCodes {
 
 fn required(app: &App, user: &User) -> bool {
     app.config.require_admin_second_factor && user.roles.iter().any(|r| r == model::ROLE_ADMIN)
-}
-
-/// The password again, throttled like a login for this account and client.
-async fn reauthenticate(
-    app: &App,
-    user: &User,
-    password: String,
-    peer: Peer,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    let (ip, now) = (client_ip(app, headers, peer), now_unix() as u64);
-    app.throttle.check(&user.email, ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    if password.chars().count() > model::PASSWORD_MAX
-        || !app.passwords.verify(password, user.password_hash.clone()).await?
-    {
-        app.throttle.failed(&user.email, ip, now);
-        return Err(ApiError::field("password", "is not the account's password"));
-    }
-    app.throttle.succeeded(&user.email, ip);
-    Ok(())
 }
 
 fn tell(app: &App, user: &User, subject: &str, what: &str) {
@@ -127,7 +110,7 @@ pub async fn enrol(
     Json(req): Json<PasswordRequest>,
 ) -> Result<Response, ApiError> {
     let user = current_user(&app, &caller).await?;
-    reauthenticate(&app, &user, req.password, peer, &headers).await?;
+    reauthenticate(&app, &user, &caller, req.password, peer, &headers).await?;
     let secret = factor::new_secret();
     let enrolment = factor::enrolment(&secret, &user.email).map_err(ApiError::internal)?;
     if !app.store.begin_second_factor(user.id, app.seal.seal(user.id, &secret), now_unix()).await? {
@@ -184,7 +167,7 @@ pub async fn renew_recovery_codes(
     Json(req): Json<PasswordRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let user = current_user(&app, &caller).await?;
-    reauthenticate(&app, &user, req.password, peer, &headers).await?;
+    reauthenticate(&app, &user, &caller, req.password, peer, &headers).await?;
     let codes = factor::new_recovery_codes();
     let hashes = codes.iter().map(|c| factor::recovery_code_hash(c)).collect();
     if !app.store.replace_recovery_codes(user.id, hashes).await? {
@@ -212,7 +195,7 @@ pub async fn disable(
     Json(req): Json<PasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     let user = current_user(&app, &caller).await?;
-    reauthenticate(&app, &user, req.password, peer, &headers).await?;
+    reauthenticate(&app, &user, &caller, req.password, peer, &headers).await?;
     if required(&app, &user) && user.second_factor {
         return Err(ApiError::Forbidden("administrators must keep a second factor on this platform".into()));
     }
@@ -244,22 +227,38 @@ pub async fn check_at_login(
             "send the code from the authenticator app, or a recovery code, as `code`".into(),
         ));
     };
-    if !passes(app, user, code, now).await? {
+    let Some(stored) = app.store.second_factor(user.id).await?.filter(|f| f.confirmed) else {
+        return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
+    };
+    // Past a few wrong codes the account's codes wait, whichever address they come from:
+    // the address throttle alone would let a thousand addresses share a million guesses.
+    if stored.locked_until > now {
+        return Err(ApiError::TooManyRequests {
+            retry_after: std::time::Duration::from_secs((stored.locked_until - now) as u64),
+        });
+    }
+    if !passes(app, user, &stored, code, now).await? {
         app.throttle.failed(&user.email, ip, now as u64);
+        if app.store.code_failed(user.id, now).await? {
+            tell(
+                app,
+                user,
+                "Wrong login codes",
+                "Several wrong codes were given to log in to your Veche account, with its password: logins wait a while now.",
+            );
+        }
         return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
     }
+    app.store.code_passed(user.id).await?;
     Ok(())
 }
 
 /// For an account with a factor on: whether `code` (from the app, or a recovery
 /// code) is right and unused; spends it if so. A recovery code used is mailed.
-async fn passes(app: &App, user: &User, code: &str, now: i64) -> Result<bool, ApiError> {
+async fn passes(app: &App, user: &User, stored: &SecondFactor, code: &str, now: i64) -> Result<bool, ApiError> {
     if code.len() > CODE_MAX {
         return Ok(false);
     }
-    let Some(stored) = app.store.second_factor(user.id).await?.filter(|f| f.confirmed) else {
-        return Ok(false);
-    };
     if factor::is_app_code(code) {
         let secret = app.seal.open(user.id, &stored.sealed_secret).ok_or_else(unsealable)?;
         return match factor::matching_step(&secret, code, now) {

@@ -34,7 +34,7 @@ pub struct ClientCredentialsRequest {
     client_secret: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ServiceTokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -83,7 +83,7 @@ impl IntoResponse for TokenError {
 }
 
 /// §5.1: token responses, and errors about them, are never cached.
-fn no_store(h: &mut HeaderMap) {
+pub(crate) fn no_store(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }

@@ -2,7 +2,7 @@
 //!
 //! A flow is kept from the redirect to the provider until its callback, keyed by the hash
 //! of its `state`, and taken (deleted) exactly once, so a replayed callback finds
-//! nothing. The one-time code the callback hands the frontend is a one-time token of the
+//! nothing. A link the callback makes is held until the account's owner confirms it. The one-time code the callback hands the frontend is a one-time token of the
 //! users store (`Purpose::SignIn`).
 
 use super::{CachedStore, NewUser, Result, SqliteStore, StoreError, get_user, insert_user, require_user};
@@ -35,8 +35,21 @@ CREATE TABLE sign_in_flows (
 ) WITHOUT ROWID;
 "#;
 
+pub(super) const PENDING_LINKS: &str = r#"
+-- Links a provider's return made, waiting for the account's owner to confirm them with
+-- their own token (minutes at most).
+CREATE TABLE pending_links (
+    code_hash   TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    provider    TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    email       TEXT,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
 /// A sign-in in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Flow {
     pub provider: String,
     pub nonce: String,
@@ -48,6 +61,18 @@ pub struct Flow {
     /// Set when a signed-in person links a provider to their account.
     pub link_user: Option<Uuid>,
     pub expires_at: i64,
+}
+
+/// The nonce and PKCE verifier stay out of logs.
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("provider", &self.provider)
+            .field("return_to", &self.return_to)
+            .field("link_user", &self.link_user)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An account at a provider, linked to ours.
@@ -84,6 +109,10 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn sign_in_code_owner(&self, hash: String, now: i64) -> Result<Option<Uuid>>;
     /// Spends a sign-in code; false when it was spent meanwhile.
     async fn spend_sign_in_code(&self, hash: String, now: i64) -> Result<bool>;
+    /// Keeps a link for its owner to confirm.
+    async fn hold_link(&self, code_hash: String, user_id: Uuid, identity: Identity, expires_at: i64) -> Result<()>;
+    /// The held link of this code, once; expired ones are gone.
+    async fn take_link(&self, code_hash: String, now: i64) -> Result<Option<(Uuid, Identity)>>;
 }
 
 #[async_trait]
@@ -260,6 +289,50 @@ impl IdentityStore for SqliteStore {
     async fn spend_sign_in_code(&self, hash: String, now: i64) -> Result<bool> {
         self.db.write(move |tx| Ok(super::spend_one_time(tx, &hash, Purpose::SignIn, now)?.is_some())).await
     }
+
+    async fn hold_link(&self, code_hash: String, user_id: Uuid, identity: Identity, expires_at: i64) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM pending_links WHERE expires_at <= ?1", [expires_at - 3600])?;
+                tx.execute(
+                    "INSERT INTO pending_links (code_hash, user_id, provider, subject, email, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        code_hash,
+                        user_id.to_string(),
+                        identity.provider,
+                        identity.subject,
+                        identity.email,
+                        expires_at
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn take_link(&self, code_hash: String, now: i64) -> Result<Option<(Uuid, Identity)>> {
+        self.db
+            .write(move |tx| {
+                let held: Option<(String, Identity, i64)> = tx
+                    .query_row(
+                        "DELETE FROM pending_links WHERE code_hash = ?1
+                         RETURNING user_id, provider, subject, email, expires_at",
+                        [&code_hash],
+                        |r| {
+                            let identity =
+                                Identity { provider: r.get(1)?, subject: r.get(2)?, email: r.get(3)?, created_at: now };
+                            Ok((r.get(0)?, identity, r.get(4)?))
+                        },
+                    )
+                    .optional()?;
+                match held.filter(|(_, _, expires)| *expires > now) {
+                    Some((user, identity, _)) => Ok(Some((kit::db::row::uuid(user)?, identity))),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -290,5 +363,11 @@ impl<S: IdentityStore> IdentityStore for CachedStore<S> {
     }
     async fn spend_sign_in_code(&self, hash: String, now: i64) -> Result<bool> {
         self.inner.spend_sign_in_code(hash, now).await
+    }
+    async fn hold_link(&self, code_hash: String, user_id: Uuid, identity: Identity, expires_at: i64) -> Result<()> {
+        self.inner.hold_link(code_hash, user_id, identity, expires_at).await
+    }
+    async fn take_link(&self, code_hash: String, now: i64) -> Result<Option<(Uuid, Identity)>> {
+        self.inner.take_link(code_hash, now).await
     }
 }

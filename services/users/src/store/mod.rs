@@ -9,7 +9,7 @@ mod identities;
 mod second_factor;
 
 pub use identities::{Flow, Identity, IdentityStore, Unlink};
-pub use second_factor::SecondFactorStore;
+pub use second_factor::{SecondFactor, SecondFactorStore};
 
 use crate::model::{Preferences, Profile, Purpose, User};
 use async_trait::async_trait;
@@ -244,6 +244,8 @@ CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_at);
 "#,
     second_factor::TABLES,
     identities::TABLES,
+    second_factor::LOCKOUT,
+    identities::PENDING_LINKS,
 ];
 
 /// The embedded backend: one SQLite file.

@@ -29,12 +29,35 @@ CREATE TABLE recovery_codes (
 ) WITHOUT ROWID;
 "#;
 
+/// Wrong codes in a row before an account's codes wait, and how long they wait.
+pub const CODE_FAILURES_MAX: i64 = 10;
+pub const CODE_LOCK_SECONDS: i64 = 900;
+
+pub(super) const LOCKOUT: &str = r#"
+-- Wrong codes in a row, and until when the account's codes wait after too many.
+ALTER TABLE second_factors ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE second_factors ADD COLUMN locked_until INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// An account's second factor as stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SecondFactor {
     pub sealed_secret: Vec<u8>,
     pub confirmed: bool,
     pub recovery_codes_left: u32,
+    /// Codes wait until then (Unix seconds) after too many wrong ones.
+    pub locked_until: i64,
+}
+
+/// The sealed secret stays out of logs.
+impl std::fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactor")
+            .field("confirmed", &self.confirmed)
+            .field("recovery_codes_left", &self.recovery_codes_left)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]
@@ -54,6 +77,12 @@ pub trait SecondFactorStore: Send + Sync + 'static {
     async fn replace_recovery_codes(&self, user_id: Uuid, recovery: Vec<String>) -> Result<bool>;
     /// Turns the factor off and forgets its codes; false when there was none.
     async fn remove_second_factor(&self, user_id: Uuid) -> Result<bool>;
+    /// Counts a wrong code; true when it made the account's codes wait.
+    async fn code_failed(&self, user_id: Uuid, now: i64) -> Result<bool>;
+    /// A right code: the count starts again.
+    async fn code_passed(&self, user_id: Uuid) -> Result<()>;
+    /// Whether any account has a second factor (its sealing key must not be lost).
+    async fn any_second_factor(&self) -> Result<bool>;
 }
 
 fn insert_codes(tx: &Transaction<'_>, user_id: &str, recovery: &[String]) -> rusqlite::Result<()> {
@@ -72,7 +101,8 @@ impl SecondFactorStore for SqliteStore {
             .read(move |c| {
                 Ok(c.query_row(
                     "SELECT sealed_secret, confirmed_at IS NOT NULL,
-                            (SELECT count(*) FROM recovery_codes r WHERE r.user_id = f.user_id AND r.used_at IS NULL)
+                            (SELECT count(*) FROM recovery_codes r WHERE r.user_id = f.user_id AND r.used_at IS NULL),
+                            locked_until
                      FROM second_factors f WHERE user_id = ?1",
                     [user_id.to_string()],
                     |r| {
@@ -80,6 +110,7 @@ impl SecondFactorStore for SqliteStore {
                             sealed_secret: r.get(0)?,
                             confirmed: r.get(1)?,
                             recovery_codes_left: r.get(2)?,
+                            locked_until: r.get(3)?,
                         })
                     },
                 )
@@ -172,6 +203,36 @@ impl SecondFactorStore for SqliteStore {
             })
             .await
     }
+
+    async fn code_failed(&self, user_id: Uuid, now: i64) -> Result<bool> {
+        self.db
+            .write(move |tx| {
+                let id = user_id.to_string();
+                tx.execute("UPDATE second_factors SET failures = failures + 1 WHERE user_id = ?1", [&id])?;
+                let locked = tx.execute(
+                    "UPDATE second_factors SET failures = 0, locked_until = ?2 WHERE user_id = ?1 AND failures >= ?3",
+                    params![id, now + CODE_LOCK_SECONDS, CODE_FAILURES_MAX],
+                )?;
+                Ok(locked == 1)
+            })
+            .await
+    }
+
+    async fn code_passed(&self, user_id: Uuid) -> Result<()> {
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE second_factors SET failures = 0 WHERE user_id = ?1 AND failures > 0",
+                    [user_id.to_string()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn any_second_factor(&self) -> Result<bool> {
+        self.db.read(|c| Ok(c.query_row("SELECT EXISTS (SELECT 1 FROM second_factors)", [], |r| r.get(0))?)).await
+    }
 }
 
 /// Turning a factor on or off changes the account (`User::second_factor`): the cached
@@ -203,15 +264,24 @@ impl<S: SecondFactorStore> SecondFactorStore for CachedStore<S> {
         self.forget(user_id);
         removed
     }
+    async fn code_failed(&self, user_id: Uuid, now: i64) -> Result<bool> {
+        self.inner.code_failed(user_id, now).await
+    }
+    async fn code_passed(&self, user_id: Uuid) -> Result<()> {
+        self.inner.code_passed(user_id).await
+    }
+    async fn any_second_factor(&self) -> Result<bool> {
+        self.inner.any_second_factor().await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{NewUser, UserStore};
     use super::*;
+    use crate::model::User;
 
-    #[tokio::test]
-    async fn a_factor_is_confirmed_once_and_each_step_and_code_spent_once() {
+    async fn one_account() -> (tempfile::TempDir, SqliteStore, User) {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path().join("users.db")).await.unwrap();
         let new = NewUser {
@@ -222,6 +292,12 @@ mod tests {
             email_verified: true,
         };
         let u = s.create_user(new, 1).await.unwrap();
+        (dir, s, u)
+    }
+
+    #[tokio::test]
+    async fn a_factor_is_confirmed_once_and_each_step_and_code_spent_once() {
+        let (_dir, s, u) = one_account().await;
         assert!(!u.second_factor);
         assert!(s.begin_second_factor(u.id, vec![1], 2).await.unwrap());
         assert!(s.begin_second_factor(u.id, vec![2], 3).await.unwrap(), "a pending enrolment restarts");
@@ -247,5 +323,22 @@ mod tests {
         assert!(s.remove_second_factor(u.id).await.unwrap());
         assert!(s.second_factor(u.id).await.unwrap().is_none());
         assert!(!s.replace_recovery_codes(u.id, vec!["h4".into()]).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_make_the_account_wait_whatever_their_address() {
+        let (_dir, s, u) = one_account().await;
+        s.begin_second_factor(u.id, vec![1], 2).await.unwrap();
+        s.confirm_second_factor(u.id, 1, vec![], 3).await.unwrap();
+        for _ in 1..CODE_FAILURES_MAX {
+            assert!(!s.code_failed(u.id, 100).await.unwrap());
+        }
+        s.code_passed(u.id).await.unwrap();
+        for _ in 1..CODE_FAILURES_MAX {
+            assert!(!s.code_failed(u.id, 100).await.unwrap(), "a right code started the count again");
+        }
+        assert!(s.code_failed(u.id, 100).await.unwrap());
+        assert_eq!(s.second_factor(u.id).await.unwrap().unwrap().locked_until, 100 + CODE_LOCK_SECONDS);
+        assert!(s.any_second_factor().await.unwrap());
     }
 }
