@@ -8,12 +8,17 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-/// A fresh 256-bit token, base64url without padding (43 characters).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
+/// `N` bytes from the system's secure random number generator.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // The system RNG failing is not something a service can continue through.
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
+    bytes
+}
+
+/// A fresh 256-bit token, base64url without padding (43 characters).
+pub fn new_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// The stored form of a token: hex SHA-256.

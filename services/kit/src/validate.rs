@@ -27,6 +27,12 @@ pub fn is_valid_email(email: &str) -> bool {
         return false;
     }
     let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    !local.is_empty() && local.len() <= 64 && !local.contains('@') && is_email_domain(domain)
+}
+
+/// The part of an email address after the `@`: dot-separated labels of letters, digits
+/// and inner hyphens, each in one script, at least two of them.
+pub fn is_email_domain(domain: &str) -> bool {
     let labels_ok = domain.split('.').all(|l| {
         !l.is_empty()
             && l.len() <= 63
@@ -35,7 +41,7 @@ pub fn is_valid_email(email: &str) -> bool {
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             && l.is_single_script()
     });
-    !local.is_empty() && local.len() <= 64 && !local.contains('@') && domain.contains('.') && labels_ok
+    domain.len() <= 253 && domain.contains('.') && labels_ok
 }
 
 /// Characters that render as nothing: zero-width spaces and joiners, bidi controls, the

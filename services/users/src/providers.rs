@@ -187,10 +187,7 @@ pub fn parse_providers(s: &str) -> Result<Providers, String> {
     for p in &mut list {
         for d in &mut p.domains {
             *d = d.trim().to_ascii_lowercase();
-            let labels = d
-                .split('.')
-                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-            if d.len() > 253 || !d.contains('.') || !labels {
+            if !kit::validate::is_email_domain(d) {
                 return Err(format!("provider `{}`: `{d}` is not a domain name", p.id));
             }
             if !bound.insert(d.clone()) {

@@ -22,15 +22,9 @@ pub const RECOVERY_CODES: usize = 10;
 const SECRET_BYTES: usize = 20;
 const STEP_SECONDS: u64 = 30;
 
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator failed");
-    bytes
-}
-
 /// A fresh TOTP secret.
 pub fn new_secret() -> Vec<u8> {
-    random::<SECRET_BYTES>().to_vec()
+    kit::secret::random_bytes::<SECRET_BYTES>().to_vec()
 }
 
 fn totp(secret: &[u8], account: &str) -> Totp {
@@ -85,7 +79,7 @@ pub fn new_recovery_codes() -> Vec<String> {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     (0..RECOVERY_CODES)
         .map(|_| {
-            let bytes = random::<16>();
+            let bytes = kit::secret::random_bytes::<16>();
             let letters: Vec<char> = bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect();
             letters.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
         })
@@ -118,7 +112,7 @@ impl SealKey {
         match std::fs::read(path) {
             Ok(bytes) => Self::from_bytes(&bytes).with_context(|| format!("second-factor key {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = random::<32>();
+                let bytes = kit::secret::random_bytes::<32>();
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
@@ -131,7 +125,7 @@ impl SealKey {
 
     /// `nonce ‖ ciphertext ‖ tag`, bound to `user`.
     pub fn seal(&self, user: Uuid, secret: &[u8]) -> Vec<u8> {
-        let nonce = random::<NONCE_LEN>();
+        let nonce = kit::secret::random_bytes::<NONCE_LEN>();
         let mut sealed = secret.to_vec();
         self.0
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(user.as_bytes()), &mut sealed)

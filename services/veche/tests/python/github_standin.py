@@ -22,7 +22,6 @@ Usage: github_standin.py PORT CLIENT_ID CLIENT_SECRET
 """
 
 import base64
-import hashlib
 import json
 import secrets
 import sys
@@ -30,7 +29,7 @@ import threading
 import time
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
-from standin import QuietHandler, same, serve
+from standin import QuietHandler, pkce_ok, same, serve
 
 PORT, CLIENT_ID, CLIENT_SECRET = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 CODE_LIFETIME = 600  # GitHub's codes expire after 10 minutes
@@ -107,8 +106,7 @@ class Handler(QuietHandler):
                            "person": json.loads(json.dumps(state["person"])),
                            "created": time.monotonic()}
         params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
-        sep = "&" if urlsplit(query["redirect_uri"]).query else "?"
-        self.reply(302, headers=[("Location", query["redirect_uri"] + sep + urlencode(params))])
+        self.redirect_back(query["redirect_uri"], params)
 
     def api(self, path):
         # GitHub refuses a request without a User-Agent before it looks at credentials.
@@ -165,9 +163,7 @@ class Handler(QuietHandler):
         if "redirect_uri" in form and form["redirect_uri"] != grant["redirect_uri"]:
             return error("redirect_uri_mismatch")
         if grant["code_challenge"] is not None:
-            digest = hashlib.sha256(form.get("code_verifier", "").encode("utf-8")).digest()
-            computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-            if "code_verifier" not in form or not same(computed, grant["code_challenge"]):
+            if "code_verifier" not in form or not pkce_ok(form["code_verifier"], grant["code_challenge"]):
                 return error("bad_verification_code")
         token = "gho_" + secrets.token_hex(18)  # 36 characters after the prefix, as GitHub's
         with LOCK:

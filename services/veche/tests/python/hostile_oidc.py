@@ -27,9 +27,9 @@ import secrets
 import sys
 import threading
 import time
-from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from standin import QuietHandler, same, serve
+from standin import QuietHandler, pkce_ok, same, serve
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -162,8 +162,7 @@ class Handler(QuietHandler):
                            "nonce": query.get("nonce"),
                            "code_challenge": query.get("code_challenge")}
         params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
-        sep = "&" if urlsplit(query["redirect_uri"]).query else "?"
-        self.reply(302, headers=[("Location", query["redirect_uri"] + sep + urlencode(params))])
+        self.redirect_back(query["redirect_uri"], params)
 
     def do_POST(self):
         path = urlsplit(self.path).path
@@ -194,8 +193,7 @@ class Handler(QuietHandler):
         verifier = form.get("code_verifier", "")
         if (grant is None or form.get("redirect_uri") != grant["redirect_uri"]
                 or not grant["code_challenge"] or not verifier
-                or not same(b64url(hashlib.sha256(verifier.encode()).digest()),
-                            grant["code_challenge"])):
+                or not pkce_ok(verifier, grant["code_challenge"])):
             return self.reply(400, {"error": "invalid_grant"}, headers=no_store)
         access_token = secrets.token_urlsafe(32)
         with LOCK:

@@ -1,15 +1,25 @@
-"""What the provider stand-ins (hostile_oidc.py, github_standin.py) share: a quiet
-request handler that answers text or JSON, a constant-time comparison, and serving on
-loopback with the one `ready` line the tests wait for."""
+"""What the provider stand-ins (hostile_oidc.py, github_standin.py, yandex_standin.py,
+vkid_standin.py) share: a quiet request handler that answers text or JSON and redirects
+back to a client, a constant-time comparison, the PKCE check, and serving on loopback
+with the one `ready` line the tests wait for."""
 
+import base64
+import hashlib
 import hmac
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlencode, urlsplit
 
 
 def same(a, b):
     # Constant-time, and bytes so that non-ASCII input is refused rather than raising.
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def pkce_ok(verifier, challenge):
+    # RFC 7636 S256: base64url(sha256(verifier)) without padding.
+    digest = hashlib.sha256(verifier.encode("utf-8")).digest()
+    return same(base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"), challenge)
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -29,6 +39,11 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def redirect_back(self, uri, params):
+        # A 302 to the client's redirect URI with `params` added to any query it has.
+        sep = "&" if urlsplit(uri).query else "?"
+        self.reply(302, headers=[("Location", uri + sep + urlencode(params))])
 
 
 def serve(port, handler):

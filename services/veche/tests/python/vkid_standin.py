@@ -25,16 +25,14 @@ Once listening it prints one line, `ready http://127.0.0.1:PORT`, and nothing el
 Usage: vkid_standin.py PORT CLIENT_ID CLIENT_SECRET
 """
 
-import base64
-import hashlib
 import json
 import secrets
 import sys
 import threading
 import time
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from standin import QuietHandler, same, serve
+from standin import QuietHandler, pkce_ok, same, serve
 
 PORT, CLIENT_ID, CLIENT_SECRET = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 CODE_LIFETIME = 600  # VK ID's codes live for 10 minutes
@@ -51,10 +49,6 @@ state = {"person": {"user_id": "1234567", "first_name": "Ivan", "last_name": "Pe
 codes = {}  # code -> {"redirect_uri", "code_challenge", "device_id", "person", "created"}
 tokens = {}  # access token -> person
 
-
-def pkce_ok(verifier, challenge):
-    digest = hashlib.sha256(verifier.encode("utf-8")).digest()
-    return same(base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"), challenge)
 
 
 def error(name, description):
@@ -89,8 +83,7 @@ class Handler(QuietHandler):
                            "created": time.monotonic()}
         params = {"code": code, **({"state": query["state"]} if "state" in query else {}),
                   "device_id": device_id, "type": "code_v2", "expires_in": CODE_LIFETIME}
-        sep = "&" if urlsplit(query["redirect_uri"]).query else "?"
-        self.reply(302, headers=[("Location", query["redirect_uri"] + sep + urlencode(params))])
+        self.redirect_back(query["redirect_uri"], params)
 
     def do_POST(self):
         path = urlsplit(self.path).path

@@ -25,15 +25,14 @@ Usage: yandex_standin.py PORT CLIENT_ID CLIENT_SECRET
 """
 
 import base64
-import hashlib
 import json
 import secrets
 import sys
 import threading
 import time
-from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from standin import QuietHandler, same, serve
+from standin import QuietHandler, pkce_ok, same, serve
 
 PORT, CLIENT_ID, CLIENT_SECRET = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 CODE_LIFETIME = 600  # Yandex's codes live for 10 minutes
@@ -48,10 +47,6 @@ state = {"person": {"id": "1000034426", "login": "ivan", "display_name": "Ivan",
 codes = {}  # code -> {"redirect_uri", "code_challenge", "person", "created"}
 tokens = {}  # access token -> person
 
-
-def pkce_ok(verifier, challenge):
-    digest = hashlib.sha256(verifier.encode("utf-8")).digest()
-    return same(base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"), challenge)
 
 
 def client_of(header, form):
@@ -97,8 +92,7 @@ class Handler(QuietHandler):
                            "person": json.loads(json.dumps(state["person"])),
                            "created": time.monotonic()}
         params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
-        sep = "&" if urlsplit(query["redirect_uri"]).query else "?"
-        self.reply(302, headers=[("Location", query["redirect_uri"] + sep + urlencode(params))])
+        self.redirect_back(query["redirect_uri"], params)
 
     def info(self, query):
         if query.get("format", "json") != "json":  # xml and jwt are not modelled
