@@ -130,6 +130,8 @@ pub const INTERNAL_ROUTES: &[Route] = &[
     route("/internal/v1/organizations", Service::Organizations, Access::None),
     // Sessions that ended before their tokens expire.
     route("/internal/v1/sessions", Service::Users, Access::None),
+    // The names behind account ids.
+    route("/internal/v1/users", Service::Users, Access::None),
 ];
 
 #[cfg(test)]

@@ -11,8 +11,21 @@ use std::collections::BTreeMap;
 
 const PRODID: &str = "-//Veche//Events//EN";
 
+/// One event of a calendar, with the reader's ticket to it when they hold one.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub event: &'a Event,
+    pub ticket: Option<&'a str>,
+}
+
+impl<'a> From<&'a Event> for Entry<'a> {
+    fn from(event: &'a Event) -> Self {
+        Self { event, ticket: None }
+    }
+}
+
 /// Renders a calendar of `events`. `base_url` makes each event's `URL`.
-pub fn calendar(name: &str, events: &[&Event], base_url: &str, now: Timestamp) -> String {
+pub fn calendar(name: &str, events: &[Entry<'_>], base_url: &str, now: Timestamp) -> String {
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -21,7 +34,7 @@ pub fn calendar(name: &str, events: &[&Event], base_url: &str, now: Timestamp) -
     line(&mut out, "METHOD:PUBLISH");
     line(&mut out, &format!("X-WR-CALNAME:{}", text(name)));
     let mut zones: BTreeMap<&str, (Timestamp, Timestamp)> = BTreeMap::new();
-    for e in events {
+    for e in events.iter().map(|e| e.event) {
         let span = zones.entry(e.input.time_zone.as_str()).or_insert((e.input.start, e.input.end));
         span.0 = span.0.min(e.input.start);
         span.1 = span.1.max(e.input.end);
@@ -32,13 +45,13 @@ pub fn calendar(name: &str, events: &[&Event], base_url: &str, now: Timestamp) -
         }
     }
     for e in events {
-        vevent(&mut out, e, base_url, now);
+        vevent(&mut out, e.event, e.ticket, base_url, now);
     }
     line(&mut out, "END:VCALENDAR");
     out
 }
 
-fn vevent(out: &mut String, e: &Event, base_url: &str, now: Timestamp) {
+fn vevent(out: &mut String, e: &Event, ticket: Option<&str>, base_url: &str, now: Timestamp) {
     let input = &e.input;
     line(out, "BEGIN:VEVENT");
     line(out, &format!("UID:{}@veche", e.id));
@@ -54,8 +67,13 @@ fn vevent(out: &mut String, e: &Event, base_url: &str, now: Timestamp) {
         }
     }
     line(out, &format!("SUMMARY:{}", text(&input.title)));
-    if !input.description.is_empty() {
-        line(out, &format!("DESCRIPTION:{}", text(&input.description)));
+    let description = match ticket {
+        Some(code) if input.description.is_empty() => format!("Ticket: {code}"),
+        Some(code) => format!("Ticket: {code}\n\n{}", input.description),
+        None => input.description.clone(),
+    };
+    if !description.is_empty() {
+        line(out, &format!("DESCRIPTION:{}", text(&description)));
     }
     if let Some(venue) = &input.venue {
         let place: Vec<&str> = [venue.name.as_deref(), venue.address.as_deref(), Some(venue.city.as_str())]
@@ -212,7 +230,7 @@ mod tests {
                 published_at: Some(0),
                 source: None,
             };
-            let ics = calendar("c", &[&e], "https://veche.example", Timestamp::UNIX_EPOCH);
+            let ics = calendar("c", &[Entry::from(&e)], "https://veche.example", Timestamp::UNIX_EPOCH);
             let unfolded = ics.replace("\r\n ", "");
             let lines: Vec<&str> = unfolded.split("\r\n").collect();
             assert_eq!(lines.iter().filter(|l| l.starts_with("BEGIN:VEVENT")).count(), 1, "{sep:?}: {ics}");

@@ -16,6 +16,7 @@ pub mod import;
 pub mod model;
 pub mod search;
 pub mod store;
+mod ticket;
 mod views;
 
 use crate::store::{EventStore, SourceStore, SqliteStore};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub sources: Arc<dyn SourceStore>,
     pub importer: import::sync::Importer,
     pub orgs: clients::organizations::Organizations,
+    /// Names of the people behind registrations.
+    pub people: clients::people::Directory,
     pub views: views::Views,
     pub public_url: String,
 }
@@ -65,6 +68,7 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
             ctx.common.platform.organizations_url(),
             ctx.service_tokens(SERVICE),
         ),
+        people: clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE)),
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
     });

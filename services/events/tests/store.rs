@@ -4,7 +4,7 @@
 use events::fixtures;
 use events::model::{EventInput, RegistrationStatus, Status, Visibility};
 use events::search::{Search, SearchParams, distance_km, stems};
-use events::store::{EventStore, RELEVANCE_WINDOW, SqliteStore, ranked_over_window};
+use events::store::{EventStore, RELEVANCE_WINDOW, RegistrationFilter, SqliteStore, ranked_over_window};
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -65,7 +65,8 @@ async fn capacity_holds_exactly_under_200_concurrent_registrations() {
     for (i, person) in seated.iter().take(10).enumerate() {
         let cancelled = store.cancel_registration(id, *person, now).await.unwrap();
         assert_eq!(cancelled.status, RegistrationStatus::Cancelled);
-        let all = store.registrations(id).await.unwrap();
+        let every = RegistrationFilter { status: None, after: 0, limit: 1000 };
+        let all: Vec<_> = store.registrations(id, every).await.unwrap().into_iter().map(|l| l.registration).collect();
         let promoted = all.iter().find(|r| r.user_id == queue[i]).unwrap();
         assert_eq!(promoted.status, RegistrationStatus::Registered, "waitlist place {} is promoted", i + 1);
         let next = all.iter().find(|r| r.user_id == queue[i + 1]).unwrap();

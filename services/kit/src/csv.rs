@@ -11,14 +11,7 @@ pub const MEDIA_TYPE: &str = "text/csv; charset=utf-8";
 /// Whether to answer in CSV: as the operation's `format` parameter says when it is given
 /// (`Some(true)` for `csv`), else when `Accept` names `text/csv` among its media ranges.
 pub fn wanted(format_is_csv: Option<bool>, headers: &HeaderMap) -> bool {
-    format_is_csv.unwrap_or_else(|| {
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|range| range.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/csv"))
-    })
+    format_is_csv.unwrap_or_else(|| crate::negotiate::accepts(headers, "text/csv"))
 }
 
 /// A table: the header row, then one row per item.

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// One page of a list.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -17,6 +17,17 @@ pub struct Page<T> {
     /// Pass as `cursor` to get the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of a list without search (1 to [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when left out).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// 1 to 200; 50 when left out.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// The page size callers get when they do not ask, and the most they may ask for.

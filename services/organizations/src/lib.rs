@@ -65,6 +65,8 @@ pub struct AppState {
     /// Where people reach the platform: the base of invitation links.
     pub public_url: String,
     pub invitation_ttl: i64,
+    /// Names (and addresses) of the people behind memberships.
+    pub people: clients::people::Directory,
 }
 
 /// Opens the store under the data directory and assembles the router.
@@ -85,6 +87,7 @@ pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result
         mailer,
         public_url: ctx.common.platform.public_url(),
         invitation_ttl: config.invitation_ttl,
+        people: clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE)),
     });
 
     let store = app.store.clone();

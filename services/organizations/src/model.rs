@@ -1,6 +1,7 @@
 //! Organizations' domain types, their validation, and the one policy that says who may do
 //! what. No I/O here.
 
+use clients::people::Person;
 use kit::validate::{check_free_text, has_hidden_chars, web_url};
 pub use kit::validate::{is_valid_email, is_web_url, normalize_email};
 use kit::{ApiError, Violations};
@@ -66,6 +67,8 @@ pub enum Action {
     Transfer,
     /// See the pending invitations.
     ViewInvitations,
+    /// See members' email addresses beside their names.
+    ViewMemberEmails,
     /// Invite someone by email to join with this role.
     Invite(Role),
     /// Revoke a pending invitation that would grant this role.
@@ -94,7 +97,7 @@ pub fn allows(role: Option<Role>, platform_admin: bool, action: Action) -> bool 
     let Some(role) = role else { return false };
     match action {
         Action::ViewMembers | Action::Leave => true,
-        Action::Edit | Action::ViewInvitations | Action::ManageEvents => role >= Role::Admin,
+        Action::Edit | Action::ViewInvitations | Action::ViewMemberEmails | Action::ManageEvents => role >= Role::Admin,
         Action::Delete | Action::Transfer => role == Role::Owner,
         // Admins handle members and admins; anything that makes or touches an owner is
         // for owners.
@@ -639,15 +642,23 @@ pub struct MemberView {
     pub role: Role,
     /// RFC 3339.
     pub joined_at: String,
+    /// Absent when the account has since been deleted.
+    pub display_name: Option<String>,
+    /// Shown to the organization's admins and owners only.
+    pub email: Option<String>,
 }
 
-impl From<&Member> for MemberView {
-    fn from(m: &Member) -> Self {
+impl MemberView {
+    /// The member with what the viewer may see of the person: the name always, the
+    /// address when `show_email`.
+    pub fn new(m: &Member, person: Option<&Person>, show_email: bool) -> Self {
         Self {
             organization_id: m.organization_id,
             user_id: m.user_id,
             role: m.role,
             joined_at: kit::rfc3339(m.joined_at),
+            display_name: person.map(|p| p.display_name.clone()),
+            email: person.filter(|_| show_email).map(|p| p.email.clone()),
         }
     }
 }
@@ -705,6 +716,7 @@ mod tests {
             Action::Delete,
             Action::Transfer,
             Action::ViewInvitations,
+            Action::ViewMemberEmails,
             Action::Leave,
             Action::ManageEvents,
         ];
@@ -731,7 +743,7 @@ mod tests {
         };
         let lowest = match action {
             Action::ViewMembers | Action::Leave => Member,
-            Action::Edit | Action::ViewInvitations | Action::ManageEvents => Admin,
+            Action::Edit | Action::ViewInvitations | Action::ViewMemberEmails | Action::ManageEvents => Admin,
             Action::Delete | Action::Transfer => Owner,
             Action::Invite(_) | Action::RevokeInvitation(_) | Action::ChangeRole { .. } | Action::Remove(_) => {
                 if touches_owner {
@@ -754,7 +766,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, (7 + 3 * 3 + 9) * 4);
+        assert_eq!(checked, (8 + 3 * 3 + 9) * 4);
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub struct Notifications {
 fn yes() -> bool {
     true
 }
-fn default_language() -> String {
+pub(crate) fn default_language() -> String {
     "en".into()
 }
 fn default_time_zone() -> String {

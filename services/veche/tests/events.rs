@@ -128,18 +128,22 @@ async fn registrations_waitlist_csv_and_check_in() {
     assert!(csv.content_type.starts_with("text/csv"), "{csv:?}");
     let text = csv.body.as_str().unwrap().to_owned();
     assert_eq!(text.lines().count(), 4, "{text}");
-    assert!(text.starts_with("user_id,status,waitlist_position,registered_at,checked_in_at"));
+    assert!(
+        text.starts_with("display_name,email,status,waitlist_position,registered_at,checked_in_at,user_id"),
+        "{text}"
+    );
 
     // A cancellation promotes the waitlist.
     let r = send(client().delete(v.url(&format!("{path}/me"))).bearer_auth(&a)).await;
     assert_eq!(r.body["status"], "cancelled", "{r:?}");
     let mine = get_auth(&v, "/api/v1/users/me/registrations", &c).await;
-    assert_eq!(mine.body[0]["registration"]["status"], "registered", "{mine:?}");
-    assert_eq!(mine.body[0]["event"]["registered_count"], 2);
+    assert_eq!(mine.body["items"][0]["registration"]["status"], "registered", "{mine:?}");
+    assert_eq!(mine.body["items"][0]["event"]["registered_count"], 2);
 
     let c_id = get_auth(&v, "/api/v1/users/me", &c).await.body["id"].as_str().unwrap().to_owned();
     let r = post_auth(&v, &format!("{path}/{c_id}/check-in"), &root).await;
-    assert!(r.body["checked_in_at"].is_string(), "{r:?}");
+    assert!(r.body["attendee"]["checked_in_at"].is_string(), "{r:?}");
+    assert_eq!(r.body["attendee"]["email"], "c@example.org", "{r:?}");
     post_auth(&v, &format!("{path}/{c_id}/check-in"), &c).await.assert_problem(403);
 }
 
@@ -341,8 +345,8 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats() {
         assert_eq!(r.body["status"], "cancelled");
         let promoted = waitlisted[n].1;
         let mine = get_auth(&v, "/api/v1/users/me/registrations", &people[promoted]).await;
-        assert_eq!(mine.body[0]["registration"]["status"], "registered", "place {} is promoted", n + 1);
+        assert_eq!(mine.body["items"][0]["registration"]["status"], "registered", "place {} is promoted", n + 1);
         let next = get_auth(&v, "/api/v1/users/me/registrations", &people[waitlisted[n + 1].1]).await;
-        assert_eq!(next.body[0]["registration"]["waitlist_position"], 1, "the next in line is first now");
+        assert_eq!(next.body["items"][0]["registration"]["waitlist_position"], 1, "the next in line is first now");
     }
 }

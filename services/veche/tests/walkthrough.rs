@@ -89,7 +89,7 @@ async fn check(v: &Veche, walk: &Walk) {
     let mine = get_auth(v, "/api/v1/users/me/registrations", &member).await;
     assert_eq!(mine.status, 200, "{mine:?}");
     let seats: Vec<&Value> =
-        mine.body.as_array().unwrap().iter().filter(|m| m["event"]["id"] == event.as_str()).collect();
+        mine.body["items"].as_array().unwrap().iter().filter(|m| m["event"]["id"] == event.as_str()).collect();
     assert_eq!(seats.len(), 1, "{mine:?}");
     assert_eq!(seats[0]["registration"]["status"], "registered", "{mine:?}");
     let orgs = get_auth(v, "/api/v1/users/me/organizations", &member).await;

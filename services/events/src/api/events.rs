@@ -88,7 +88,12 @@ pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<S
     let (event, _) = access(&app, id, me.as_ref(), Access::Read).await?;
     app.views.record(event.id, me.as_ref().map(|m| m.id));
     if ics {
-        let body = crate::ics::calendar(&event.input.title, &[&event], &app.public_url, jiff::Timestamp::now());
+        let body = crate::ics::calendar(
+            &event.input.title,
+            &[crate::ics::Entry::from(&event)],
+            &app.public_url,
+            jiff::Timestamp::now(),
+        );
         return Ok(calendar_response(body, &format!("{}.ics", event.id)));
     }
     Ok(Json(EventView::from(&event)).into_response())

@@ -1,8 +1,10 @@
 //! Routes of the events service, the one access rule they share, and the OpenAPI document.
 
+pub mod attendees;
 pub mod events;
 pub mod registrations;
 pub mod sources;
+pub mod tickets;
 
 use crate::App;
 use crate::model::{Event, Status};
@@ -99,9 +101,11 @@ pub fn router(app: App) -> Router {
             get(sources::get).patch(sources::patch).delete(sources::delete),
         )
         .route("/api/v1/organizations/{id}/sources/{source_id}/sync", post(sources::sync))
-        .route("/api/v1/events/{id}/registrations", post(registrations::register).get(registrations::list))
-        .route("/api/v1/events/{id}/registrations/me", axum::routing::delete(registrations::cancel))
-        .route("/api/v1/events/{id}/registrations/{user_id}/check-in", post(registrations::check_in))
+        .route("/api/v1/events/{id}/registrations", post(registrations::register).get(attendees::list))
+        .route("/api/v1/events/{id}/registrations/me", get(registrations::get_mine).delete(registrations::cancel))
+        .route("/api/v1/events/{id}/registrations/me/ticket", get(tickets::mine))
+        .route("/api/v1/events/{id}/registrations/{user_id}/check-in", post(tickets::by_user))
+        .route("/api/v1/events/{id}/check-ins", post(tickets::by_ticket))
         .route("/api/v1/users/me/registrations", get(registrations::mine))
         .route("/api/v1/users/me/calendar", post(registrations::new_calendar))
         .route("/api/v1/calendar/{token}", get(registrations::calendar_feed))
@@ -113,8 +117,8 @@ pub fn router(app: App) -> Router {
     paths(
         events::create, events::search, events::get, events::get_calendar, events::patch, events::publish, events::cancel, events::delete,
         events::detach, sources::create, sources::list, sources::get, sources::patch, sources::delete, sources::sync,
-        registrations::register, registrations::cancel, registrations::list, registrations::check_in,
-        registrations::mine, registrations::new_calendar, registrations::calendar_feed,
+        registrations::register, registrations::get_mine, registrations::cancel, attendees::list,
+        tickets::mine, tickets::by_ticket, tickets::by_user, registrations::mine, registrations::new_calendar, registrations::calendar_feed,
     ),
     modifiers(&BearerAuth),
     tags((name = "events", description = "Events: lifecycle and search"),

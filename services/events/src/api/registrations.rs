@@ -1,16 +1,18 @@
-//! Registrations (seats and the waitlist), check-in, and calendars.
+//! Registrations (seats and the waitlist), the caller's own, and calendars.
 
 use super::{Access, access, calendar_response};
 use crate::App;
+use crate::ics::Entry;
 use crate::model::{EventView, Registration, Status};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kit::auth::AuthUser;
 use kit::extract::{Json, Path, Query};
+use kit::page::{self, Page, PageParams};
 use kit::{ApiError, now_unix};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 #[utoipa::path(post, path = "/api/v1/events/{id}/registrations", operation_id = "registerForEvent", tag = "registrations", security(("bearer" = [])),
@@ -38,80 +40,50 @@ pub async fn cancel(
     Ok(Json(app.store.cancel_registration(id, me.id, now_unix()).await?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// `csv` for a spreadsheet (or send `Accept: text/csv`).
-    #[param(inline)]
-    pub format: Option<ExportFormat>,
-}
-
-/// How a list is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportFormat {
-    Json,
-    Csv,
-}
-
-#[utoipa::path(get, path = "/api/v1/events/{id}/registrations", operation_id = "listEventRegistrations", tag = "registrations", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ListParams),
-    responses((status = 200, description = "the event's registrations, as JSON or (on request) CSV",
-                content((Vec<Registration> = "application/json"), (String = "text/csv"))),
-              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem)))]
-pub async fn list(
+#[utoipa::path(get, path = "/api/v1/events/{id}/registrations/me", operation_id = "getMyRegistration", tag = "registrations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the caller's place (cancelled ones too)", body = Registration),
+              (status = 404, description = "no such event, or the caller never registered", body = kit::problem::Problem)))]
+pub async fn get_mine(
     State(app): State<App>,
     me: AuthUser,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
-    let csv = kit::csv::wanted(params.format.map(|f| f == ExportFormat::Csv), &headers);
-    let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
-    let registrations = app.store.registrations(id).await?;
-    if !csv {
-        return Ok(Json(registrations).into_response());
-    }
-    let header = ["user_id", "status", "waitlist_position", "registered_at", "checked_in_at"];
-    let rows = registrations.iter().map(|r| {
-        [
-            r.user_id.to_string(),
-            r.status.as_str().to_owned(),
-            r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
-            r.created_at.clone(),
-            r.checked_in_at.clone().unwrap_or_default(),
-        ]
-    });
-    Ok(kit::csv::download(kit::csv::table(&header, rows), &format!("registrations-{}.csv", event.id)))
-}
-
-#[utoipa::path(post, path = "/api/v1/events/{id}/registrations/{user_id}/check-in", operation_id = "checkInAttendee", tag = "registrations",
-    security(("bearer" = [])), params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, body = Registration), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "not registered (waitlisted or cancelled)", body = kit::problem::Problem)))]
-pub async fn check_in(
-    State(app): State<App>,
-    me: AuthUser,
-    Path((id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Registration>, ApiError> {
-    access(&app, id, Some(&me), Access::Manage).await?;
-    Ok(Json(app.store.check_in(id, user_id, now_unix()).await?))
+    access(&app, id, Some(&me), Access::Read).await?;
+    let found = app.store.ticket(id, me.id).await?;
+    found.map(|(r, _)| Json(r)).ok_or_else(|| ApiError::NotFound("you never registered for this event".into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MyRegistrationView {
     pub registration: Registration,
     pub event: EventView,
+    /// The ticket to show at the door (see `.../registrations/me/ticket` for its QR code).
+    pub ticket: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me/registrations", operation_id = "listMyRegistrations", tag = "registrations", security(("bearer" = [])),
-    responses((status = 200, body = Vec<MyRegistrationView>)))]
-pub async fn mine(State(app): State<App>, me: AuthUser) -> Result<Json<Vec<MyRegistrationView>>, ApiError> {
-    let mine = app.store.my_registrations(me.id).await?;
-    Ok(Json(
-        mine.iter()
-            .map(|m| MyRegistrationView { registration: m.registration.clone(), event: EventView::from(&m.event) })
-            .collect(),
-    ))
+    params(PageParams),
+    responses((status = 200, description = "the caller's seats and waitlist places, by the events' start", body = Page<MyRegistrationView>)))]
+pub async fn mine(
+    State(app): State<App>,
+    me: AuthUser,
+    Query(p): Query<PageParams>,
+) -> Result<Json<Page<MyRegistrationView>>, ApiError> {
+    let limit = page::limit(p.limit)?;
+    let after = p.cursor.as_deref().map(page::decode_cursor::<(i64, Uuid)>).transpose()?;
+    let found = app.store.my_registrations(me.id, after, Some(limit + 1)).await?;
+    let page = page::paginate(found, limit, |m| (m.event.input.start.as_second(), m.event.id));
+    let items = page
+        .items
+        .into_iter()
+        .map(|m| MyRegistrationView {
+            event: EventView::from(&m.event),
+            registration: m.registration,
+            ticket: m.ticket,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor: page.next_cursor }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -140,8 +112,12 @@ pub async fn calendar_feed(State(app): State<App>, Path(token): Path<String>) ->
         return Err(not_found());
     }
     let user = app.store.calendar_owner(kit::secret::token_hash(token)).await?.ok_or_else(not_found)?;
-    let mine = app.store.my_registrations(user).await?;
-    let events: Vec<_> = mine.iter().filter(|m| m.event.status != Status::Draft).map(|m| &m.event).collect();
-    let body = crate::ics::calendar("Veche", &events, &app.public_url, jiff::Timestamp::now());
+    let mine = app.store.my_registrations(user, None, None).await?;
+    let entries: Vec<_> = mine
+        .iter()
+        .filter(|m| m.event.status != Status::Draft)
+        .map(|m| Entry { event: &m.event, ticket: m.ticket.as_deref() })
+        .collect();
+    let body = crate::ics::calendar("Veche", &entries, &app.public_url, jiff::Timestamp::now());
     Ok(calendar_response(body, "veche.ics"))
 }

@@ -322,6 +322,18 @@ pub enum RegistrationStatus {
 }
 str_enum!(RegistrationStatus { Registered => "registered", Waitlisted => "waitlisted", Cancelled => "cancelled" });
 
+/// Where an attendee stands, as the attendee list filters: a seat held and not yet used
+/// (`registered`), used at the door (`checked_in`), waiting, or given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttendeeStatus {
+    Registered,
+    CheckedIn,
+    Waitlisted,
+    Cancelled,
+}
+str_enum!(AttendeeStatus { Registered => "registered", CheckedIn => "checked_in", Waitlisted => "waitlisted", Cancelled => "cancelled" });
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Registration {
     pub event_id: Uuid,

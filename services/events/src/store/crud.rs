@@ -3,10 +3,13 @@
 
 use super::plan::evidence;
 use super::sql::search_sql;
-use super::{EventStore, MyRegistration, Registered, Result, SqliteStore, StoreError};
+use super::{
+    CheckedIn, EventStore, Listed, MyRegistration, Registered, RegistrationFilter, Result, SqliteStore, StoreError,
+};
 use crate::model::source::EventSource;
-use crate::model::{Event, EventInput, Registration, RegistrationStatus, Status};
+use crate::model::{AttendeeStatus, Event, EventInput, Registration, RegistrationStatus, Status};
 use crate::search::{Cursor, Search, Sort};
+use crate::ticket;
 use async_trait::async_trait;
 use kit::db::row::{json as parse_json, to_json, uuid as parse_uuid};
 use rusqlite::types::ToSql;
@@ -168,6 +171,27 @@ fn get_registration(c: &Connection, event_id: Uuid, user_id: Uuid) -> rusqlite::
     ))?
     .query_row([event_id.to_string(), user_id.to_string()], registration_from_row)
     .optional()
+}
+
+/// Marks a registered attendee present, once.
+fn check_in(tx: &Transaction<'_>, event_id: Uuid, user_id: Uuid, now: i64) -> Result<CheckedIn> {
+    let current = get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)?;
+    if current.status != RegistrationStatus::Registered {
+        return Err(StoreError::Conflict(format!(
+            "only registered attendees can check in; this one is {}",
+            current.status.as_str()
+        )));
+    }
+    let already = current.checked_in_at.is_some();
+    if !already {
+        tx.execute(
+            "UPDATE registrations SET checked_in_at = ?3, updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
+            params![event_id.to_string(), user_id.to_string(), now],
+        )?;
+        fact(tx, "registration.checked_in", event_id, Some(user_id), now)?;
+    }
+    let registration = get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)?;
+    Ok(CheckedIn { registration, already })
 }
 
 /// Records a fact about `event` with its organization (while the event exists), so
@@ -373,12 +397,21 @@ impl EventStore for SqliteStore {
                     [event_id.to_string()],
                     |r| r.get(0),
                 )?;
+                // Coming back after cancelling keeps the ticket already printed.
                 tx.execute(
-                    "INSERT INTO registrations (event_id, user_id, status, position, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                    "INSERT INTO registrations (event_id, user_id, status, position, created_at, updated_at, ticket)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
                      ON CONFLICT (event_id, user_id) DO UPDATE SET status = ?3, position = ?4, updated_at = ?5,
-                                                                   checked_in_at = NULL",
-                    params![event_id.to_string(), user_id.to_string(), new_status.as_str(), position, now],
+                                                                   checked_in_at = NULL,
+                                                                   ticket = COALESCE(ticket, ?6)",
+                    params![
+                        event_id.to_string(),
+                        user_id.to_string(),
+                        new_status.as_str(),
+                        position,
+                        now,
+                        ticket::new_code()
+                    ],
                 )?;
                 let counter = if seat { "registered_count" } else { "waitlisted_count" };
                 tx.execute(
@@ -399,6 +432,9 @@ impl EventStore for SqliteStore {
                 let current = get_registration(tx, event_id, user_id)?
                     .filter(|r| r.status != RegistrationStatus::Cancelled)
                     .ok_or(StoreError::NotFound)?;
+                if current.checked_in_at.is_some() {
+                    return Err(StoreError::Conflict("a registration checked in at the door cannot be cancelled".into()));
+                }
                 tx.execute(
                     "UPDATE registrations SET status = 'cancelled', updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
                     params![event_id.to_string(), user_id.to_string(), now],
@@ -435,46 +471,85 @@ impl EventStore for SqliteStore {
             .await
     }
 
-    async fn registrations(&self, event_id: Uuid) -> Result<Vec<Registration>> {
+    async fn registrations(&self, event_id: Uuid, filter: RegistrationFilter) -> Result<Vec<Listed>> {
         self.db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {REGISTRATION_COLUMNS} FROM registrations r WHERE r.event_id = ?1 ORDER BY r.position"
+                    "SELECT {REGISTRATION_COLUMNS}, r.position FROM registrations r
+                     WHERE r.event_id = ?1 AND r.position > ?2
+                       AND (?3 IS NULL OR (CASE WHEN r.status = 'registered' AND r.checked_in_at IS NOT NULL
+                                                THEN 'checked_in' ELSE r.status END) = ?3)
+                     ORDER BY r.position LIMIT ?4"
                 ))?;
-                let rows = stmt.query_map([event_id.to_string()], registration_from_row)?;
+                let status = filter.status.map(AttendeeStatus::as_str);
+                let rows = stmt.query_map(params![event_id.to_string(), filter.after, status, filter.limit], |r| {
+                    Ok(Listed { registration: registration_from_row(r)?, position: r.get(6)? })
+                })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
     }
 
-    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration> {
+    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<CheckedIn> {
+        self.db.write(move |tx| check_in(tx, event_id, user_id, now)).await
+    }
+
+    async fn check_in_by_ticket(&self, event_id: Uuid, code: String, now: i64) -> Result<CheckedIn> {
         self.db
             .write(move |tx| {
-                let current = get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)?;
-                if current.status != RegistrationStatus::Registered {
-                    return Err(StoreError::Conflict("only registered attendees can check in".into()));
-                }
-                if current.checked_in_at.is_none() {
-                    tx.execute(
-                        "UPDATE registrations SET checked_in_at = ?3, updated_at = ?3 WHERE event_id = ?1 AND user_id = ?2",
-                        params![event_id.to_string(), user_id.to_string(), now],
-                    )?;
-                    fact(tx, "registration.checked_in", event_id, Some(user_id), now)?;
-                }
-                get_registration(tx, event_id, user_id)?.ok_or(StoreError::NotFound)
+                let holder: String = tx
+                    .query_row(
+                        "SELECT user_id FROM registrations WHERE ticket = ?1 AND event_id = ?2",
+                        [code, event_id.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                check_in(tx, event_id, parse_uuid(holder)?, now)
             })
             .await
     }
 
-    async fn my_registrations(&self, user_id: Uuid) -> Result<Vec<MyRegistration>> {
+    async fn ticket(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<(Registration, String)>> {
+        self.db
+            .write(move |tx| {
+                let Some(registration) = get_registration(tx, event_id, user_id)? else { return Ok(None) };
+                tx.execute(
+                    "UPDATE registrations SET ticket = ?3 WHERE event_id = ?1 AND user_id = ?2 AND ticket IS NULL",
+                    params![event_id.to_string(), user_id.to_string(), ticket::new_code()],
+                )?;
+                let code: String = tx.query_row(
+                    "SELECT ticket FROM registrations WHERE event_id = ?1 AND user_id = ?2",
+                    [event_id.to_string(), user_id.to_string()],
+                    |r| r.get(0),
+                )?;
+                Ok(Some((registration, code)))
+            })
+            .await
+    }
+
+    async fn my_registrations(
+        &self,
+        user_id: Uuid,
+        after: Option<(i64, Uuid)>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MyRegistration>> {
         self.db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {REGISTRATION_COLUMNS}, {COLUMNS} FROM registrations r JOIN events e ON e.id = r.event_id
-                     WHERE r.user_id = ?1 AND r.status != 'cancelled' ORDER BY e.start_at"
+                    "SELECT {REGISTRATION_COLUMNS}, r.ticket, {COLUMNS} FROM registrations r JOIN events e ON e.id = r.event_id
+                     WHERE r.user_id = ?1 AND r.status != 'cancelled'
+                       AND (?2 IS NULL OR (e.start_at, e.id) > (?2, ?3))
+                     ORDER BY e.start_at, e.id LIMIT ?4"
                 ))?;
-                let rows = stmt.query_map([user_id.to_string()], |r| {
-                    Ok(MyRegistration { registration: registration_from_row(r)?, event: event_from_offset(r, 6)? })
+                let (after_start, after_id) = after.map(|(t, id)| (t, id.to_string())).unzip();
+                let limit = limit.map_or(-1, i64::from);
+                let rows = stmt.query_map(params![user_id.to_string(), after_start, after_id, limit], |r| {
+                    Ok(MyRegistration {
+                        registration: registration_from_row(r)?,
+                        ticket: r.get(6)?,
+                        event: event_from_offset(r, 7)?,
+                    })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })

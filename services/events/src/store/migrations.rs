@@ -172,4 +172,12 @@ CREATE TABLE imported_events (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX imported_events_by_event ON imported_events (event_id) WHERE event_id IS NOT NULL;
 "#,
+    r#"
+-- Tickets: an unguessable code per registration, shown at the door. Rows from before
+-- tickets get theirs when the attendee first asks for it.
+ALTER TABLE registrations ADD COLUMN ticket TEXT;
+CREATE UNIQUE INDEX registrations_by_ticket ON registrations (ticket) WHERE ticket IS NOT NULL;
+-- The attendee list, page by page in arrival order.
+CREATE INDEX registrations_in_order ON registrations (event_id, position);
+"#,
 ];

@@ -18,7 +18,7 @@ mod sql;
 pub use plan::{RELEVANCE_WINDOW, ranked_over_window};
 pub use sources::{Outcome, SourceStore};
 
-use crate::model::{Event, EventInput, Registration, Status};
+use crate::model::{AttendeeStatus, Event, EventInput, Registration, Status};
 use crate::search::{Cursor, Search};
 use async_trait::async_trait;
 use kit::db::row::json as parse_json;
@@ -64,6 +64,32 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct MyRegistration {
     pub registration: Registration,
     pub event: Event,
+    /// Its ticket code, once issued.
+    pub ticket: Option<String>,
+}
+
+/// Which of an event's registrations to list: arrival positions after `after`, at most
+/// `limit`, of one status when given.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrationFilter {
+    pub status: Option<AttendeeStatus>,
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// A registration as listed, with its arrival position (the list's order and cursor).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub position: i64,
+    pub registration: Registration,
+}
+
+/// A check-in at the door.
+#[derive(Debug, Clone)]
+pub struct CheckedIn {
+    pub registration: Registration,
+    /// True when the registration had been checked in before (the call is idempotent).
+    pub already: bool,
 }
 
 /// What registering led to.
@@ -90,9 +116,23 @@ pub trait EventStore: Send + Sync + 'static {
     async fn register(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registered>;
     /// Cancels the caller's place; a freed seat goes to the first of the waitlist.
     async fn cancel_registration(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration>;
-    async fn registrations(&self, event_id: Uuid) -> Result<Vec<Registration>>;
-    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<Registration>;
-    async fn my_registrations(&self, user_id: Uuid) -> Result<Vec<MyRegistration>>;
+    /// A page of the event's registrations, in arrival order.
+    async fn registrations(&self, event_id: Uuid, filter: RegistrationFilter) -> Result<Vec<Listed>>;
+    /// Marks a registered attendee present; a waitlisted or cancelled one is a conflict.
+    async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<CheckedIn>;
+    /// The same, for whoever holds the ticket `code` (normalized) to this event.
+    async fn check_in_by_ticket(&self, event_id: Uuid, code: String, now: i64) -> Result<CheckedIn>;
+    /// The user's registration and its ticket code (issued now for a registration from
+    /// before tickets).
+    async fn ticket(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<(Registration, String)>>;
+    /// The user's live registrations by the events' start, after `after` (start, event id),
+    /// at most `limit` (all when `None`).
+    async fn my_registrations(
+        &self,
+        user_id: Uuid,
+        after: Option<(i64, Uuid)>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MyRegistration>>;
 
     /// Stores the hash of a user's calendar feed token (replacing the old one).
     async fn set_calendar_token(&self, user_id: Uuid, hash: String) -> Result<()>;

@@ -1,8 +1,8 @@
 //! `/api/v1/organizations/{id}/invitations*` and `/api/v1/organizations/invitations/accept`:
 //! invitations by email, with a single-use link that expires.
 
+use super::actor;
 use super::members::authorize_read;
-use super::{PageParams, actor};
 use crate::App;
 use crate::model::{AcceptInvitation, Action, CreateInvitation, Invitation, InvitationView, MemberView};
 use crate::store::{NewInvitation, StoreError};
@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kit::auth::AuthUser;
 use kit::extract::{Json, Path, Query};
+use kit::page::PageParams;
 use kit::page::{self, Page};
 use kit::secret::{new_token, token_hash};
 use kit::{ApiError, now_unix};
@@ -109,7 +110,9 @@ pub async fn accept(
     // Without an email claim nobody's address can match: the same answer as a mismatch.
     let email = me.claims.email.clone().ok_or(StoreError::WrongRecipient)?;
     let member = app.store.accept_invitation(token_hash(&req.token), me.id, email, now_unix()).await?;
-    Ok(Json(MemberView::from(&member)))
+    let organization = member.organization_id;
+    let mut view = super::members::views(&app, organization, &me, std::slice::from_ref(&member)).await?;
+    Ok(Json(view.remove(0)))
 }
 
 #[cfg(test)]

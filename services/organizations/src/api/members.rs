@@ -1,13 +1,14 @@
 //! `/api/v1/organizations/{id}/members*`: who is in an organization, with which role,
 //! and the membership lookup other services ask with a service token.
 
-use super::{PageParams, actor};
+use super::actor;
 use crate::App;
 use crate::model::{self, Action, Member, MemberView, MembershipView, RoleChange};
 use axum::extract::State;
 use axum::http::StatusCode;
 use kit::auth::{AuthUser, Caller};
 use kit::extract::{Json, Path, Query};
+use kit::page::PageParams;
 use kit::page::{self, Page};
 use kit::{ApiError, now_unix};
 use uuid::Uuid;
@@ -46,7 +47,22 @@ pub async fn list(
     authorize_read(&app, id, &me, Action::ViewMembers).await?;
     let found = app.store.members(id, after, limit + 1).await?;
     let page = page::paginate(found, limit, |m: &Member| (m.joined_at, m.user_id));
-    Ok(Json(Page { items: page.items.iter().map(MemberView::from).collect(), next_cursor: page.next_cursor }))
+    let items = views(&app, id, &me, &page.items).await?;
+    Ok(Json(Page { items, next_cursor: page.next_cursor }))
+}
+
+/// `members` as `me` may see them: names for every member, addresses for managers.
+pub(crate) async fn views(
+    app: &App,
+    organization: Uuid,
+    me: &AuthUser,
+    members: &[Member],
+) -> Result<Vec<MemberView>, ApiError> {
+    let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
+    let people = app.people.look_up(&ids, None).await?;
+    let role = app.store.member(organization, me.id).await?.map(|m| m.role);
+    let show_email = model::allows(role, me.is_admin(), Action::ViewMemberEmails);
+    Ok(members.iter().map(|m| MemberView::new(m, people.get(&m.user_id), show_email)).collect())
 }
 
 /// Who asks for a membership, and whether they may.
@@ -100,7 +116,8 @@ pub async fn change_role(
     Json(req): Json<RoleChange>,
 ) -> Result<Json<MemberView>, ApiError> {
     let member = app.store.change_role(id, actor(&me), user_id, req.role, now_unix()).await?;
-    Ok(Json(MemberView::from(&member)))
+    let mut view = views(&app, id, &me, std::slice::from_ref(&member)).await?;
+    Ok(Json(view.remove(0)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{id}/members/{user_id}", operation_id = "removeOrganizationMember", tag = "members", security(("bearer" = [])),

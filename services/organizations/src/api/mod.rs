@@ -12,8 +12,7 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 use kit::auth::AuthUser;
 use kit::openapi::BearerAuth;
-use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::OpenApi;
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -36,17 +35,6 @@ pub fn router(app: App) -> Router {
         .route("/invitations/accept", get(page::accept))
         .route("/invitations/{file}", get(page::asset))
         .with_state(app)
-}
-
-/// `?limit=&cursor=` of a list without search.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PageParams {
-    /// 1 to 200; 50 when left out.
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 pub(crate) fn actor(me: &AuthUser) -> Actor {

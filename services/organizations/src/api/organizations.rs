@@ -1,7 +1,7 @@
 //! `/api/v1/organizations` and `/api/v1/organizations/{id}`: public profiles, creation,
 //! editing, deletion and transfer of ownership; and `/api/v1/users/me/organizations`.
 
-use super::{PageParams, actor};
+use super::actor;
 use crate::App;
 use crate::model::{
     self, CreateOrganization, MyOrganization, Organization, OrganizationView, PatchOrganization, Transfer,
@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kit::auth::AuthUser;
 use kit::extract::{Json, Path, Query};
+use kit::page::PageParams;
 use kit::page::{self, Page};
 use kit::{ApiError, now_unix};
 use serde::Deserialize;

@@ -1,7 +1,9 @@
-//! Calls between services: the list of ended sessions that every verifier follows.
+//! Calls between services: the list of ended sessions that every verifier follows, and
+//! the directory of people the other services show names from.
 
 use crate::App;
 use axum::extract::State;
+use clients::people::{self, Lookup, People};
 use clients::users::RevokedPage;
 use kit::auth::Caller;
 use kit::extract::{Json, Query};
@@ -36,4 +38,28 @@ pub async fn ended_sessions(
         return Err(ApiError::field("after", "must not be negative"));
     }
     Ok(Json(app.ended_page(params.after, now_unix()).await?))
+}
+
+#[utoipa::path(post, path = "/internal/v1/users/people", operation_id = "lookUpPeople", tag = "internal",
+    security(("bearer" = [])), request_body = Lookup,
+    responses((status = 200, description = "the people behind the ids (unknown ones left out), matching `q` when given", body = People),
+              (status = 401, body = kit::problem::Problem),
+              (status = 403, description = "service tokens only", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
+pub async fn people(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Json(lookup): Json<Lookup>,
+) -> Result<Json<People>, ApiError> {
+    if caller.service().is_none() {
+        return Err(ApiError::Forbidden("for the platform's services only".into()));
+    }
+    if lookup.ids.len() > people::LOOKUP_MAX {
+        return Err(ApiError::field("ids", format!("at most {} in one lookup", people::LOOKUP_MAX)));
+    }
+    let mut found = app.store.people(lookup.ids).await?;
+    if let Some(q) = lookup.q.as_deref() {
+        found.retain(|p| people::matches(p, q));
+    }
+    Ok(Json(People { people: found }))
 }

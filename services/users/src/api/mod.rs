@@ -46,6 +46,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/users", get(admin::list))
         .route("/api/v1/users/{id}", get(admin::get).patch(admin::patch).delete(admin::delete))
         .route(clients::users::ENDED_PATH, get(internal::ended_sessions))
+        .route(clients::people::PEOPLE_PATH, post(internal::people))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
         .route("/verify-email", get(page::verify_email))
@@ -66,7 +67,7 @@ pub fn router(app: App) -> Router {
         second_factor::disable,
         admin::list, admin::get, admin::patch, admin::delete,
         well_known::jwks, well_known::openid_configuration,
-        internal::ended_sessions,
+        internal::ended_sessions, internal::people,
     ),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Accounts, sessions and tokens"),

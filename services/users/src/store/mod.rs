@@ -13,6 +13,7 @@ pub use second_factor::{SecondFactor, SecondFactorStore};
 
 use crate::model::{Preferences, Profile, Purpose, User};
 use async_trait::async_trait;
+use clients::people::Person;
 use kit::db::row::{json as parse_json, like_substring as like_pattern, to_json, uuid as parse_uuid};
 use kit::db::{Db, DbError, Migrations};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
@@ -130,6 +131,8 @@ pub trait UserStore: SecondFactorStore + IdentityStore + Send + Sync + 'static {
     async fn admin_update(&self, id: Uuid, change: AdminChange, now: i64) -> Result<User>;
     async fn delete_user(&self, id: Uuid, now: i64) -> Result<()>;
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>>;
+    /// The people behind `ids` (unknown ones left out), for the other services.
+    async fn people(&self, ids: Vec<Uuid>) -> Result<Vec<Person>>;
     async fn has_admin(&self) -> Result<bool>;
     /// Whether an enabled administrator other than `id` exists (the platform keeps one).
     async fn has_admin_other_than(&self, id: Uuid) -> Result<bool>;
@@ -480,6 +483,27 @@ impl UserStore for SqliteStore {
             .await
     }
 
+    async fn people(&self, ids: Vec<Uuid>) -> Result<Vec<Person>> {
+        let ids = to_json(&ids);
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, display_name, email, json_extract(preferences, '$.language')
+                     FROM users WHERE id IN (SELECT value FROM json_each(?1))",
+                )?;
+                let rows = stmt.query_map([ids], |r| {
+                    Ok(Person {
+                        id: parse_uuid(r.get(0)?)?,
+                        display_name: r.get(1)?,
+                        email: r.get(2)?,
+                        language: r.get::<_, Option<String>>(3)?.unwrap_or_else(crate::model::default_language),
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>> {
         self.db
             .read(move |c| {
@@ -812,6 +836,9 @@ impl<S: UserStore> UserStore for CachedStore<S> {
     }
     async fn search_users(&self, query: UserQuery) -> Result<Vec<User>> {
         self.inner.search_users(query).await
+    }
+    async fn people(&self, ids: Vec<Uuid>) -> Result<Vec<Person>> {
+        self.inner.people(ids).await
     }
     async fn has_admin(&self) -> Result<bool> {
         self.inner.has_admin().await
