@@ -482,13 +482,17 @@ pub enum ReportFormat {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
-    /// Start, RFC 3339, rounded down to its bucket; default: 30 days before the end of
-    /// `to`'s bucket.
-    #[param(format = DateTime)]
+    /// Start, RFC 3339 or a date (that day's start in `time_zone`), rounded down to its
+    /// bucket; default: 30 days before the end of `to`'s bucket.
+    #[param(schema_with = kit::schemas::date_or_date_time)]
     pub from: Option<String>,
-    /// End (exclusive), RFC 3339, rounded up to a bucket boundary; default: now.
-    #[param(format = DateTime)]
+    /// End (exclusive), RFC 3339 or a date (the whole day included), rounded up to a
+    /// bucket boundary; default: now.
+    #[param(schema_with = kit::schemas::date_or_date_time)]
     pub to: Option<String>,
+    /// The IANA zone plain dates in `from` and `to` are read in (UTC when left out).
+    #[param(schema_with = kit::schemas::time_zone)]
+    pub time_zone: Option<String>,
     /// `hour`, `day` (default) or `week`.
     #[param(inline)]
     pub bucket: Option<BucketSize>,
@@ -518,15 +522,16 @@ const DEFAULT_SPAN: i64 = 30 * DAY;
 impl ReportParams {
     pub fn validate(&self, now: i64) -> Result<Window, ApiError> {
         let mut v = Violations::new();
-        let mut time = |field: &str, value: &Option<String>| {
-            let t = value.as_deref().map(|s| parse_time(s).filter(|t| *t >= EPOCH_MIN));
+        let zone = kit::moment::zone(&mut v, "time_zone", self.time_zone.as_deref());
+        let mut time = |field: &str, value: &Option<String>, end| {
+            let t = value.as_deref().map(|s| kit::moment::parse(s, &zone, end).filter(|t| *t >= EPOCH_MIN));
             if t == Some(None) {
-                v.add(field, "must be an RFC 3339 time after 2000");
+                v.add(field, "must be an RFC 3339 time or a date (2027-02-01), after 2000");
             }
             t.flatten()
         };
-        let to = time("to", &self.to);
-        let from = time("from", &self.from);
+        let to = time("to", &self.to, kit::moment::End::Finish);
+        let from = time("from", &self.from, kit::moment::End::Start);
         v.into_result()?;
         let size = self.bucket.unwrap_or_default();
         let to = to.unwrap_or(now);
@@ -689,6 +694,7 @@ mod tests {
             to: Some(to.into()),
             bucket: Some(bucket),
             format: None,
+            time_zone: None,
         };
         let now = t("2026-11-25T00:00:00Z");
         let w = p("2026-11-24T10:30:00Z", "2026-11-25T01:00:01Z", BucketSize::Day).validate(now).unwrap();

@@ -6,7 +6,7 @@
 //! otherwise), so "концерты" finds "концерт" and "running" finds "run". Stemming in
 //! Rust keeps the index's tokenizer plain (`unicode61`) and the two sides identical.
 
-use kit::{ApiError, Violations};
+use kit::{ApiError, Violations, moment};
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::Deserialize;
 use std::sync::OnceLock;
@@ -103,12 +103,16 @@ pub enum Sort {
 pub struct SearchParams {
     /// Full text over title, description and tags (Russian and English stemming).
     pub q: Option<String>,
-    /// Events ending at or after this time (RFC 3339).
-    #[param(format = DateTime)]
+    /// Events ending at or after this time: RFC 3339, or a date (that day's start in
+    /// `time_zone`).
+    #[param(schema_with = kit::schemas::date_or_date_time)]
     pub from: Option<String>,
-    /// Events starting before this time (RFC 3339).
-    #[param(format = DateTime)]
+    /// Events starting before this time: RFC 3339, or a date (the whole day included).
+    #[param(schema_with = kit::schemas::date_or_date_time)]
     pub to: Option<String>,
+    /// The IANA zone plain dates in `from` and `to` are read in (UTC when left out).
+    #[param(schema_with = kit::schemas::time_zone)]
+    pub time_zone: Option<String>,
     pub city: Option<String>,
     /// `lat,lon`; with `radius_km` (default 10).
     #[param(pattern = "^-?[0-9]+(\\.[0-9]+)?,-?[0-9]+(\\.[0-9]+)?$", example = "55.79,49.12")]
@@ -163,17 +167,6 @@ pub enum Cursor {
     Offset(u32),
 }
 
-fn timestamp(v: &mut Violations, field: &str, s: &Option<String>) -> Option<i64> {
-    let s = s.as_deref()?;
-    match kit::parse_rfc3339(s) {
-        Some(t) => Some(t),
-        None => {
-            v.add(field, "must be an RFC 3339 time such as 2026-12-05T16:00:00Z");
-            None
-        }
-    }
-}
-
 impl SearchParams {
     pub fn validate(self) -> Result<Search, ApiError> {
         let mut v = Violations::new();
@@ -191,8 +184,9 @@ impl SearchParams {
             }
             _ => None,
         };
-        let from = timestamp(&mut v, "from", &self.from);
-        let to = timestamp(&mut v, "to", &self.to);
+        let zone = moment::zone(&mut v, "time_zone", self.time_zone.as_deref());
+        let from = moment::param(&mut v, "from", self.from.as_deref(), &zone, moment::End::Start);
+        let to = moment::param(&mut v, "to", self.to.as_deref(), &zone, moment::End::Finish);
         let near = match self.near.as_deref() {
             None => {
                 v.check(self.radius_km.is_none(), "radius_km", "needs `near`");

@@ -32,6 +32,7 @@ pub mod fixture_rng;
 pub mod forwarded;
 pub mod limits;
 pub mod mail;
+pub mod moment;
 pub mod negotiate;
 pub mod openapi;
 pub mod outbox;

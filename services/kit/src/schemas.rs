@@ -43,6 +43,13 @@ pub fn date_time() -> RefOr<Schema> {
     from_json(json!({"type": "string", "format": "date-time", "example": "2026-12-05T16:00:00Z"}))
 }
 
+/// A moment a query takes ([`crate::moment`]): an RFC 3339 time, or a plain date read in
+/// the operation's `time_zone`.
+pub fn date_or_date_time() -> RefOr<Schema> {
+    from_json(json!({"type": "string", "example": "2027-02-01",
+                     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}))
+}
+
 /// [`date_time`], or `null`.
 pub fn optional_date_time() -> RefOr<Schema> {
     from_json(json!({"type": ["string", "null"], "format": "date-time"}))

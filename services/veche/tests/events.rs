@@ -350,3 +350,64 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats() {
         assert_eq!(next.body["items"][0]["registration"]["waitlist_position"], 1, "the next in line is first now");
     }
 }
+
+/// Date pickers send plain dates: `from` is that day's start and `to` takes the whole
+/// day in, both in the caller's `time_zone` (UTC when none is given).
+#[tokio::test]
+async fn plain_dates_are_days_in_the_callers_zone() {
+    let v = Veche::start();
+    let root = admin(&v, "root@example.org").await;
+    for (title, start, end) in [
+        ("Early in Moscow", "2031-01-31T22:00:00Z", "2031-01-31T23:00:00Z"),
+        ("Midday", "2031-02-01T12:00:00Z", "2031-02-01T13:00:00Z"),
+        ("Late in UTC", "2031-02-01T22:00:00Z", "2031-02-01T23:00:00Z"),
+    ] {
+        let r = create(&v, &root, &event_body(ORG, title, start, end, "Europe/Moscow")).await;
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        post_auth(&v, &format!("/api/v1/events/{id}/publish"), &root).await;
+    }
+    let titles = |query: &'static str| {
+        let v = &v;
+        async move {
+            let r = send(client().get(v.url(&format!("/api/v1/events?{query}")))).await;
+            assert_eq!(r.status, 200, "{query}: {r:?}");
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(titles("from=2031-02-01&to=2031-02-01&time_zone=Europe/Moscow").await, ["Early in Moscow", "Midday"]);
+    assert_eq!(titles("from=2031-02-01&to=2031-02-01").await, ["Midday", "Late in UTC"]);
+    assert_eq!(titles("from=2031-02-02&time_zone=Europe/Moscow").await, ["Late in UTC"]);
+    assert_eq!(titles("from=2031-02-01T12:30:00Z&to=2031-02-01").await, ["Midday", "Late in UTC"], "both forms mix");
+    for (query, field) in
+        [("from=2031-02-30", "from"), ("to=01.02.2031", "to"), ("from=2031-02-01&time_zone=Mars/Olympus", "time_zone")]
+    {
+        let r = send(client().get(v.url(&format!("/api/v1/events?{query}")))).await;
+        r.assert_problem(422);
+        assert_eq!(r.body["errors"][0]["field"], field, "{query}: {r:?}");
+    }
+    // Reports take them too: seven days, both ends in; in Tokyo the first of February
+    // begins on the 31st in UTC, where the day buckets are.
+    let report = |query: &'static str| {
+        let (v, root) = (&v, root.clone());
+        async move {
+            let r = get_auth(v, &format!("/api/v1/analytics/organizations/{ORG}?{query}"), &root).await;
+            assert_eq!(r.status, 200, "{query}: {r:?}");
+            r.body["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["start"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let week = report("from=2031-02-01&to=2031-02-07").await;
+    assert_eq!((week.len(), week[0].as_str()), (7, "2031-02-01T00:00:00Z"), "{week:?}");
+    let tokyo = report("from=2031-02-01&to=2031-02-07&time_zone=Asia/Tokyo").await;
+    assert_eq!(tokyo[0], "2031-01-31T00:00:00Z", "{tokyo:?}");
+    get_auth(&v, &format!("/api/v1/analytics/organizations/{ORG}?from=yesterday"), &root).await.assert_problem(422);
+}
