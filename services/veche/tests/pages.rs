@@ -5,6 +5,7 @@
 //!   show the numbers this test made happen: views, registrations and a check-in.
 //! - The invitation page an invitation mail links to: a newcomer signs up there and joins.
 //! - The verify-email and reset-password pages the account mails link to.
+//! - A ticket's QR code, read back by jsQR from what chromium draws.
 //! - Logging in to the dashboard with a second factor (a code from pyotp), and through
 //!   an OpenID provider (npm's oidc-provider, its own login form).
 //!
@@ -196,6 +197,31 @@ async fn the_mail_pages_are_served_with_a_strict_policy() {
 
 /// Runs `tests/browser/<name>.cjs` with `vars` in chromium; fails with its output unless
 /// it passes, and checks it left a real screenshot at `<target>/tmp/<name>.png`.
+/// The ticket's QR code scans to its code with a decoder that is not ours (jsQR on the
+/// pixels chromium draws from the SVG the API serves).
+#[tokio::test]
+async fn a_ticket_scans_to_its_code() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "organizer@example.org").await;
+    let org = create_org(&v, &owner, json!({ "name": "Chess club" })).await;
+    let event = json!({"title": "Blitz", "description": "", "start": "2030-12-05T16:00:00Z",
+        "end": "2030-12-05T18:00:00Z", "time_zone": "Europe/Moscow", "format": "online",
+        "online_url": "https://example.org/live", "tags": [], "category": "meetup",
+        "capacity": 10, "organization_id": org["id"]});
+    let id = post_as(&v, &owner, "/api/v1/events", event).await.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(post_as(&v, &owner, &format!("/api/v1/events/{id}/publish"), json!({})).await.status, 200);
+    let (guest, _) = signed_up(&v, "guest@example.org").await;
+    assert_eq!(post_as(&v, &guest, &format!("/api/v1/events/{id}/registrations"), json!({})).await.status, 201);
+    let ticket = format!("/api/v1/events/{id}/registrations/me/ticket");
+    let code = get_auth(&v, &ticket, &guest).await.body["code"].as_str().unwrap().to_owned();
+    let svg = send(client().get(v.url(&format!("{ticket}?format=svg"))).bearer_auth(&guest)).await;
+    assert_eq!(svg.content_type, "image/svg+xml", "{svg:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ticket.svg");
+    std::fs::write(&file, svg.body.as_str().unwrap()).unwrap();
+    run_browser("ticket-qr", &[("TICKET_SVG", file.display().to_string()), ("TICKET_CODE", code)]).await;
+}
+
 async fn run_browser(name: &str, vars: &[(&str, String)]) {
     let (chromium, modules) = (env("VECHE_CHROMIUM"), env("VECHE_BROWSER_MODULES"));
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));
