@@ -84,6 +84,12 @@ impl Directory {
         Ok(found)
     }
 
+    /// [`Self::look_up`] for an answer to a write already made: a users service that
+    /// cannot be reached leaves the names out (logged) rather than fail what was done.
+    pub async fn look_up_after_write(&self, ids: &[Uuid]) -> HashMap<Uuid, Person> {
+        self.look_up(ids, None).await.unwrap_or_default()
+    }
+
     async fn ask(&self, lookup: &Lookup) -> Result<People, String> {
         if lookup.ids.is_empty() {
             return Ok(People { people: Vec::new() });

@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 
 /// The media type of CSV answers.
 pub const MEDIA_TYPE: &str = "text/csv; charset=utf-8";
@@ -22,9 +23,24 @@ where
 {
     let mut out = ::csv::WriterBuilder::new().terminator(::csv::Terminator::CRLF).from_writer(Vec::new());
     // Writing to memory fails only for a row of another length, which callers never make.
-    let written = out.write_record(header).and_then(|_| rows.into_iter().try_for_each(|row| out.write_record(row)));
+    let written = out.write_record(header).and_then(|_| {
+        rows.into_iter().try_for_each(|row| {
+            let row: Vec<F> = row.into_iter().collect();
+            out.write_record(row.iter().map(|field| inert(field.as_ref())))
+        })
+    });
     debug_assert!(written.is_ok(), "a CSV row of the wrong length");
     String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A field as a spreadsheet can open it safely (OWASP, CSV injection): one that would
+/// start a formula (`=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`,
+/// so a name such as `=HYPERLINK(...)` stays text in the organizer's Excel.
+fn inert(field: &[u8]) -> Cow<'_, [u8]> {
+    match field.first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned([b"'".as_slice(), field].concat()),
+        _ => Cow::Borrowed(field),
+    }
 }
 
 /// `body` as a download named `filename`.
@@ -41,6 +57,16 @@ pub fn download(body: String, filename: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_a_spreadsheet_would_run_stay_text() {
+        let rows =
+            [["=HYPERLINK(\"http://x\")", "+7 900", "-1", "@SUM(A1)"], ["\tTab", "ok = fine", "2026-12-05", "Анна"]];
+        assert_eq!(
+            table(&["a", "b", "c", "d"], rows),
+            "a,b,c,d\r\n\"'=HYPERLINK(\"\"http://x\"\")\",'+7 900,'-1,'@SUM(A1)\r\n'\tTab,ok = fine,2026-12-05,Анна\r\n"
+        );
+    }
 
     #[test]
     fn fields_that_need_it_are_quoted() {

@@ -79,6 +79,9 @@ async fn organizers_see_attendees_by_name_page_by_page_and_in_csv() {
         async move { names(&get_auth(v, &format!("{list}?{query}"), &admin).await) }
     };
     assert_eq!(by("status=checked_in").await, ["Анна Ёлкина"]);
+    let anna = get_auth(&v, &format!("{list}?status=checked_in"), &c.admin).await;
+    assert_eq!(anna.body["items"][0]["attendee_status"], "checked_in", "{anna:?}");
+    assert_eq!(anna.body["items"][0]["status"], "registered", "the registration itself holds its seat");
     assert_eq!(by("status=registered").await, ["Boris, \"the Rook\"", "Вера Ёлкина"]);
     assert_eq!(by("status=waitlisted").await, ["Глеб"]);
     assert_eq!(by("q=%D1%91%D0%BB%D0%BA%D0%B8%D0%BD%D0%B0").await, ["Анна Ёлкина", "Вера Ёлкина"], "ёлкина");
@@ -110,6 +113,9 @@ async fn organizers_see_attendees_by_name_page_by_page_and_in_csv() {
     assert_eq!(rows[1]["display_name"], "Boris, \"the Rook\"", "quoted and read back whole: {rows}");
     assert_eq!(rows[0]["status"], "checked_in");
     assert_eq!(rows[3]["email"], "gleb@example.org");
+    let cut = format!("{list}?format=csv&limit=1&cursor={cursor}");
+    let whole = send(client().get(v.url(&cut)).bearer_auth(&c.owner)).await;
+    assert_eq!(whole.body.as_str().unwrap().lines().count(), 5, "a spreadsheet is the whole list: {whole:?}");
     let plain = send(client().get(v.url(&list)).bearer_auth(&c.owner).header("accept", "text/csv")).await;
     assert!(plain.body.as_str().unwrap().starts_with("display_name,"), "no mark unless asked: {plain:?}");
 

@@ -195,8 +195,6 @@ async fn the_mail_pages_are_served_with_a_strict_policy() {
     send(client().get(v.url("/account/nothing.js"))).await.assert_problem(404);
 }
 
-/// Runs `tests/browser/<name>.cjs` with `vars` in chromium; fails with its output unless
-/// it passes, and checks it left a real screenshot at `<target>/tmp/<name>.png`.
 /// The ticket's QR code scans to its code with a decoder that is not ours (jsQR on the
 /// pixels chromium draws from the SVG the API serves).
 #[tokio::test]
@@ -222,6 +220,8 @@ async fn a_ticket_scans_to_its_code() {
     run_browser("ticket-qr", &[("TICKET_SVG", file.display().to_string()), ("TICKET_CODE", code)]).await;
 }
 
+/// Runs `tests/browser/<name>.cjs` with `vars` in chromium; fails with its output unless
+/// it passes, and checks it left a real screenshot at `<target>/tmp/<name>.png`.
 async fn run_browser(name: &str, vars: &[(&str, String)]) {
     let (chromium, modules) = (env("VECHE_CHROMIUM"), env("VECHE_BROWSER_MODULES"));
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));

@@ -23,6 +23,8 @@ use uuid::Uuid;
 pub struct Attendee {
     #[serde(flatten)]
     pub registration: Registration,
+    /// Where the attendee stands, as the `status` filter reads it (`checked_in` apart).
+    pub attendee_status: AttendeeStatus,
     /// Absent when the account has since been deleted.
     pub display_name: Option<String>,
     pub email: Option<String>,
@@ -31,19 +33,20 @@ pub struct Attendee {
 impl Attendee {
     pub fn new(registration: Registration, person: Option<&Person>) -> Self {
         Self {
+            attendee_status: status_of(&registration),
             registration,
             display_name: person.map(|p| p.display_name.clone()),
             email: person.map(|p| p.email.clone()),
         }
     }
+}
 
-    fn status(&self) -> AttendeeStatus {
-        match self.registration.status {
-            RegistrationStatus::Registered if self.registration.checked_in_at.is_some() => AttendeeStatus::CheckedIn,
-            RegistrationStatus::Registered => AttendeeStatus::Registered,
-            RegistrationStatus::Waitlisted => AttendeeStatus::Waitlisted,
-            RegistrationStatus::Cancelled => AttendeeStatus::Cancelled,
-        }
+fn status_of(r: &Registration) -> AttendeeStatus {
+    match r.status {
+        RegistrationStatus::Registered if r.checked_in_at.is_some() => AttendeeStatus::CheckedIn,
+        RegistrationStatus::Registered => AttendeeStatus::Registered,
+        RegistrationStatus::Waitlisted => AttendeeStatus::Waitlisted,
+        RegistrationStatus::Cancelled => AttendeeStatus::Cancelled,
     }
 }
 
@@ -62,9 +65,9 @@ const Q_MAX: usize = 200;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// JSON pages: 1 to 200; 50 when left out.
+    /// JSON pages: 1 to 200; 50 when left out. CSV is always the whole list.
     pub limit: Option<u32>,
-    /// JSON pages: `next_cursor` of the previous page.
+    /// JSON pages: `next_cursor` of the previous page (CSV ignores it).
     pub cursor: Option<String>,
     /// Only attendees who stand so: `registered` holds a seat not yet used at the door,
     /// `checked_in` used it.
@@ -79,7 +82,8 @@ pub struct ListParams {
     /// CSV only: start with a byte-order mark, which Excel needs to read UTF-8 names.
     pub bom: Option<bool>,
     /// `false` leaves `display_name` and `email` out (null), for integrations that need
-    /// only ids and statuses: the list is then read without asking the users service.
+    /// only ids and statuses: without `q`, the list is then read without asking the
+    /// users service.
     pub names: Option<bool>,
 }
 
@@ -88,6 +92,8 @@ pub struct ListParams {
     responses((status = 200, description = "the event's attendees in the order they registered: a page of JSON, or (on request) the whole list as CSV",
                 content((Page<Attendee> = "application/json"), (String = "text/csv"))),
               (status = 403, description = "organization admins and owners only", body = kit::problem::Problem),
+              (status = 404, description = "no such event", body = kit::problem::Problem),
+              (status = 422, description = "a bad `limit`, `cursor`, `status` or `q`", body = kit::problem::Problem),
               (status = 503, description = "the users service, which knows the names, cannot be reached", body = kit::problem::Problem)))]
 pub async fn list(
     State(app): State<App>,
@@ -111,14 +117,15 @@ pub async fn list(
         let items = page.items.into_iter().map(|(_, a)| a).collect();
         return Ok(Json(Page { items, next_cursor: page.next_cursor }).into_response());
     }
-    let found = attendees(&app, &wanted, after, None).await?;
+    // A spreadsheet is the whole list: a cursor left in a link must not cut it short.
+    let found = attendees(&app, &wanted, 0, None).await?;
     let header = ["display_name", "email", "status", "waitlist_position", "registered_at", "checked_in_at", "user_id"];
     let rows = found.iter().map(|(_, a)| {
         let r = &a.registration;
         [
             a.display_name.clone().unwrap_or_default(),
             a.email.clone().unwrap_or_default(),
-            a.status().as_str().to_owned(),
+            a.attendee_status.as_str().to_owned(),
             r.waitlist_position.map(|p| p.to_string()).unwrap_or_default(),
             r.created_at.clone(),
             r.checked_in_at.clone().unwrap_or_default(),

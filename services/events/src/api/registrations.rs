@@ -3,7 +3,7 @@
 use super::{Access, access, calendar_response};
 use crate::App;
 use crate::ics::Entry;
-use crate::model::{EventView, Registration, Status};
+use crate::model::{EventView, Registration, RegistrationStatus, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,8 @@ pub async fn register(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>
 #[utoipa::path(delete, path = "/api/v1/events/{id}/registrations/me", operation_id = "cancelMyRegistration", tag = "registrations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "cancelled; a freed seat went to the waitlist", body = Registration),
-              (status = 404, body = kit::problem::Problem)))]
+              (status = 404, body = kit::problem::Problem),
+              (status = 409, description = "checked in at the door already", body = kit::problem::Problem)))]
 pub async fn cancel(
     State(app): State<App>,
     me: AuthUser,
@@ -116,7 +117,11 @@ pub async fn calendar_feed(State(app): State<App>, Path(token): Path<String>) ->
     let entries: Vec<_> = mine
         .iter()
         .filter(|m| m.event.status != Status::Draft)
-        .map(|m| Entry { event: &m.event, ticket: m.ticket.as_deref() })
+        // A waitlisted place opens no door: its code stays out of calendars.
+        .map(|m| Entry {
+            event: &m.event,
+            ticket: m.ticket.as_deref().filter(|_| m.registration.status == RegistrationStatus::Registered),
+        })
         .collect();
     let body = crate::ics::calendar("Veche", &entries, &app.public_url, jiff::Timestamp::now());
     Ok(calendar_response(body, "veche.ics"))

@@ -89,9 +89,11 @@ pub struct CheckIn {
     pub already_checked_in: bool,
 }
 
+/// The answer to a check-in made: who it was (without the name when the users service
+/// cannot say it now: the check-in stands).
 async fn answer(app: &App, checked: CheckedIn) -> Result<Json<CheckIn>, ApiError> {
     let user = checked.registration.user_id;
-    let people = app.people.look_up(&[user], None).await?;
+    let people = app.people.look_up_after_write(&[user]).await;
     let attendee = Attendee::new(checked.registration, people.get(&user));
     Ok(Json(CheckIn { attendee, already_checked_in: checked.already }))
 }
@@ -109,7 +111,7 @@ pub async fn by_ticket(
     Path(id): Path<Uuid>,
     Json(body): Json<CheckInByTicket>,
 ) -> Result<Json<CheckIn>, ApiError> {
-    let code = ticket::normalize(&body.ticket).ok_or_else(|| {
+    let code = Some(body.ticket.as_str()).filter(|t| t.len() <= 64).and_then(ticket::normalize).ok_or_else(|| {
         ApiError::field("ticket", "is not a ticket code (16 letters and digits, e.g. 7Q2M-XW4H-0P9B-KC3D)")
     })?;
     access(&app, id, Some(&me), Access::Manage).await?;

@@ -401,8 +401,8 @@ impl EventStore for SqliteStore {
                 tx.execute(
                     "INSERT INTO registrations (event_id, user_id, status, position, created_at, updated_at, ticket)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
-                     ON CONFLICT (event_id, user_id) DO UPDATE SET status = ?3, position = ?4, updated_at = ?5,
-                                                                   checked_in_at = NULL,
+                     ON CONFLICT (event_id, user_id) DO UPDATE SET status = ?3, position = ?4, created_at = ?5,
+                                                                   updated_at = ?5, checked_in_at = NULL,
                                                                    ticket = COALESCE(ticket, ?6)",
                     params![
                         event_id.to_string(),

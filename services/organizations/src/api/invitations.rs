@@ -111,7 +111,7 @@ pub async fn accept(
     let email = me.claims.email.clone().ok_or(StoreError::WrongRecipient)?;
     let member = app.store.accept_invitation(token_hash(&req.token), me.id, email, now_unix()).await?;
     let organization = member.organization_id;
-    let mut view = super::members::views(&app, organization, &me, std::slice::from_ref(&member)).await?;
+    let mut view = super::members::views(&app, organization, &me, std::slice::from_ref(&member), true).await?;
     Ok(Json(view.remove(0)))
 }
 

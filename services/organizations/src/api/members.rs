@@ -47,19 +47,23 @@ pub async fn list(
     authorize_read(&app, id, &me, Action::ViewMembers).await?;
     let found = app.store.members(id, after, limit + 1).await?;
     let page = page::paginate(found, limit, |m: &Member| (m.joined_at, m.user_id));
-    let items = views(&app, id, &me, &page.items).await?;
+    let items = views(&app, id, &me, &page.items, false).await?;
     Ok(Json(Page { items, next_cursor: page.next_cursor }))
 }
 
 /// `members` as `me` may see them: names for every member, addresses for managers.
+/// After a write (`written`), a users service that cannot be reached leaves the names out
+/// rather than fail what was done.
 pub(crate) async fn views(
     app: &App,
     organization: Uuid,
     me: &AuthUser,
     members: &[Member],
+    written: bool,
 ) -> Result<Vec<MemberView>, ApiError> {
     let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
-    let people = app.people.look_up(&ids, None).await?;
+    let people =
+        if written { app.people.look_up_after_write(&ids).await } else { app.people.look_up(&ids, None).await? };
     let role = app.store.member(organization, me.id).await?.map(|m| m.role);
     let show_email = model::allows(role, me.is_admin(), Action::ViewMemberEmails);
     Ok(members.iter().map(|m| MemberView::new(m, people.get(&m.user_id), show_email)).collect())
@@ -116,7 +120,7 @@ pub async fn change_role(
     Json(req): Json<RoleChange>,
 ) -> Result<Json<MemberView>, ApiError> {
     let member = app.store.change_role(id, actor(&me), user_id, req.role, now_unix()).await?;
-    let mut view = views(&app, id, &me, std::slice::from_ref(&member)).await?;
+    let mut view = views(&app, id, &me, std::slice::from_ref(&member), true).await?;
     Ok(Json(view.remove(0)))
 }
 

@@ -44,15 +44,17 @@ pub async fn ended_sessions(
     security(("bearer" = [])), request_body = Lookup,
     responses((status = 200, description = "the people behind the ids (unknown ones left out), matching `q` when given", body = People),
               (status = 401, body = kit::problem::Problem),
-              (status = 403, description = "service tokens only", body = kit::problem::Problem),
+              (status = 403, description = "service tokens of the events and organizations services only", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
 pub async fn people(
     State(app): State<App>,
     Caller(caller): Caller,
     Json(lookup): Json<Lookup>,
 ) -> Result<Json<People>, ApiError> {
-    if caller.service().is_none() {
-        return Err(ApiError::Forbidden("for the platform's services only".into()));
+    // Only the services that show people to their users; least privilege for the rest.
+    let shows_people = [catalog::Service::Events.as_str(), catalog::Service::Organizations.as_str()];
+    if !caller.service().is_some_and(|s| shows_people.contains(&s)) {
+        return Err(ApiError::Forbidden("for the events and organizations services only".into()));
     }
     if lookup.ids.len() > people::LOOKUP_MAX {
         return Err(ApiError::field("ids", format!("at most {} in one lookup", people::LOOKUP_MAX)));
