@@ -51,8 +51,8 @@ pub async fn get_mine(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Registration>, ApiError> {
     access(&app, id, Some(&me), Access::Read).await?;
-    let found = app.store.ticket(id, me.id).await?;
-    found.map(|(r, _)| Json(r)).ok_or_else(|| ApiError::NotFound("you never registered for this event".into()))
+    let found = app.store.registration(id, me.id).await?;
+    found.map(Json).ok_or_else(|| ApiError::NotFound("you never registered for this event".into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

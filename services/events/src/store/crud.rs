@@ -510,6 +510,10 @@ impl EventStore for SqliteStore {
             .await
     }
 
+    async fn registration(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<Registration>> {
+        self.db.read(move |c| Ok(get_registration(c, event_id, user_id)?)).await
+    }
+
     async fn ticket(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<(Registration, String)>> {
         self.db
             .write(move |tx| {

@@ -122,6 +122,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn check_in(&self, event_id: Uuid, user_id: Uuid, now: i64) -> Result<CheckedIn>;
     /// The same, for whoever holds the ticket `code` (normalized) to this event.
     async fn check_in_by_ticket(&self, event_id: Uuid, code: String, now: i64) -> Result<CheckedIn>;
+    /// The user's registration to the event, if they ever made one.
+    async fn registration(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<Registration>>;
     /// The user's registration and its ticket code (issued now for a registration from
     /// before tickets).
     async fn ticket(&self, event_id: Uuid, user_id: Uuid) -> Result<Option<(Registration, String)>>;
