@@ -46,6 +46,9 @@ pub enum FactKind {
     EventPublished,
     #[serde(rename = "event.cancelled")]
     EventCancelled,
+    /// A published event moved in time or place (its attendees are told).
+    #[serde(rename = "event.changed")]
+    EventChanged,
     #[serde(rename = "event.deleted")]
     EventDeleted,
     #[serde(rename = "event.viewed")]
@@ -80,7 +83,7 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 22] = [
+    pub const ALL: [FactKind; 23] = [
         Self::UserSignedUp,
         Self::UserDeleted,
         Self::OrganizationCreated,
@@ -90,6 +93,7 @@ impl FactKind {
         Self::MemberRoleChanged,
         Self::EventPublished,
         Self::EventCancelled,
+        Self::EventChanged,
         Self::EventDeleted,
         Self::EventViewed,
         Self::RegistrationMade,
@@ -116,6 +120,7 @@ impl FactKind {
             Self::MemberRoleChanged => "member.role_changed",
             Self::EventPublished => "event.published",
             Self::EventCancelled => "event.cancelled",
+            Self::EventChanged => "event.changed",
             Self::EventDeleted => "event.deleted",
             Self::EventViewed => "event.viewed",
             Self::RegistrationMade => "registration.made",
@@ -143,9 +148,11 @@ impl FactKind {
             Self::UserSignedUp | Self::UserDeleted => (false, false, true),
             Self::OrganizationCreated | Self::OrganizationDeleted => (false, true, false),
             Self::MemberJoined | Self::MemberLeft | Self::MemberRoleChanged => (false, true, true),
-            Self::EventPublished | Self::EventCancelled | Self::EventDeleted | Self::EventViewed => {
-                (true, false, false)
-            }
+            Self::EventPublished
+            | Self::EventCancelled
+            | Self::EventChanged
+            | Self::EventDeleted
+            | Self::EventViewed => (true, false, false),
             Self::RegistrationMade
             | Self::RegistrationWaitlisted
             | Self::RegistrationPromoted
@@ -391,6 +398,7 @@ impl Fact {
             | FactKind::MemberLeft
             | FactKind::MemberRoleChanged
             | FactKind::EventCancelled
+            | FactKind::EventChanged
             | FactKind::EventDeleted
             | FactKind::RegistrationPromoted
             | FactKind::SourceSynced

@@ -39,6 +39,19 @@ pub struct Person {
     pub email: String,
     /// The person's language preference (BCP 47), for mail and pages.
     pub language: String,
+    /// The zone the person reads times in (IANA).
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    /// Whether they want mail when an event they registered for changes or is cancelled.
+    #[serde(default)]
+    pub event_updates: bool,
+    /// Whether they want a reminder before an event they registered for.
+    #[serde(default)]
+    pub event_reminders: bool,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
 }
 
 /// The people found, in no particular order.
@@ -108,7 +121,15 @@ mod tests {
     use super::*;
 
     fn person(name: &str, email: &str) -> Person {
-        Person { id: Uuid::nil(), display_name: name.into(), email: email.into(), language: "ru".into() }
+        Person {
+            id: Uuid::nil(),
+            display_name: name.into(),
+            email: email.into(),
+            language: "ru".into(),
+            time_zone: "UTC".into(),
+            event_updates: true,
+            event_reminders: true,
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`store`] (trait and SQLite backend), [`api`] (handlers), and the helpers they use:
 //! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`],
 //! [`compaction`] (keeps the text index in few segments), [`import`] (events from
-//! outside calendars and feeds), and
+//! outside calendars and feeds), [`notices`] (mail to attendees), and
 //! [`fixtures`] (a seeded corpus for tests and benchmarks).
 
 mod api;
@@ -14,6 +14,7 @@ pub mod fixtures;
 mod ics;
 pub mod import;
 pub mod model;
+mod notices;
 pub mod search;
 pub mod store;
 mod ticket;
@@ -34,6 +35,11 @@ pub struct EventsConfig {
     /// other private, loopback, link-local or metadata address is refused.
     #[arg(long, env = "VECHE_FETCH_ALLOW_HOSTS", default_value = "")]
     pub fetch_allow_hosts: kit::fetch::AllowList,
+
+    /// How often to look for reminders due (seconds): each goes out within this much
+    /// of a day before its event.
+    #[arg(long, env = "VECHE_REMINDER_SCAN_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reminder_scan_seconds: u64,
 }
 
 /// Everything a handler needs, shared: axum hands each request its own clone of the
@@ -53,13 +59,20 @@ pub struct AppState {
 
 pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::server::Service> {
     let sqlite = SqliteStore::open(ctx.db_path(SERVICE)).await?;
-    clients::analytics::spawn_relay(ctx, SERVICE, sqlite.db());
+    let db = sqlite.db();
+    clients::analytics::spawn_relay(ctx, SERVICE, db.clone());
     compaction::start(sqlite.clone());
     let sources: Arc<dyn SourceStore> = Arc::new(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let fetcher = kit::fetch::Fetcher::new(config.fetch_allow_hosts, kit::fetch::Limits::default());
     let importer = import::sync::Importer::new(sources.clone(), fetcher);
     importer.clone().start();
+    let people = clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE));
+    let mailer = ctx.mailer()?;
+    let notices =
+        notices::Notices { store: store.clone(), people: people.clone(), public_url: ctx.common.platform.public_url() };
+    tokio::spawn(kit::notify::run(SERVICE, db.clone(), mailer.clone(), notices.clone(), Default::default()));
+    tokio::spawn(notices.remind(db, mailer, std::time::Duration::from_secs(config.reminder_scan_seconds.max(1))));
     let app = Arc::new(AppState {
         store: store.clone(),
         sources,
@@ -68,7 +81,7 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
             ctx.common.platform.organizations_url(),
             ctx.service_tokens(SERVICE),
         ),
-        people: clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE)),
+        people,
         views: views::Views::start(store.clone()),
         public_url: ctx.common.platform.public_url(),
     });

@@ -1,9 +1,18 @@
 // What every small page of Veche shares (served as page.js next to each page's own
-// script): posting JSON to the public API and saying what a problem document means, with
-// each field's message next to its input. Plain JavaScript; no build step.
+// script): the page's words in its reader's language, posting JSON to the public API and
+// saying what a problem document means, with each field's message next to its input.
+// Plain JavaScript; no build step.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+
+// The page's words, in the language the server chose (the JSON it put in the page).
+const T = JSON.parse(($("text") || {}).textContent || "{}");
+
+// `template` with each {name} replaced by `values[name]`.
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? values[name] : whole));
+}
 
 // Takes the one-time token out of the link, the address bar and the history, so it
 // reaches no referrer, bookmark or screen share.
@@ -50,8 +59,8 @@ async function showProblem(response, fields = {}) {
     note.textContent = e.message;
     input.insertAdjacentElement("afterend", note);
   }
-  const summary = p.errors && p.errors.length ? "Please correct what is marked." : p.detail || p.title;
-  $("error").textContent = [summary || response.statusText || "Something went wrong.", ...rest].join(" ");
+  const summary = p.errors && p.errors.length ? T.correct_marked : p.detail || p.title;
+  $("error").textContent = [summary || response.statusText || T.went_wrong, ...rest].join(" ");
 }
 
 // Swaps one form for another (a dead link's form for the one asking for a new link), and
@@ -63,7 +72,7 @@ function swapForms(hide, show, message) {
 }
 
 // Hides the form and says what happened, with a link to go on from here.
-function finish(message, onward = { href: "/dashboard", text: "Log in" }) {
+function finish(message, onward = { href: "/dashboard", text: T.log_in }) {
   for (const el of document.querySelectorAll("form, .intro")) el.hidden = true;
   const done = $("done");
   done.hidden = false;

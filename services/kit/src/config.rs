@@ -25,6 +25,9 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub platform: PlatformArgs,
+
+    #[command(flatten)]
+    pub mail: crate::mail::MailArgs,
 }
 
 /// Where the rest of the platform is, and who this service is to it.

@@ -12,7 +12,8 @@
 //! - [`db`]: the embedded SQLite store's plumbing;
 //! - [`outbox`]: domain facts written with the change they describe, and their relay;
 //! - [`fetch`]: outbound HTTP to user-given URLs, refused for inner addresses (SSRF);
-//! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory);
+//! - [`mail`]: outgoing mail (SMTP, or a development mailbox directory), letters in ru and en;
+//! - [`notify`]: mail about facts, read from the outbox after they commit;
 //! - [`server`]: the bootstrap (ops endpoints, layer stack, graceful shutdown);
 //! - [`limits`] and [`forwarded`]: rate limits, and the client's address behind proxies;
 //! - [`openapi`], [`schemas`] and [`params`]: the documents' conventions and constraints,
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod mail;
 pub mod moment;
 pub mod negotiate;
+pub mod notify;
 pub mod openapi;
 pub mod outbox;
 pub mod page;

@@ -1,5 +1,6 @@
 //! Content negotiation, the little the API does: whether `Accept` names a media type
-//! among its ranges (parameters and quality ignored: a client that names one wants it).
+//! among its ranges (parameters and quality ignored: a client that names one wants it),
+//! and which of the platform's languages a browser prefers.
 
 use axum::http::{HeaderMap, header};
 
@@ -11,6 +12,17 @@ pub fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|range| range.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(media_type))
+}
+
+/// The language the request's `Accept-Language` prefers among the platform's, else
+/// English.
+pub fn language(headers: &HeaderMap) -> crate::mail::Language {
+    headers
+        .get_all(header::ACCEPT_LANGUAGE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(crate::mail::Language::from_accept_language)
+        .unwrap_or(crate::mail::Language::En)
 }
 
 #[cfg(test)]

@@ -75,6 +75,18 @@ pub struct Pending {
     pub fact: serde_json::Value,
 }
 
+/// A row of `SELECT seq, id, kind, payload, occurred_at FROM outbox` as a fact.
+pub(crate) fn pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
+    let payload: String = r.get(3)?;
+    let fact = serde_json::json!({
+        "id": r.get::<_, String>(1)?,
+        "kind": r.get::<_, String>(2)?,
+        "occurred_at": crate::rfc3339(r.get(4)?),
+        "payload": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
+    });
+    Ok(Pending { seq: r.get(0)?, fact })
+}
+
 /// The next facts after the acknowledged cursor, at most [`BATCH_FACTS`] of them and
 /// [`BATCH_BYTES`] of JSON (always at least one, whatever its size), and how many wait
 /// in all (the lag).
@@ -84,16 +96,7 @@ pub fn next_batch(conn: &rusqlite::Connection) -> rusqlite::Result<(Vec<Pending>
     let mut stmt = conn.prepare_cached(
         "SELECT seq, id, kind, payload, occurred_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![delivered, BATCH_FACTS as i64], |r| {
-        let payload: String = r.get(3)?;
-        let fact = serde_json::json!({
-            "id": r.get::<_, String>(1)?,
-            "kind": r.get::<_, String>(2)?,
-            "occurred_at": crate::rfc3339(r.get(4)?),
-            "payload": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
-        });
-        Ok(Pending { seq: r.get(0)?, fact })
-    })?;
+    let rows = stmt.query_map(params![delivered, BATCH_FACTS as i64], pending)?;
     let mut batch = Vec::new();
     let mut bytes = 0;
     for row in rows {

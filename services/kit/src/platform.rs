@@ -62,6 +62,13 @@ impl Context {
     }
 
     /// The database file of a service under the data directory.
+    /// The platform's mailer: SMTP when configured, else the mailbox under the data
+    /// directory (one for every service of `veche up`).
+    pub fn mailer(&self) -> anyhow::Result<crate::mail::Mailer> {
+        let mail = &self.common.mail;
+        crate::mail::Mailer::new(mail.smtp_url.as_deref(), self.common.data_dir.join("mail"), &mail.mail_from)
+    }
+
     pub fn db_path(&self, service: &str) -> std::path::PathBuf {
         self.common.data_dir.join(format!("{service}.db"))
     }

@@ -26,7 +26,7 @@ async function accept(event) {
     // The password was right; the account also takes a code.
     $("code-label").hidden = false;
     $("code").focus();
-    $("error").textContent = "Enter the code from your authenticator app, or a recovery code.";
+    $("error").textContent = T.enter_code;
     return;
   }
   const access = (await login.json()).access_token;
@@ -36,10 +36,10 @@ async function accept(event) {
   const org = await fetch(`/api/v1/organizations/${member.organization_id}`, {
     headers: { Authorization: "Bearer " + access },
   });
-  const name = org.ok ? (await org.json()).name : "the organization";
-  finish(`Welcome to ${name}: you are a ${member.role} now.`, {
+  const name = org.ok ? (await org.json()).name : T.the_organization;
+  finish(fill(T.welcome, { name, role: T.roles[member.role] || member.role }), {
     href: "/dashboard",
-    text: `Open ${name}'s dashboard`,
+    text: fill(T.open_dashboard, { name }),
   });
 }
 
@@ -47,14 +47,14 @@ function toggleMode() {
   signingUp = !signingUp;
   clearErrors();
   $("name-label").hidden = !signingUp;
-  $("submit").textContent = signingUp ? "Sign up and accept" : "Log in and accept";
-  $("mode").textContent = signingUp ? "I have an account" : "I have no account yet";
+  $("submit").textContent = signingUp ? T.sign_up_accept : T.log_in_accept;
+  $("mode").textContent = signingUp ? T.have_account : T.no_account;
   $("password").autocomplete = signingUp ? "new-password" : "current-password";
 }
 
 if (!token) {
   $("form").hidden = true;
-  $("error").textContent = "This link has no invitation in it: open the link from the invitation mail.";
+  $("error").textContent = T.no_invitation;
 }
 $("form").addEventListener("submit", accept);
 $("mode").addEventListener("click", toggleMode);

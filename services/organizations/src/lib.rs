@@ -7,6 +7,7 @@
 
 mod api;
 pub mod model;
+mod notices;
 mod store;
 
 use crate::store::{OrganizationStore, SqliteStore};
@@ -15,9 +16,6 @@ use std::sync::Arc;
 
 /// The name this service answers to as an audience and in logs.
 pub const SERVICE: &str = catalog::Service::Organizations.as_str();
-
-/// The sender of platform mail when neither this service nor the binary says otherwise.
-const DEFAULT_MAIL_FROM: &str = "Veche <no-reply@veche.local>";
 
 /// A year: an invitation link older than that is more likely leaked than wanted.
 const MAX_INVITATION_TTL: i64 = 365 * 24 * 3600;
@@ -29,20 +27,6 @@ pub struct OrganizationsConfig {
     /// How long an invitation link stays valid, in seconds (default: 7 days).
     #[arg(id = "organizations_invitation_ttl", long = "organizations-invitation-ttl", env = "VECHE_ORGANIZATIONS_INVITATION_TTL", default_value_t = 7 * 24 * 3600)]
     pub invitation_ttl: i64,
-
-    /// SMTP server URL for invitation mail; the `veche` binary falls back to
-    /// `VECHE_SMTP_URL`, and without either, mail is written to `<data dir>/mail`.
-    #[arg(
-        id = "organizations_smtp_url",
-        long = "organizations-smtp-url",
-        env = "VECHE_ORGANIZATIONS_SMTP_URL",
-        hide_env_values = true
-    )]
-    pub smtp_url: Option<String>,
-
-    /// Sender of invitation mail; the `veche` binary falls back to `VECHE_MAIL_FROM`.
-    #[arg(id = "organizations_mail_from", long = "organizations-mail-from", env = "VECHE_ORGANIZATIONS_MAIL_FROM")]
-    pub mail_from: Option<String>,
 }
 
 impl OrganizationsConfig {
@@ -77,17 +61,17 @@ pub async fn build(config: OrganizationsConfig, ctx: &Context) -> anyhow::Result
     );
     let store = SqliteStore::open(ctx.db_path(SERVICE)).await?;
     clients::analytics::spawn_relay(ctx, SERVICE, store.db());
-    let mailer = kit::mail::Mailer::new(
-        config.smtp_url.as_deref(),
-        ctx.common.data_dir.join("mail"),
-        config.mail_from.as_deref().unwrap_or(DEFAULT_MAIL_FROM),
-    )?;
+    let mailer = ctx.mailer()?;
+    let people = clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE));
+    let shared: Arc<dyn store::OrganizationStore> = Arc::new(store.clone());
+    let notices = notices::Notices { store: shared.clone(), people: people.clone() };
+    tokio::spawn(kit::notify::run(SERVICE, store.db(), mailer.clone(), notices, Default::default()));
     let app = Arc::new(AppState {
-        store: Arc::new(store),
+        store: shared,
         mailer,
         public_url: ctx.common.platform.public_url(),
         invitation_ttl: config.invitation_ttl,
-        people: clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE)),
+        people,
     });
 
     let store = app.store.clone();

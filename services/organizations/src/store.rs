@@ -227,6 +227,7 @@ CREATE INDEX invitations_by_organization ON invitations (organization_id, create
 "#,
     kit::outbox::TABLE,
     kit::outbox::DELIVERY_TABLE,
+    kit::notify::TABLES,
 ];
 
 /// The embedded backend: one SQLite file.
@@ -348,7 +349,9 @@ fn free_slug(c: &Connection, base: &str) -> Result<String> {
     }
 }
 
-fn insert_member(tx: &Transaction<'_>, member: &Member, via: &str) -> rusqlite::Result<()> {
+/// Adds a member; `via` says how they came (`created`, `invitation`), and an invitation
+/// names who sent it (told when it is accepted).
+fn insert_member(tx: &Transaction<'_>, member: &Member, via: &str, invited_by: Option<&str>) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO members (organization_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![
             member.organization_id.to_string(),
@@ -358,6 +361,7 @@ fn insert_member(tx: &Transaction<'_>, member: &Member, via: &str) -> rusqlite::
         ])?;
     let fact = json!({
         "organization_id": member.organization_id, "user_id": member.user_id, "role": member.role, "via": via,
+        "invited_by": invited_by,
     });
     kit::outbox::record(tx, "member.joined", &fact, member.joined_at)
 }
@@ -440,7 +444,7 @@ impl OrganizationStore for SqliteStore {
                 let fact = json!({"organization_id": org.id, "slug": org.slug, "created_by": creator});
                 kit::outbox::record(tx, "organization.created", &fact, now)?;
                 let owner = Member { organization_id: org.id, user_id: creator, role: Role::Owner, joined_at: now };
-                insert_member(tx, &owner, "created")?;
+                insert_member(tx, &owner, "created", None)?;
                 Ok(org)
             })
             .await
@@ -792,15 +796,16 @@ impl OrganizationStore for SqliteStore {
     async fn accept_invitation(&self, token_hash: String, user: Uuid, email: String, now: i64) -> Result<Member> {
         self.db
             .write(move |tx| {
-                let found: Option<(String, String, String, String)> = tx
+                let found: Option<(String, String, String, String, String)> = tx
                     .prepare_cached(&format!(
-                        "SELECT id, organization_id, email, role FROM invitations WHERE token_hash = :hash AND {PENDING}"
+                        "SELECT id, organization_id, email, role, invited_by FROM invitations
+                         WHERE token_hash = :hash AND {PENDING}"
                     ))?
                     .query_row(rusqlite::named_params! {":hash": token_hash, ":now": now}, |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
                     .optional()?;
-                let (id, organization, invited, role) = found.ok_or(StoreError::InvitationGone)?;
+                let (id, organization, invited, role, inviter) = found.ok_or(StoreError::InvitationGone)?;
                 // A link forwarded to someone else does not let them in, and is not spent
                 // by their attempt: the invited person can still use it.
                 if model::normalize_email(&email) != invited {
@@ -814,8 +819,9 @@ impl OrganizationStore for SqliteStore {
                     "UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1",
                     params![id, now, user.to_string()],
                 )?;
-                let member = Member { organization_id: organization, user_id: user, role: role_from(role)?, joined_at: now };
-                insert_member(tx, &member, "invitation")?;
+                let member =
+                    Member { organization_id: organization, user_id: user, role: role_from(role)?, joined_at: now };
+                insert_member(tx, &member, "invitation", Some(&inviter))?;
                 Ok(member)
             })
             .await

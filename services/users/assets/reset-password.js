@@ -10,12 +10,12 @@ $("reset").addEventListener("submit", async (event) => {
   clearErrors();
   const password = $("password").value;
   if (password !== $("again").value) {
-    $("error").textContent = "The two passwords differ.";
+    $("error").textContent = T.differ;
     return;
   }
   const r = await post("/api/v1/auth/password-reset/confirm", { token, password });
-  if (r.ok) return finish("Your password is changed, and every other session is logged out.");
-  if (r.status === 410) return swapForms("reset", "request", "This link is invalid, used or expired.");
+  if (r.ok) return finish(T.changed);
+  if (r.status === 410) return swapForms("reset", "request", T.dead_link);
   await showProblem(r, { password: "password" });
 });
 
@@ -24,7 +24,7 @@ $("request").addEventListener("submit", async (event) => {
   clearErrors();
   const r = await post("/api/v1/auth/password-reset", { email: $("email").value });
   if (!r.ok) return showProblem(r, { email: "email" });
-  finish("If that address has an account, a new link is on its way.");
+  finish(T.resent);
 });
 
-if (!token) swapForms("reset", "request", "This link has no token in it: open the link from the mail, or ask for a new one.");
+if (!token) swapForms("reset", "request", T.no_token);

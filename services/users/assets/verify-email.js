@@ -9,8 +9,8 @@ $("confirm").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors();
   const r = await post("/api/v1/auth/verify-email", { token });
-  if (r.ok) return finish("Your email address is confirmed.");
-  if (r.status === 410) return swapForms("confirm", "resend", "This link is invalid, used or expired.");
+  if (r.ok) return finish(T.confirmed);
+  if (r.status === 410) return swapForms("confirm", "resend", T.dead_link);
   await showProblem(r);
 });
 
@@ -19,10 +19,7 @@ $("resend").addEventListener("submit", async (event) => {
   clearErrors();
   const r = await post("/api/v1/auth/verify-email/resend", { email: $("email").value });
   if (!r.ok) return showProblem(r, { email: "email" });
-  finish("If that address has an unconfirmed account, a new link is on its way.", {
-    href: "/dashboard",
-    text: "Log in",
-  });
+  finish(T.resent);
 });
 
-if (!token) swapForms("confirm", "resend", "This link has no token in it: open the link from the mail, or ask for a new one.");
+if (!token) swapForms("confirm", "resend", T.no_token);

@@ -73,15 +73,6 @@ pub struct UsersConfig {
     #[arg(long, env = "VECHE_PASSWORD_MIN_LENGTH", default_value_t = 12)]
     pub password_min_length: usize,
 
-    /// SMTP server URL (`smtps://user:password@host:465`); without it, mail is written
-    /// to `<data dir>/mail`.
-    #[arg(long, env = "VECHE_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
-
-    /// Sender of platform mail.
-    #[arg(long, env = "VECHE_MAIL_FROM", default_value = "Veche <no-reply@veche.local>")]
-    pub mail_from: String,
-
     /// Email of an administrator to create at start when there is none.
     #[arg(long, env = "VECHE_BOOTSTRAP_ADMIN_EMAIL")]
     pub bootstrap_admin_email: Option<String>,
@@ -223,7 +214,7 @@ pub async fn open(config: UsersConfig, ctx: &Context) -> anyhow::Result<Users> {
     if generate {
         keys.rotate(now)?;
     }
-    let mailer = kit::mail::Mailer::new(config.smtp_url.as_deref(), data_dir.join("mail"), &config.mail_from)?;
+    let mailer = ctx.mailer()?;
     let seal_path = config.second_factor_key_file.clone().unwrap_or_else(|| data_dir.join("second-factor.key"));
     // A lost key locks every enrolled account out; a new one would only hide that.
     if !seal_path.exists() && store.any_second_factor().await? {

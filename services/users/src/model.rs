@@ -36,6 +36,13 @@ pub struct User {
     pub second_factor: bool,
 }
 
+impl User {
+    /// The language the account's mail is written in (its preference).
+    pub fn language(&self) -> kit::mail::Language {
+        kit::mail::Language::of_tag(&self.preferences.language)
+    }
+}
+
 /// The display name of an account made by signing in through a provider: the name it
 /// shares, made plain and short enough, else the email's local part.
 pub fn display_name_from(shared: Option<&str>, email: &str) -> String {

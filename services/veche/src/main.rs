@@ -46,17 +46,6 @@ struct Services {
     gateway: gateway::GatewayConfig,
 }
 
-impl Services {
-    /// The organizations service's settings, with mail settings it leaves unset taken from
-    /// the users service's (one SMTP server and sender for the platform unless told otherwise).
-    fn organizations(&self) -> OrganizationsConfig {
-        let mut config = self.organizations.clone();
-        config.smtp_url = config.smtp_url.or_else(|| self.users.smtp_url.clone());
-        config.mail_from.get_or_insert_with(|| self.users.mail_from.clone());
-        config
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform in one process on the embedded store.
@@ -192,7 +181,8 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
         common.platform.client_secret = secrets.get(client).cloned();
         Context { common, keys: in_process.clone(), revoked: users.app.revoked.clone() }
     };
-    let organizations = organizations::build(services.organizations(), &context_for(organizations::SERVICE)).await?;
+    let organizations =
+        organizations::build(services.organizations.clone(), &context_for(organizations::SERVICE)).await?;
     let events = events::build(services.events.clone(), &context_for(events::SERVICE)).await?;
     let analytics = analytics::build(services.analytics.clone(), &context_for(analytics::SERVICE)).await?;
     let routers: std::collections::HashMap<String, axum::Router> =
@@ -245,7 +235,7 @@ async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> 
         ServiceName::Users => users::build(services.users, &Context::standalone(common.clone())).await?,
         ServiceName::Events => events::build(services.events, &following(&common, events::SERVICE)).await?,
         ServiceName::Organizations => {
-            organizations::build(services.organizations(), &following(&common, organizations::SERVICE)).await?
+            organizations::build(services.organizations.clone(), &following(&common, organizations::SERVICE)).await?
         }
         ServiceName::Analytics => analytics::build(services.analytics, &following(&common, analytics::SERVICE)).await?,
     };

@@ -145,6 +145,43 @@ async fn a_forgotten_password_is_reset_from_the_mail_link() {
 }
 
 #[tokio::test]
+async fn a_russian_reader_gets_mail_and_pages_in_russian() {
+    let v = Veche::start();
+    let (token, _) = signed_up(&v, "olga@example.org").await;
+    let r = send(
+        client()
+            .put(v.url("/api/v1/users/me/preferences"))
+            .bearer_auth(&token)
+            .json(&json!({"language": "ru-RU", "time_zone": "Europe/Moscow"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(&v, "/api/v1/auth/password-reset", json!({"email": "olga@example.org"})).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let mail = v.wait_mail("olga@example.org", "Subject: Сброс пароля Veche");
+    assert!(mail.contains("Кто-то попросил сбросить пароль"), "{mail}");
+    let link = link_in_mail(&v, "olga@example.org", "/reset-password?token=");
+    assert!(link.ends_with("&lang=ru"), "the link names the mail's language: {link}");
+    let new_password = "новый длинный пароль";
+    run_browser(
+        "pages-ru",
+        &[("LINK", link), ("VERIFY_URL", v.url("/verify-email")), ("NEW_PASSWORD", new_password.into())],
+    )
+    .await;
+    assert_eq!(login(&v, "olga@example.org", new_password).await.status, 200);
+
+    // Over plain HTTP: the browser's language, said in Content-Language; English else.
+    for (accept, lang, heading) in
+        [("ru-RU,ru;q=0.9", "ru", "Присоединиться к организации"), ("de, fr", "en", "Join an organization")]
+    {
+        let r = client().get(v.url("/invitations/accept")).header("accept-language", accept).send().await.unwrap();
+        assert_eq!(r.headers()["content-language"], lang);
+        assert_eq!(r.headers()["vary"], "accept-language");
+        assert!(r.text().await.unwrap().contains(heading), "{accept}");
+    }
+}
+
+#[tokio::test]
 async fn a_person_with_a_second_factor_logs_in_to_the_dashboard() {
     use common::second_factor::{codes, early_in_a_step, turn_on};
     let v = Veche::start();

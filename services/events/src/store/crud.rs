@@ -4,7 +4,8 @@
 use super::plan::evidence;
 use super::sql::search_sql;
 use super::{
-    CheckedIn, EventStore, Listed, MyRegistration, Registered, RegistrationFilter, Result, SqliteStore, StoreError,
+    CheckedIn, EventStore, Listed, MyRegistration, Registered, RegistrationFilter, Reminder, Result, SqliteStore,
+    StoreError,
 };
 use crate::model::source::EventSource;
 use crate::model::{AttendeeStatus, Event, EventInput, Registration, RegistrationStatus, Status};
@@ -220,6 +221,22 @@ fn fact_of(
     kit::outbox::record(tx, kind, &payload, now)
 }
 
+/// Records `event.changed` when an event people may be registered for moved in time or
+/// place (what its attendees are told about); other edits are not news to them.
+pub(super) fn changed(tx: &Transaction<'_>, before: &Event, after: &Event, now: i64) -> rusqlite::Result<()> {
+    let (was, is) = (&before.input, &after.input);
+    let time_changed = (was.start, was.end) != (is.start, is.end);
+    let place_changed = was.venue != is.venue || was.online_url != is.online_url;
+    if !time_changed && !place_changed {
+        return Ok(());
+    }
+    let payload = json!({
+        "event_id": after.id, "organization_id": is.organization_id, "user_id": null,
+        "time_changed": time_changed, "place_changed": place_changed,
+    });
+    kit::outbox::record(tx, "event.changed", &payload, now)
+}
+
 fn organization_of(tx: &Transaction<'_>, event: Uuid) -> rusqlite::Result<Option<String>> {
     tx.prepare_cached("SELECT organization_id FROM events WHERE id = ?1")?
         .query_row([event.to_string()], |r| r.get(0))
@@ -274,9 +291,14 @@ impl EventStore for SqliteStore {
                         "{registered} people are registered; capacity cannot go below that"
                     )));
                 }
+                let before = require(tx, id)?;
                 reindex(tx, seq, &input)?;
                 tx.execute("UPDATE events SET updated_at = ?2 WHERE seq = ?1", params![seq, now])?;
-                require(tx, id)
+                let after = require(tx, id)?;
+                if after.status == Status::Published {
+                    changed(tx, &before, &after, now)?;
+                }
+                Ok(after)
             })
             .await
     }
@@ -528,6 +550,29 @@ impl EventStore for SqliteStore {
                     |r| r.get(0),
                 )?;
                 Ok(Some((registration, code)))
+            })
+            .await
+    }
+
+    async fn due_reminders(&self, from: i64, to: i64, limit: u32) -> Result<Vec<Reminder>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT r.event_id, r.user_id, e.start_at FROM events e JOIN registrations r ON r.event_id = e.id
+                     WHERE e.status = 'published' AND e.start_at > ?1 AND e.start_at <= ?2
+                       AND r.status = 'registered' AND r.checked_in_at IS NULL AND r.created_at <= e.start_at - 86400
+                       AND NOT EXISTS (SELECT 1 FROM notices_sent n
+                                       WHERE n.key = 'reminder:' || r.event_id || ':' || r.user_id || ':' || e.start_at)
+                     ORDER BY e.start_at LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![from, to, limit], |r| {
+                    Ok(Reminder {
+                        event_id: parse_uuid(r.get(0)?)?,
+                        user_id: parse_uuid(r.get(1)?)?,
+                        start_at: r.get(2)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
     }

@@ -180,4 +180,5 @@ CREATE UNIQUE INDEX registrations_by_ticket ON registrations (ticket) WHERE tick
 -- The attendee list, page by page in arrival order.
 CREATE INDEX registrations_in_order ON registrations (event_id, position);
 "#,
+    kit::notify::TABLES,
 ];

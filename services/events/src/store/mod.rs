@@ -84,6 +84,21 @@ pub struct Listed {
     pub registration: Registration,
 }
 
+/// A reminder due: whose seat, at which event, starting when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reminder {
+    pub event_id: Uuid,
+    pub user_id: Uuid,
+    pub start_at: i64,
+}
+
+impl Reminder {
+    /// The notice's key: one reminder per seat and start (a moved event reminds again).
+    pub fn key(&self) -> String {
+        format!("reminder:{}:{}:{}", self.event_id, self.user_id, self.start_at)
+    }
+}
+
 /// A check-in at the door.
 #[derive(Debug, Clone)]
 pub struct CheckedIn {
@@ -141,6 +156,11 @@ pub trait EventStore: Send + Sync + 'static {
     async fn calendar_owner(&self, hash: String) -> Result<Option<Uuid>>;
     /// Records `event.viewed` facts in one transaction.
     async fn record_views(&self, views: Vec<(Uuid, Option<Uuid>, i64)>) -> Result<()>;
+
+    /// Seats to remind of their event: registered, not checked in, at published events
+    /// starting in (`from`, `to`], taken before that window opened a day ahead, and not
+    /// yet reminded of this start ([`Reminder::key`]). At most `limit`.
+    async fn due_reminders(&self, from: i64, to: i64, limit: u32) -> Result<Vec<Reminder>>;
 
     async fn ping(&self) -> Result<()>;
 }

@@ -2,7 +2,7 @@
 //! whole outcome (events created, changed, cancelled, the source's status, the facts)
 //! is one transaction, taken only while the syncing replica still holds the lease.
 
-use super::crud::{fact, get_event, insert, reindex, require, seq_of};
+use super::crud::{changed, fact, get_event, insert, reindex, require, seq_of};
 use super::{Result, SqliteStore, StoreError};
 use crate::import::plan::{Imported, Plan, with_source_fields};
 use crate::model::source::{Source, SourceInput, SyncCounts, SyncStatus};
@@ -184,6 +184,7 @@ fn apply(tx: &Transaction<'_>, source: &Source, plan: &Plan, now: i64) -> Result
                 tx.prepare_cached("UPDATE events SET status = 'cancelled' WHERE seq = ?1")?.execute([seq])?;
                 fact(tx, "event.cancelled", update.event_id, None, now)?;
             }
+            (Status::Published, Status::Published) => changed(tx, &event, &require(tx, update.event_id)?, now)?,
             _ => {}
         }
         tx.prepare_cached("UPDATE imported_events SET sequence = ?2, modified = ?3 WHERE event_id = ?1")?

@@ -7,7 +7,7 @@ use crate::App;
 use crate::model::{AcceptInvitation, Action, CreateInvitation, Invitation, InvitationView, MemberView};
 use crate::store::{NewInvitation, StoreError};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AuthUser;
 use kit::extract::{Json, Path, Query};
@@ -29,6 +29,7 @@ const TOKEN_MAX: usize = 128;
 pub async fn create(
     State(app): State<App>,
     me: AuthUser,
+    headers: HeaderMap,
     Path(id): Path<Uuid>,
     Json(req): Json<CreateInvitation>,
 ) -> Result<Response, ApiError> {
@@ -37,27 +38,21 @@ pub async fn create(
     let now = now_unix();
     let new = NewInvitation { email, role, token_hash: token_hash(&token), expires_at: now + app.invitation_ttl };
     let (invitation, org) = app.store.invite(id, actor(&me), new, now).await?;
-    let link = format!("{}/invitations/accept?token={token}", app.public_url);
     let inviter = me.claims.email.clone().unwrap_or_else(|| "A member".to_owned());
-    let within = lifetime(app.invitation_ttl);
-    app.mailer.send(
+    // The invitee may have no account yet: the mail speaks the inviter's language.
+    let language = kit::negotiate::language(&headers);
+    let link = format!("{}/invitations/accept?token={token}&lang={}", app.public_url, language.as_str());
+    let until = jiff::Timestamp::from_second(invitation.expires_at).unwrap_or_default();
+    app.mailer.send_letter(
         &invitation.email,
-        &format!("You are invited to join {} on Veche", org.name),
-        format!(
-            "Hello,\n\n{inviter} invited you to join {name} on Veche as {role}.\n\
-             Sign in (or sign up) with this address, then open this link within {within} to accept:\n\n\
-             {link}\n\nIf you do not want to join, ignore this message.\n",
-            name = org.name,
-            role = role.as_str(),
-        ),
+        "invitation",
+        language,
+        serde_json::json!({
+            "inviter": inviter, "organization": org.name, "role": role.as_str(), "link": link,
+            "until": kit::mail::letters::when(until, "UTC", language),
+        }),
     );
     Ok((StatusCode::CREATED, Json(InvitationView::from(&invitation))).into_response())
-}
-
-/// A link's lifetime in words: `7 days`, `1 day`, `12 hours`.
-fn lifetime(secs: i64) -> String {
-    let (n, unit) = if secs >= 86_400 { (secs / 86_400, "day") } else { ((secs / 3600).max(1), "hour") };
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 #[utoipa::path(get, path = "/api/v1/organizations/{id}/invitations", operation_id = "listInvitations", tag = "invitations", security(("bearer" = [])),
@@ -113,15 +108,4 @@ pub async fn accept(
     let organization = member.organization_id;
     let mut view = super::members::views(&app, organization, &me, std::slice::from_ref(&member), true).await?;
     Ok(Json(view.remove(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn lifetimes_read_well() {
-        assert_eq!(super::lifetime(7 * 86_400), "7 days");
-        assert_eq!(super::lifetime(86_400), "1 day");
-        assert_eq!(super::lifetime(12 * 3600), "12 hours");
-        assert_eq!(super::lifetime(60), "1 hour");
-    }
 }

@@ -13,6 +13,7 @@ use kit::secret::{new_token, token_hash};
 use kit::server::Peer;
 use kit::{ApiError, Violations, now_unix};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// Verification links live a day; reset links an hour (OWASP Forgot Password).
@@ -310,16 +311,15 @@ pub async fn password_reset(State(app): State<App>, Json(req): Json<EmailRequest
         let token = new_token();
         let now = now_unix();
         app.store.create_one_time(user.id, Purpose::ResetPassword, token_hash(&token), now + RESET_TTL, now).await?;
-        let link = format!("{}/reset-password?token={token}", app.public_url);
-        app.mailer.send(
+        // The page opens in the language the mail is written in.
+        let link = format!("{}/reset-password?token={token}&lang={}", app.public_url, user.language().as_str());
+        app.mailer.send_letter(
             &user.email,
-            "Reset your Veche password",
-            format!(
-                "Hello {},\n\nSomeone asked to reset the password of your Veche account.\n\
-                 If it was you, open this link within an hour:\n\n{link}\n\n\
-                 If it was not you, ignore this message; your password stays as it is.\n",
-                user.profile.display_name
-            ),
+            "reset_password",
+            user.language(),
+            json!({
+                "name": user.profile.display_name, "link": link,
+            }),
         );
     }
     Ok(StatusCode::ACCEPTED)
@@ -380,15 +380,14 @@ async fn send_verification(app: &App, user: &User) -> Result<(), ApiError> {
     let token = new_token();
     let now = now_unix();
     app.store.create_one_time(user.id, Purpose::VerifyEmail, token_hash(&token), now + VERIFY_TTL, now).await?;
-    let link = format!("{}/verify-email?token={token}", app.public_url);
-    app.mailer.send(
+    let link = format!("{}/verify-email?token={token}&lang={}", app.public_url, user.language().as_str());
+    app.mailer.send_letter(
         &user.email,
-        "Confirm your email for Veche",
-        format!(
-            "Hello {},\n\nConfirm that this is your address by opening this link within a day:\n\n{link}\n\n\
-             If you did not sign up for Veche, ignore this message.\n",
-            user.profile.display_name
-        ),
+        "verify_email",
+        user.language(),
+        json!({
+            "name": user.profile.display_name, "link": link,
+        }),
     );
     Ok(())
 }

@@ -483,16 +483,13 @@ pub async fn confirm_link(
         return Err(gone());
     };
     app.store.link_identity(owner, identity.clone()).await?;
-    app.mailer.send(
+    app.mailer.send_letter(
         &user.email,
-        "A sign-in was linked to your account",
-        format!(
-            "Hello {},\n\nYour Veche account can now be signed in to through {}{}.\n\n\
-             If it was not you, unlink it from your account and change your password.\n",
-            user.profile.display_name,
-            provider.name,
-            identity.email.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
-        ),
+        "identity_linked",
+        user.language(),
+        serde_json::json!({
+            "name": user.profile.display_name, "provider": provider.name, "email": identity.email,
+        }),
     );
     tracing::info!(user = %user.id, provider = %provider.id, "identity linked");
     Ok(Json(model::IdentityView {

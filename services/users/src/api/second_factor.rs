@@ -71,15 +71,10 @@ fn required(app: &App, user: &User) -> bool {
     app.config.require_admin_second_factor && user.roles.iter().any(|r| r == model::ROLE_ADMIN)
 }
 
-fn tell(app: &App, user: &User, subject: &str, what: &str) {
-    app.mailer.send(
-        &user.email,
-        subject,
-        format!(
-            "Hello {},\n\n{what}\n\nIf it was not you, reset your password and check your account's sessions.\n",
-            user.profile.display_name
-        ),
-    );
+/// Mails the account's owner that `change` happened (a `security_notice` letter).
+fn tell(app: &App, user: &User, change: &str, left: Option<u32>) {
+    let context = serde_json::json!({"name": user.profile.display_name, "change": change, "left": left});
+    app.mailer.send_letter(&user.email, "security_notice", user.language(), context);
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me/second-factor", operation_id = "getSecondFactor", tag = "profile",
@@ -145,12 +140,7 @@ pub async fn confirm(
     if !app.store.confirm_second_factor(user.id, step, hashes, now).await? {
         return Err(ApiError::Conflict("no enrolment is pending: start one first".into()));
     }
-    tell(
-        &app,
-        &user,
-        "Two-step login is on",
-        "Logging in to your Veche account now takes a code from your authenticator app.",
-    );
+    tell(&app, &user, "second_factor_on", None);
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -173,12 +163,7 @@ pub async fn renew_recovery_codes(
     if !app.store.replace_recovery_codes(user.id, hashes).await? {
         return Err(ApiError::Conflict("no second factor is on".into()));
     }
-    tell(
-        &app,
-        &user,
-        "New recovery codes",
-        "New recovery codes were made for your Veche account; the old ones stopped working.",
-    );
+    tell(&app, &user, "recovery_codes_renewed", None);
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -200,7 +185,7 @@ pub async fn disable(
         return Err(ApiError::Forbidden("administrators must keep a second factor on this platform".into()));
     }
     if app.store.remove_second_factor(user.id).await? && user.second_factor {
-        tell(&app, &user, "Two-step login is off", "Logging in to your Veche account takes the password only now.");
+        tell(&app, &user, "second_factor_off", None);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -240,12 +225,7 @@ pub async fn check_at_login(
     if !passes(app, user, &stored, code, now).await? {
         app.throttle.failed(&user.email, ip, now as u64);
         if app.store.code_failed(user.id, now).await? {
-            tell(
-                app,
-                user,
-                "Wrong login codes",
-                "Several wrong codes were given to log in to your Veche account, with its password: logins wait a while now.",
-            );
+            tell(app, user, "wrong_codes", None);
         }
         return Err(ApiError::Unauthorized("the code is wrong, expired or already used".into()));
     }
@@ -269,8 +249,7 @@ async fn passes(app: &App, user: &User, stored: &SecondFactor, code: &str, now: 
     let spent = app.store.spend_recovery_code(user.id, factor::recovery_code_hash(code), now).await?;
     if spent {
         let left = stored.recovery_codes_left.saturating_sub(1);
-        let what = format!("A recovery code was used to log in to your Veche account; {left} are left.");
-        tell(app, user, "A recovery code was used", &what);
+        tell(app, user, "recovery_code_used", Some(left));
     }
     Ok(spent)
 }

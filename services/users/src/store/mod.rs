@@ -488,7 +488,10 @@ impl UserStore for SqliteStore {
         self.db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT id, display_name, email, json_extract(preferences, '$.language')
+                    "SELECT id, display_name, email, json_extract(preferences, '$.language'),
+                            json_extract(preferences, '$.time_zone'),
+                            coalesce(json_extract(preferences, '$.notifications.email'), 1),
+                            coalesce(json_extract(preferences, '$.notifications.event_reminders'), 1)
                      FROM users WHERE id IN (SELECT value FROM json_each(?1))",
                 )?;
                 let rows = stmt.query_map([ids], |r| {
@@ -497,6 +500,9 @@ impl UserStore for SqliteStore {
                         display_name: r.get(1)?,
                         email: r.get(2)?,
                         language: r.get::<_, Option<String>>(3)?.unwrap_or_else(crate::model::default_language),
+                        time_zone: r.get::<_, Option<String>>(4)?.unwrap_or_else(|| "UTC".to_owned()),
+                        event_updates: r.get(5)?,
+                        event_reminders: r.get(6)?,
                     })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -14,8 +14,9 @@ function env(name) {
 // `expected` lists the HTTP statuses the check provokes on purpose (chromium logs each
 // such answer as a console error); any other error on the console fails the check.
 // `origins`, when given, limits that to pages of those origins (another party's pages,
-// such as an identity provider's, are not ours to judge).
-async function run(name, check, { expected = [], origins = null } = {}) {
+// such as an identity provider's, are not ours to judge). `locale` is the browser's
+// language (its Accept-Language).
+async function run(name, check, { expected = [], origins = null, locale = "en-US" } = {}) {
   const provoked = (text) =>
     expected.some((status) => text.startsWith(`Failed to load resource: the server responded with a status of ${status} `));
   const browser = await chromium.launch({
@@ -25,7 +26,7 @@ async function run(name, check, { expected = [], origins = null } = {}) {
   });
   const failures = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1100, height: 1000 }, acceptDownloads: true });
+    const page = await browser.newPage({ viewport: { width: 1100, height: 1000 }, acceptDownloads: true, locale });
     const errors = [];
     const ours = () => !origins || origins.some((o) => page.url().startsWith(o));
     page.on("pageerror", (e) => ours() && errors.push(String(e)));
