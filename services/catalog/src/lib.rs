@@ -108,8 +108,10 @@ pub const ROUTES: &[Route] = &[
     // The personal calendar feed: calendar apps fetch it by its secret URL, without a token.
     route("/api/v1/calendar", Service::Events, Access::None),
     route("/api/v1/organizations", Service::Organizations, Access::Optional),
-    // An organization's sources of events live with the events they import.
+    // An organization's sources of events live with the events they import, its webhooks
+    // with the facts they deliver.
     route("/api/v1/organizations/*/sources", Service::Events, Access::Required),
+    route("/api/v1/organizations/*/webhooks", Service::Events, Access::Required),
     route("/api/v1/events", Service::Events, Access::Optional),
     route("/api/v1/analytics", Service::Analytics, Access::Optional),
     route("/.well-known", Service::Users, Access::None),

@@ -5,7 +5,8 @@
 //! [`store`] (trait and SQLite backend), [`api`] (handlers), and the helpers they use:
 //! [`orgs`] (who manages an organization, asked over HTTP), [`ics`], [`views`],
 //! [`compaction`] (keeps the text index in few segments), [`import`] (events from
-//! outside calendars and feeds), [`notices`] (mail to attendees), and
+//! outside calendars and feeds), [`notices`] (mail to attendees), [`webhooks`] (signed
+//! posts to an organization's URLs), and
 //! [`fixtures`] (a seeded corpus for tests and benchmarks).
 
 mod api;
@@ -19,8 +20,9 @@ pub mod search;
 pub mod store;
 mod ticket;
 mod views;
+mod webhooks;
 
-use crate::store::{EventStore, SourceStore, SqliteStore};
+use crate::store::{EventStore, SourceStore, SqliteStore, WebhookStore};
 use kit::platform::Context;
 use std::sync::Arc;
 
@@ -40,6 +42,11 @@ pub struct EventsConfig {
     /// of a day before its event.
     #[arg(long, env = "VECHE_REMINDER_SCAN_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reminder_scan_seconds: u64,
+
+    /// The first pause (seconds) after a failed webhook delivery; each next one is twice
+    /// as long, ten attempts in all.
+    #[arg(long, env = "VECHE_WEBHOOK_RETRY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub webhook_retry_seconds: u64,
 }
 
 /// Everything a handler needs, shared: axum hands each request its own clone of the
@@ -49,6 +56,7 @@ pub type App = Arc<AppState>;
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub sources: Arc<dyn SourceStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
     pub importer: import::sync::Importer,
     pub orgs: clients::organizations::Organizations,
     /// Names of the people behind registrations.
@@ -63,10 +71,17 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
     clients::analytics::spawn_relay(ctx, SERVICE, db.clone());
     compaction::start(sqlite.clone());
     let sources: Arc<dyn SourceStore> = Arc::new(sqlite.clone());
+    let webhooks: Arc<dyn WebhookStore> = Arc::new(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let fetcher = kit::fetch::Fetcher::new(config.fetch_allow_hosts, kit::fetch::Limits::default());
     let importer = import::sync::Importer::new(sources.clone(), fetcher);
     importer.clone().start();
+    let dispatcher = webhooks::Dispatcher {
+        store: webhooks.clone(),
+        fetcher: importer.fetcher().clone(),
+        retry_base: std::time::Duration::from_secs(config.webhook_retry_seconds.max(1)),
+    };
+    tokio::spawn(dispatcher.run());
     let people = clients::people::Directory::new(&ctx.common.platform.users_url(), ctx.service_tokens(SERVICE));
     let mailer = ctx.mailer()?;
     let notices =
@@ -76,6 +91,7 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
     let app = Arc::new(AppState {
         store: store.clone(),
         sources,
+        webhooks,
         importer,
         orgs: clients::organizations::Organizations::new(
             ctx.common.platform.organizations_url(),

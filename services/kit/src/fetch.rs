@@ -252,6 +252,8 @@ impl Body {
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    /// For posts: the same guards, and no redirects followed.
+    posting: reqwest::Client,
     allow: AllowList,
     limits: Limits,
 }
@@ -281,7 +283,7 @@ impl Fetcher {
             }
         });
         let client = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver { lookup, allow: allow.clone() })
+            .dns_resolver(GuardedResolver { lookup: lookup.clone(), allow: allow.clone() })
             .redirect(policy)
             .no_proxy()
             // A private calendar's link carries its secret: never hand it to a redirect's target.
@@ -292,7 +294,18 @@ impl Fetcher {
             .user_agent(concat!("Veche/", env!("CARGO_PKG_VERSION"), " (calendar and feed import)"))
             .build()
             .expect("a client without custom TLS settings builds");
-        Self { client, allow, limits }
+        let posting = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver { lookup, allow: allow.clone() })
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .referer(false)
+            .connect_timeout(limits.connect_timeout)
+            .read_timeout(limits.read_timeout)
+            .timeout(limits.total_timeout)
+            .user_agent(concat!("Veche/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+            .build()
+            .expect("a client without custom TLS settings builds");
+        Self { client, posting, allow, limits }
     }
 
     /// Checks a URL as a fetch would, without fetching it (for validating a form).
@@ -354,6 +367,33 @@ impl Fetcher {
             bytes.extend_from_slice(&chunk);
         }
         Ok(Fetched::Body(Body { bytes, content_type, validators, url: final_url }))
+    }
+
+    /// Whether `url` may be posted to: https, or plain http to a host allowed by name
+    /// (an intranet receiver, a test's), so what is signed is not also readable on the way.
+    pub fn check_post(&self, url: &str) -> Result<url::Url, FetchError> {
+        let url = self.check(url)?;
+        let name = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        if url.scheme() != "https" && !self.allow.allows(name, url.port_or_known_default().unwrap_or(80)) {
+            return Err(FetchError::Url("must be an https URL".into()));
+        }
+        Ok(url)
+    }
+
+    /// POSTs `body` (JSON) to `url` with `headers`, following no redirect, and answers
+    /// the receiver's status, whatever it is. The answer's body is not read.
+    pub async fn post_json(&self, url: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Result<u16, FetchError> {
+        let url = self.check_post(url)?;
+        let mut request = self.posting.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let total = self.limits.total_timeout;
+        match tokio::time::timeout(total + Duration::from_millis(100), request.send()).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(e)) => Err(self.failure(e)),
+            Err(_) => Err(FetchError::Timeout("the receiver took too long")),
+        }
     }
 
     /// Our own errors come back wrapped in reqwest's: unwrap them; say the rest plainly.

@@ -76,7 +76,7 @@ pub struct Pending {
 }
 
 /// A row of `SELECT seq, id, kind, payload, occurred_at FROM outbox` as a fact.
-pub(crate) fn pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
+pub fn pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     let payload: String = r.get(3)?;
     let fact = serde_json::json!({
         "id": r.get::<_, String>(1)?,

@@ -1,4 +1,4 @@
-//! Random tokens (refresh, verification, reset) and their stored form.
+//! Random tokens (refresh, verification, reset), their stored form, and signatures.
 //!
 //! A token is 256 random bits, sent base64url-encoded; only its SHA-256 is stored. A fast
 //! hash is right here (OWASP): the input has full entropy, so there is nothing to brute
@@ -23,9 +23,18 @@ pub fn new_token() -> String {
 
 /// The stored form of a token: hex SHA-256.
 pub fn token_hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// HMAC-SHA256 of `message` under `key`, in lowercase hex (a webhook's signature).
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    hex(aws_lc_rs::hmac::sign(&key, message).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         out.push_str(&format!("{b:02x}"));
     }
     out
@@ -38,6 +47,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            super::hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -9,53 +9,29 @@
 mod common;
 
 use common::orgs::{create_org, delete_as, org_path, patch_as, post_as};
+use common::peer::Peer;
 use common::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// aiosmtpd on a loopback port, keeping what it accepts in a directory.
-struct SmtpServer {
-    child: Child,
-    _stdin: ChildStdin,
-    port: u16,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
+struct SmtpServer(Peer);
 
 impl SmtpServer {
     fn start() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("received");
-        let port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/smtp_sink.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the SMTP server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP server did not start");
-        let stdin = child.stdin.take().unwrap();
-        Self { child, _stdin: stdin, port, dir, _tmp: tmp }
+        Self(Peer::start("smtp_sink.py"))
     }
 
     fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        format!("smtp://127.0.0.1:{}", self.0.port)
     }
 
     /// Every message received so far, as the independent parser reads it.
     fn messages(&self) -> Vec<Value> {
-        if !self.dir.exists() {
+        if !self.0.dir.exists() {
             return Vec::new();
         }
-        run_python("read_mail.py", &[self.dir.to_str().unwrap()]).as_array().unwrap().clone()
+        run_python("read_mail.py", &[self.0.dir.to_str().unwrap()]).as_array().unwrap().clone()
     }
 
     fn to(&self, to: &str) -> Vec<Value> {
@@ -80,13 +56,6 @@ impl SmtpServer {
     fn subjects(&self, to: &str) -> Vec<String> {
         let subjects = self.to(to).into_iter().map(|m| m["subject"].as_str().unwrap().to_owned());
         subjects.filter(|s| s.contains("Rust & Tea")).collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,6 +5,7 @@ pub mod events;
 pub mod registrations;
 pub mod sources;
 pub mod tickets;
+pub mod webhooks;
 
 use crate::App;
 use crate::model::{Event, Status};
@@ -101,6 +102,12 @@ pub fn router(app: App) -> Router {
             get(sources::get).patch(sources::patch).delete(sources::delete),
         )
         .route("/api/v1/organizations/{id}/sources/{source_id}/sync", post(sources::sync))
+        .route("/api/v1/organizations/{id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/api/v1/organizations/{id}/webhooks/{webhook_id}",
+            get(webhooks::get).patch(webhooks::patch).delete(webhooks::delete),
+        )
+        .route("/api/v1/organizations/{id}/webhooks/{webhook_id}/deliveries", get(webhooks::deliveries))
         .route("/api/v1/events/{id}/registrations", post(registrations::register).get(attendees::list))
         .route("/api/v1/events/{id}/registrations/me", get(registrations::get_mine).delete(registrations::cancel))
         .route("/api/v1/events/{id}/registrations/me/ticket", get(tickets::mine))
@@ -119,11 +126,13 @@ pub fn router(app: App) -> Router {
         events::detach, sources::create, sources::list, sources::get, sources::patch, sources::delete, sources::sync,
         registrations::register, registrations::get_mine, registrations::cancel, attendees::list,
         tickets::mine, tickets::by_ticket, tickets::by_user, registrations::mine, registrations::new_calendar, registrations::calendar_feed,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::deliveries,
     ),
     modifiers(&BearerAuth),
     tags((name = "events", description = "Events: lifecycle and search"),
          (name = "registrations", description = "Seats, waitlists, check-in and calendars"),
-         (name = "sources", description = "Outside calendars and feeds an organization imports events from"))
+         (name = "sources", description = "Outside calendars and feeds an organization imports events from"),
+         (name = "webhooks", description = "Signed posts of an organization's event and registration facts to its own URLs"))
 )]
 struct EventsApi;
 

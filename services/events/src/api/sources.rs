@@ -22,8 +22,8 @@ const SOURCES_MAX: usize = 50;
 const SYNC_WAIT: Duration = Duration::from_secs(20);
 
 /// Only the organization's admins and owners (and platform admins) see and manage its
-/// sources: their URLs may carry the secret of a private calendar.
-async fn may_manage(app: &App, organization: Uuid, me: &AuthUser) -> Result<(), ApiError> {
+/// sources (their URLs may carry the secret of a private calendar) and its webhooks.
+pub(super) async fn may_manage(app: &App, organization: Uuid, me: &AuthUser) -> Result<(), ApiError> {
     if me.is_admin() {
         return Ok(());
     }

@@ -52,6 +52,9 @@ macro_rules! str_enum {
         }
     };
 }
+// After the macro, which it uses.
+pub mod webhook;
+
 str_enum!(Format { Offline => "offline", Online => "online", Hybrid => "hybrid" });
 str_enum!(Visibility { Public => "public", Unlisted => "unlisted" });
 str_enum!(Status { Draft => "draft", Published => "published", Cancelled => "cancelled" });

@@ -181,4 +181,5 @@ CREATE UNIQUE INDEX registrations_by_ticket ON registrations (ticket) WHERE tick
 CREATE INDEX registrations_in_order ON registrations (event_id, position);
 "#,
     kit::notify::TABLES,
+    super::webhooks::TABLES,
 ];

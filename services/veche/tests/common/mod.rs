@@ -4,6 +4,7 @@
 
 pub mod oidc;
 pub mod orgs;
+pub mod peer;
 pub mod second_factor;
 pub mod served;
 
@@ -29,8 +30,19 @@ pub struct Veche {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A loopback port free now, and never handed out before in this process: the kernel may
+/// offer a port again once its listener closes, and two of a test's servers (or two
+/// tests') on one port would answer each other's requests.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Veche {
