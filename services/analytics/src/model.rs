@@ -588,11 +588,15 @@ pub struct Report {
     pub active_users: Option<i64>,
 }
 
-/// The funnel of an event or an organization's events over a window. Rates are `null`
-/// when the step before is zero.
+/// The funnel of an event or an organization's events over a window, each step within
+/// the one before: a registration made without a recorded view (from an app, a link in
+/// a mail) counts as a view, and a check-in in the window of a registration made before
+/// it as a registration. Rates are `null` when the step before is zero.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Funnel {
+    /// At least `registrations`.
     pub views: i64,
+    /// At least `check_ins`.
     pub registrations: i64,
     pub check_ins: i64,
     /// registrations / views.
@@ -604,8 +608,9 @@ pub struct Funnel {
 impl Funnel {
     /// From a report's totals, when they hold the three steps.
     pub fn of(totals: &BTreeMap<String, i64>) -> Option<Funnel> {
-        let (views, registrations, check_ins) =
-            (*totals.get(metric::VIEWS)?, *totals.get(metric::REGISTRATIONS)?, *totals.get(metric::CHECK_INS)?);
+        let check_ins = *totals.get(metric::CHECK_INS)?;
+        let registrations = (*totals.get(metric::REGISTRATIONS)?).max(check_ins);
+        let views = (*totals.get(metric::VIEWS)?).max(registrations);
         let rate = |n: i64, d: i64| (d > 0).then(|| (n as f64 / d as f64 * 1000.0).round() / 1000.0);
         Some(Funnel {
             views,
@@ -792,6 +797,25 @@ mod tests {
             .validate(t("2026-11-25T12:00:00Z"))
             .unwrap();
         assert!(parsed[0].imported);
+    }
+
+    #[test]
+    fn each_funnel_step_is_within_the_one_before() {
+        let totals = |v: i64, r: i64, c: i64| -> BTreeMap<String, i64> {
+            [(metric::VIEWS, v), (metric::REGISTRATIONS, r), (metric::CHECK_INS, c)]
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect()
+        };
+        // Two registrations without a recorded view, and a check-in of an older one.
+        let f = Funnel::of(&totals(1, 2, 3)).unwrap();
+        assert_eq!((f.views, f.registrations, f.check_ins), (3, 3, 3));
+        assert_eq!((f.view_to_registration, f.attendance_rate), (Some(1.0), Some(1.0)));
+        let f = Funnel::of(&totals(10, 4, 1)).unwrap();
+        assert_eq!(
+            (f.views, f.registrations, f.view_to_registration, f.attendance_rate),
+            (10, 4, Some(0.4), Some(0.25))
+        );
     }
 
     #[test]

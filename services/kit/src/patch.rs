@@ -24,6 +24,14 @@ impl MergePatch {
     pub fn apply_to(&self, doc: &mut Value) {
         json_patch::merge(doc, &self.0);
     }
+
+    /// `current` after the patch, read back as its type: a field the patch made wrong
+    /// (a bad type, an unknown member) is a 422 naming it, as in a `POST` body.
+    pub fn applied<T: serde::Serialize + serde::de::DeserializeOwned>(&self, current: &T) -> Result<T, ApiError> {
+        let mut doc = serde_json::to_value(current).map_err(ApiError::internal)?;
+        self.apply_to(&mut doc);
+        parse_json(doc.to_string().as_bytes())
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for MergePatch {

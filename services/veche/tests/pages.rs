@@ -70,10 +70,20 @@ async fn an_organizer_sees_the_events_numbers_in_the_dashboard() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // An organizer of their own club who reads Russian.
+    let (russian, _) = signed_up(&v, "ilya@example.org").await;
+    let r = send(
+        client().put(v.url("/api/v1/users/me/preferences")).bearer_auth(&russian).json(&json!({"language": "ru"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    create_org(&v, &russian, json!({ "name": "Клуб" })).await;
+
     run_browser(
         "dashboard",
         &[
             ("VECHE_URL", v.url("")),
+            ("RU_EMAIL", "ilya@example.org".into()),
             ("EMAIL", "organizer@example.org".into()),
             ("PASSWORD", PASSWORD.into()),
             ("ORG_ID", org_id),

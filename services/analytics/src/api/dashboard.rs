@@ -1,14 +1,18 @@
 //! `/dashboard`: the reports as a page, for organizers and admins. Its files ship inside
 //! the binary (uPlot vendored from npm, see `assets/uPlot.LICENSE`), so it works offline
-//! and on air-gapped machines; the page calls the same API as everyone else.
+//! and on air-gapped machines; the page calls the same API as everyone else, and speaks
+//! Russian or English.
 
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use kit::ApiError;
-use kit::assets::{CSS, HTML, JS, serve};
+use kit::assets::{CSS, JS, localized, serve};
 
-pub async fn page() -> Response {
-    serve(HTML, include_bytes!("../../assets/dashboard.html"), false)
+/// The page in its reader's language: `?lang=` (the page asks for the signed-in person's
+/// preference this way), else the browser's.
+pub async fn page(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    localized("dashboard", include_str!("../../assets/dashboard.html"), query.as_deref(), &headers)
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {

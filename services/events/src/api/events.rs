@@ -111,9 +111,7 @@ pub async fn patch(
     patch: MergePatch,
 ) -> Result<Json<EventView>, ApiError> {
     let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
-    let mut doc = serde_json::to_value(&event.input).map_err(ApiError::internal)?;
-    patch.apply_to(&mut doc);
-    let input: EventInput = kit::extract::parse_json(doc.to_string().as_bytes())?;
+    let input: EventInput = patch.applied(&event.input)?;
     if input.organization_id != event.input.organization_id {
         return Err(ApiError::field("organization_id", "an event cannot move to another organization"));
     }

@@ -107,9 +107,7 @@ pub async fn patch(
 ) -> Result<Json<SourceView>, ApiError> {
     may_manage(&app, organization, &me).await?;
     let source = source_of(&app, organization, id).await?;
-    let mut doc = serde_json::to_value(&source.input).map_err(ApiError::internal)?;
-    patch.apply_to(&mut doc);
-    let input: SourceInput = kit::extract::parse_json(doc.to_string().as_bytes())?;
+    let input: SourceInput = patch.applied(&source.input)?;
     if input.kind != source.input.kind {
         return Err(ApiError::field("kind", "a source cannot change its kind: create another"));
     }

@@ -90,9 +90,7 @@ pub async fn patch(
 ) -> Result<Json<WebhookView>, ApiError> {
     may_manage(&app, organization, &me).await?;
     let webhook = webhook_of(&app, organization, id).await?;
-    let mut doc = serde_json::to_value(&webhook.input).map_err(ApiError::internal)?;
-    patch.apply_to(&mut doc);
-    let input: WebhookInput = kit::extract::parse_json(doc.to_string().as_bytes())?;
+    let input: WebhookInput = patch.applied(&webhook.input)?;
     let input = checked(&app, input)?;
     let updated = app.webhooks.update_webhook(id, input, now_unix()).await?;
     Ok(Json(WebhookView::new(&updated, false)))
