@@ -103,6 +103,7 @@ pub fn corpus(seed: u64, n: usize, epoch: i64, organizations: &[Uuid]) -> Vec<(E
                 visibility: if rng.below(20) == 0 { Visibility::Unlisted } else { Visibility::Public },
                 cover_image_url: None,
                 organization_id: organizations[rng.below(organizations.len() as u64) as usize],
+                recurrence: None,
             };
             (input, status)
         })

@@ -8,6 +8,7 @@ use crate::model::{Event, Status};
 use jiff::Timestamp;
 use jiff::tz::{Offset, TimeZone};
 use std::collections::BTreeMap;
+use uuid::Uuid;
 
 const PRODID: &str = "-//Veche//Events//EN";
 
@@ -45,16 +46,76 @@ pub fn calendar(name: &str, events: &[Entry<'_>], base_url: &str, now: Timestamp
         }
     }
     for e in events {
-        vevent(&mut out, e.event, e.ticket, base_url, now);
+        vevent(&mut out, e.event, e.ticket, base_url, now, &Recurring::None);
     }
     line(&mut out, "END:VCALENDAR");
     out
 }
 
-fn vevent(out: &mut String, e: &Event, ticket: Option<&str>, base_url: &str, now: Timestamp) {
+/// What ties a VEVENT to a series (RFC 5545 3.8.4.4 and 3.8.5).
+enum Recurring<'a> {
+    None,
+    /// The series itself: its rule and the starts it leaves out.
+    Rule {
+        series: Uuid,
+        lines: Vec<String>,
+    },
+    /// An occurrence edited on its own, standing for the rule's `occurrence`.
+    Override {
+        series: Uuid,
+        occurrence: &'a str,
+    },
+}
+
+/// A series as one calendar item: the first occurrence with the series' RRULE and
+/// EXDATEs (its exceptions, and occurrences cancelled one by one), and each occurrence
+/// edited on its own as an override (`RECURRENCE-ID`), as calendar programs expect.
+pub fn series_calendar(template: &Event, members: &[Event], base_url: &str, now: Timestamp) -> String {
+    let zone = &template.input.time_zone;
+    let Some(rule) = &template.input.recurrence else {
+        return calendar(&template.input.title, &[Entry::from(template)], base_url, now);
+    };
+    let mut rule = rule.clone();
+    let occurrence_of = |e: &Event| e.series.as_ref().and_then(|m| m.occurrence.parse::<Timestamp>().ok());
+    rule.exceptions.extend(members.iter().filter(|e| e.status == Status::Cancelled).filter_map(occurrence_of));
+    rule.exceptions.sort();
+    let series = template.series.as_ref().map(|m| m.series_id).unwrap_or(template.id);
+    let mut out = String::new();
+    line(&mut out, "BEGIN:VCALENDAR");
+    line(&mut out, "VERSION:2.0");
+    line(&mut out, &format!("PRODID:{PRODID}"));
+    line(&mut out, "CALSCALE:GREGORIAN");
+    line(&mut out, "METHOD:PUBLISH");
+    line(&mut out, &format!("X-WR-CALNAME:{}", text(&template.input.title)));
+    if let Ok(tz) = TimeZone::get(zone) {
+        let last = members.iter().map(|e| e.input.end).max().unwrap_or(template.input.end);
+        vtimezone(&mut out, zone, &tz, template.input.start, last.max(template.input.end));
+    }
+    vevent(&mut out, template, None, base_url, now, &Recurring::Rule { series, lines: rule.ics_lines(zone) });
+    for e in members.iter().filter(|e| e.status != Status::Cancelled && e.series.as_ref().is_some_and(|m| m.edited)) {
+        let occurrence = e.series.as_ref().map(|m| m.occurrence.as_str()).unwrap_or_default();
+        vevent(&mut out, e, None, base_url, now, &Recurring::Override { series, occurrence });
+    }
+    line(&mut out, "END:VCALENDAR");
+    out
+}
+
+fn vevent(
+    out: &mut String,
+    e: &Event,
+    ticket: Option<&str>,
+    base_url: &str,
+    now: Timestamp,
+    recurring: &Recurring<'_>,
+) {
     let input = &e.input;
     line(out, "BEGIN:VEVENT");
-    line(out, &format!("UID:{}@veche", e.id));
+    match recurring {
+        Recurring::None => line(out, &format!("UID:{}@veche", e.id)),
+        Recurring::Rule { series, .. } | Recurring::Override { series, .. } => {
+            line(out, &format!("UID:{series}@veche"))
+        }
+    }
     line(out, &format!("DTSTAMP:{}", utc(now)));
     match TimeZone::get(&input.time_zone) {
         Ok(tz) => {
@@ -64,6 +125,15 @@ fn vevent(out: &mut String, e: &Event, ticket: Option<&str>, base_url: &str, now
         Err(_) => {
             line(out, &format!("DTSTART:{}", utc(input.start)));
             line(out, &format!("DTEND:{}", utc(input.end)));
+        }
+    }
+    match recurring {
+        Recurring::None => {}
+        Recurring::Rule { lines, .. } => lines.iter().for_each(|l| line(out, l)),
+        Recurring::Override { occurrence, .. } => {
+            if let (Ok(at), Ok(tz)) = (occurrence.parse::<Timestamp>(), TimeZone::get(&input.time_zone)) {
+                line(out, &format!("RECURRENCE-ID;TZID={}:{}", input.time_zone, local(&tz, at)));
+            }
         }
     }
     line(out, &format!("SUMMARY:{}", text(&input.title)));
@@ -229,6 +299,7 @@ mod tests {
                 updated_at: 0,
                 published_at: Some(0),
                 source: None,
+                series: None,
             };
             let ics = calendar("c", &[Entry::from(&e)], "https://veche.example", Timestamp::UNIX_EPOCH);
             let unfolded = ics.replace("\r\n ", "");

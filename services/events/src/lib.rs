@@ -22,7 +22,7 @@ mod ticket;
 mod views;
 mod webhooks;
 
-use crate::store::{EventStore, SourceStore, SqliteStore, WebhookStore};
+use crate::store::{EventStore, SeriesStore, SourceStore, SqliteStore, WebhookStore};
 use kit::platform::Context;
 use std::sync::Arc;
 
@@ -57,6 +57,7 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub sources: Arc<dyn SourceStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    pub series: Arc<dyn SeriesStore>,
     pub importer: import::sync::Importer,
     pub orgs: clients::organizations::Organizations,
     /// Names of the people behind registrations.
@@ -72,6 +73,7 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
     compaction::start(sqlite.clone());
     let sources: Arc<dyn SourceStore> = Arc::new(sqlite.clone());
     let webhooks: Arc<dyn WebhookStore> = Arc::new(sqlite.clone());
+    let series: Arc<dyn SeriesStore> = Arc::new(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     let fetcher = kit::fetch::Fetcher::new(config.fetch_allow_hosts, kit::fetch::Limits::default());
     let importer = import::sync::Importer::new(sources.clone(), fetcher);
@@ -87,11 +89,13 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
     let notices =
         notices::Notices { store: store.clone(), people: people.clone(), public_url: ctx.common.platform.public_url() };
     tokio::spawn(kit::notify::run(SERVICE, db.clone(), mailer.clone(), notices.clone(), Default::default()));
+    keep_series_expanded(series.clone());
     tokio::spawn(notices.remind(db, mailer, std::time::Duration::from_secs(config.reminder_scan_seconds.max(1))));
     let app = Arc::new(AppState {
         store: store.clone(),
         sources,
         webhooks,
+        series: series.clone(),
         importer,
         orgs: clients::organizations::Organizations::new(
             ctx.common.platform.organizations_url(),
@@ -105,4 +109,16 @@ pub async fn build(config: EventsConfig, ctx: &Context) -> anyhow::Result<kit::s
         let store = store.clone();
         async move { store.ping().await.map_err(|e| e.to_string()) }
     }))
+}
+
+/// Keeps every series expanded a year ahead as time passes: at start, then hourly.
+fn keep_series_expanded(series: Arc<dyn SeriesStore>) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = series.extend_series(kit::now_unix()).await {
+                tracing::warn!(error = %e, "could not extend series");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
 }

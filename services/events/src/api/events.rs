@@ -12,6 +12,8 @@ use kit::extract::{Json, Path, Query};
 use kit::page::{Page, encode_cursor};
 use kit::patch::MergePatch;
 use kit::{ApiError, now_unix};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 #[utoipa::path(post, path = "/api/v1/events", operation_id = "createEvent", tag = "events", security(("bearer" = [])), request_body = EventInput,
@@ -28,7 +30,11 @@ pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<Even
             return Err(ApiError::Forbidden("only admins of the organization may create its events".into()));
         }
     }
-    let event = app.store.create(input, me.id, now_unix()).await?;
+    // With a rule, a series: its occurrences are events of their own; the first answers.
+    let event = match input.recurrence {
+        Some(_) => app.series.create_series(input, me.id, now_unix()).await?,
+        None => app.store.create(input, me.id, now_unix()).await?,
+    };
     Ok((StatusCode::CREATED, Json(EventView::from(&event))).into_response())
 }
 
@@ -87,6 +93,19 @@ pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<S
     let (id, ics) = parse_id(&raw)?;
     let (event, _) = access(&app, id, me.as_ref(), Access::Read).await?;
     app.views.record(event.id, me.as_ref().map(|m| m.id));
+    if ics && let Some(member) = &event.series {
+        // An occurrence of a series answers with the series: one item with its rule.
+        let template = app.series.series(member.series_id).await?;
+        let members = app.series.occurrences(member.series_id).await?;
+        let mut master = members.first().cloned().unwrap_or_else(|| event.clone());
+        master.input = template.unwrap_or_else(|| event.input.clone());
+        master.status = match members.iter().all(|e| e.status == Status::Cancelled) {
+            true => Status::Cancelled,
+            false => Status::Published,
+        };
+        let body = crate::ics::series_calendar(&master, &members, &app.public_url, jiff::Timestamp::now());
+        return Ok(calendar_response(body, &format!("{}.ics", member.series_id)));
+    }
     if ics {
         let body = crate::ics::calendar(
             &event.input.title,
@@ -99,8 +118,29 @@ pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<S
     Ok(Json(EventView::from(&event)).into_response())
 }
 
-#[utoipa::path(patch, path = "/api/v1/events/{id}", operation_id = "updateEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body(content = serde_json::Value, description = "a JSON Merge Patch (RFC 7396) of the event's fields"),
+/// Whether a change is to one occurrence of a series or to the whole series.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesScope {
+    /// For an occurrence of a series: `true` changes the series (every upcoming
+    /// occurrence not edited on its own follows; a changed `recurrence` adds and cancels
+    /// occurrences), `false` (the default) this occurrence only.
+    #[serde(default)]
+    pub series: bool,
+}
+
+/// The series of `event`, when the caller asked to act on it.
+fn series_of(event: &crate::model::Event, scope: &SeriesScope) -> Result<Option<Uuid>, ApiError> {
+    match (&event.series, scope.series) {
+        (Some(member), true) => Ok(Some(member.series_id)),
+        (None, true) => Err(ApiError::field("series", "this event is not an occurrence of a series")),
+        _ => Ok(None),
+    }
+}
+
+#[utoipa::path(patch, path = "/api/v1/events/{id}", operation_id = "updateEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path), SeriesScope),
+    request_body(content = serde_json::Value, description = "a JSON Merge Patch (RFC 7396) of the event's fields (with `series=true`, of its series': its first occurrence's times and its `recurrence`)"),
     responses((status = 200, body = EventView), (status = 403, body = kit::problem::Problem),
               (status = 409, description = "a field an imported event's source keeps", body = kit::problem::Problem),
               (status = 422, body = kit::problem::Problem)))]
@@ -108,10 +148,31 @@ pub async fn patch(
     State(app): State<App>,
     me: AuthUser,
     Path(id): Path<Uuid>,
+    Query(scope): Query<SeriesScope>,
     patch: MergePatch,
 ) -> Result<Json<EventView>, ApiError> {
     let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
+    if let Some(series) = series_of(&event, &scope)? {
+        let template = app.series.series(series).await?.ok_or_else(|| ApiError::NotFound("no such series".into()))?;
+        let input: EventInput = patch.applied(&template)?;
+        if input.organization_id != template.organization_id {
+            return Err(ApiError::field("organization_id", "an event cannot move to another organization"));
+        }
+        if input.recurrence.is_none() {
+            return Err(ApiError::field("recurrence", "a series keeps its rule: cancel the series to end it"));
+        }
+        app.series.update_series(series, input.validate()?, now_unix()).await?;
+        let event = app.store.get(id).await?.ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+        return Ok(Json(EventView::from(&event)));
+    }
     let input: EventInput = patch.applied(&event.input)?;
+    if input.recurrence.is_some() {
+        let why = match event.series {
+            Some(_) => "belongs to the series: change it with ?series=true",
+            None => "makes a series: create one with POST /api/v1/events",
+        };
+        return Err(ApiError::field("recurrence", why));
+    }
     if input.organization_id != event.input.organization_id {
         return Err(ApiError::field("organization_id", "an event cannot move to another organization"));
     }
@@ -141,22 +202,66 @@ pub async fn detach(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) 
     Ok(Json(EventView::from(&event)))
 }
 
-async fn transition(app: App, me: AuthUser, id: Uuid, status: Status) -> Result<Json<EventView>, ApiError> {
-    access(&app, id, Some(&me), Access::Manage).await?;
+async fn transition(
+    app: App,
+    me: AuthUser,
+    id: Uuid,
+    scope: SeriesScope,
+    status: Status,
+) -> Result<Json<EventView>, ApiError> {
+    let (event, _) = access(&app, id, Some(&me), Access::Manage).await?;
+    if let Some(series) = series_of(&event, &scope)? {
+        app.series.set_series_status(series, status, now_unix()).await?;
+        let event = app.store.get(id).await?.ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+        return Ok(Json(EventView::from(&event)));
+    }
     let event = app.store.set_status(id, status, now_unix()).await?;
     Ok(Json(EventView::from(&event)))
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/publish", operation_id = "publishEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = EventView), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "not a draft", body = kit::problem::Problem)))]
-pub async fn publish(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
-    transition(app, me, id, Status::Published).await
+#[utoipa::path(post, path = "/api/v1/events/{id}/publish", operation_id = "publishEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path), SeriesScope),
+    responses((status = 200, description = "the event (with `series=true`, after every draft of its series was published, and later occurrences will be)", body = EventView),
+              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "not a draft", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
+pub async fn publish(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(scope): Query<SeriesScope>,
+) -> Result<Json<EventView>, ApiError> {
+    transition(app, me, id, scope, Status::Published).await
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", operation_id = "cancelEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = EventView), (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "already cancelled", body = kit::problem::Problem)))]
-pub async fn cancel(State(app): State<App>, me: AuthUser, Path(id): Path<Uuid>) -> Result<Json<EventView>, ApiError> {
-    transition(app, me, id, Status::Cancelled).await
+#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", operation_id = "cancelEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path), SeriesScope),
+    responses((status = 200, description = "the event (with `series=true`, after every upcoming occurrence of its series was cancelled)", body = EventView),
+              (status = 403, description = "organization admins and owners only", body = kit::problem::Problem), (status = 409, description = "already cancelled", body = kit::problem::Problem),
+              (status = 422, body = kit::problem::Problem)))]
+pub async fn cancel(
+    State(app): State<App>,
+    me: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(scope): Query<SeriesScope>,
+) -> Result<Json<EventView>, ApiError> {
+    transition(app, me, id, scope, Status::Cancelled).await
+}
+
+#[utoipa::path(get, path = "/api/v1/events/{id}/occurrences", operation_id = "listOccurrences", tag = "events", security((), ("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "every occurrence of the event's series by start (those the caller may see); the event alone when it is not in a series", body = Page<EventView>),
+              (status = 404, description = "no such event, or a draft the caller may not see", body = kit::problem::Problem)))]
+pub async fn occurrences(
+    State(app): State<App>,
+    me: Option<AuthUser>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Page<EventView>>, ApiError> {
+    let (event, role) = access(&app, id, me.as_ref(), Access::Read).await?;
+    let insider = role.is_some() || me.as_ref().is_some_and(AuthUser::is_admin);
+    let events = match &event.series {
+        Some(member) => app.series.occurrences(member.series_id).await?,
+        None => vec![event],
+    };
+    // Drafts are the organization's business.
+    let items = events.iter().filter(|e| insider || e.status != Status::Draft).map(EventView::from).collect();
+    Ok(Json(Page { items, next_cursor: None }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/events/{id}", operation_id = "deleteEvent", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),

@@ -96,6 +96,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/events/{id}/publish", post(events::publish))
         .route("/api/v1/events/{id}/cancel", post(events::cancel))
         .route("/api/v1/events/{id}/detach", post(events::detach))
+        .route("/api/v1/events/{id}/occurrences", get(events::occurrences))
         .route("/api/v1/organizations/{id}/sources", post(sources::create).get(sources::list))
         .route(
             "/api/v1/organizations/{id}/sources/{source_id}",
@@ -123,7 +124,7 @@ pub fn router(app: App) -> Router {
 #[openapi(
     paths(
         events::create, events::search, events::get, events::get_calendar, events::patch, events::publish, events::cancel, events::delete,
-        events::detach, sources::create, sources::list, sources::get, sources::patch, sources::delete, sources::sync,
+        events::detach, events::occurrences, sources::create, sources::list, sources::get, sources::patch, sources::delete, sources::sync,
         registrations::register, registrations::get_mine, registrations::cancel, attendees::list,
         tickets::mine, tickets::by_ticket, tickets::by_user, registrations::mine, registrations::new_calendar, registrations::calendar_feed,
         webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::deliveries,

@@ -195,6 +195,7 @@ pub fn input_of(item: &Item, source: &SourceInput, organization_id: Uuid) -> Res
         visibility: d.visibility,
         cover_image_url: None,
         organization_id,
+        recurrence: None,
     };
     input.validate().map_err(|e| match e {
         kit::ApiError::Validation(fields) => {

@@ -1,5 +1,6 @@
 //! Events' domain types and their validation. No I/O here.
 
+pub mod recurrence;
 pub mod source;
 
 use jiff::Timestamp;
@@ -121,6 +122,10 @@ pub struct EventInput {
     #[schema(schema_with = kit::schemas::optional_web_url)]
     pub cover_image_url: Option<String>,
     pub organization_id: Uuid,
+    /// Makes a series of the event (`POST /events`, or `PATCH ...?series=true`): each
+    /// occurrence becomes an event of its own; answers show it under `series`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<recurrence::Recurrence>,
 }
 
 /// A stored event.
@@ -137,6 +142,8 @@ pub struct Event {
     pub published_at: Option<i64>,
     /// Set when the event was imported from an outside source.
     pub source: Option<source::EventSource>,
+    /// Set when the event is an occurrence of a series.
+    pub series: Option<recurrence::SeriesMember>,
 }
 
 /// An event as the API shows it: the input's fields plus what the platform adds, in one
@@ -165,6 +172,8 @@ pub struct EventFacts {
     pub published_at: Option<String>,
     /// Where an imported event comes from; `null` for the organization's own.
     pub source: Option<source::EventSource>,
+    /// The series this event is an occurrence of; `null` for a single event.
+    pub series: Option<recurrence::SeriesMember>,
 }
 
 impl utoipa::PartialSchema for EventView {
@@ -193,6 +202,7 @@ impl From<&Event> for EventView {
                 updated_at: kit::rfc3339(e.updated_at),
                 published_at: e.published_at.map(kit::rfc3339),
                 source: e.source.clone(),
+                series: e.series.clone(),
             },
         }
     }
@@ -227,6 +237,11 @@ impl EventInput {
         check_len(&mut v, "description", &self.description, DESCRIPTION_MAX);
         check_free_text(&mut v, "description", &self.description);
         v.check(self.end > self.start, "end", "must be after start");
+        if let Some(r) = &mut self.recurrence
+            && let Err(why) = r.check(self.start, &self.time_zone)
+        {
+            v.add("recurrence.rule", why);
+        }
         v.check(
             self.end.duration_since(self.start).as_secs() <= 366 * 24 * 3600,
             "end",

@@ -7,6 +7,7 @@ use super::{
     CheckedIn, EventStore, Listed, MyRegistration, Registered, RegistrationFilter, Reminder, Result, SqliteStore,
     StoreError,
 };
+use crate::model::recurrence::{Recurrence, SeriesMember};
 use crate::model::source::EventSource;
 use crate::model::{AttendeeStatus, Event, EventInput, Registration, RegistrationStatus, Status};
 use crate::search::{Cursor, Search, Sort};
@@ -24,7 +25,9 @@ const IMPORT_CACHE_SIZE: i64 = -512 * 1024;
 
 pub(super) const COLUMNS: &str = "e.id, e.doc, e.status, e.registered_count, e.waitlisted_count, e.created_by, e.created_at, \
                        e.updated_at, e.published_at, \
-                       (SELECT json_array(i.source_id, i.external_id, i.detached) FROM imported_events i WHERE i.event_id = e.id)";
+                       (SELECT json_array(i.source_id, i.external_id, i.detached) FROM imported_events i WHERE i.event_id = e.id), \
+                       (SELECT json_array(m.series_id, m.occurrence, m.edited, json_extract(s.doc, '$.recurrence')) \
+                        FROM series_members m JOIN event_series s ON s.id = m.series_id WHERE m.event_id = e.id)";
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     event_from_offset(r, 0)
@@ -294,6 +297,7 @@ impl EventStore for SqliteStore {
                 let before = require(tx, id)?;
                 reindex(tx, seq, &input)?;
                 tx.execute("UPDATE events SET updated_at = ?2 WHERE seq = ?1", params![seq, now])?;
+                super::series::member_edited(tx, id)?;
                 let after = require(tx, id)?;
                 if after.status == Status::Published {
                     changed(tx, &before, &after, now)?;
@@ -342,6 +346,7 @@ impl EventStore for SqliteStore {
                 let seq = seq_of(tx, id)?;
                 // Before the row goes: the fact names the event's organization.
                 fact(tx, "event.deleted", id, None, now)?;
+                super::series::member_deleted(tx, id, now)?;
                 tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
                 tx.execute("DELETE FROM events_geo WHERE seq = ?1", [seq])?;
                 tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
@@ -659,6 +664,11 @@ fn imported_from(json: String) -> rusqlite::Result<EventSource> {
     Ok(EventSource { source_id, external_id, detached: detached != 0 })
 }
 
+fn series_member(json: String) -> rusqlite::Result<SeriesMember> {
+    let (series_id, occurrence, edited, recurrence): (Uuid, i64, i64, Recurrence) = parse_json(json)?;
+    Ok(SeriesMember { series_id, occurrence: kit::rfc3339(occurrence), edited: edited != 0, recurrence })
+}
+
 fn event_from_offset(r: &Row<'_>, offset: usize) -> rusqlite::Result<Event> {
     let status: String = r.get(offset + 2)?;
     Ok(Event {
@@ -672,5 +682,6 @@ fn event_from_offset(r: &Row<'_>, offset: usize) -> rusqlite::Result<Event> {
         updated_at: r.get(offset + 7)?,
         published_at: r.get(offset + 8)?,
         source: r.get::<_, Option<String>>(offset + 9)?.map(imported_from).transpose()?,
+        series: r.get::<_, Option<String>>(offset + 10)?.map(series_member).transpose()?,
     })
 }

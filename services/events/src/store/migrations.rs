@@ -182,4 +182,5 @@ CREATE INDEX registrations_in_order ON registrations (event_id, position);
 "#,
     kit::notify::TABLES,
     super::webhooks::TABLES,
+    super::series::TABLES,
 ];

@@ -8,16 +8,18 @@
 //! Rooms: [`migrations`] (the schema), [`crud`] (the trait's SQLite implementation and
 //! its rows), [`plan`] (what a search's evidence says about where its rows come from),
 //! [`sql`] (a search's SQL from its plan), [`sources`] (outside sources and what they imported),
-//! [`webhooks`] (subscriptions and their deliveries).
+//! [`series`] (repeating events), [`webhooks`] (subscriptions and their deliveries).
 
 mod crud;
 mod migrations;
 mod plan;
+mod series;
 mod sources;
 mod sql;
 mod webhooks;
 
 pub use plan::{RELEVANCE_WINDOW, ranked_over_window};
+pub use series::SeriesStore;
 pub use sources::{Outcome, SourceStore};
 pub use webhooks::{Attempt, AttemptOutcome, WebhookStore};
 
