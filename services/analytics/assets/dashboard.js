@@ -138,7 +138,8 @@ async function start() {
   scope.replaceChildren();
   const response = await api("/api/v1/users/me/organizations?limit=100");
   const organizations = response.ok ? (await response.json()).items : [];
-  for (const org of organizations) {
+  // An organization's report is for its admins and owners.
+  for (const org of organizations.filter((o) => o.role === "owner" || o.role === "admin")) {
     scope.append(new Option(`${org.name} (${T.roles[org.role] || org.role})`, `organization:${org.id}`));
   }
   // Only the reports this person may read are offered.

@@ -25,8 +25,8 @@ impl<'a> From<&'a Event> for Entry<'a> {
     }
 }
 
-/// Renders a calendar of `events`. `base_url` makes each event's `URL`.
-pub fn calendar(name: &str, events: &[Entry<'_>], base_url: &str, now: Timestamp) -> String {
+/// A calendar's opening lines, named `name`.
+fn begin(name: &str) -> String {
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -34,6 +34,12 @@ pub fn calendar(name: &str, events: &[Entry<'_>], base_url: &str, now: Timestamp
     line(&mut out, "CALSCALE:GREGORIAN");
     line(&mut out, "METHOD:PUBLISH");
     line(&mut out, &format!("X-WR-CALNAME:{}", text(name)));
+    out
+}
+
+/// Renders a calendar of `events`. `base_url` makes each event's `URL`.
+pub fn calendar(name: &str, events: &[Entry<'_>], base_url: &str, now: Timestamp) -> String {
+    let mut out = begin(name);
     let mut zones: BTreeMap<&str, (Timestamp, Timestamp)> = BTreeMap::new();
     for e in events.iter().map(|e| e.event) {
         let span = zones.entry(e.input.time_zone.as_str()).or_insert((e.input.start, e.input.end));
@@ -80,13 +86,7 @@ pub fn series_calendar(template: &Event, members: &[Event], base_url: &str, now:
     rule.exceptions.extend(members.iter().filter(|e| e.status == Status::Cancelled).filter_map(occurrence_of));
     rule.exceptions.sort();
     let series = template.series.as_ref().map(|m| m.series_id).unwrap_or(template.id);
-    let mut out = String::new();
-    line(&mut out, "BEGIN:VCALENDAR");
-    line(&mut out, "VERSION:2.0");
-    line(&mut out, &format!("PRODID:{PRODID}"));
-    line(&mut out, "CALSCALE:GREGORIAN");
-    line(&mut out, "METHOD:PUBLISH");
-    line(&mut out, &format!("X-WR-CALNAME:{}", text(&template.input.title)));
+    let mut out = begin(&template.input.title);
     if let Ok(tz) = TimeZone::get(zone) {
         let last = members.iter().map(|e| e.input.end).max().unwrap_or(template.input.end);
         vtimezone(&mut out, zone, &tz, template.input.start, last.max(template.input.end));

@@ -19,6 +19,9 @@ pub const EVENT: &str = "Veche-Event";
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Attempts made at once.
 const PARALLEL: u32 = 16;
+/// How long a receiver has to answer: as GitHub gives, so that a slow receiver holds up
+/// a round of deliveries (everyone's) for at most this long.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// A new signing secret: `whsec_` and 256 random bits.
 pub fn new_secret() -> String {
@@ -87,7 +90,7 @@ impl Dispatcher {
         let headers =
             [(SIGNATURE, signature(&a.secret, now, &a.payload)), (DELIVERY, a.id.to_string()), (EVENT, a.kind.clone())];
         let made = a.attempts + 1;
-        match self.fetcher.post_json(&a.url, a.payload.clone().into_bytes(), &headers).await {
+        match self.fetcher.post_json(&a.url, a.payload.clone().into_bytes(), &headers, ANSWER_WITHIN).await {
             Ok(status) if (200..300).contains(&status) => AttemptOutcome::Delivered { status },
             Ok(status) => AttemptOutcome::Failed {
                 status: Some(status),

@@ -49,9 +49,11 @@ impl Pool {
         let result = tokio::task::spawn_blocking(move || {
             // The permit guarantees a connection is idle.
             let mut conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(DbError::Closed)?;
-            let result = f(&mut conn);
+            // A panic in `f` (a bug) must not take the connection with it: the pool has
+            // one writer. Its transaction rolled back as it unwound; the connection stays.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)));
             pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-            result
+            result.unwrap_or(Err(DbError::Task))
         })
         .await
         .map_err(|_| DbError::Task)?;
@@ -269,6 +271,23 @@ mod tests {
         let mode: String =
             db.read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_rolls_back_and_leaves_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
+        let r: Result<(), DbError> = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t (v) VALUES ('a')", [])?;
+                panic!("a bug");
+            })
+            .await;
+        assert!(matches!(r, Err(DbError::Task)), "{r:?}");
+        db.write(|tx| tx.execute("INSERT INTO t (v) VALUES ('b')", []).map_err(DbError::from)).await.unwrap();
+        let n: i64 =
+            db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
+        assert_eq!(n, 1);
     }
 
     #[tokio::test]

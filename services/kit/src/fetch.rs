@@ -381,15 +381,22 @@ impl Fetcher {
     }
 
     /// POSTs `body` (JSON) to `url` with `headers`, following no redirect, and answers
-    /// the receiver's status, whatever it is. The answer's body is not read.
-    pub async fn post_json(&self, url: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Result<u16, FetchError> {
+    /// the receiver's status, whatever it is, if it comes within `within` (at most the
+    /// fetcher's whole-fetch limit). The answer's body is not read.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+        within: Duration,
+    ) -> Result<u16, FetchError> {
         let url = self.check_post(url)?;
         let mut request = self.posting.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let total = self.limits.total_timeout;
-        match tokio::time::timeout(total + Duration::from_millis(100), request.send()).await {
+        let total = within.min(self.limits.total_timeout);
+        match tokio::time::timeout(total, request.send()).await {
             Ok(Ok(response)) => Ok(response.status().as_u16()),
             Ok(Err(e)) => Err(self.failure(e)),
             Err(_) => Err(FetchError::Timeout("the receiver took too long")),

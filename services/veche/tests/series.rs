@@ -170,3 +170,44 @@ async fn bad_series_requests_say_what_is_wrong() {
     let r = patch_as(&v, &owner, &format!("/api/v1/events/{id}?series=true"), json!({"recurrence": null})).await;
     r.assert_problem(422);
 }
+
+#[tokio::test]
+async fn a_series_moved_by_a_week_moves_every_occurrence_and_a_cancelled_one_stays_so() {
+    let v = Veche::start();
+    let (owner, _) = signed_up(&v, "host@example.org").await;
+    let org = create_org(&v, &owner, json!({"name": "Chess club"})).await;
+    let body = json!({"title": "Rapid", "start": FIRST, "end": "2031-03-04T18:00:00Z", "time_zone": "Europe/Moscow",
+        "format": "online", "online_url": "https://example.org/live", "organization_id": org["id"],
+        "recurrence": {"rule": "FREQ=WEEKLY;COUNT=3"}});
+    let r = post_as(&v, &owner, "/api/v1/events", body).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let first = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post_as(&v, &owner, &format!("/api/v1/events/{first}/publish?series=true"), json!({})).await.status,
+        200
+    );
+    let before = occurrences(&v, &owner, &first).await;
+    let second = before[1]["id"].as_str().unwrap().to_owned();
+
+    // A week later: each occurrence takes the next one's slot (they trade places).
+    let r = patch_as(
+        &v,
+        &owner,
+        &format!("/api/v1/events/{first}?series=true"),
+        json!({"start": "2031-03-11T16:00:00Z", "end": "2031-03-11T18:00:00Z"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let after = occurrences(&v, &owner, &first).await;
+    assert_eq!(starts(&after), ["2031-03-11T16:00:00Z", "2031-03-18T16:00:00Z", "2031-03-25T16:00:00Z"]);
+    let moved = after.iter().find(|e| e["id"] == second.as_str()).unwrap();
+    assert_eq!(moved["start"], "2031-03-18T16:00:00Z", "the same event, a week later");
+    assert!(after.iter().all(|e| e["status"] == "published"));
+
+    // Cancelled as a whole, it stays cancelled, and the file says so.
+    assert_eq!(post_as(&v, &owner, &format!("/api/v1/events/{first}/cancel?series=true"), json!({})).await.status, 200);
+    let after = occurrences(&v, &owner, &first).await;
+    assert!(after.iter().all(|e| e["status"] == "cancelled"), "{after:?}");
+    let ics = send(client().get(v.url(&format!("/api/v1/events/{first}.ics")))).await;
+    assert!(ics.body.as_str().unwrap().contains("STATUS:CANCELLED"), "{ics:?}");
+}

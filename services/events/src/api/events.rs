@@ -91,12 +91,17 @@ fn parse_id(raw: &str) -> Result<(Uuid, bool), ApiError> {
               (status = 404, description = "no such event, or a draft the caller may not see", body = kit::problem::Problem)))]
 pub async fn get(State(app): State<App>, me: Option<AuthUser>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let (id, ics) = parse_id(&raw)?;
-    let (event, _) = access(&app, id, me.as_ref(), Access::Read).await?;
+    let (event, role) = access(&app, id, me.as_ref(), Access::Read).await?;
     app.views.record(event.id, me.as_ref().map(|m| m.id));
     if ics && let Some(member) = &event.series {
-        // An occurrence of a series answers with the series: one item with its rule.
+        // An occurrence of a series answers with the series: one item with its rule. Its
+        // drafts are the organization's business: to others they are left out.
+        let insider = role.is_some() || me.as_ref().is_some_and(AuthUser::is_admin);
         let template = app.series.series(member.series_id).await?;
-        let members = app.series.occurrences(member.series_id).await?;
+        let mut members = app.series.occurrences(member.series_id).await?;
+        for e in members.iter_mut().filter(|e| !insider && e.status == Status::Draft) {
+            e.status = Status::Cancelled;
+        }
         let mut master = members.first().cloned().unwrap_or_else(|| event.clone());
         master.input = template.unwrap_or_else(|| event.input.clone());
         master.status = match members.iter().all(|e| e.status == Status::Cancelled) {

@@ -64,17 +64,29 @@ impl Recurrence {
         }
         self.exceptions.sort();
         self.exceptions.dedup();
-        let first = starts(&self.rule, start, zone, &[], start + jiff::SignedDuration::from_secs(HORIZON * 30))?;
+        let until =
+            start.checked_add(jiff::SignedDuration::from_secs(HORIZON)).map_err(|_| "the start is too far ahead")?;
+        let first = starts(&self.rule, start, zone, &[], start, until)?;
         match first.first() {
-            Some(at) if *at == start => Ok(()),
-            _ => Err("the event's start must be the rule's first occurrence".into()),
+            Some(at) if *at == start => {}
+            _ => return Err("the event's start must be the rule's first occurrence".into()),
         }
+        if self.occurrences(start, zone, start, until)?.is_empty() {
+            return Err("its exceptions leave no occurrence in the coming year".into());
+        }
+        Ok(())
     }
 
-    /// The starts of the series from `start` up to `until` (exclusive), exceptions left
-    /// out, at most [`OCCURRENCES_MAX`].
-    pub fn occurrences(&self, start: Timestamp, zone: &str, until: Timestamp) -> Result<Vec<Timestamp>, String> {
-        starts(&self.rule, start, zone, &self.exceptions, until)
+    /// The starts of the series beginning at `start`, from `from` up to `until`
+    /// (exclusive), exceptions left out, at most [`OCCURRENCES_MAX`].
+    pub fn occurrences(
+        &self,
+        start: Timestamp,
+        zone: &str,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Timestamp>, String> {
+        starts(&self.rule, start, zone, &self.exceptions, from, until)
     }
 
     /// The rule and exceptions as iCalendar lines of a VEVENT in `zone`.
@@ -89,11 +101,23 @@ impl Recurrence {
     }
 }
 
+/// Where `at` lands when a series moves its first start from `was` to `is` in `zone`: by
+/// the same wall-clock change (days and time of day), so a move by a day keeps 19:00 at
+/// 19:00 across a clock change. `None` when that is out of range.
+pub fn shifted(at: Timestamp, was: Timestamp, is: Timestamp, zone: &str) -> Option<Timestamp> {
+    let tz = jiff::tz::TimeZone::get(zone).ok()?;
+    let (was, is) = (was.to_zoned_datetime(tz.clone()).datetime(), is.to_zoned_datetime(tz.clone()).datetime());
+    let change = was.until(is).ok()?;
+    let local = at.to_zoned_datetime(tz.clone()).datetime().checked_add(change).ok()?;
+    tz.to_timestamp(local).ok()
+}
+
 fn starts(
     rule: &str,
     start: Timestamp,
     zone: &str,
     except: &[Timestamp],
+    from: Timestamp,
     until: Timestamp,
 ) -> Result<Vec<Timestamp>, String> {
     use chrono::TimeZone as _;
@@ -112,7 +136,8 @@ fn starts(
         if at >= until || out.len() >= OCCURRENCES_MAX {
             break;
         }
-        if !except.contains(&at) {
+        // Only upcoming ones count towards the cap: a long series goes on.
+        if at >= from && !except.contains(&at) {
             out.push(at);
         }
     }
@@ -134,7 +159,14 @@ mod tests {
         // Berlin moves its clocks on 28 March 2027: 19:00 local is 18:00Z, then 17:00Z.
         r.check(t("2027-03-17T18:00:00Z"), "Europe/Berlin").unwrap();
         assert_eq!(r.rule, "FREQ=WEEKLY;COUNT=4");
-        let got = r.occurrences(t("2027-03-17T18:00:00Z"), "Europe/Berlin", t("2028-01-01T00:00:00Z")).unwrap();
+        let got = r
+            .occurrences(
+                t("2027-03-17T18:00:00Z"),
+                "Europe/Berlin",
+                t("2027-01-01T00:00:00Z"),
+                t("2028-01-01T00:00:00Z"),
+            )
+            .unwrap();
         assert_eq!(got, [t("2027-03-17T18:00:00Z"), t("2027-03-24T18:00:00Z"), t("2027-04-07T17:00:00Z")]);
         assert_eq!(
             r.ics_lines("Europe/Berlin"),
@@ -151,12 +183,26 @@ mod tests {
         // 17 March 2027 is a Wednesday: a Monday rule does not start there.
         assert!(check("FREQ=WEEKLY;BYDAY=MO").unwrap_err().contains("first occurrence"));
         assert!(check("FREQ=DAILY").is_ok());
+        let only = Recurrence { rule: "FREQ=DAILY;COUNT=1".into(), exceptions: vec![start] };
+        assert!(only.clone().check(start, "Europe/Berlin").unwrap_err().contains("no occurrence"));
+        let far = t("9999-12-01T00:00:00Z");
+        assert!(Recurrence { rule: "FREQ=DAILY".into(), exceptions: vec![] }.check(far, "UTC").is_err());
+        // A daily series goes on past its hundredth day: the cap counts upcoming ones.
         let many = Recurrence { rule: "FREQ=DAILY".into(), exceptions: vec![] };
-        assert_eq!(
-            many.occurrences(start, "Europe/Berlin", start + jiff::SignedDuration::from_hours(24 * 1000))
-                .unwrap()
-                .len(),
-            OCCURRENCES_MAX
-        );
+        let later = start + jiff::SignedDuration::from_hours(24 * 500);
+        let got = many
+            .occurrences(start, "Europe/Berlin", later, later + jiff::SignedDuration::from_hours(24 * 1000))
+            .unwrap();
+        assert_eq!(got.len(), OCCURRENCES_MAX);
+        assert!(got[0] >= later && got[0] < later + jiff::SignedDuration::from_hours(24), "{}", got[0]);
+    }
+
+    #[test]
+    fn a_series_moved_by_a_day_keeps_its_hour_across_the_clock_change() {
+        // Berlin, 19:00 on Wednesdays, moved to Thursdays: the one after the clock change
+        // is 17:00Z, and a day later still 17:00Z.
+        let (was, is) = (t("2027-03-17T18:00:00Z"), t("2027-03-18T18:00:00Z"));
+        assert_eq!(shifted(t("2027-03-31T17:00:00Z"), was, is, "Europe/Berlin"), Some(t("2027-04-01T17:00:00Z")));
+        assert_eq!(shifted(t("2027-03-24T18:00:00Z"), was, is, "Europe/Berlin"), Some(t("2027-03-25T18:00:00Z")));
     }
 }

@@ -7,7 +7,7 @@
 
 use super::crud::{changed, fact, get_event, insert, reindex, require, seq_of};
 use super::{Result, SqliteStore, StoreError};
-use crate::model::recurrence::HORIZON;
+use crate::model::recurrence::{HORIZON, shifted};
 use crate::model::{Event, EventInput, Status};
 use async_trait::async_trait;
 use kit::db::row::{json as parse_json, to_json, uuid as parse_uuid};
@@ -21,6 +21,7 @@ CREATE TABLE event_series (
     id               TEXT PRIMARY KEY,
     doc              TEXT NOT NULL,      -- the template: the organizer's input with its rule
     published        INTEGER NOT NULL DEFAULT 0,
+    cancelled        INTEGER NOT NULL DEFAULT 0,
     created_by       TEXT NOT NULL,
     expanded_until   INTEGER NOT NULL,
     created_at       INTEGER NOT NULL,
@@ -81,34 +82,58 @@ fn occurrence(template: &EventInput, at: i64) -> EventInput {
     }
 }
 
-/// Brings the members of `series` in line with `template`. `moved` is how far the
-/// template's start moved (members follow it); members and new occurrences before `now`
-/// are left alone.
-fn sync(tx: &Transaction<'_>, series: Uuid, template: &EventInput, moved: i64, now: i64) -> Result<()> {
+/// Brings the members of `series` in line with `template`. `moved` says where a member's
+/// rule start lands now (members follow a moved series); members that started before
+/// `now` stay as they happened, and no occurrence before `now` is made.
+fn sync(
+    tx: &Transaction<'_>,
+    series: Uuid,
+    template: &EventInput,
+    moved: &dyn Fn(i64) -> Option<i64>,
+    now: i64,
+) -> Result<()> {
     let rule = template.recurrence.as_ref().ok_or_else(|| StoreError::Conflict("a series needs a rule".into()))?;
-    let until = jiff::Timestamp::from_second(now.max(template.start.as_second()) + HORIZON).unwrap_or(template.end);
-    let wanted = rule.occurrences(template.start, &template.time_zone, until).map_err(StoreError::Conflict)?;
-    let (published, created_by): (bool, String) =
-        tx.query_row("SELECT published, created_by FROM event_series WHERE id = ?1", [series.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let mut by_start: HashMap<i64, Member> =
-        members(tx, series)?.into_iter().map(|m| (m.occurrence + moved, m)).collect();
-    for at in wanted.iter().map(|t| t.as_second()) {
-        match by_start.remove(&at) {
+    let at = |s: i64| jiff::Timestamp::from_second(s).map_err(|e| StoreError::Conflict(e.to_string()));
+    let until = at(now.max(template.start.as_second()).saturating_add(HORIZON))?;
+    let wanted =
+        rule.occurrences(template.start, &template.time_zone, at(now)?, until).map_err(StoreError::Conflict)?;
+    let (published, cancelled, created_by): (bool, bool, String) = tx.query_row(
+        "SELECT published, cancelled, created_by FROM event_series WHERE id = ?1",
+        [series.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    // Upcoming members give up their rule starts while they are matched again, so two
+    // of them may trade places (a series moved by a week).
+    let mut by_start: HashMap<i64, Member> = HashMap::new();
+    for m in members(tx, series)? {
+        if require(tx, m.event_id)?.input.start.as_second() < now {
+            continue;
+        }
+        tx.execute(
+            "UPDATE series_members SET occurrence = -occurrence - 1 WHERE event_id = ?1",
+            [m.event_id.to_string()],
+        )?;
+        let slot = moved(m.occurrence).unwrap_or(-m.occurrence - 1);
+        by_start.insert(slot, m);
+    }
+    let take = |event: Uuid, slot: i64| -> rusqlite::Result<()> {
+        // A past member standing for the slot (moved there on its own) leaves the series.
+        tx.execute(
+            "DELETE FROM series_members WHERE series_id = ?1 AND occurrence = ?2 AND event_id != ?3",
+            params![series.to_string(), slot, event.to_string()],
+        )?;
+        tx.execute("UPDATE series_members SET occurrence = ?2 WHERE event_id = ?1", params![event.to_string(), slot])?;
+        Ok(())
+    };
+    for slot in wanted.iter().map(|t| t.as_second()) {
+        match by_start.remove(&slot) {
             Some(m) => {
-                let before = require(tx, m.event_id)?;
-                if before.input.start.as_second() < now {
-                    continue;
-                }
-                tx.execute(
-                    "UPDATE series_members SET occurrence = ?2 WHERE event_id = ?1",
-                    params![m.event_id.to_string(), at],
-                )?;
+                take(m.event_id, slot)?;
                 if m.edited {
                     continue;
                 }
-                let mut input = occurrence(template, at);
+                let before = require(tx, m.event_id)?;
+                let mut input = occurrence(template, slot);
                 // Seats already taken stay seats.
                 if input.capacity.is_some_and(|c| c < before.registered) {
                     input.capacity = before.input.capacity;
@@ -123,13 +148,15 @@ fn sync(tx: &Transaction<'_>, series: Uuid, template: &EventInput, moved: i64, n
                     changed(tx, &before, &require(tx, m.event_id)?, now)?;
                 }
             }
-            None if at >= now => {
+            // A cancelled series makes nothing new.
+            None if !cancelled => {
                 let status = if published { Status::Published } else { Status::Draft };
-                let id = insert(tx, &occurrence(template, at), status, parse_uuid(created_by.clone())?, now)?;
+                let id = insert(tx, &occurrence(template, slot), status, parse_uuid(created_by.clone())?, now)?;
                 tx.execute(
                     "INSERT INTO series_members (event_id, series_id, occurrence) VALUES (?1, ?2, ?3)",
-                    params![id.to_string(), series.to_string(), at],
+                    params![id.to_string(), series.to_string(), i64::MIN],
                 )?;
+                take(id, slot)?;
                 if published {
                     fact(tx, "event.published", id, None, now)?;
                 }
@@ -140,9 +167,6 @@ fn sync(tx: &Transaction<'_>, series: Uuid, template: &EventInput, moved: i64, n
     // What the rule no longer gives: upcoming ones are cancelled and leave the series.
     for m in by_start.into_values() {
         let event = require(tx, m.event_id)?;
-        if event.input.start.as_second() < now {
-            continue;
-        }
         if event.status != Status::Cancelled {
             tx.execute(
                 "UPDATE events SET status = 'cancelled', updated_at = ?2 WHERE id = ?1",
@@ -207,7 +231,7 @@ impl SeriesStore for SqliteStore {
                 )?;
                 // Every occurrence from the first, even one already past (a series
                 // entered late keeps its history).
-                sync(tx, id, &input, 0, input.start.as_second().min(now))?;
+                sync(tx, id, &input, &Some, input.start.as_second().min(now))?;
                 let first: String = tx.query_row(
                     "SELECT event_id FROM series_members WHERE series_id = ?1 ORDER BY occurrence LIMIT 1",
                     [id.to_string()],
@@ -226,16 +250,20 @@ impl SeriesStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let old = template(tx, id)?.ok_or(StoreError::NotFound)?;
-                let moved = input.start.as_second() - old.start.as_second();
-                let mut input = input;
+                let zone = input.time_zone.clone();
+                let move_to = |at: jiff::Timestamp| shifted(at, old.start, input.start, &zone);
+                let mut moved_input = input.clone();
                 // Exceptions left as they were move with the series, as in calendars.
-                if let (Some(new), Some(was)) = (&mut input.recurrence, &old.recurrence)
+                if let (Some(new), Some(was)) = (&mut moved_input.recurrence, &old.recurrence)
                     && new.exceptions == was.exceptions
                 {
-                    let shift = jiff::SignedDuration::from_secs(moved);
-                    new.exceptions = was.exceptions.iter().map(|at| *at + shift).collect();
+                    let out_of_range =
+                        || StoreError::Conflict("the move takes the series' exceptions out of range".into());
+                    new.exceptions =
+                        was.exceptions.iter().map(|at| move_to(*at).ok_or_else(out_of_range)).collect::<Result<_>>()?;
                 }
-                sync(tx, id, &input, moved, now)
+                let moved = |key: i64| jiff::Timestamp::from_second(key).ok().and_then(move_to).map(|t| t.as_second());
+                sync(tx, id, &moved_input, &moved, now)
             })
             .await
     }
@@ -244,12 +272,12 @@ impl SeriesStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let members = members(tx, id)?;
-                if status == Status::Published {
-                    tx.execute(
-                        "UPDATE event_series SET published = 1, updated_at = ?2 WHERE id = ?1",
-                        params![id.to_string(), now],
-                    )?;
-                }
+                // Later occurrences follow: published, or (cancelled) none made at all.
+                let (published, cancelled) = (status == Status::Published, status == Status::Cancelled);
+                tx.execute(
+                    "UPDATE event_series SET published = ?2, cancelled = ?3, updated_at = ?4 WHERE id = ?1",
+                    params![id.to_string(), published, cancelled, now],
+                )?;
                 for m in members {
                     let Some(event) = get_event(tx, m.event_id)? else { continue };
                     let (from, to) = match status {
@@ -305,7 +333,7 @@ impl SeriesStore for SqliteStore {
                 for id in &due {
                     let id = parse_uuid(id.clone())?;
                     if let Some(input) = template(tx, id)? {
-                        sync(tx, id, &input, 0, now)?;
+                        sync(tx, id, &input, &Some, now)?;
                     }
                 }
                 Ok(due.len())

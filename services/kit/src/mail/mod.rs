@@ -132,12 +132,20 @@ impl Mailer {
                 .send(message)
                 .await
                 .map(|_| ())
-                .map_err(|e| SendError { permanent: e.is_permanent(), why: e.to_string() }),
+                .map_err(|e| SendError { permanent: refuses_recipient(&e), why: e.to_string() }),
             Transport::Dir(dir) => {
                 write_to_dir(dir, &self.from, mail, &message.formatted()).await.map_err(SendError::transient)
             }
         }
     }
+}
+
+/// Whether the server refused the recipient for good (RFC 5321: 550 no such mailbox,
+/// 551 not local, 553 a mailbox name not allowed). Any other refusal, even a permanent
+/// one (535 a wrong password, a refused sender), is the platform's own trouble: kept
+/// and tried again, rather than every reader's mail thrown away.
+fn refuses_recipient(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent() && e.status().is_some_and(|code| matches!(u16::from(code), 550 | 551 | 553))
 }
 
 /// The MIME message: text and HTML as alternatives, attachments beside them.
