@@ -58,6 +58,10 @@ pub struct PlatformSpec {
     /// The one entry point: host, TLS, ingress or Gateway API route, CORS and limits.
     #[serde(default)]
     pub gateway: GatewaySpec,
+    /// Outgoing mail (tickets, reminders, invitations, account mail). Without it, the
+    /// services write mail to files on their volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailSpec>,
     /// Per-service overrides, at most one entry per service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"], "maxItems" = 5))]
@@ -188,6 +192,20 @@ pub struct YdbSpec {
     /// Secret holding the access token (key default `token`); none for anonymous access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<SecretKeyRef>,
+}
+
+/// Where the users, organizations and events services send mail.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailSpec {
+    /// The Secret holding the SMTP server's URL, with its password
+    /// (`smtps://user:password@smtp.example.org:465`, or `smtp://host:587?tls=required`;
+    /// key default `url`).
+    pub smtp_url: SecretKeyRef,
+    /// The sender, e.g. `Veche <no-reply@example.org>` (default `Veche <no-reply@veche.local>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 320))]
+    pub from: Option<String>,
 }
 
 /// A key of a Secret in the Platform's namespace.

@@ -467,6 +467,9 @@ fn sign_in_env(auth: &crate::crd::AuthSpec) -> Vec<EnvVar> {
     vars
 }
 
+/// The key of the SMTP URL in its Secret, unless the Platform names one.
+const DEFAULT_SMTP_URL_KEY: &str = "url";
+
 /// The key of a provider's client secret in its Secret, unless the Platform names one.
 const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
 
@@ -531,6 +534,16 @@ pub fn env(platform: &Platform, sd: &ServiceDeployment, names: &Names) -> Vec<En
             ]);
         }
         _ => {}
+    }
+    // The services that mail people are told where the mail server is.
+    if let (Some(mail), true) =
+        (&platform.spec.mail, matches!(kind, ServiceKind::Users | ServiceKind::Organizations | ServiceKind::Events))
+    {
+        let key = mail.smtp_url.key.as_deref().unwrap_or(DEFAULT_SMTP_URL_KEY);
+        vars.push(from_secret(env::SMTP_URL, &mail.smtp_url.name, key));
+        if let Some(from) = &mail.from {
+            vars.push(value(env::MAIL_FROM, from.clone()));
+        }
     }
     // Only a service that keeps its data in YDB is told where it is.
     if let (Some(ydb), true) = (platform.spec.database.ydb(), kind.is_stateful() && !on_volume(sd)) {
@@ -664,6 +677,29 @@ mod tests {
         assert_eq!(plain(&env, "VECHE_AUTH_REDIRECT_URIS"), "https://app.example.org/signed-in");
         let events = env_of(&render(&platform(spec), &sd(ServiceKind::Events)).unwrap());
         assert!(!events.keys().any(|k| k.starts_with("VECHE_AUTH_")), "only users knows the providers");
+    }
+
+    #[test]
+    fn the_services_that_mail_people_get_the_smtp_url_from_its_secret() {
+        use crate::crd::MailSpec;
+        let spec = PlatformSpec {
+            mail: Some(MailSpec {
+                smtp_url: SecretKeyRef { name: "smtp".into(), key: None },
+                from: Some("Veche <hello@example.org>".into()),
+            }),
+            ..PlatformSpec::default()
+        };
+        for kind in [ServiceKind::Users, ServiceKind::Organizations, ServiceKind::Events] {
+            let env = env_of(&render(&platform(spec.clone()), &sd(kind)).unwrap());
+            assert_eq!(secret_ref(&env, "VECHE_SMTP_URL"), ("smtp".into(), "url".into()), "{kind}");
+            assert_eq!(plain(&env, "VECHE_MAIL_FROM"), "Veche <hello@example.org>");
+        }
+        for kind in [ServiceKind::Analytics, ServiceKind::Gateway] {
+            let env = env_of(&render(&platform(spec.clone()), &sd(kind)).unwrap());
+            assert!(!env.contains_key("VECHE_SMTP_URL"), "{kind} sends no mail");
+        }
+        let env = env_of(&render(&platform(PlatformSpec::default()), &sd(ServiceKind::Events)).unwrap());
+        assert!(!env.contains_key("VECHE_SMTP_URL"), "without mail settings, the mailbox on the volume");
     }
 
     #[test]

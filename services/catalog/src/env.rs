@@ -48,6 +48,11 @@ pub const YDB_ENDPOINT: &str = "VECHE_YDB_ENDPOINT";
 pub const YDB_DATABASE: &str = "VECHE_YDB_DATABASE";
 pub const YDB_TOKEN: &str = "VECHE_YDB_TOKEN";
 
+/// Where users, organizations and events send mail (an SMTP URL, from a Secret), and
+/// as whom.
+pub const SMTP_URL: &str = "VECHE_SMTP_URL";
+pub const MAIL_FROM: &str = "VECHE_MAIL_FROM";
+
 /// Identity providers people may sign in with (users: a JSON array; see the README).
 pub const AUTH_PROVIDERS: &str = "VECHE_AUTH_PROVIDERS";
 /// Frontend pages a provider sign-in may return to (users: exact URIs, comma-separated).

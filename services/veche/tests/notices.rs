@@ -248,3 +248,51 @@ async fn a_refused_address_holds_up_nobody_and_a_message_turned_away_comes_again
     assert_eq!(registered, ["You are registered: Rust & Tea"], "sent again after the 451, and only once");
     assert!(smtp.to("bounce@example.org").is_empty());
 }
+
+/// The operator's rendering of `spec.mail` is what the services read: the variables it
+/// puts in the events Deployment (the SMTP URL by reference, filled as the kubelet would
+/// from the Secret) start a Veche whose mail reaches the SMTP server.
+#[tokio::test]
+async fn the_operators_mail_settings_are_what_the_services_read() {
+    use operator::crd::{MailSpec, Platform, PlatformSpec, SecretKeyRef, ServiceDeployment};
+    use operator::crd::{ServiceDeploymentSpec, ServiceKind};
+    let smtp = SmtpServer::start();
+    let spec = PlatformSpec {
+        mail: Some(MailSpec {
+            smtp_url: SecretKeyRef { name: "smtp".into(), key: None },
+            from: Some("Club <club@veche.test>".into()),
+        }),
+        ..PlatformSpec::default()
+    };
+    let mut platform = Platform::new("demo", spec);
+    platform.metadata.namespace = Some("apps".into());
+    platform.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    let mut sd = ServiceDeployment::new("demo-events", ServiceDeploymentSpec::new("demo", ServiceKind::Events));
+    sd.metadata.namespace = Some("apps".into());
+    sd.metadata.uid = Some("00000000-0000-0000-0000-000000000002".into());
+    let deployment = operator::render::service::render(&platform, &sd).unwrap().deployment;
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for e in env.iter().filter(|e| e.name == "VECHE_SMTP_URL" || e.name == "VECHE_MAIL_FROM") {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                let secret = from.secret_key_ref.as_ref().unwrap();
+                assert_eq!((secret.name.as_str(), secret.key.as_str()), ("smtp", "url"));
+                smtp.url()
+            }
+            _ => unreachable!(),
+        };
+        vars.push((e.name.clone(), value));
+    }
+    assert_eq!(vars.len(), 2, "{vars:?}");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let v = Veche::start_with(&vars);
+    let owner = person(&v, "owner@example.org", "Olga Owner", json!({})).await;
+    let org = create_org(&v, &owner, json!({"name": "Tea Club"})).await;
+    let id = event(&v, &owner, &org, 5, "2031-02-07T16:00:00Z", "2031-02-07T19:00:00Z").await;
+    let guest = person(&v, "guest@example.org", "Guest", json!({})).await;
+    register(&v, &guest, &id).await;
+    let mail = smtp.wait("guest@example.org", "You are registered: Rust & Tea");
+    assert_eq!(mail["from"], "Club <club@veche.test>");
+}

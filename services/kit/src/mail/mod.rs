@@ -19,11 +19,11 @@ pub use letters::{Language, Letter};
 pub struct MailArgs {
     /// SMTP server URL (`smtps://user:password@host:465`, or `smtp://host:25?tls=required`);
     /// without it, mail is written to `<data dir>/mail`.
-    #[arg(long, env = "VECHE_SMTP_URL", hide_env_values = true)]
+    #[arg(long, env = catalog::env::SMTP_URL, hide_env_values = true)]
     pub smtp_url: Option<String>,
 
     /// Sender of platform mail.
-    #[arg(long, env = "VECHE_MAIL_FROM", default_value = "Veche <no-reply@veche.local>")]
+    #[arg(long, env = catalog::env::MAIL_FROM, default_value = "Veche <no-reply@veche.local>")]
     pub mail_from: String,
 }
 
