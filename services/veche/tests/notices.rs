@@ -94,6 +94,17 @@ async fn event(v: &Veche, owner: &str, org: &Value, capacity: u32, start: &str, 
     id
 }
 
+/// Registers `who` for a new event titled "Marker" and waits for its mail: the outbox is
+/// mailed in order, so once it is there, everything before it has been sent (again, too,
+/// if something were sent twice).
+async fn marker(v: &Veche, smtp: &SmtpServer, owner: &str, org: &Value, who: (&str, &str)) {
+    let id = event(v, owner, org, 5, "2031-03-07T16:00:00Z", "2031-03-07T19:00:00Z").await;
+    let r = patch_as(v, owner, &format!("/api/v1/events/{id}"), json!({"title": "Marker"})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    register(v, who.1, &id).await;
+    smtp.wait(who.0, "Marker");
+}
+
 async fn register(v: &Veche, token: &str, event: &str) -> Value {
     let r = post_as(v, token, &format!("/api/v1/events/{event}/registrations"), json!({})).await;
     assert_eq!(r.status, 201, "{r:?}");
@@ -188,7 +199,7 @@ async fn attendees_are_told_what_happened_in_their_language_once() {
     assert_eq!(post_as(&v, &owner, &format!("/api/v1/events/{id}/cancel"), json!({})).await.status, 200);
     let cancelled = smtp.wait("ben@example.org", "Cancelled: Rust & Tea");
     assert_eq!(calendar(&cancelled)["event"]["status"], "CANCELLED");
-    std::thread::sleep(Duration::from_secs(3));
+    marker(&v, &smtp, &owner, &org, ("ben@example.org", &ben)).await;
     // Each once; the reminder scan and the outbox may pass each other, so in any order.
     let mut bens_mail = smtp.subjects("ben@example.org");
     bens_mail.sort();
@@ -243,7 +254,7 @@ async fn a_refused_address_holds_up_nobody_and_a_message_turned_away_comes_again
     register(&v, &bounce, &id).await;
     register(&v, &flaky, &id).await;
     smtp.wait("flaky@example.org", "You are registered: Rust & Tea");
-    std::thread::sleep(Duration::from_secs(2));
+    marker(&v, &smtp, &owner, &org, ("flaky@example.org", &flaky)).await;
     let registered = smtp.subjects("flaky@example.org");
     assert_eq!(registered, ["You are registered: Rust & Tea"], "sent again after the 451, and only once");
     assert!(smtp.to("bounce@example.org").is_empty());

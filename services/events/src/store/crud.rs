@@ -29,7 +29,7 @@ pub(super) const COLUMNS: &str = "e.id, e.doc, e.status, e.registered_count, e.w
                        (SELECT json_array(m.series_id, m.occurrence, m.edited, json_extract(s.doc, '$.recurrence')) \
                         FROM series_members m JOIN event_series s ON s.id = m.series_id WHERE m.event_id = e.id)";
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     event_from_offset(r, 0)
 }
 

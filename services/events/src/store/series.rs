@@ -5,7 +5,7 @@
 //! rule still gives follow the template (unless edited on their own), new ones are made,
 //! upcoming ones it no longer gives are cancelled, past ones stay as they happened.
 
-use super::crud::{changed, fact, get_event, insert, reindex, require, seq_of};
+use super::crud::{COLUMNS, changed, event_from_row, fact, get_event, insert, reindex, require, seq_of};
 use super::{Result, SqliteStore, StoreError};
 use crate::model::recurrence::{HORIZON, shifted};
 use crate::model::{Event, EventInput, Status};
@@ -307,18 +307,12 @@ impl SeriesStore for SqliteStore {
     async fn occurrences(&self, id: Uuid) -> Result<Vec<Event>> {
         self.db
             .read(move |c| {
-                let ids: Vec<String> = c
-                    .prepare_cached("SELECT event_id FROM series_members WHERE series_id = ?1 ORDER BY occurrence")?
-                    .query_map([id.to_string()], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                let mut events = Vec::with_capacity(ids.len());
-                for event in ids {
-                    if let Some(e) = get_event(c, parse_uuid(event)?)? {
-                        events.push(e);
-                    }
-                }
-                events.sort_by_key(|e| (e.input.start, e.id));
-                Ok(events)
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM series_members m JOIN events e ON e.id = m.event_id
+                     WHERE m.series_id = ?1 ORDER BY e.start_at, e.id"
+                ))?;
+                let events = stmt.query_map([id.to_string()], event_from_row)?;
+                Ok(events.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
     }

@@ -290,10 +290,39 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn fan_out(&self, now: i64) -> Result<usize> {
+        // The dispatcher asks twice a second: the one writer is taken only when a fact
+        // has come since (a reader says so).
+        let behind: bool = self
+            .db
+            .read(|c| {
+                Ok::<_, StoreError>(c.query_row(
+                    "SELECT (SELECT seq FROM webhook_cursor) < (SELECT coalesce(max(seq), 0) FROM outbox)",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        if !behind {
+            return Ok(0);
+        }
         self.db.write(move |tx| Ok(fan_out(tx, now)?)).await
     }
 
     async fn due_attempts(&self, now: i64, limit: u32) -> Result<Vec<Attempt>> {
+        // Likewise: the writer (which leases what it takes) only when something is due.
+        let due: bool = self
+            .db
+            .read(move |c| {
+                Ok::<_, StoreError>(c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1)",
+                    [now],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
         self.db
             .write(move |tx| {
                 let mut stmt = tx.prepare_cached(
