@@ -5,35 +5,52 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `veche serve <what>` process, killed when dropped.
+/// A `veche serve <what>` process, killed when dropped. Its port and data directory stay
+/// its own across [`Served::restart`].
 pub struct Served {
     child: Child,
     pub base: String,
+    what: String,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Served {
     pub fn start(what: &str, env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port, what, env)
+    }
+
+    /// Started on a port chosen before (say, one another service was already told).
+    pub fn start_on(port: u16, what: &str, env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let base = format!("http://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
-        cmd.args(["serve", what])
-            .env("VECHE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("VECHE_DATA_DIR", dir.path())
-            .env("VECHE_LOG", "warn")
-            // Alone, a service is its own public address (and the users service its own issuer).
-            .env("VECHE_PUBLIC_URL", &base)
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let mut served = Served { child, base, _dir: dir };
+        let child = spawn(what, &base, dir.path(), &env);
+        let mut served = Served { child, base, what: what.to_owned(), env, _dir: dir };
         served.wait_ready();
         served
+    }
+
+    /// Kills the process hard (SIGKILL), as a crash or an evicted pod would end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the service again on its port and data, after [`Served::kill`].
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.what, &self.base, self._dir.path(), &self.env);
+        self.wait_ready();
+    }
+
+    pub fn data(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn wait_ready(&mut self) {
@@ -65,6 +82,23 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(what: &str, base: &str, data: &std::path::Path, env: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
+    cmd.args(["serve", what])
+        .env("VECHE_LISTEN", base.trim_start_matches("http://"))
+        .env("VECHE_DATA_DIR", data)
+        .env("VECHE_LOG", "warn")
+        // Alone, a service is its own public address (and the users service its own issuer).
+        .env("VECHE_PUBLIC_URL", base)
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
 }
 
 /// Readiness over a raw socket, so waiting needs no async runtime.
