@@ -34,7 +34,7 @@ impl From<rusqlite::Error> for StoreError {
 impl From<StoreError> for kit::ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Db(e) => kit::ApiError::internal(e),
+            StoreError::Db(e) => e.into(),
         }
     }
 }

@@ -27,6 +27,42 @@ pub enum DbError {
     Io(#[from] std::io::Error),
 }
 
+impl DbError {
+    /// SQLite's primary result code, when SQLite refused.
+    fn code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            Self::Sqlite(e) | Self::Migration { source: e, .. } => e.sqlite_error_code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the disk had no room for the change (it was rolled back).
+    pub fn is_disk_full(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        self.code() == Some(rusqlite::ErrorCode::DiskFull)
+            || matches!(self, Self::Io(e) if e.raw_os_error() == Some(ENOSPC))
+    }
+}
+
+/// What a caller is told when its change could not be stored: a full disk and a busy
+/// store are conditions that pass (507 and 503, nothing written); anything else is ours.
+impl From<DbError> for crate::ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_disk_full() {
+            tracing::error!(error = %e, "the store's disk is full: writes are refused");
+            return Self::InsufficientStorage(
+                "the server has no room to store this right now; nothing was changed".into(),
+            );
+        }
+        match e.code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Self::Unavailable("the store is busy; nothing was changed, try again".into())
+            }
+            _ => Self::internal(e),
+        }
+    }
+}
+
 /// A handful of connections handed out one at a time.
 struct Pool {
     idle: Mutex<Vec<Connection>>,
@@ -253,6 +289,17 @@ fn migrate(conn: &mut Connection, migrations: Migrations) -> Result<(), DbError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_507_and_a_busy_store_a_503() {
+        use rusqlite::ffi;
+        let failure = |code| DbError::Sqlite(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+        let status = |e: DbError| crate::ApiError::from(e).status().as_u16();
+        assert_eq!(status(failure(ffi::SQLITE_FULL)), 507);
+        assert_eq!(status(DbError::Io(std::io::Error::from_raw_os_error(28))), 507);
+        assert_eq!(status(failure(ffi::SQLITE_BUSY)), 503);
+        assert_eq!(status(failure(ffi::SQLITE_CORRUPT)), 500);
+    }
 
     const MIGRATIONS: Migrations =
         &["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);", "ALTER TABLE t ADD COLUMN w TEXT;"];

@@ -65,6 +65,7 @@ const SHARED: &[(&str, &str, &str)] = &[
         "TooManyRequests",
         "Over a rate limit (the gateway's per client, or an operation's own); see `Retry-After`.",
     ),
+    ("507", "InsufficientStorage", "The server's disk is full: nothing was changed; try again later."),
 ];
 
 /// What an error answer means when its handler did not say.
@@ -87,7 +88,8 @@ fn default_description(status: &str) -> &'static str {
 /// - every operation declares 429 (the gateway limits every route);
 /// - an operation with a body declares 400, 413, 415 and 422;
 /// - a secured operation (even where a token is optional) declares 401;
-/// - an operation with path parameters declares 404, with query parameters 422.
+/// - an operation with path parameters declares 404, with query parameters 422;
+/// - an operation that writes (any method but GET) declares 507 (a full disk).
 pub fn conventions(doc: &mut Value) {
     let Some(root) = doc.as_object_mut() else { return };
     let components = root.entry("components").or_insert_with(|| json!({}));
@@ -97,7 +99,7 @@ pub fn conventions(doc: &mut Value) {
         let Some(item) = item.as_object_mut() else { continue };
         for (method, op) in item.iter_mut() {
             if matches!(method.as_str(), "get" | "put" | "post" | "patch" | "delete") {
-                shape_operation(op);
+                shape_operation(op, method != "get");
             }
         }
     }
@@ -149,7 +151,7 @@ fn paging_parameters(op: &mut Value) {
     }
 }
 
-fn shape_operation(op: &mut Value) {
+fn shape_operation(op: &mut Value, writes: bool) {
     paging_parameters(op);
     let has_body = op.get("requestBody").is_some();
     let secured = op
@@ -182,6 +184,9 @@ fn shape_operation(op: &mut Value) {
     }
     if query_params {
         wanted.push("422");
+    }
+    if writes {
+        wanted.push("507");
     }
     for status in wanted {
         if !responses.contains_key(status) {
@@ -266,7 +271,7 @@ mod tests {
         assert!(responses["409"]["content"][PROBLEM_JSON].is_object());
         assert!(responses["409"]["content"].get("application/json").is_none());
         assert_eq!(responses["409"]["description"], "taken");
-        for status in ["400", "401", "404", "413", "415", "422", "429"] {
+        for status in ["400", "401", "404", "413", "415", "422", "429", "507"] {
             let target = responses[status]["$ref"].as_str().unwrap_or_else(|| panic!("{status} declared"));
             let name = target.rsplit('/').next().unwrap();
             assert!(doc["components"]["responses"][name]["content"][PROBLEM_JSON].is_object(), "{status}");
@@ -275,11 +280,11 @@ mod tests {
     }
 
     #[test]
-    fn an_open_operation_without_body_or_parameters_only_gets_the_rate_limit() {
+    fn an_open_operation_without_body_or_parameters_only_gets_the_rate_limit_and_a_full_disk() {
         let doc = doc(json!({"responses": {"200": {"description": "ok"}}}));
         let responses = doc["paths"]["/x/{id}"]["post"]["responses"].as_object().unwrap();
         let mut statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
         statuses.sort();
-        assert_eq!(statuses, ["200", "429"]);
+        assert_eq!(statuses, ["200", "429", "507"], "a POST writes");
     }
 }

@@ -128,7 +128,7 @@ pub async fn relay(service: &'static str, db: crate::db::Db, sink: impl Deliver,
     let mut pause = timing.idle;
     loop {
         tokio::time::sleep(pause).await;
-        match deliver_once(&db, &sink).await {
+        match deliver_once(service, &db, &sink).await {
             Ok((delivered, waiting)) => {
                 let lag = waiting.saturating_sub(delivered as i64);
                 metrics::gauge!("outbox_relay_lag", "service" => service).set(lag as f64);
@@ -148,8 +148,11 @@ pub async fn relay(service: &'static str, db: crate::db::Db, sink: impl Deliver,
 }
 
 /// One delivery; returns how many facts were acknowledged and how many were waiting.
-async fn deliver_once(db: &crate::db::Db, sink: &impl Deliver) -> anyhow::Result<(u64, i64)> {
+async fn deliver_once(service: &'static str, db: &crate::db::Db, sink: &impl Deliver) -> anyhow::Result<(u64, i64)> {
     let (batch, lag) = db.read(|c| next_batch(c).map_err(crate::db::DbError::from)).await?;
+    // Told before the delivery is tried: while the sink is away, this is the figure an
+    // alert watches rise (a failed delivery must not leave the last good value standing).
+    metrics::gauge!("outbox_relay_lag", "service" => service).set(lag as f64);
     let Some(last) = batch.last().map(|p| p.seq) else {
         return Ok((0, lag));
     };

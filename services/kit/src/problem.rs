@@ -80,6 +80,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: Duration },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The store has no room for the change (a full disk): nothing was written.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// An upstream answered with something that is not HTTP, or broke mid-answer.
     #[error("bad gateway: {0}")]
     BadGateway(String),
@@ -115,6 +118,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,6 +142,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::TooManyRequests { .. } => "rate-limited",
             Self::Unavailable(_) => "unavailable",
+            Self::InsufficientStorage(_) => "insufficient-storage",
             Self::BadGateway(_) => "bad-gateway",
             Self::GatewayTimeout(_) => "gateway-timeout",
             Self::Internal(_) => "internal",
@@ -160,6 +165,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::TooManyRequests { .. } => "Too many requests",
             Self::Unavailable(_) => "Service unavailable",
+            Self::InsufficientStorage(_) => "There is no room to store this",
             Self::BadGateway(_) => "The service behind the gateway failed",
             Self::GatewayTimeout(_) => "The service behind the gateway did not answer in time",
             Self::Internal(_) => "Internal server error",
@@ -177,6 +183,7 @@ impl ApiError {
             | Self::Gone(d)
             | Self::UnsupportedMediaType(d)
             | Self::Unavailable(d)
+            | Self::InsufficientStorage(d)
             | Self::BadGateway(d)
             | Self::GatewayTimeout(d)
             | Self::SsoRequired { detail: d, .. } => Some(d.clone()),

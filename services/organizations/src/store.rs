@@ -77,7 +77,7 @@ impl From<StoreError> for kit::ApiError {
             StoreError::NotAMember | StoreError::SelfTransfer => ApiError::field("user_id", e.to_string()),
             StoreError::InvitationGone => ApiError::Gone(e.to_string()),
             StoreError::Invalid(problem) => problem,
-            StoreError::Db(e) => ApiError::internal(e),
+            StoreError::Db(e) => e.into(),
         }
     }
 }

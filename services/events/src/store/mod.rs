@@ -57,7 +57,7 @@ impl From<StoreError> for kit::ApiError {
         match e {
             StoreError::NotFound => kit::ApiError::NotFound("no such event".into()),
             StoreError::Conflict(m) => kit::ApiError::Conflict(m),
-            StoreError::Db(e) => kit::ApiError::internal(e),
+            StoreError::Db(e) => e.into(),
         }
     }
 }

@@ -44,7 +44,7 @@ impl From<StoreError> for kit::ApiError {
             StoreError::EmailTaken => kit::ApiError::Conflict(e.to_string()),
             StoreError::NotFound => kit::ApiError::NotFound("no such user".into()),
             StoreError::IdentityTaken => kit::ApiError::Conflict(e.to_string()),
-            StoreError::Db(e) => kit::ApiError::internal(e),
+            StoreError::Db(e) => e.into(),
         }
     }
 }

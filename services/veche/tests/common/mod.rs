@@ -27,6 +27,8 @@ pub struct Veche {
     /// The address the public listener binds (loopback unless a test asks otherwise).
     listen_ip: &'static str,
     env: Vec<(String, String)>,
+    /// Where the process's log goes (the data directory, unless that was given).
+    logs: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -58,15 +60,26 @@ impl Veche {
     /// any `ip` but `127.0.0.1` the internal listener is left to its default address.
     pub fn start_on(ip: &'static str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        Self::launch(ip, dir.path().to_path_buf(), dir, env)
+    }
+
+    /// Started on a data directory of the test's (say, a small filesystem of its own);
+    /// the log goes elsewhere, so that it cannot fill that directory.
+    pub fn start_in(data: PathBuf, env: &[(&str, &str)]) -> Self {
+        Self::launch("127.0.0.1", data, tempfile::tempdir().unwrap(), env)
+    }
+
+    fn launch(ip: &'static str, data: PathBuf, logs: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         let mut v = Veche {
             child: None,
             base: String::new(),
-            data: dir.path().to_path_buf(),
+            data,
             port: free_port(),
             internal_port: free_port(),
             listen_ip: ip,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            _dir: Some(dir),
+            logs: logs.path().to_path_buf(),
+            _dir: Some(logs),
         };
         v.spawn();
         v
@@ -74,7 +87,7 @@ impl Veche {
 
     fn spawn(&mut self) {
         self.base = format!("http://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.data.join(format!(
+        let log = std::fs::File::create(self.logs.join(format!(
             "veche-{}.log",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         )))

@@ -160,3 +160,232 @@ async fn events_answers_503_while_organizations_is_down_and_writes_nothing() {
     // And the stranger is told the truth now: a draft of others is not found.
     c.reply("POST", &format!("/api/v1/events/{before}/publish"), Some(&stranger), None).await.assert_problem(404);
 }
+
+/// Analytics is gone while the platform keeps working: the facts wait in the outboxes (the
+/// relay's lag rises), and once analytics is back they all arrive, each counted once.
+#[tokio::test]
+async fn facts_wait_in_the_outbox_while_analytics_is_down_and_arrive_once() {
+    let _alone = ALONE.lock().await;
+    let views = if crate::long_mode() { 100_000 } else { 20_000 };
+    let mut c = Cluster::start();
+    let owner = c.person("owner@facts.test").await;
+    let org = c.ok("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "Facts"}))).await;
+    let made =
+        c.ok("POST", "/api/v1/events", Some(&owner), Some(event_body(org["id"].as_str().unwrap(), "Seen"))).await;
+    let event = made["id"].as_str().unwrap().to_owned();
+    c.ok("POST", &format!("/api/v1/events/{event}/publish"), Some(&owner), None).await;
+    let report = format!("/api/v1/analytics/events/{event}?bucket=day");
+    eventually(Duration::from_secs(30), "analytics knows the event", || async {
+        c.call("GET", &report, Some(&owner), None).await.acked().is_some()
+    })
+    .await;
+
+    c.analytics.kill();
+    // The hour analytics is away, compressed: page views from many visitors, sign-ups and
+    // registrations.
+    let page = c.url(&format!("/api/v1/events/{event}"));
+    let started = std::time::Instant::now();
+    for chunk in 0..views / 500 {
+        let batch = (0..500).map(|i| {
+            let visitor = format!("visitor-{}", chunk * 500 + i);
+            c.http.get(&page).header("x-forwarded-for", visitor).send()
+        });
+        for r in futures::future::join_all(batch).await {
+            assert_eq!(r.unwrap().status(), 200);
+        }
+    }
+    let mut attendees = Vec::new();
+    for i in 0..5 {
+        let token = c.person(&format!("attendee{i}@facts.test")).await;
+        c.ok("POST", &format!("/api/v1/events/{event}/registrations"), Some(&token), None).await;
+        attendees.push(token);
+    }
+    let events_db = c.events.data().join("events.db");
+    let viewed = |db: &std::path::Path| {
+        count(
+            db,
+            &format!(
+                "SELECT count(*) FROM outbox WHERE kind = 'event.viewed' AND payload ->> '$.event_id' = '{event}'"
+            ),
+        )
+    };
+    eventually(Duration::from_secs(30), "every view is in the events service's outbox", || async {
+        viewed(&events_db) >= views as i64
+    })
+    .await;
+    let held = viewed(&events_db);
+    eventually(Duration::from_secs(30), "the relay's lag shows what waits", || async {
+        c.lag(&c.events, "events").await >= held as f64
+    })
+    .await;
+    eprintln!(
+        "dependencies: {held} views and 5 registrations held while analytics was down ({:.1} s of traffic), lag {}",
+        started.elapsed().as_secs_f64(),
+        c.lag(&c.events, "events").await
+    );
+
+    c.analytics.restart();
+    let drained = std::time::Instant::now();
+    let made = count(
+        &events_db,
+        &format!(
+            "SELECT count(*) FROM outbox WHERE kind IN ('registration.made', 'registration.waitlisted') AND payload ->> '$.event_id' = '{event}'"
+        ),
+    );
+    eventually(Duration::from_secs(120), "every held fact reaches analytics", || async {
+        let totals = c.call("GET", &report, Some(&owner), None).await;
+        totals.acked().is_some_and(|t| t["totals"]["views"] == held && t["totals"]["registrations"] == made)
+    })
+    .await;
+    eventually(Duration::from_secs(30), "the lag is back to nothing", || async {
+        c.lag(&c.events, "events").await == 0.0
+    })
+    .await;
+    eprintln!("dependencies: drained {held} facts in {:.1} s", drained.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = c.ok("GET", &report, Some(&owner), None).await;
+    assert_eq!(again["totals"]["views"], held, "each counted once, even after the relay had time to send again");
+}
+
+/// A filesystem of its own, small, for the data directory; unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "veche-small-disk"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            mounted.success(),
+            "the full-disk test mounts a small tmpfs for the data directory, which takes root (or CAP_SYS_ADMIN); \
+             run the suite as root or in a container that allows mounts"
+        );
+        SmallDisk(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// Fills what is left with a file of its own; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.path().join("ballast");
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let small = vec![0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.flush();
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// The data directory's disk fills up: writes are refused with a 507 problem (never a
+/// 500), reads keep working, and once there is room again writes go on, nothing lost and
+/// every store intact.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
+    let _alone = ALONE.lock().await;
+    let disk = SmallDisk::mount("48m");
+    let data = disk.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut v = crate::common::Veche::start_in(data.clone(), &[]);
+    let (http, base) = (crate::load::client(), v.base.clone());
+    let call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        send(req)
+    };
+    let (owner, _) = crate::common::signed_up(&v, "owner@disk.test").await;
+    let org = call("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "Disk"}))).await;
+    let org = org.body["id"].as_str().unwrap().to_owned();
+    let mut kept = Vec::new();
+    let create = |title: String| call("POST", "/api/v1/events", Some(&owner), Some(event_body(&org, &title)));
+    let first = create("Before the disk filled".into()).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let event = first.body["id"].as_str().unwrap().to_owned();
+    kept.push(event.clone());
+    let published = call("POST", &format!("/api/v1/events/{event}/publish"), Some(&owner), None).await;
+    assert_eq!(published.status, 200, "{published:?}");
+
+    let ballast = disk.fill();
+    // Writes until one is refused (pages SQLite already has may take a few), each answer a
+    // success or a 507 problem.
+    let mut refused = 0;
+    let description = "a long description ".repeat(200);
+    for i in 0..500 {
+        let mut body = event_body(&org, &format!("While full {i}"));
+        body["description"] = json!(description);
+        let r = call("POST", "/api/v1/events", Some(&owner), Some(body)).await;
+        if r.status == 201 {
+            kept.push(r.body["id"].as_str().unwrap().to_owned());
+            continue;
+        }
+        r.assert_problem(507);
+        refused += 1;
+        break;
+    }
+    assert_eq!(refused, 1, "a write was refused once the disk was full");
+    // Every kind of write: a success or a 507 problem, never a 500.
+    let writes: Vec<(&str, String, Option<Value>)> = vec![
+        (
+            "POST",
+            "/api/v1/auth/register".into(),
+            Some(json!({"email": "late@disk.test", "password": PASSWORD, "display_name": "Late"})),
+        ),
+        ("POST", "/api/v1/organizations".into(), Some(json!({"name": "Full"}))),
+        ("PATCH", "/api/v1/users/me".into(), Some(json!({"display_name": "Renamed while full"}))),
+        ("POST", format!("/api/v1/events/{event}/registrations"), None),
+        ("PATCH", format!("/api/v1/events/{event}"), Some(json!({"title": "Retitled while full"}))),
+    ];
+    for (method, path, body) in &writes {
+        let r = call(method, path, Some(&owner), body.clone()).await;
+        assert!(r.status < 300 || r.status == 507, "{method} {path} on a full disk: {r:?}");
+        eprintln!("dependencies: full disk: {method} {path}: {}", r.status);
+        if r.status == 507 {
+            r.assert_problem(507);
+        }
+    }
+    // Reads go on.
+    for path in [format!("/api/v1/events/{event}"), "/api/v1/events?q=disk".into(), "/api/v1/users/me".into()] {
+        assert_eq!(call("GET", &path, Some(&owner), None).await.status, 200, "GET {path} on a full disk");
+    }
+
+    std::fs::remove_file(ballast).unwrap();
+    let after = create("After the disk had room".into()).await;
+    assert_eq!(after.status, 201, "writes go on once there is room: {after:?}");
+    kept.push(after.body["id"].as_str().unwrap().to_owned());
+    v.kill();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "db") {
+            let verdict: String = rusqlite::Connection::open(&path)
+                .unwrap()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(verdict, "ok", "{}", path.display());
+        }
+    }
+    v.restart();
+    let fresh = crate::load::client();
+    for id in &kept {
+        let r = send(fresh.get(v.url(&format!("/api/v1/events/{id}"))).bearer_auth(&owner)).await;
+        assert_eq!(r.status, 200, "the acknowledged event {id} is there: {r:?}");
+    }
+    eprintln!("dependencies: full disk: {} events kept, writes refused with 507, reads served", kept.len());
+}
