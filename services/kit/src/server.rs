@@ -264,9 +264,19 @@ pub fn metrics_router() -> Router {
 }
 
 async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
+    record_sqlite_memory();
     let mut r = handle.render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
+}
+
+/// SQLite's own allocations in this process (its page caches above all), so that whoever
+/// watches the process's memory can tell caches filling as the stores grow from a leak.
+fn record_sqlite_memory() {
+    // SAFETY: sqlite3_memory_used only reads SQLite's allocation counter, which SQLite
+    // guards itself; it may be called from any thread at any time.
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    metrics::gauge!("sqlite_memory_used_bytes").set(used as f64);
 }
 
 async fn openapi_doc(State(ops): State<Ops>) -> Json<serde_json::Value> {

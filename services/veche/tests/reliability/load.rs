@@ -107,15 +107,32 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The resident memory of process `pid`, in MiB (Linux).
-pub fn rss_mib(pid: u32) -> f64 {
+/// The resident memory of process `pid` in MiB (Linux): all of it, and the anonymous part
+/// (the heap: what a leak grows; the rest is mapped files, SQLite's stores among them,
+/// which grow with the data).
+pub fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
+    let field = |name: &str| -> f64 {
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/<pid>/status"));
+        kib / 1024.0
+    };
+    (field("VmRSS:"), field("RssAnon:"))
+}
+
+/// What SQLite holds in process memory (its page caches above all), in MiB, from the
+/// `/metrics` at `url`.
+pub async fn sqlite_mib(http: &reqwest::Client, url: &str) -> f64 {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    let bytes: f64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib / 1024.0
+        .find_map(|l| l.strip_prefix("sqlite_memory_used_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sqlite_memory_used_bytes in /metrics");
+    bytes / (1024.0 * 1024.0)
 }
 
 /// Waits until `check` holds, asking every 100 ms, for at most `within`.
