@@ -54,11 +54,15 @@ pub(crate) async fn admit(
     headers: &(impl Headers + ?Sized),
 ) -> Result<Admitted, ApiError> {
     let client = gw.proxies.client(peer.map(|p| p.ip()), || headers.values("x-forwarded-for"));
-    if let Some(ip) = client {
-        gw.limits.client.check(&ip).map_err(too_many)?;
+    if let Some(ip) = client
+        && let Err(wait) = gw.limits.client.check(&ip)
+    {
+        return Err(held_back(wait).await);
     }
-    if let Some(claims) = check_token(gw, route.auth, headers).await? {
-        gw.limits.user.check(&claims.sub).map_err(too_many)?;
+    if let Some(claims) = check_token(gw, route.auth, headers).await?
+        && let Err(wait) = gw.limits.user.check(&claims.sub)
+    {
+        return Err(held_back(wait).await);
     }
     let body_limit = route.max_body_bytes.unwrap_or(gw.body_limit).min(gw.body_limit);
     let declared = headers.value("content-length").and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
@@ -66,6 +70,20 @@ pub(crate) async fn admit(
         return Err(ApiError::PayloadTooLarge);
     }
     Ok(Admitted { client, body_limit })
+}
+
+/// How long a refusal for a spent rate is held before it is sent.
+const REFUSAL_HOLD: Duration = Duration::from_secs(1);
+
+/// The refusal of a client over its rate, sent after [`REFUSAL_HOLD`] (nginx's
+/// `limit_req` delays excess the same way): a client that asks again the moment it hears
+/// `429` would otherwise make the gateway spend its cores on refusals, and a hammering
+/// loop with 32 requests in flight gets 32 refusals a second instead of thousands. A
+/// polite client waits `Retry-After` (at least a second) anyway, so it loses nothing.
+async fn held_back(wait: Duration) -> ApiError {
+    metrics::counter!("gateway_rate_limited_total").increment(1);
+    tokio::time::sleep(REFUSAL_HOLD).await;
+    too_many(wait)
 }
 
 fn too_many(wait: Duration) -> ApiError {

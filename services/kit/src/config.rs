@@ -130,6 +130,11 @@ pub struct HttpArgs {
     #[arg(long, env = catalog::env::METRICS_LISTEN)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Connections one client address may hold open at once; more are closed as they
+    /// come (0: no cap). Trusted proxies are not capped: all their clients share them.
+    #[arg(long, env = "VECHE_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub connections_per_client: usize,
+
     /// Threads serving requests in `veche serve`, each with its own runtime and listening
     /// socket (0: one per available core). `veche up` serves everything on one runtime.
     #[arg(long, env = "VECHE_THREADS", default_value_t = 0)]
@@ -146,6 +151,7 @@ impl Default for HttpArgs {
             trusted_proxies: Default::default(),
             trust_forwarded_for: false,
             metrics_listen: None,
+            connections_per_client: 256,
             threads: 0,
         }
     }

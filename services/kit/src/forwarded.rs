@@ -51,6 +51,16 @@ impl TrustedProxies {
         !matches!(self, Self::None)
     }
 
+    /// Whether a socket peer is one of the trusted proxies (with a count of hops, every
+    /// peer is: nothing else reaches the server).
+    pub fn is_proxy(&self, peer: IpAddr) -> bool {
+        match self {
+            Self::None => false,
+            Self::Hops(_) => true,
+            Self::Networks(nets) => nets.iter().any(|n| n.contains(&peer)),
+        }
+    }
+
     /// The client's address, from the socket peer and the `X-Forwarded-For` values (all
     /// of the request's lines, in order; read only when some proxy is trusted). A peer of
     /// `None` is a call within the process, trusted like a proxy.

@@ -411,6 +411,79 @@ pub async fn serve_connections(
     shutdown: impl Future<Output = ()> + Send + 'static,
     http: &HttpArgs,
 ) -> std::io::Result<()> {
+    serve_capped(listener, connections, shutdown, http, ConnectionCap::new(http)).await
+}
+
+/// Open connections per client address, capped at `HttpArgs::connections_per_client`:
+/// one client opening a thousand connections holds no more than its share of the
+/// server's sockets and attention. Shared by every serving thread of a listener.
+///
+/// A connection over the cap is held unread for the header timeout, then closed (up to
+/// [`HELD_PER_CAP`] times the cap; past that it is closed at once): closed at once, each
+/// would be opened again at once, and a client looping on that costs the server more
+/// than serving it.
+struct ConnectionCap {
+    most: usize,
+    proxies: crate::forwarded::TrustedProxies,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// How many connections over its cap a client may have held, in caps.
+const HELD_PER_CAP: usize = 4;
+
+/// One connection counted against its client's cap, until it is dropped.
+struct Counted(Option<(Arc<ConnectionCap>, std::net::IpAddr)>);
+
+/// What becomes of a new connection.
+enum Admission {
+    Serve(Counted),
+    /// Over the cap: held unread, then closed.
+    Hold(Counted),
+    /// Far over the cap: closed at once.
+    Refuse,
+}
+
+impl ConnectionCap {
+    fn new(http: &HttpArgs) -> Arc<Self> {
+        Arc::new(Self { most: http.connections_per_client, proxies: http.proxies(), open: Default::default() })
+    }
+
+    fn admit(self: &Arc<Self>, peer: std::net::IpAddr) -> Admission {
+        if self.most == 0 || self.proxies.is_proxy(peer) {
+            return Admission::Serve(Counted(None));
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let held = open.entry(peer).or_default();
+        if *held >= (1 + HELD_PER_CAP) * self.most {
+            return Admission::Refuse;
+        }
+        *held += 1;
+        let counted = Counted(Some((self.clone(), peer)));
+        if *held > self.most { Admission::Hold(counted) } else { Admission::Serve(counted) }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some((cap, peer)) = self.0.take() {
+            let mut open = cap.open.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(held) = open.get_mut(&peer) {
+                *held -= 1;
+                if *held == 0 {
+                    open.remove(&peer);
+                }
+            }
+        }
+    }
+}
+
+async fn serve_capped(
+    listener: TcpListener,
+    connections: impl Connections,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    http: &HttpArgs,
+    cap: Arc<ConnectionCap>,
+) -> std::io::Result<()> {
     let (grace, header_timeout) = (http.shutdown_grace(), http.header_timeout());
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
@@ -435,6 +508,21 @@ pub async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        let counted = match cap.admit(peer.ip()) {
+            Admission::Serve(counted) => counted,
+            Admission::Hold(counted) => {
+                metrics::counter!("http_connections_refused_total", "reason" => "per_client_cap").increment(1);
+                tokio::spawn(async move {
+                    tokio::time::sleep(header_timeout).await;
+                    drop((stream, counted));
+                });
+                continue;
+            }
+            Admission::Refuse => {
+                metrics::counter!("http_connections_refused_total", "reason" => "per_client_cap").increment(1);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let hyper = Handoff {
             builder: builder.clone(),
@@ -442,7 +530,11 @@ pub async fn serve_connections(
             stopping: stopping.clone(),
             write_timeout: header_timeout,
         };
-        tokio::spawn(connections.serve_connection(stream, peer, hyper));
+        let served = connections.serve_connection(stream, peer, hyper);
+        tokio::spawn(async move {
+            served.await;
+            drop(counted);
+        });
     }
     drop(listener);
     let _ = stop.send(true);
@@ -485,10 +577,11 @@ pub async fn serve_per_core(
         sockets.push(reuseport_socket(addr)?);
     }
     on_bound(addr);
+    let cap = ConnectionCap::new(http);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
     for (i, socket) in sockets.into_iter().enumerate() {
-        let (connections, http, mut stopped) = (connections.clone(), http.clone(), stopped.clone());
+        let (connections, http, mut stopped, cap) = (connections.clone(), http.clone(), stopped.clone(), cap.clone());
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().on_thread_park(run_idle_hooks).build()?;
         let worker = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
@@ -498,7 +591,7 @@ pub async fn serve_per_core(
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                serve_connections(listener, connections, shutdown, &http).await
+                serve_capped(listener, connections, shutdown, &http, cap).await
             })
         })?;
         workers.push(worker);
@@ -561,6 +654,40 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_over_its_connection_cap_is_held_then_refused_and_proxies_are_not_capped() {
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let http = HttpArgs { connections_per_client: 2, ..HttpArgs::default() };
+        let cap = ConnectionCap::new(&http);
+        let mut kept = Vec::new();
+        for n in 0..(1 + HELD_PER_CAP) * 2 {
+            match cap.admit(ip) {
+                Admission::Serve(c) => {
+                    assert!(n < 2, "only two are served");
+                    kept.push(c);
+                }
+                Admission::Hold(c) => {
+                    assert!(n >= 2, "held once the cap is reached");
+                    kept.push(c);
+                }
+                Admission::Refuse => panic!("refused too early, at {n}"),
+            }
+        }
+        assert!(matches!(cap.admit(ip), Admission::Refuse), "past the held ones, closed at once");
+        assert!(matches!(cap.admit("192.0.2.8".parse().unwrap()), Admission::Serve(_)), "another client is served");
+        kept.clear();
+        assert!(matches!(cap.admit(ip), Admission::Serve(_)), "closed connections give their places back");
+        assert!(cap.open.lock().unwrap().len() <= 2, "addresses without connections are forgotten");
+
+        let proxied = HttpArgs { connections_per_client: 1, trust_forwarded_for: true, ..HttpArgs::default() };
+        let cap = ConnectionCap::new(&proxied);
+        let through: Vec<_> = (0..10).map(|_| cap.admit(ip)).collect();
+        assert!(
+            through.iter().all(|a| matches!(a, Admission::Serve(Counted(None)))),
+            "a trusted proxy is never capped"
+        );
+    }
 
     #[test]
     fn secret_paths_are_redacted_in_logs() {

@@ -214,7 +214,8 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
         ..services.gateway
     };
     let between = gateway::build(&unlimited, open_table, local(), verifier, &common.http)?;
-    let http = common.http.clone();
+    // Every call between services comes from this host: no cap on its connections.
+    let http = kit::config::HttpArgs { connections_per_client: 0, ..common.http.clone() };
     tokio::spawn(async move {
         if let Err(e) = kit::server::serve(internal, between, std::future::pending(), &http).await {
             tracing::error!(error = %e, "the internal listener failed");

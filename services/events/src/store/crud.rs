@@ -359,10 +359,17 @@ impl EventStore for SqliteStore {
     }
 
     async fn search(&self, search: Search, now: i64) -> Result<(Vec<Event>, Option<Cursor>)> {
-        let counts = self.counts.clone();
+        let (counts, asked) = (self.counts.clone(), search.clone());
+        let ev = self.db.read(move |c| Ok::<_, StoreError>(evidence(c, &asked, &counts)?)).await?;
+        // An expensive plan waits for its turn, holding no reader while it waits.
+        let _turn = match ev.is_expensive() {
+            true => Some(self.expensive.turn().await.ok_or_else(|| {
+                StoreError::Busy("too many searches for very common words are running; try again shortly".into())
+            })?),
+            false => None,
+        };
         self.db
             .read(move |c| {
-                let ev = evidence(c, &search, &counts)?;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let mut stmt = c.prepare_cached(&sql)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();

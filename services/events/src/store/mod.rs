@@ -42,6 +42,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// Too much of this kind of work is in hand already: try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -57,6 +60,7 @@ impl From<StoreError> for kit::ApiError {
         match e {
             StoreError::NotFound => kit::ApiError::NotFound("no such event".into()),
             StoreError::Conflict(m) => kit::ApiError::Conflict(m),
+            StoreError::Busy(m) => kit::ApiError::Unavailable(m),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -178,6 +182,7 @@ const SEGMENTS: &str = "SELECT count(DISTINCT segid) FROM events_fts_idx";
 pub struct SqliteStore {
     db: Db,
     counts: Counts,
+    expensive: std::sync::Arc<plan::ExpensiveSearches>,
 }
 
 impl SqliteStore {
@@ -187,7 +192,11 @@ impl SqliteStore {
     }
 
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let store = Self { db: Db::open_with(path, MIGRATIONS, prepare_connection).await?, counts: Counts::default() };
+        let store = Self {
+            db: Db::open_with(path, MIGRATIONS, prepare_connection).await?,
+            counts: Counts::default(),
+            expensive: Default::default(),
+        };
         store.backfill_terms().await?;
         Ok(store)
     }

@@ -49,6 +49,49 @@ pub fn ranked_over_window(matches: f64, corpus: i64) -> bool {
     matches > (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
 }
 
+/// A text query estimated to match more than this many events reads at least that many
+/// postings and rows, and ranking or sorting them takes a core for tens of milliseconds
+/// at a hundred thousand events: such searches run a few at a time
+/// ([`ExpensiveSearches`]), so that a flood of them cannot take every reader and core
+/// from the cheap ones.
+pub const EXPENSIVE_MATCHES: f64 = 1000.0;
+
+impl Evidence {
+    /// Whether the search this evidence is of is one of the expensive kind.
+    pub(super) fn is_expensive(&self) -> bool {
+        self.text.is_some_and(|matches| matches > EXPENSIVE_MATCHES)
+    }
+}
+
+/// Admission of expensive searches: one per two cores (at least one) at a time, waiting
+/// for a turn at most [`ExpensiveSearches::PATIENCE`].
+#[derive(Debug)]
+pub struct ExpensiveSearches(tokio::sync::Semaphore);
+
+impl Default for ExpensiveSearches {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self(tokio::sync::Semaphore::new((cores / 2).max(1)))
+    }
+}
+
+impl ExpensiveSearches {
+    /// Longest an expensive search waits for its turn before it is refused (503).
+    pub const PATIENCE: Duration = Duration::from_secs(5);
+
+    /// A turn, or `None` when none came within [`Self::PATIENCE`].
+    pub async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        metrics::counter!("events_expensive_searches_total").increment(1);
+        match tokio::time::timeout(Self::PATIENCE, self.0.acquire()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                metrics::counter!("events_expensive_searches_refused_total").increment(1);
+                None
+            }
+        }
+    }
+}
+
 /// Matches of several independent conditions, from each one's count: `N · Π(countᵢ / N)`.
 fn combined(counts: &[i64], corpus: i64) -> f64 {
     let n = corpus.max(1) as f64;

@@ -103,6 +103,8 @@ impl Veche {
             .env("VECHE_USER_RPS", "0")
             // Likewise the allowance of registrations per address (tests/abuse.rs sets it).
             .env("VECHE_PASSWORD_HASH_RPS", "0")
+            // And the cap of connections per address (tests fire hundreds of requests at once).
+            .env("VECHE_CONNECTIONS_PER_CLIENT", "0")
             // Some tests sign up hundreds of people at once, every hash on one core: on a
             // busy machine a sign-up can wait past the gateway's 25 s, and the setup, not
             // the case, would fail with a 504. Tests of the timeout set their own.
