@@ -79,11 +79,13 @@ const REFUSAL_HOLD: Duration = Duration::from_secs(1);
 /// `limit_req` delays excess the same way): a client that asks again the moment it hears
 /// `429` would otherwise make the gateway spend its cores on refusals, and a hammering
 /// loop with 32 requests in flight gets 32 refusals a second instead of thousands. A
-/// polite client waits `Retry-After` (at least a second) anyway, so it loses nothing.
+/// polite client waits `Retry-After` (at least a second) anyway; what it is told to
+/// wait is what remains after the hold.
 async fn held_back(wait: Duration) -> ApiError {
     metrics::counter!("gateway_rate_limited_total").increment(1);
     tokio::time::sleep(REFUSAL_HOLD).await;
-    too_many(wait)
+    // What is left of the wait once held (`Retry-After` is at least a second anyway).
+    too_many(wait.saturating_sub(REFUSAL_HOLD))
 }
 
 fn too_many(wait: Duration) -> ApiError {

@@ -130,8 +130,10 @@ pub struct HttpArgs {
     #[arg(long, env = catalog::env::METRICS_LISTEN)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
-    /// Connections one client address may hold open at once; more are closed as they
-    /// come (0: no cap). Trusted proxies are not capped: all their clients share them.
+    /// Connections one client address may hold open at once at the edge (`veche up`'s
+    /// public listener, `veche serve gateway`); more are held unread for the header
+    /// timeout, then closed (0: no cap). Trusted proxies are not capped: all their
+    /// clients share them. Domain services behind the gateway are never capped.
     #[arg(long, env = "VECHE_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub connections_per_client: usize,
 

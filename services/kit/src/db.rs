@@ -29,9 +29,10 @@ pub enum DbError {
 
 impl DbError {
     /// SQLite's primary result code, when SQLite refused.
+    /// (Not of a failed migration: that happens at start, and a stuck schema does not pass.)
     fn code(&self) -> Option<rusqlite::ErrorCode> {
         match self {
-            Self::Sqlite(e) | Self::Migration { source: e, .. } => e.sqlite_error_code(),
+            Self::Sqlite(e) => e.sqlite_error_code(),
             _ => None,
         }
     }
@@ -45,7 +46,8 @@ impl DbError {
 }
 
 /// What a caller is told when its change could not be stored: a full disk and a busy
-/// store are conditions that pass (507 and 503, nothing written); anything else is ours.
+/// store are conditions that pass (507 and 503; the transaction that failed was rolled
+/// back); anything else is ours.
 impl From<DbError> for crate::ApiError {
     fn from(e: DbError) -> Self {
         if e.is_disk_full() {
@@ -66,13 +68,13 @@ impl From<DbError> for crate::ApiError {
 /// A handful of connections handed out one at a time.
 struct Pool {
     idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Pool {
     fn new(conns: Vec<Connection>) -> Self {
         let n = conns.len();
-        Self { idle: Mutex::new(conns), permits: Semaphore::new(n) }
+        Self { idle: Mutex::new(conns), permits: Arc::new(Semaphore::new(n)) }
     }
 
     async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
@@ -80,9 +82,13 @@ impl Pool {
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = self.permits.acquire().await.map_err(|_| DbError::Closed)?;
+        // The permit goes with the work onto its thread: a caller that gives up (a
+        // cancelled request) must not free its place while its connection is still busy,
+        // or the next caller would find no connection idle.
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| DbError::Closed)?;
         let pool = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             // The permit guarantees a connection is idle.
             let mut conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop().ok_or(DbError::Closed)?;
             // A panic in `f` (a bug) must not take the connection with it: the pool has
@@ -92,9 +98,7 @@ impl Pool {
             result.unwrap_or(Err(DbError::Task))
         })
         .await
-        .map_err(|_| DbError::Task)?;
-        drop(permit);
-        result
+        .map_err(|_| DbError::Task)?
     }
 }
 
@@ -318,6 +322,23 @@ mod tests {
         let mode: String =
             db.read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_by_its_caller_keeps_the_writer_until_it_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
+        // The caller stops waiting while the write still runs on its thread.
+        let slow = db.write(|tx| {
+            std::thread::sleep(Duration::from_millis(300));
+            tx.execute("INSERT INTO t (v) VALUES ('slow')", []).map_err(DbError::from)
+        });
+        assert!(tokio::time::timeout(Duration::from_millis(20), slow).await.is_err());
+        // The next write waits for the one writer instead of finding it gone.
+        db.write(|tx| tx.execute("INSERT INTO t (v) VALUES ('next')", []).map_err(DbError::from)).await.unwrap();
+        let n: i64 =
+            db.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(DbError::from)).await.unwrap();
+        assert_eq!(n, 2, "both writes happened");
     }
 
     #[tokio::test]

@@ -677,16 +677,27 @@ mod tests {
         assert!(matches!(cap.admit(ip), Admission::Refuse), "past the held ones, closed at once");
         assert!(matches!(cap.admit("192.0.2.8".parse().unwrap()), Admission::Serve(_)), "another client is served");
         kept.clear();
+        assert!(cap.open.lock().unwrap().is_empty(), "addresses without connections are forgotten");
         assert!(matches!(cap.admit(ip), Admission::Serve(_)), "closed connections give their places back");
-        assert!(cap.open.lock().unwrap().len() <= 2, "addresses without connections are forgotten");
 
-        let proxied = HttpArgs { connections_per_client: 1, trust_forwarded_for: true, ..HttpArgs::default() };
-        let cap = ConnectionCap::new(&proxied);
-        let through: Vec<_> = (0..10).map(|_| cap.admit(ip)).collect();
-        assert!(
-            through.iter().all(|a| matches!(a, Admission::Serve(Counted(None)))),
-            "a trusted proxy is never capped"
-        );
+        let never_capped = |http: HttpArgs, what: &str| {
+            let cap = ConnectionCap::new(&http);
+            let through: Vec<_> = (0..10).map(|_| cap.admit(ip)).collect();
+            assert!(through.iter().all(|a| matches!(a, Admission::Serve(Counted(None)))), "{what} is never capped");
+            cap
+        };
+        let hops = HttpArgs { connections_per_client: 1, trust_forwarded_for: true, ..HttpArgs::default() };
+        never_capped(hops, "a proxy in front");
+        let networks = HttpArgs {
+            connections_per_client: 1,
+            trusted_proxies: "192.0.2.0/28".parse().unwrap(),
+            ..HttpArgs::default()
+        };
+        let cap = never_capped(networks, "a trusted network");
+        let outside: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+        let first = cap.admit(outside);
+        assert!(matches!(first, Admission::Serve(Counted(Some(_)))), "a client outside it is counted");
+        assert!(matches!(cap.admit(outside), Admission::Hold(_)), "and capped");
     }
 
     #[test]

@@ -229,8 +229,13 @@ async fn up(mut common: CommonArgs, mut services: Services, internal: Option<Soc
     run(listener, edge, &common).await
 }
 
-async fn serve(service: ServiceName, common: CommonArgs, services: Services) -> anyhow::Result<()> {
+async fn serve(service: ServiceName, mut common: CommonArgs, services: Services) -> anyhow::Result<()> {
     kit::telemetry::init(common.log_format);
+    if service != ServiceName::Gateway {
+        // A domain service's callers are the gateway and the other services, each from a
+        // few addresses with pools of connections: the cap is for clients at the edge.
+        common.http.connections_per_client = 0;
+    }
     let built = match service {
         ServiceName::Gateway => return serve_gateway(common, services.gateway).await,
         ServiceName::Users => users::build(services.users, &Context::standalone(common.clone())).await?,

@@ -321,7 +321,10 @@ async fn a_client_over_its_rate_gets_429_and_recovers() {
     limited.assert_problem(429);
     let wait: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "retry after {wait}");
-    assert!(s.counted.hits.load(Ordering::SeqCst) <= 4, "refused requests never reach the upstream");
+    // A refusal is held a second before it is sent (the bucket refills meanwhile), so
+    // count what got through rather than assume how much.
+    let passed = statuses.iter().filter(|r| r.status == 200).count();
+    assert_eq!(s.counted.hits.load(Ordering::SeqCst), passed, "refused requests never reach the upstream");
     tokio::time::sleep(Duration::from_secs(wait)).await;
     assert_eq!(send(get()).await.status, 200, "the client recovers after Retry-After");
 }

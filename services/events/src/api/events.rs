@@ -41,7 +41,8 @@ pub async fn create(State(app): State<App>, me: AuthUser, Json(input): Json<Even
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "searchEvents", tag = "events", params(SearchParams),
     responses((status = 200, body = Page<EventView>),
               (status = 403, description = "`status` with `organization_id` is for the organization's members", body = kit::problem::Problem),
-              (status = 422, body = kit::problem::Problem)))]
+              (status = 422, body = kit::problem::Problem),
+              (status = 503, description = "too many searches for very common words are running: try again shortly", body = kit::problem::Problem)))]
 pub async fn search(
     State(app): State<App>,
     me: Option<AuthUser>,

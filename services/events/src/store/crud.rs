@@ -362,7 +362,7 @@ impl EventStore for SqliteStore {
         let (counts, asked) = (self.counts.clone(), search.clone());
         let ev = self.db.read(move |c| Ok::<_, StoreError>(evidence(c, &asked, &counts)?)).await?;
         // An expensive plan waits for its turn, holding no reader while it waits.
-        let _turn = match ev.is_expensive() {
+        let turn = match ev.is_expensive() {
             true => Some(self.expensive.turn().await.ok_or_else(|| {
                 StoreError::Busy("too many searches for very common words are running; try again shortly".into())
             })?),
@@ -370,6 +370,8 @@ impl EventStore for SqliteStore {
         };
         self.db
             .read(move |c| {
+                // Held until the query is done, even if the request is given up meanwhile.
+                let _turn = turn;
                 let (sql, params) = search_sql(&search, now, &ev);
                 let mut stmt = c.prepare_cached(&sql)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();

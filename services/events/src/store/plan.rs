@@ -57,21 +57,23 @@ pub fn ranked_over_window(matches: f64, corpus: i64) -> bool {
 pub const EXPENSIVE_MATCHES: f64 = 1000.0;
 
 impl Evidence {
-    /// Whether the search this evidence is of is one of the expensive kind.
+    /// Whether the search this evidence is of is one of the expensive kind: a common text
+    /// with no rarer equality filter (one organization's events, say) to walk instead.
     pub(super) fn is_expensive(&self) -> bool {
-        self.text.is_some_and(|matches| matches > EXPENSIVE_MATCHES)
+        let narrowed = self.facets.first().is_some_and(|(_, postings)| (*postings as f64) <= EXPENSIVE_MATCHES);
+        self.text.is_some_and(|matches| matches > EXPENSIVE_MATCHES) && !narrowed
     }
 }
 
 /// Admission of expensive searches: one per two cores (at least one) at a time, waiting
 /// for a turn at most [`ExpensiveSearches::PATIENCE`].
 #[derive(Debug)]
-pub struct ExpensiveSearches(tokio::sync::Semaphore);
+pub struct ExpensiveSearches(Arc<tokio::sync::Semaphore>);
 
 impl Default for ExpensiveSearches {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self(tokio::sync::Semaphore::new((cores / 2).max(1)))
+        Self(Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1))))
     }
 }
 
@@ -79,10 +81,12 @@ impl ExpensiveSearches {
     /// Longest an expensive search waits for its turn before it is refused (503).
     pub const PATIENCE: Duration = Duration::from_secs(5);
 
-    /// A turn, or `None` when none came within [`Self::PATIENCE`].
-    pub async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    /// A turn, or `None` when none came within [`Self::PATIENCE`]. The turn is owned, so
+    /// that it can go with the query onto its blocking thread and end with the query, not
+    /// with a request that was cancelled while SQLite still works for it.
+    pub async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         metrics::counter!("events_expensive_searches_total").increment(1);
-        match tokio::time::timeout(Self::PATIENCE, self.0.acquire()).await {
+        match tokio::time::timeout(Self::PATIENCE, self.0.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => {
                 metrics::counter!("events_expensive_searches_refused_total").increment(1);

@@ -193,7 +193,8 @@ fn back_to(flow: &Flow, pairs: &[(&str, &str)]) -> Response {
     extensions(("x-open-query" = json!(true))),
     responses((status = 302, description = "to the frontend page, with `code` (or `linked`) and its `state`, or with `error` and `error_description`"),
               (status = 400, description = "no sign-in waits for this state (unknown, used or expired)", body = kit::problem::Problem),
-              (status = 404, body = kit::problem::Problem)))]
+              (status = 404, body = kit::problem::Problem),
+              (status = 507, description = "the server's disk is full: the sign-in could not be stored", body = kit::problem::Problem)))]
 pub async fn callback(
     State(app): State<App>,
     Path(id): Path<String>,

@@ -57,6 +57,35 @@ impl Versioned {
     }
 }
 
+/// Writes of one kind to one thing, each of which records one fact with its change: those
+/// acknowledged, and those whose answer never came. The facts found must lie between.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    acked: i64,
+    unknown: i64,
+}
+
+impl Tally {
+    fn record(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Acked(..) => self.acked += 1,
+            Outcome::Unknown => self.unknown += 1,
+            Outcome::Refused(..) | Outcome::NotSent => {}
+        }
+    }
+
+    /// Checks the facts found, and settles on them.
+    fn settle(&mut self, facts: i64, what: &str) {
+        assert!(
+            (self.acked..=self.acked + self.unknown).contains(&facts),
+            "{what}: {facts} facts, but {} such writes were acknowledged (and {} unanswered)",
+            self.acked,
+            self.unknown
+        );
+        *self = Tally { acked: facts, unknown: 0 };
+    }
+}
+
 /// A write that was refused, and so must have left no trace.
 #[derive(Debug)]
 enum Refused {
@@ -82,6 +111,9 @@ struct Person {
     name: Versioned,
     /// Per crowded event: `holding` (registered or waitlisted) or `free`.
     seats: Vec<Versioned>,
+    /// Per crowded event: registrations and cancellations sent (each one fact).
+    registrations: Vec<Tally>,
+    cancellations: Vec<Tally>,
 }
 
 /// One client of the load, with the part of the ledger it alone writes (no two workers
@@ -94,6 +126,10 @@ struct Worker {
     seq: u64,
     people: Vec<Person>,
     member: (String, Versioned),
+    /// Role changes of the member sent (each one fact).
+    role_changes: Tally,
+    /// Acknowledged writes by kind: each kind must have been exercised.
+    kinds: std::collections::BTreeMap<&'static str, u64>,
     events: Vec<(String, Versioned)>,
     organizations: Vec<String>,
     sign_ups: Vec<String>,
@@ -115,7 +151,7 @@ impl Worker {
         self.seq += 1;
         let (n, seq) = (self.n, self.seq);
         let roll = self.rng.below(100);
-        let outcome = match roll {
+        let (kind, outcome) = match roll {
             0..35 => self.seat().await,
             35..50 => {
                 let p = self.rng.below(self.people.len() as u64) as usize;
@@ -123,7 +159,7 @@ impl Worker {
                 let req = self.http.patch(self.url("/api/v1/users/me")).bearer_auth(&self.people[p].token);
                 let outcome = attempt(req.json(&json!({ "display_name": name }))).await;
                 self.people[p].name.record(&name, &outcome);
-                outcome
+                ("profile edit", outcome)
             }
             50..58 if !self.events.is_empty() => {
                 let e = self.rng.below(self.events.len() as u64) as usize;
@@ -131,7 +167,7 @@ impl Worker {
                 let req = self.http.patch(self.url(&format!("/api/v1/events/{}", self.events[e].0)));
                 let outcome = attempt(req.bearer_auth(&self.scene.organizer).json(&json!({ "title": title }))).await;
                 self.events[e].1.record(&title, &outcome);
-                outcome
+                ("event edit", outcome)
             }
             50..63 => {
                 let title = format!("Crash test event w{n} new {seq}");
@@ -141,7 +177,7 @@ impl Worker {
                 if let Some(created) = outcome.acked() {
                     self.events.push((created["id"].as_str().unwrap().to_owned(), Versioned::new(title)));
                 }
-                outcome
+                ("event", outcome)
             }
             63..70 => {
                 let role = if self.member.1.acked == "admin" { "member" } else { "admin" };
@@ -149,7 +185,8 @@ impl Worker {
                 let req = self.http.patch(self.url(&path)).bearer_auth(&self.scene.organizer);
                 let outcome = attempt(req.json(&json!({ "role": role }))).await;
                 self.member.1.record(role, &outcome);
-                outcome
+                self.role_changes.record(&outcome);
+                ("role change", outcome)
             }
             70..74 => {
                 let body = json!({ "name": format!("W{n} organization {seq}"), "slug": format!("w{n}-o{seq}") });
@@ -158,7 +195,7 @@ impl Worker {
                 if let Some(org) = outcome.acked() {
                     self.organizations.push(org["id"].as_str().unwrap().to_owned());
                 }
-                outcome
+                ("organization", outcome)
             }
             74..77 => {
                 let email = format!("w{n}-s{seq}@crash.test");
@@ -167,20 +204,26 @@ impl Worker {
                 if outcome.acked().is_some() {
                     self.sign_ups.push(email);
                 }
-                outcome
+                ("sign-up", outcome)
             }
-            77..82 => self.refused_write().await,
-            _ => self.track().await,
+            77..82 => return self.refused_write().await,
+            _ => ("clicks", self.track().await),
         };
         match outcome {
-            Outcome::Acked(..) => self.acked += 1,
+            Outcome::Acked(..) => {
+                self.acked += 1;
+                *self.kinds.entry(kind).or_default() += 1;
+            }
             Outcome::Unknown => self.unanswered += 1,
-            Outcome::Refused(..) | Outcome::NotSent => {}
+            // Every state a worker writes from was settled by a read since the last kill,
+            // so a refusal here means the platform lost or invented something.
+            Outcome::Refused(status, body) => panic!("a {kind} was refused ({status}): {body}"),
+            Outcome::NotSent => {}
         }
     }
 
     /// Takes or gives up a seat on a crowded event.
-    async fn seat(&mut self) -> Outcome {
+    async fn seat(&mut self) -> (&'static str, Outcome) {
         let p = self.rng.below(self.people.len() as u64) as usize;
         let e = self.rng.below(CROWDED_EVENTS as u64) as usize;
         let path = format!("/api/v1/events/{}/registrations", self.scene.crowded[e]);
@@ -191,13 +234,20 @@ impl Worker {
             (self.http.post(self.url(&path)), "holding")
         };
         let outcome = attempt(req.bearer_auth(&person.token)).await;
-        self.people[p].seats[e].record(becomes, &outcome);
-        outcome
+        let person = &mut self.people[p];
+        person.seats[e].record(becomes, &outcome);
+        if becomes == "holding" {
+            person.registrations[e].record(&outcome);
+            ("registration", outcome)
+        } else {
+            person.cancellations[e].record(&outcome);
+            ("cancellation", outcome)
+        }
     }
 
     /// A write the platform must refuse: a password too short, a slug taken, a seat on an
     /// event not open for registration.
-    async fn refused_write(&mut self) -> Outcome {
+    async fn refused_write(&mut self) {
         let (n, seq) = (self.n, self.seq);
         let (outcome, refused) = match seq % 3 {
             0 => {
@@ -223,7 +273,6 @@ impl Worker {
             Outcome::Acked(status, body) => panic!("{refused:?} was accepted ({status}): {body}"),
             Outcome::NotSent | Outcome::Unknown => {}
         }
-        outcome
     }
 
     /// A browser's batch of ten link clicks; one whose answer never came is sent again
@@ -260,7 +309,8 @@ async fn acknowledged_writes_survive_hard_kills() {
     let _alone = ALONE.lock().await;
     let rounds = if long_mode() { 100 } else { 20 };
     let mut rng = Rng::seeded();
-    let mut v = Veche::start_with(&[("VECHE_ANALYTICS_TRACK_RPS", "0")]);
+    // Tokens outlive the long mode (a worker's writes must not turn into 401s).
+    let mut v = Veche::start_with(&[("VECHE_ANALYTICS_TRACK_RPS", "0"), ("VECHE_ACCESS_TOKEN_TTL", "86400")]);
     let http = crate::load::client();
     let root = admin(&v, "root@crash.test").await;
     let (organizer, _) = signed_up(&v, "organizer@crash.test").await;
@@ -299,7 +349,14 @@ async fn acknowledged_writes_survive_hard_kills() {
         for p in 0..PEOPLE_PER_WORKER {
             let (token, _) = signed_up(&v, &format!("w{n}-p{p}@crash.test")).await;
             let id = user_id(&token);
-            people.push(Person { token, id, name: Versioned::new("Test"), seats: vec![Versioned::new("free"); 3] });
+            people.push(Person {
+                token,
+                id,
+                name: Versioned::new("Test"),
+                seats: vec![Versioned::new("free"); CROWDED_EVENTS],
+                registrations: vec![Tally::default(); CROWDED_EVENTS],
+                cancellations: vec![Tally::default(); CROWDED_EVENTS],
+            });
         }
         workers.push(Worker {
             n,
@@ -309,6 +366,8 @@ async fn acknowledged_writes_survive_hard_kills() {
             seq: 0,
             people,
             member: (user_id(&member), Versioned::new("member")),
+            role_changes: Tally::default(),
+            kinds: Default::default(),
             events: Vec::new(),
             organizations: Vec::new(),
             sign_ups: Vec::new(),
@@ -397,6 +456,28 @@ async fn acknowledged_writes_survive_hard_kills() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(report(path).await["link_clicks"], clicks, "and no more, once the relays had time to send again");
+    let mut kinds = std::collections::BTreeMap::new();
+    for w in &workers {
+        for (kind, n) in &w.kinds {
+            *kinds.entry(*kind).or_insert(0u64) += n;
+        }
+    }
+    eprintln!("durability: acknowledged writes by kind: {kinds:?}");
+    for kind in [
+        "registration",
+        "cancellation",
+        "profile edit",
+        "event edit",
+        "event",
+        "role change",
+        "organization",
+        "sign-up",
+        "clicks",
+    ] {
+        assert!(kinds.get(kind).is_some_and(|n| *n > 0), "no {kind} was ever acknowledged: {kinds:?}");
+    }
+    let refused: usize = workers.iter().map(|w| w.refused.len()).sum();
+    assert!(refused > 0, "refused writes were tried and checked");
     let acked: u64 = workers.iter().map(|w| w.acked).sum();
     let unanswered: u64 = workers.iter().map(|w| w.unanswered).sum();
     eprintln!(
@@ -406,12 +487,21 @@ async fn acknowledged_writes_survive_hard_kills() {
 }
 
 /// Every store of the data directory passes SQLite's own check (the process is dead).
-fn check_integrity(data: &std::path::Path) {
+/// The check reads copies (each store and its WAL): opened in place, SQLite would
+/// recover and checkpoint what the kill left, and the restart would not meet it.
+pub fn check_integrity(data: &std::path::Path) {
+    let copies = tempfile::tempdir().unwrap();
     let mut stores = 0;
     for entry in std::fs::read_dir(data).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "db") {
-            let c = rusqlite::Connection::open(&path).unwrap();
+            let copy = copies.path().join(path.file_name().unwrap());
+            std::fs::copy(&path, &copy).unwrap();
+            let wal = path.with_extension("db-wal");
+            if wal.exists() {
+                std::fs::copy(&wal, copy.with_extension("db-wal")).unwrap();
+            }
+            let c = rusqlite::Connection::open(&copy).unwrap();
             let verdict: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
             assert_eq!(verdict, "ok", "{}", path.display());
             stores += 1;
@@ -480,6 +570,12 @@ async fn verify(v: &Veche, root: &str, scene: &Scene, workers: &mut [Worker]) ->
         }
         let member = get(format!("/api/v1/organizations/{}/members/{}", scene.org, w.member.0), &scene.organizer).await;
         w.member.1.settle(member["role"].as_str().unwrap(), "a member's role");
+        let changes = count(
+            &orgs_db,
+            "SELECT count(*) FROM outbox WHERE kind = 'member.role_changed' AND payload ->> '$.user_id' = ?1",
+            &w.member.0,
+        );
+        w.role_changes.settle(changes, "a member's role changes");
         for org in &w.organizations {
             get(format!("/api/v1/organizations/{org}"), root).await;
         }
@@ -498,11 +594,30 @@ async fn verify(v: &Veche, root: &str, scene: &Scene, workers: &mut [Worker]) ->
         let rows = rows["items"].as_array().unwrap();
         let status =
             |user: &str| rows.iter().find(|r| r["user_id"] == user).map(|r| r["status"].as_str().unwrap().to_owned());
+        let facts_of = |kinds: &str, user: &str| -> i64 {
+            events_db
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM outbox WHERE kind IN ({kinds}) AND payload ->> '$.event_id' = ?1 \
+                         AND payload ->> '$.user_id' = ?2"
+                    ),
+                    [event_id.as_str(), user],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
         for w in workers.iter_mut() {
             for person in &mut w.people {
                 let holding = matches!(status(&person.id).as_deref(), Some("registered" | "waitlisted"));
                 person.seats[e].settle(if holding { "holding" } else { "free" }, "a seat");
-                checked += 1;
+                // A seat read as free could be a cancellation that landed, or an
+                // acknowledged registration that was lost: the facts tell which.
+                let made = facts_of("'registration.made', 'registration.waitlisted'", &person.id);
+                person.registrations[e].settle(made, "a person's registrations");
+                let cancelled = facts_of("'registration.cancelled'", &person.id);
+                person.cancellations[e].settle(cancelled, "a person's cancellations");
+                assert_eq!(made - cancelled, holding as i64, "registrations less cancellations is the seat held");
+                checked += 3;
             }
         }
         let registered = rows.iter().filter(|r| r["status"] == "registered").count() as u64;

@@ -173,7 +173,7 @@ async fn a_polite_client_keeps_its_latency_while_others_flood() {
     let mut seeded = Veche::start();
     let v = &seeded;
     let (organizer, _) = signed_up(v, "organizer@fair.test").await;
-    let (polite, _) = signed_up(v, "polite@fair.test").await;
+    signed_up(v, "polite@fair.test").await;
     let org = create_org(v, &organizer, json!({ "name": "Fair", "slug": "fair" })).await;
     let org = org["id"].as_str().unwrap().to_owned();
     let seeders: Vec<reqwest::Client> = (10..20).map(|i| client_from(address(i))).collect();
