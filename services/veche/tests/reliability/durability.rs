@@ -649,6 +649,31 @@ async fn verify(v: &Veche, root: &str, scene: &Scene, workers: &mut [Worker]) ->
         checked += 6;
     }
 
+    // Analytics catches up with the outboxes: every sign-up, registration and cancellation
+    // counted once (the relays resend what the kill cut off; analytics drops repeats).
+    let sign_ups: i64 =
+        users_db.query_row("SELECT count(*) FROM outbox WHERE kind = 'user.signed_up'", [], |r| r.get(0)).unwrap();
+    let mut expected = vec![("/api/v1/analytics/platform?bucket=day".to_owned(), "sign_ups", sign_ups)];
+    for event_id in &scene.crowded {
+        let facts = |kinds: &str| -> i64 {
+            count(
+                &events_db,
+                &format!("SELECT count(*) FROM outbox WHERE kind IN ({kinds}) AND payload ->> '$.event_id' = ?1"),
+                event_id,
+            )
+        };
+        let path = format!("/api/v1/analytics/events/{event_id}?bucket=day");
+        expected.push((path.clone(), "registrations", facts("'registration.made', 'registration.waitlisted'")));
+        expected.push((path, "cancellations", facts("'registration.cancelled'")));
+    }
+    for (path, metric, want) in &expected {
+        eventually(Duration::from_secs(60), &format!("analytics' {metric} at {path} reach {want}"), || async {
+            get(path.clone(), root).await["totals"][metric] == *want
+        })
+        .await;
+        checked += 1;
+    }
+
     // Every change has its fact, committed with it.
     let total = |c: &rusqlite::Connection, sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
