@@ -133,7 +133,11 @@ pub async fn register(
         email_verified: false,
     };
     let user = app.store.create_user(new, now_unix()).await?;
-    send_verification(&app, &user).await?;
+    // The account exists now, and the answer must say so: a link that could not be stored
+    // (a full disk, say) is asked for again with `/verify-email/resend`.
+    if let Err(e) = send_verification(&app, &user).await {
+        tracing::warn!(error = %e, user = %user.id, "the verification link of a new account could not be made");
+    }
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 

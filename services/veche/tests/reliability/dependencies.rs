@@ -362,6 +362,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
         ("POST", format!("/api/v1/events/{event}/registrations"), None),
         ("PATCH", format!("/api/v1/events/{event}"), Some(json!({"title": "Retitled while full"}))),
     ];
+    let mut statuses = Vec::new();
     for (method, path, body) in &writes {
         let r = call(method, path, Some(&owner), body.clone()).await;
         assert!(r.status < 300 || r.status == 507, "{method} {path} on a full disk: {r:?}");
@@ -369,7 +370,14 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
         if r.status == 507 {
             r.assert_problem(507);
         }
+        statuses.push(r.status);
     }
+    // A refused creation left nothing behind; an acknowledged one is there.
+    let rows = |db: &str, sql: &str| count(&data.join(db), sql);
+    let accounts = rows("users.db", "SELECT count(*) FROM users WHERE email = 'late@disk.test'");
+    assert_eq!(accounts, i64::from(statuses[0] == 201), "the sign-up answered {}", statuses[0]);
+    let organizations = rows("organizations.db", "SELECT count(*) FROM organizations WHERE name = 'Full'");
+    assert_eq!(organizations, i64::from(statuses[1] == 201), "the organization answered {}", statuses[1]);
     // Reads go on.
     for path in [format!("/api/v1/events/{event}"), "/api/v1/events?q=disk".into(), "/api/v1/users/me".into()] {
         assert_eq!(call("GET", &path, Some(&owner), None).await.status, 200, "GET {path} on a full disk");
