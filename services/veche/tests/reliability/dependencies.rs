@@ -5,7 +5,7 @@
 use crate::ALONE;
 use crate::common::served::Served;
 use crate::common::{PASSWORD, Reply, free_port, send};
-use crate::load::{Outcome, attempt, eventually};
+use crate::load::{Outcome, attempt, event_body, eventually, request};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -82,26 +82,12 @@ impl Cluster {
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Outcome {
-        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        attempt(req).await
+        attempt(request(&self.http, method, self.url(path), token, body)).await
     }
 
     /// The whole answer, for checking a problem.
     async fn reply(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        send(req).await
+        send(request(&self.http, method, self.url(path), token, body)).await
     }
 
     async fn ok(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
@@ -124,12 +110,6 @@ impl Cluster {
     }
 }
 
-fn event_body(org: &str, title: &str) -> Value {
-    json!({"title": title, "description": "", "start": "2031-03-05T16:00:00Z", "end": "2031-03-05T18:00:00Z",
-           "time_zone": "Europe/Moscow", "format": "online", "online_url": "https://example.org/live", "tags": [],
-           "category": "talk", "capacity": 100, "organization_id": org})
-}
-
 fn count(db: &std::path::Path, sql: &str) -> i64 {
     rusqlite::Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -142,7 +122,7 @@ async fn events_answers_503_while_organizations_is_down_and_writes_nothing() {
     let first = c.ok("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "First"}))).await;
     let second = c.ok("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "Second"}))).await;
     let (first, second) = (first["id"].as_str().unwrap().to_owned(), second["id"].as_str().unwrap().to_owned());
-    let made = c.ok("POST", "/api/v1/events", Some(&owner), Some(event_body(&first, "Before"))).await;
+    let made = c.ok("POST", "/api/v1/events", Some(&owner), Some(event_body(&first, "Before", Some(100)))).await;
     let before = made["id"].as_str().unwrap().to_owned();
     let stranger = c.person("stranger@deps.test").await;
 
@@ -151,7 +131,9 @@ async fn events_answers_503_while_organizations_is_down_and_writes_nothing() {
     let (rows, facts) =
         (count(&events_db, "SELECT count(*) FROM events"), count(&events_db, "SELECT count(*) FROM outbox"));
     // A role events has not asked about yet: only organizations knows it.
-    c.reply("POST", "/api/v1/events", Some(&owner), Some(event_body(&second, "During"))).await.assert_problem(503);
+    c.reply("POST", "/api/v1/events", Some(&owner), Some(event_body(&second, "During", Some(100))))
+        .await
+        .assert_problem(503);
     c.reply("POST", &format!("/api/v1/events/{before}/publish"), Some(&stranger), None).await.assert_problem(503);
     let edit = json!({"title": "Renamed by a stranger"});
     c.reply("PATCH", &format!("/api/v1/events/{before}"), Some(&stranger), Some(edit)).await.assert_problem(503);
@@ -162,7 +144,10 @@ async fn events_answers_503_while_organizations_is_down_and_writes_nothing() {
 
     c.organizations.restart();
     eventually(Duration::from_secs(30), "events creates again once organizations is back", || async {
-        c.call("POST", "/api/v1/events", Some(&owner), Some(event_body(&second, "After"))).await.acked().is_some()
+        c.call("POST", "/api/v1/events", Some(&owner), Some(event_body(&second, "After", Some(100))))
+            .await
+            .acked()
+            .is_some()
     })
     .await;
     assert_eq!(count(&events_db, "SELECT count(*) FROM events"), rows + 1, "exactly the event asked for after");
@@ -179,8 +164,9 @@ async fn facts_wait_in_the_outbox_while_analytics_is_down_and_arrive_once() {
     let mut c = Cluster::start();
     let owner = c.person("owner@facts.test").await;
     let org = c.ok("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "Facts"}))).await;
-    let made =
-        c.ok("POST", "/api/v1/events", Some(&owner), Some(event_body(org["id"].as_str().unwrap(), "Seen"))).await;
+    let made = c
+        .ok("POST", "/api/v1/events", Some(&owner), Some(event_body(org["id"].as_str().unwrap(), "Seen", Some(100))))
+        .await;
     let event = made["id"].as_str().unwrap().to_owned();
     c.ok("POST", &format!("/api/v1/events/{event}/publish"), Some(&owner), None).await;
     let report = format!("/api/v1/analytics/events/{event}?bucket=day");
@@ -311,20 +297,14 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
     let mut v = crate::common::Veche::start_in(data.clone(), &[]);
     let (http, base) = (crate::load::client(), v.base.clone());
     let call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
-        let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        send(req)
+        send(request(&http, method, format!("{base}{path}"), token, body))
     };
     let (owner, _) = crate::common::signed_up(&v, "owner@disk.test").await;
     let org = call("POST", "/api/v1/organizations", Some(&owner), Some(json!({"name": "Disk"}))).await;
     let org = org.body["id"].as_str().unwrap().to_owned();
     let mut kept = Vec::new();
-    let create = |title: String| call("POST", "/api/v1/events", Some(&owner), Some(event_body(&org, &title)));
+    let create =
+        |title: String| call("POST", "/api/v1/events", Some(&owner), Some(event_body(&org, &title, Some(100))));
     let first = create("Before the disk filled".into()).await;
     assert_eq!(first.status, 201, "{first:?}");
     let event = first.body["id"].as_str().unwrap().to_owned();
@@ -338,7 +318,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
     let mut refused = 0;
     let description = "a long description ".repeat(200);
     for i in 0..500 {
-        let mut body = event_body(&org, &format!("While full {i}"));
+        let mut body = event_body(&org, &format!("While full {i}"), Some(100));
         body["description"] = json!(description);
         let r = call("POST", "/api/v1/events", Some(&owner), Some(body)).await;
         if r.status == 201 {
@@ -388,7 +368,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
     assert_eq!(after.status, 201, "writes go on once there is room: {after:?}");
     kept.push(after.body["id"].as_str().unwrap().to_owned());
     v.kill();
-    crate::durability::check_integrity(&data);
+    crate::load::check_integrity(&data);
     v.restart();
     let fresh = crate::load::client();
     for id in &kept {

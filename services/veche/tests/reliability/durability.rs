@@ -10,8 +10,9 @@
 
 use crate::common::orgs::{create_org, join, user_id};
 use crate::common::{PASSWORD, Veche, admin, signed_up};
-use crate::load::{Outcome, attempt, eventually};
-use crate::{ALONE, Rng, long_mode};
+use crate::load::{Outcome, attempt, event_body, eventually};
+use crate::{ALONE, long_mode, seeded_rng};
+use kit::fixture_rng::Rng;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -298,17 +299,11 @@ impl Worker {
     }
 }
 
-fn event_body(org: &str, title: &str, capacity: Option<u64>) -> Value {
-    json!({"title": title, "description": "", "start": "2031-03-05T16:00:00Z", "end": "2031-03-05T18:00:00Z",
-           "time_zone": "Europe/Moscow", "format": "online", "online_url": "https://example.org/live", "tags": [],
-           "category": "talk", "capacity": capacity, "organization_id": org})
-}
-
 #[tokio::test]
 async fn acknowledged_writes_survive_hard_kills() {
     let _alone = ALONE.lock().await;
     let rounds = if long_mode() { 100 } else { 20 };
-    let mut rng = Rng::seeded();
+    let mut rng = seeded_rng();
     // Tokens outlive the long mode (a worker's writes must not turn into 401s).
     let mut v = Veche::start_with(&[("VECHE_ANALYTICS_TRACK_RPS", "0"), ("VECHE_ACCESS_TOKEN_TTL", "86400")]);
     let http = crate::load::client();
@@ -360,7 +355,7 @@ async fn acknowledged_writes_survive_hard_kills() {
         }
         workers.push(Worker {
             n,
-            rng: rng.fork(),
+            rng: Rng::new(rng.next_u64()),
             scene: scene.clone(),
             http: crate::load::client(),
             seq: 0,
@@ -400,7 +395,7 @@ async fn acknowledged_writes_survive_hard_kills() {
         for task in tasks {
             workers.push(task.await.unwrap());
         }
-        check_integrity(&v.data);
+        crate::load::check_integrity(&v.data);
         v.restart();
         checked += verify(&v, &root, &scene, &mut workers).await;
         let acked: u64 = workers.iter().map(|w| w.acked).sum();
@@ -484,30 +479,6 @@ async fn acknowledged_writes_survive_hard_kills() {
         "durability: {rounds} hard kills survived; {acked} acknowledged writes, {unanswered} cut off by a kill, \
          {checked} checks, {clicks} clicks counted once"
     );
-}
-
-/// Every store of the data directory passes SQLite's own check (the process is dead).
-/// The check reads copies (each store and its WAL): opened in place, SQLite would
-/// recover and checkpoint what the kill left, and the restart would not meet it.
-pub fn check_integrity(data: &std::path::Path) {
-    let copies = tempfile::tempdir().unwrap();
-    let mut stores = 0;
-    for entry in std::fs::read_dir(data).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "db") {
-            let copy = copies.path().join(path.file_name().unwrap());
-            std::fs::copy(&path, &copy).unwrap();
-            let wal = path.with_extension("db-wal");
-            if wal.exists() {
-                std::fs::copy(&wal, copy.with_extension("db-wal")).unwrap();
-            }
-            let c = rusqlite::Connection::open(&copy).unwrap();
-            let verdict: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-            assert_eq!(verdict, "ok", "{}", path.display());
-            stores += 1;
-        }
-    }
-    assert!(stores >= 4, "the four services' stores: {stores}");
 }
 
 /// Reads everything back and settles the ledger on what it finds; returns how many

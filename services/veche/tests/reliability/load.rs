@@ -43,6 +43,32 @@ pub async fn attempt(req: reqwest::RequestBuilder) -> Outcome {
     }
 }
 
+/// A request with an optional bearer token and an optional JSON body.
+pub fn request(
+    http: &reqwest::Client,
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::RequestBuilder {
+    let mut req = http.request(method.parse().unwrap(), url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req
+}
+
+/// An online event of `org` in 2031, as the suite's organizers create them.
+pub fn event_body(org: &str, title: &str, capacity: Option<u64>) -> Value {
+    serde_json::json!({"title": title, "description": "", "start": "2031-03-05T16:00:00Z",
+        "end": "2031-03-05T18:00:00Z", "time_zone": "Europe/Moscow", "format": "online",
+        "online_url": "https://example.org/live", "tags": [], "category": "talk", "capacity": capacity,
+        "organization_id": org})
+}
+
 /// A client for the load: short timeouts (a killed server must not hold a worker for
 /// long) and a browser's user agent (analytics ignores robots).
 pub fn client() -> reqwest::Client {
@@ -133,6 +159,30 @@ pub async fn sqlite_mib(http: &reqwest::Client, url: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("sqlite_memory_used_bytes in /metrics");
     bytes / (1024.0 * 1024.0)
+}
+
+/// Every store of the data directory passes SQLite's own check (the process is dead).
+/// The check reads copies (each store and its WAL): opened in place, SQLite would
+/// recover and checkpoint what the kill left, and the restart would not meet it.
+pub fn check_integrity(data: &std::path::Path) {
+    let copies = tempfile::tempdir().unwrap();
+    let mut stores = 0;
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "db") {
+            let copy = copies.path().join(path.file_name().unwrap());
+            std::fs::copy(&path, &copy).unwrap();
+            let wal = path.with_extension("db-wal");
+            if wal.exists() {
+                std::fs::copy(&wal, copy.with_extension("db-wal")).unwrap();
+            }
+            let c = rusqlite::Connection::open(&copy).unwrap();
+            let verdict: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(verdict, "ok", "{}", path.display());
+            stores += 1;
+        }
+    }
+    assert!(stores >= 4, "the four services' stores: {stores}");
 }
 
 /// Waits until `check` holds, asking every 100 ms, for at most `within`.

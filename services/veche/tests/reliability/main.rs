@@ -30,33 +30,12 @@ pub fn long_mode() -> bool {
     std::env::var("VECHE_RELIABILITY").is_ok_and(|v| v == "long")
 }
 
-/// A small deterministic random source (splitmix64): a failing run prints its seed, and
-/// `VECHE_RELIABILITY_SEED` replays it.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn seeded() -> Self {
-        let seed = std::env::var("VECHE_RELIABILITY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
-        eprintln!("reliability: seed {seed} (VECHE_RELIABILITY_SEED={seed} replays it)");
-        Self(seed)
-    }
-
-    pub fn fork(&mut self) -> Self {
-        Self(self.next_u64())
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+/// The kit's SplitMix64, seeded from the clock (or `VECHE_RELIABILITY_SEED`): a failing
+/// run prints its seed, and that variable replays it.
+pub fn seeded_rng() -> kit::fixture_rng::Rng {
+    let seed = std::env::var("VECHE_RELIABILITY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("reliability: seed {seed} (VECHE_RELIABILITY_SEED={seed} replays it)");
+    kit::fixture_rng::Rng::new(seed)
 }
