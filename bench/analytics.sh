@@ -22,7 +22,7 @@ target=$BENCH_TARGET_DIR/release
 bench_ensure_wrk || bench_die "wrk is needed (Debian package wrk)"
 bench_log "building release binaries into $BENCH_TARGET_DIR"
 CARGO_TARGET_DIR=$BENCH_TARGET_DIR cargo build --release --locked -q -p veche
-CARGO_TARGET_DIR=$BENCH_TARGET_DIR cargo build --release --locked -q -p veche-analytics --example seed
+CARGO_TARGET_DIR=$BENCH_TARGET_DIR cargo build --release --locked -q -p veche-analytics --example seed_facts
 
 server_pid=""
 data=$(mktemp -d)
@@ -38,7 +38,7 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average before 
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 seed_started=$(date +%s)
-read -r organization event < <("$target/examples/seed" "$data" "$FACTS" 2> >(tail -1 >&2))
+read -r organization event < <("$target/examples/seed_facts" "$data" "$FACTS" 2> >(tail -1 >&2))
 bench_log "seeded $FACTS facts in $(($(date +%s) - seed_started)) s ($(du -sh "$data" | cut -f1) on disk)"
 
 port=$(bench_free_port)

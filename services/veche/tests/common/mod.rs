@@ -101,7 +101,7 @@ impl Veche {
             // Tests make many calls from one address; the gateway's own tests turn limits on.
             .env("VECHE_CLIENT_RPS", "0")
             .env("VECHE_USER_RPS", "0")
-            // Likewise the allowance of registrations per address (tests/abuse.rs sets it).
+            // Likewise the allowance of registrations per address (tests/http/abuse.rs sets it).
             .env("VECHE_PASSWORD_HASH_RPS", "0")
             // And the cap of connections per address (tests fire hundreds of requests at once).
             .env("VECHE_CONNECTIONS_PER_CLIENT", "0")

@@ -2,10 +2,8 @@
 //! attendee and member lists with names (addresses only for managers), paged, filtered
 //! and as CSV read by Python's csv module; tickets and check-in at the door by code.
 
-mod common;
-
-use common::orgs::{cast, delete_as, org_path, patch_as, post_as, user_id};
-use common::*;
+use crate::common::orgs::{cast, delete_as, org_path, patch_as, post_as, user_id};
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 

@@ -1,9 +1,7 @@
 //! The events service over real HTTP against the real binary: lifecycle, visibility,
 //! search, registrations, CSV and iCalendar (checked by Python's `icalendar`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn event_body(org: &str, title: &str, start: &str, end: &str, tz: &str) -> Value {
@@ -260,7 +258,7 @@ async fn bad_event_input_gets_field_errors() {
 #[tokio::test]
 async fn organization_roles_decide_who_manages_events() {
     let v = Veche::start();
-    let c = common::orgs::cast(&v).await;
+    let c = crate::common::orgs::cast(&v).await;
     let org = c.org["id"].as_str().unwrap();
     let body = event_body(org, "Chess night", "2030-12-05T16:00:00Z", "2030-12-05T18:00:00Z", "Europe/Moscow");
 

@@ -3,9 +3,7 @@
 //! before it hashes, while others log in. Two clients are simulated with
 //! `X-Forwarded-For`, which `VECHE_TRUST_FORWARDED_FOR=true` makes the client address.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 

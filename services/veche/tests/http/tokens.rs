@@ -2,11 +2,9 @@
 //! (RFC 7515/7517/7519, RS256 with aws-lc directly), not by the jsonwebtoken crate that
 //! signed them; and forged tokens, every one refused with 401.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::*;
 use serde_json::{Value, json};
 
 fn part(token: &str, i: usize) -> Value {
@@ -164,7 +162,7 @@ async fn service_tokens_are_for_their_audience_only() {
 
     // The events service of `veche up` presents the configured secret too: creating an
     // event in an organization makes it ask organizations for the owner's role.
-    let c = common::orgs::cast(&v).await;
+    let c = crate::common::orgs::cast(&v).await;
     let event = json!({"title": "Chess night", "start": "2030-12-05T16:00:00Z", "end": "2030-12-05T18:00:00Z",
                        "time_zone": "Europe/Moscow", "format": "online", "online_url": "https://meet.example.org/x",
                        "organization_id": c.org["id"]});

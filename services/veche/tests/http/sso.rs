@@ -5,10 +5,8 @@
 //! a provider that is down (503, or an error back to the frontend; nothing half-created),
 //! and ID tokens that must not pass (a stand-in provider forges each kind).
 
-mod common;
-
-use common::oidc::{OidcProvider, StandIn, browse, with_provider};
-use common::*;
+use crate::common::oidc::{OidcProvider, StandIn, browse, with_provider};
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn start_url(v: &Veche, state: &str) -> String {
@@ -259,7 +257,7 @@ async fn a_person_signs_in_with_github() {
     let port = free_port();
     let v = Veche::start_with(&[
         ("VECHE_AUTH_PROVIDERS", &StandIn::github_config(port)),
-        ("VECHE_AUTH_CLIENT_SECRET_GH", common::oidc::CLIENT_SECRET),
+        ("VECHE_AUTH_CLIENT_SECRET_GH", crate::common::oidc::CLIENT_SECRET),
     ]);
     let github = StandIn::start("github_standin.py", port);
     let listed = send(client().get(v.url("/api/v1/auth/providers"))).await;
@@ -312,7 +310,7 @@ async fn the_operators_provider_settings_are_what_the_users_service_reads() {
         name: "Corporate SSO".into(),
         kind: ProviderKind::Oidc,
         issuer: Some(OidcProvider::issuer_on(port)),
-        client_id: common::oidc::CLIENT_ID.into(),
+        client_id: crate::common::oidc::CLIENT_ID.into(),
         client_secret: SecretKeyRef { name: "corp-client".into(), key: None },
         scopes: vec![],
         domains: vec!["corp.example".into()],
@@ -335,7 +333,7 @@ async fn the_operators_provider_settings_are_what_the_users_service_reads() {
             (None, Some(from)) => {
                 let secret = from.secret_key_ref.as_ref().unwrap();
                 assert_eq!((secret.name.as_str(), secret.key.as_str()), ("corp-client", "clientSecret"));
-                common::oidc::CLIENT_SECRET.to_owned()
+                crate::common::oidc::CLIENT_SECRET.to_owned()
             }
             _ => unreachable!(),
         };
@@ -418,7 +416,7 @@ async fn a_bound_domain_is_not_reached_through_another_provider() {
     providers.extend(serde_json::from_str::<Vec<Value>>(&StandIn::github_config(gh_port)).unwrap());
     let v = Veche::start_with(&[
         ("VECHE_AUTH_PROVIDERS", &Value::from(providers).to_string()),
-        ("VECHE_AUTH_CLIENT_SECRET_GH", common::oidc::CLIENT_SECRET),
+        ("VECHE_AUTH_CLIENT_SECRET_GH", crate::common::oidc::CLIENT_SECRET),
     ]);
     let github = StandIn::start("github_standin.py", gh_port);
     github

@@ -5,10 +5,8 @@
 //! change, and administrators who act as such only with a second factor when the
 //! platform asks for it.
 
-mod common;
-
-use common::second_factor::{codes, early_in_a_step, login_with, post_auth_json, turn_on};
-use common::*;
+use crate::common::second_factor::{codes, early_in_a_step, login_with, post_auth_json, turn_on};
+use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 

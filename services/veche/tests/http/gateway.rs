@@ -1,12 +1,10 @@
 //! The gateway over real sockets: `veche serve gateway` in front of a real users service
 //! (keys, tokens) and small upstreams in this test process that count, stall or vanish.
 
-mod common;
-
+use crate::common::served::*;
+use crate::common::*;
 use axum::Router;
 use axum::routing::any;
-use common::served::*;
-use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,9 +1,7 @@
 //! Administration: the first admin from `veche admin create`, search and paging, disabling
 //! and roles, and the guards that keep the platform administered.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

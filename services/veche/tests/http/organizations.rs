@@ -2,10 +2,8 @@
 //! do what, invitations by mail, ownership, search, and the membership lookup other
 //! services ask with a service token.
 
-mod common;
-
-use common::orgs::*;
-use common::*;
+use crate::common::orgs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -1,9 +1,7 @@
 //! Bad input never yields a 500: every endpoint answers problem+json 4xx, and nothing is
 //! stored.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const JSON_ENDPOINTS: [(&str, &str); 11] = [

@@ -6,11 +6,9 @@
 //! crash; preferences honoured; a refused address holding up nobody, a server that
 //! turns a message away for now getting it again.
 
-mod common;
-
-use common::orgs::{create_org, delete_as, org_path, patch_as, post_as};
-use common::peer::Peer;
-use common::*;
+use crate::common::orgs::{create_org, delete_as, org_path, patch_as, post_as};
+use crate::common::peer::Peer;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -77,7 +75,7 @@ async fn person(v: &Veche, email: &str, name: &str, preferences: Value) -> Strin
 }
 
 async fn orgs_put(v: &Veche, token: &str, path: &str, body: Value) -> Reply {
-    common::orgs::call(v, "PUT", path, Some(token), Some(body)).await
+    crate::common::orgs::call(v, "PUT", path, Some(token), Some(body)).await
 }
 
 /// A published event with `capacity` seats starting on `start`; its id.

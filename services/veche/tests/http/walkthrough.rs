@@ -2,10 +2,8 @@
 //! `veche up`: it must succeed, twice on the same server (new people each run), and what
 //! it says it made must be there when asked through the API.
 
-mod common;
-
-use common::orgs::call;
-use common::*;
+use crate::common::orgs::call;
+use crate::common::*;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,8 +1,6 @@
 //! The account lifecycle over real HTTP against the real binary and a real SQLite file.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 
@@ -104,7 +102,7 @@ async fn failed_logins_are_throttled_per_account_and_client_but_successes_are_no
         }
     }
     // Locked for two seconds now: even the right password waits, from this address
-    // (another address is not held back: tests/abuse.rs).
+    // (another address is not held back: tests/http/abuse.rs).
     let r = login(&v, "victim@example.org", PASSWORD).await;
     r.assert_problem(429);
     assert!(r.headers.contains_key("retry-after"));

@@ -3,14 +3,12 @@
 //! VECHE_FETCH_ALLOW_HOSTS names it. Imported events are compared with what Python's
 //! icalendar and recurring_ical_events expand from the same file over the same window.
 
-mod common;
-
+use crate::common::orgs::{call, create_org, delete_as, patch_as, post_as};
+use crate::common::*;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use common::orgs::{call, create_org, delete_as, patch_as, post_as};
-use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

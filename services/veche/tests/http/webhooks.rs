@@ -5,11 +5,9 @@
 //! getting the same delivery again until it takes it, one that always fails in the log,
 //! and URLs a webhook may not have.
 
-mod common;
-
-use common::orgs::{create_org, patch_as, post_as};
-use common::peer::Peer;
-use common::*;
+use crate::common::orgs::{create_org, patch_as, post_as};
+use crate::common::peer::Peer;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -115,7 +113,7 @@ async fn an_organization_hears_of_its_facts_signed_and_retried() {
         assert_eq!(r["body"]["organization_id"], org["id"]);
         assert_eq!(r["body"]["data"]["event_id"], event.as_str());
     }
-    assert_eq!(got[1]["body"]["data"]["user_id"].as_str().unwrap(), common::orgs::user_id(&guest));
+    assert_eq!(got[1]["body"]["data"]["user_id"].as_str().unwrap(), crate::common::orgs::user_id(&guest));
     // A wrong secret does not verify.
     assert!(received(&receiver, "/crm", "whsec_wrong").iter().all(|r| r["valid"] == false));
 
@@ -184,6 +182,6 @@ async fn webhooks_are_for_admins_and_public_https_urls() {
     assert_eq!(r.status, 201, "{r:?}");
     let one = format!("{path}/{}", r.body["id"].as_str().unwrap());
     assert_eq!(get_auth(&v, &one, &member).await.status, 403);
-    assert_eq!(common::orgs::delete_as(&v, &owner, &one).await.status, 204);
+    assert_eq!(crate::common::orgs::delete_as(&v, &owner, &one).await.status, 204);
     get_auth(&v, &one, &owner).await.assert_problem(404);
 }

@@ -5,10 +5,8 @@
 //! gives. The series' `.ics` carries the RRULE, EXDATEs and the override, and Python's
 //! `recurring_ical_events` (an independent expander) reads the same occurrences as the API.
 
-mod common;
-
-use common::orgs::{create_org, patch_as, post_as};
-use common::*;
+use crate::common::orgs::{create_org, patch_as, post_as};
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// 4 March 2031 is a Tuesday; 19:00 in Moscow.

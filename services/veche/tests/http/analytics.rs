@@ -1,10 +1,8 @@
 //! Analytics inside `veche up`: its reports behind the gateway, for admins only, and its
 //! paths in the merged API description.
 
-mod common;
-
-use common::orgs::{create_org, join};
-use common::*;
+use crate::common::orgs::{create_org, join};
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

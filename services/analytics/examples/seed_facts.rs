@@ -1,6 +1,6 @@
 //! Fills an analytics database with facts, for the analytics benchmark.
 //!
-//! usage: seed <data dir> <facts> [<seed>]
+//! usage: seed_facts <data dir> <facts> [<seed>]
 //! Facts of the last 30 days, in the order they happened, over 1,000 organizations and
 //! 20,000 events: 85% event views (400,000 visitors), 10% registrations, 3%
 //! cancellations, 2% check-ins; random ids, as the outboxes make them. They go through
@@ -38,7 +38,7 @@ fn id(kind: u128, n: u64) -> Uuid {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() >= 3, "usage: seed <data dir> <facts> [<seed>]");
+    anyhow::ensure!(args.len() >= 3, "usage: seed_facts <data dir> <facts> [<seed>]");
     let dir = std::path::PathBuf::from(&args[1]);
     let count: u64 = args[2].parse()?;
     let mut rng = Rng::new(args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(42));

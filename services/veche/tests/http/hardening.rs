@@ -2,10 +2,8 @@
 //! injection, JSON that is not an object, hidden characters and lookalike addresses,
 //! unknown query parameters, secrets in logs, metrics cardinality.
 
-mod common;
-
-use common::orgs::*;
-use common::*;
+use crate::common::orgs::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn online_event(org: &str, url: &str) -> Value {
@@ -360,7 +358,7 @@ async fn a_deleted_owner_hands_the_organization_on() {
 async fn an_account_is_not_deleted_while_its_organizations_cannot_be_told() {
     let secret = "a-test-secret-of-the-users-service".to_owned();
     let stopped = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let users = common::served::Served::start(
+    let users = crate::common::served::Served::start(
         "users",
         &[
             ("VECHE_SERVICE_CLIENTS", format!("users={secret}")),

@@ -14,10 +14,8 @@
 //! scripts/test installs the browser and sets VECHE_CHROMIUM and VECHE_BROWSER_MODULES;
 //! without them this test fails and says so (it is never skipped).
 
-mod common;
-
-use common::orgs::{create_org, invite, post_as};
-use common::*;
+use crate::common::orgs::{create_org, invite, post_as};
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -51,7 +49,7 @@ async fn an_organizer_sees_the_events_numbers_in_the_dashboard() {
         let (token, _) = signed_up(&v, &format!("{who}@example.org")).await;
         let r = post_as(&v, &token, &format!("/api/v1/events/{id}/registrations"), json!({})).await;
         assert_eq!(r.status, 201, "{r:?}");
-        attendees.push(common::orgs::user_id(&token));
+        attendees.push(crate::common::orgs::user_id(&token));
     }
     let r =
         post_as(&v, &owner, &format!("/api/v1/events/{id}/registrations/{}/check-in", attendees[0]), json!({})).await;
@@ -193,7 +191,7 @@ async fn a_russian_reader_gets_mail_and_pages_in_russian() {
 
 #[tokio::test]
 async fn a_person_with_a_second_factor_logs_in_to_the_dashboard() {
-    use common::second_factor::{codes, early_in_a_step, turn_on};
+    use crate::common::second_factor::{codes, early_in_a_step, turn_on};
     let v = Veche::start();
     let (token, _) = signed_up(&v, "careful@example.org").await;
     let t = early_in_a_step().await;
@@ -213,7 +211,7 @@ async fn a_person_with_a_second_factor_logs_in_to_the_dashboard() {
 
 #[tokio::test]
 async fn a_person_signs_in_to_the_dashboard_through_the_identity_provider() {
-    let (v, _provider) = common::oidc::with_provider();
+    let (v, _provider) = crate::common::oidc::with_provider();
     run_browser("dashboard-sso", &[("VECHE_URL", v.url("")), ("LOGIN", "gina".into())]).await;
     // The account was made from what the provider said, with a verified address.
     assert_eq!(register(&v, "gina@example.org").await.status, 409);
