@@ -68,12 +68,12 @@ mkdir -p "$work/home"
 # The toolchain, the crates' sources and the Go modules stay where they are: sources,
 # not builds.
 gomodcache=$(go env GOMODCACHE 2>/dev/null || true)
+cargo_home=${CARGO_HOME:-$HOME/.cargo} rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 started=$(date +%s)
 (
   cd "$work/clone"
   unset CARGO_TARGET_DIR VECHE_CACHE VECHE_CLUSTER_CACHE
-  HOME="$work/home" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" \
-    GOMODCACHE="$gomodcache" GOFLAGS="${GOFLAGS:-}" .ci/run
+  HOME="$work/home" CARGO_HOME="$cargo_home" RUSTUP_HOME="$rustup_home" GOMODCACHE="$gomodcache" .ci/run
 ) >"$work/ci.log" 2>&1 || { tail -40 "$work/ci.log" >&2; bench_die "the cold .ci/run failed (its log: kept above)"; }
 ci=$(($(date +%s) - started))
 echo
