@@ -24,8 +24,9 @@ CI_TARGET=${CI_TARGET:-1500}
 work=$(mktemp -d "${TMPDIR:-/tmp}/veche-build-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-verdict() { # SECONDS TARGET
-  if (($1 <= $2)); then echo "(target < $(($2 / 60)) min)"; else echo "MISSED (target < $(($2 / 60)) min)"; fi
+report() { # WHAT SECONDS TARGET: one figure with its target, and MISSED over it
+  printf '%s: %d s (%d min %02d s)  target < %d min %s\n' "$1" "$2" $(($2 / 60)) $(($2 % 60)) $(($3 / 60)) \
+    "$(bench_verdict "$2" "<" "$3")"
 }
 
 echo "machine: $(nproc) cores, $(uname -m); $(rustc -V); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -43,8 +44,8 @@ started=$(date +%s)
 CARGO_TARGET_DIR="$work/target" cargo build --release --locked -p veche --timings >"$work/release.log" 2>&1 ||
   { tail -20 "$work/release.log" >&2; bench_die "the release build failed"; }
 release=$(($(date +%s) - started))
-printf '\ncold release build of veche: %d s (%d min %02d s) %s\n' "$release" $((release / 60)) $((release % 60)) \
-  "$(verdict "$release" "$RELEASE_TARGET")"
+echo
+report "cold release build of veche" "$release" "$RELEASE_TARGET"
 echo "its ten longest units (cargo --timings, seconds):"
 python3 - "$work/target/cargo-timings/cargo-timing.html" <<'EOF'
 import json, re, sys
@@ -80,4 +81,4 @@ echo
 echo "cold .ci/run, each step (scripts/test's own figures):"
 grep '^<== ' "$work/ci.log" | sed 's/^<== /  /'
 grep -h 'built in' "$work/home/.cache/veche/go-builds.log" 2>/dev/null | sed 's/^/  in the background: /' || true
-printf 'cold .ci/run: %d s (%d min %02d s) %s\n' "$ci" $((ci / 60)) $((ci % 60)) "$(verdict "$ci" "$CI_TARGET")"
+report "cold .ci/run" "$ci" "$CI_TARGET"
