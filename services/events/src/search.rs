@@ -61,24 +61,93 @@ pub fn document(title: &str, description: &str, tags: &[String]) -> String {
     words.join(" ")
 }
 
-/// The distinct stems of an event's text, each between spaces (` a b `), so a row matches
-/// a query stem `s` when it holds ` s ` (see [`term_needles`]).
+/// The distinct stems of an event's text with how often each occurs, as ` stem:count`
+/// pairs between spaces (` jazz:2 концерт:1 `): a row matches a query stem `s` when it
+/// holds ` s:` (see [`term_needles`]), and relevance reads a stem's count from it
+/// ([`term_count`]). The counts add up to the words of [`document`].
 pub fn terms(title: &str, description: &str, tags: &[String]) -> String {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = String::from(" ");
+    let mut counts: Vec<(String, u32)> = Vec::new();
     for stem in stems(title).into_iter().chain(stems(description)).chain(tags.iter().flat_map(|t| stems(t))) {
-        if !seen.contains(&stem) {
-            out.push_str(&stem);
-            out.push(' ');
-            seen.insert(stem);
+        match counts.iter_mut().find(|(s, _)| *s == stem) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((stem, 1)),
         }
+    }
+    let mut out = String::from(" ");
+    for (stem, n) in counts {
+        out.push_str(&format!("{stem}:{n} "));
     }
     out
 }
 
+/// The `(stem, count)` pairs of a [`terms`] text.
+pub fn term_counts(terms: &str) -> impl Iterator<Item = (&str, u32)> {
+    terms.split(' ').filter_map(|pair| {
+        let (stem, n) = pair.rsplit_once(':')?;
+        Some((stem, n.parse().ok()?))
+    })
+}
+
+/// How often `stem` occurs in a [`terms`] text (0: not at all).
+pub fn term_count(terms: &str, stem: &str) -> u32 {
+    let needle = format!(" {stem}:");
+    terms.find(&needle).map_or(0, |at| {
+        let rest = &terms[at + needle.len()..];
+        rest[..rest.find(' ').unwrap_or(rest.len())].parse().unwrap_or(0)
+    })
+}
+
+/// The words of a [`terms`] text: the document length relevance normalises by.
+pub fn terms_len(terms: &str) -> u32 {
+    term_counts(terms).map(|(_, n)| n).sum()
+}
+
 /// What to look for in [`terms`] for each stem of an FTS query made by [`fts_query`].
 pub fn term_needles(fts: &str) -> Vec<String> {
-    fts.split(' ').map(|t| format!(" {} ", t.trim_matches('"'))).collect()
+    query_stems(fts).map(|t| format!(" {t}:")).collect()
+}
+
+/// The stems of an FTS query made by [`fts_query`].
+pub fn query_stems(fts: &str) -> impl Iterator<Item = &str> {
+    fts.split(' ').map(|t| t.trim_matches('"'))
+}
+
+/// Okapi BM25 with SQLite FTS5's constants and inverse document frequency, so a ranking
+/// computed here orders events as FTS5's `bm25()` would, from counts kept beside the
+/// events instead of a walk of the word's whole list of documents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bm25 {
+    /// Documents in the index, and their average length in words.
+    pub documents: f64,
+    pub average_len: f64,
+}
+
+impl Bm25 {
+    const K1: f64 = 1.2;
+    const B: f64 = 0.75;
+
+    pub fn new(documents: i64, words: i64) -> Self {
+        let documents = documents.max(1) as f64;
+        Self { documents, average_len: (words.max(1) as f64 / documents).max(1.0) }
+    }
+
+    /// The weight of a stem found in `df` documents; a stem in more than half of them
+    /// weighs almost nothing, as in FTS5.
+    pub fn idf(&self, df: i64) -> f64 {
+        let df = df.max(0) as f64;
+        let idf = ((self.documents - df + 0.5) / (df + 0.5)).ln();
+        if idf <= 0.0 { 1e-6 } else { idf }
+    }
+
+    /// A stem's share of an event's score, without its weight: it grows with how often the
+    /// stem occurs (`tf`) and shrinks with the event's length in words.
+    pub fn saturation(&self, tf: u32, len: u32) -> f64 {
+        let tf = f64::from(tf);
+        tf * (Self::K1 + 1.0) / (tf + Self::K1 * (1.0 - Self::B + Self::B * f64::from(len) / self.average_len))
+    }
+
+    /// The most any stem's [`Self::saturation`] can be.
+    pub const MAX_SATURATION: f64 = Self::K1 + 1.0;
 }
 
 /// An FTS5 query matching every stem of `q` (quoted, so no user input is FTS syntax).
@@ -126,8 +195,8 @@ pub struct SearchParams {
     #[param(value_type = Option<crate::model::Format>, inline)]
     pub format: Option<String>,
     pub free: Option<bool>,
-    /// `start` (default), `relevance` (needs `q`) or `popularity`. A very common word
-    /// alone is ranked over its 1,000 most recently created matches, not all of them.
+    /// `start` (default), `relevance` (needs `q`: Okapi BM25 over every match, best
+    /// first) or `popularity`.
     #[param(value_type = Option<Sort>, inline)]
     pub sort: Option<String>,
     pub limit: Option<u32>,
@@ -340,8 +409,23 @@ mod tests {
         assert_eq!(stems("Café Zürich"), ["cafe", "zurich"], "Latin letters lose their marks, as in the index");
         assert_eq!(stems("чай"), ["ча"], "stemmed first");
         assert_eq!(stems("йога"), ["йог"], "other scripts keep them");
-        assert_eq!(terms("Jazz jazz", "концерты", &["jazz".into()]), " jazz концерт ");
-        assert_eq!(term_needles("\"jazz\" \"концерт\""), [" jazz ", " концерт "]);
+        let t = terms("Jazz jazz", "концерты", &["jazz".into()]);
+        assert_eq!(t, " jazz:3 концерт:1 ");
+        assert_eq!((term_count(&t, "jazz"), term_count(&t, "концерт"), term_count(&t, "jaz")), (3, 1, 0));
+        assert_eq!(terms_len(&t), document("Jazz jazz", "концерты", &["jazz".into()]).split(' ').count() as u32);
+        assert_eq!(term_needles("\"jazz\" \"концерт\""), [" jazz:", " концерт:"]);
+    }
+
+    #[test]
+    fn bm25_favours_more_occurrences_and_shorter_events_and_weighs_rare_stems_more() {
+        let bm = Bm25::new(1000, 10_000);
+        assert_eq!(bm.average_len, 10.0);
+        assert!(bm.saturation(2, 10) > bm.saturation(1, 10));
+        assert!(bm.saturation(1, 5) > bm.saturation(1, 20));
+        assert!(bm.saturation(1000, 1) < Bm25::MAX_SATURATION);
+        assert!(bm.idf(3) > bm.idf(300));
+        assert_eq!(bm.idf(900), 1e-6, "a stem in most documents");
+        assert_eq!(Bm25::new(0, 0), Bm25 { documents: 1.0, average_len: 1.0 });
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use events::fixtures;
 use events::model::{EventInput, RegistrationStatus, Status, Visibility};
 use events::search::{Search, SearchParams, distance_km, stems};
-use events::store::{EventStore, RELEVANCE_WINDOW, RegistrationFilter, SqliteStore, ranked_over_window};
+use events::store::{EventStore, RegistrationFilter, SqliteStore};
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -118,14 +118,31 @@ fn brute_force(corpus: &[(EventInput, Status)], ids: &[Uuid], s: &Search, now: i
 }
 
 /// Whether an event's text holds every stem of `q` (the text side of the brute force).
-fn text_matches(e: &EventInput, q: &str) -> bool {
-    holds_stems(e, stems(q).iter().map(String::as_str))
-}
-
 fn holds_stems<'a>(e: &EventInput, wanted: impl IntoIterator<Item = &'a str>) -> bool {
     let doc: HashSet<String> =
         stems(&format!("{} {} {}", e.title, e.description, e.tags.join(" "))).into_iter().collect();
     wanted.into_iter().all(|s| doc.contains(s))
+}
+
+/// What SQLite FTS5's `bm25()` scores each match of a text query (an FTS5 query string).
+async fn fts5_bm25(store: &SqliteStore, fts: String) -> std::collections::HashMap<Uuid, f64> {
+    store
+        .db()
+        .read(move |c| -> Result<_, kit::db::DbError> {
+            let mut stmt = c.prepare(
+                "SELECT e.id, bm25(events_fts) FROM events_fts JOIN events e ON e.seq = events_fts.rowid \
+                 WHERE events_fts MATCH ?1",
+            )?;
+            let rows = stmt.query_map([fts], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+            let mut scores = std::collections::HashMap::new();
+            for row in rows {
+                let (id, score) = row?;
+                scores.insert(id.parse().unwrap(), score);
+            }
+            Ok(scores)
+        })
+        .await
+        .unwrap()
 }
 
 async fn all_pages(store: &SqliteStore, params: impl Fn(Option<String>) -> SearchParams, now: i64) -> Vec<Uuid> {
@@ -245,40 +262,40 @@ async fn search_matches_brute_force_on_100k_events() {
         assert!(!expected.is_empty(), "{name}: the case should select something");
         assert_eq!(got, expected, "{name}: same events in the same order");
     }
-    // Relevance orders differently, but finds the same events: all of them for a word the
-    // store ranks whole, the newest that pass the filters for a common one.
-    for (q, city) in [("open", Some("kazan")), ("open", Some("moscow")), ("джаз", None), ("4242", None)] {
-        let params = SearchParams {
-            q: Some(q.into()),
-            sort: Some("relevance".into()),
-            city: city.map(str::to_owned),
-            to: Some(iso(EPOCH + 60 * 86_400)),
-            ..Default::default()
-        };
+    // Relevance finds the same events, ordered as SQLite FTS5's own bm25() orders them
+    // (the oracle): a rare word's matches scored whole, one organization's events scored
+    // whole, and common words walked best first through their postings, with a filter and
+    // with a second common word whose share bounds the walk.
+    let week = |q: &str| SearchParams {
+        q: Some(q.into()),
+        sort: Some("relevance".into()),
+        to: Some(iso(EPOCH + 60 * 86_400)),
+        ..Default::default()
+    };
+    for (name, params) in [
+        ("rare word", SearchParams { to: None, ..week("4242") }),
+        ("word", week("джаз")),
+        ("common word", week("open")),
+        ("common word in a city", SearchParams { city: Some("kazan".into()), ..week("open") }),
+        ("common word in an organization", SearchParams { organization_id: Some(orgs[3]), ..week("open") }),
+        ("two common words", week("open community")),
+    ] {
         let search = params.clone().validate().unwrap();
-        let mut expected: Vec<Uuid> = brute_force(&corpus, &ids, &search, now);
-        let matches = corpus.iter().filter(|(e, _)| text_matches(e, q)).count();
-        if ranked_over_window(matches as f64, corpus.len() as i64) {
-            expected.sort_by_key(|id| std::cmp::Reverse(order[id]));
-            expected.truncate(RELEVANCE_WINDOW as usize);
-        }
-        let expected: HashSet<Uuid> = expected.into_iter().collect();
+        let expected: HashSet<Uuid> = brute_force(&corpus, &ids, &search, now).into_iter().collect();
         let got: Vec<Uuid> =
             all_pages(&store, |cursor| SearchParams { limit: Some(200), cursor, ..params.clone() }, now).await;
-        assert_eq!(got.len(), expected.len(), "relevance {q}: count");
-        assert_eq!(got.into_iter().collect::<HashSet<_>>(), expected, "relevance {q}: same events");
+        assert!(!expected.is_empty(), "{name}: the case should select something");
+        assert_eq!(got.len(), expected.len(), "{name}: count");
+        assert_eq!(got.iter().copied().collect::<HashSet<_>>(), expected, "{name}: same events");
+        let oracle = fts5_bm25(&store, search.fts.clone().unwrap()).await;
+        for pair in got.windows(2) {
+            let (a, b) = (oracle[&pair[0]], oracle[&pair[1]]);
+            // bm25() is negative, better matches lower.
+            assert!(a <= b + 1e-9, "{name}: {} ({a}) ranked before {} ({b})", pair[0], pair[1]);
+        }
+        let distinct = got.iter().map(|id| (oracle[id] * 1e9).round() as i64).collect::<HashSet<_>>().len();
+        assert!(distinct > 1 || got.len() < 2, "{name}: the scores should differ somewhere");
     }
-    // A very common word ranked alone is ranked over a window: the newest matches that pass
-    // the filters, all of them matches, none left out in between.
-    let params = SearchParams { q: Some("open".into()), sort: Some("relevance".into()), ..Default::default() };
-    let search = params.clone().validate().unwrap();
-    let mut newest: Vec<Uuid> = brute_force(&corpus, &ids, &search, now);
-    assert!(newest.len() > RELEVANCE_WINDOW as usize, "the case should match more than the window");
-    newest.sort_by_key(|id| std::cmp::Reverse(order[id]));
-    newest.truncate(RELEVANCE_WINDOW as usize);
-    let got = all_pages(&store, |cursor| SearchParams { limit: Some(200), cursor, ..params.clone() }, now).await;
-    assert_eq!(got.len(), newest.len(), "relevance window: count");
-    assert_eq!(got.into_iter().collect::<HashSet<_>>(), newest.into_iter().collect(), "relevance window: events");
     // Stemming across word forms, both languages.
     let only = |q: &str| SearchParams { q: Some(q.into()), limit: Some(5), ..Default::default() };
     for (query, form) in [("концерт", "концерты"), ("run", "running")] {

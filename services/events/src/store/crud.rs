@@ -66,6 +66,14 @@ fn derived(input: &EventInput) -> [rusqlite::types::Value; 13] {
     ]
 }
 
+/// The `terms` of [`derived`] values.
+fn terms_of(values: &[rusqlite::types::Value; 13]) -> &str {
+    match &values[12] {
+        rusqlite::types::Value::Text(terms) => terms,
+        _ => "",
+    }
+}
+
 const DERIVED_COLUMNS: [&str; 13] = [
     "doc",
     "title",
@@ -90,8 +98,10 @@ pub(super) fn reindex(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rus
         format!("UPDATE events SET {} WHERE seq = ?1", set.join(", "))
     });
     let values = derived(input);
+    let old_terms = stored_terms(tx, seq)?;
     let params = std::iter::once(&seq as &dyn ToSql).chain(values.iter().map(|v| v as &dyn ToSql)).collect::<Vec<_>>();
     tx.prepare_cached(&UPDATE)?.execute(&params[..])?;
+    index_terms(tx, seq, old_terms.as_deref(), Some(terms_of(&values)))?;
     tx.prepare_cached("DELETE FROM event_tags WHERE event_seq = ?1")?.execute([seq])?;
     tx.prepare_cached("DELETE FROM events_geo WHERE seq = ?1")?.execute([seq])?;
     tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?.execute([seq])?;
@@ -113,6 +123,49 @@ fn index_beside(tx: &Transaction<'_>, seq: i64, input: &EventInput) -> rusqlite:
         .execute([input.end.as_second() - input.start.as_second()])?;
     let doc = crate::search::document(&input.title, &input.description, &input.tags);
     tx.prepare_cached("INSERT INTO events_fts (rowid, terms) VALUES (?1, ?2)")?.execute(params![seq, doc])?;
+    Ok(())
+}
+
+/// The stems an event's row holds (`None` before they were filled).
+pub(super) fn stored_terms(tx: &Transaction<'_>, seq: i64) -> rusqlite::Result<Option<String>> {
+    Ok(tx
+        .prepare_cached("SELECT terms FROM events WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Moves an event's relevance postings (`event_terms`) and its share of the corpus
+/// statistics from the stems it had to the stems it has; `None` on either side is an
+/// event without any (a new one, or a deleted one).
+pub(super) fn index_terms(
+    tx: &Transaction<'_>,
+    seq: i64,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> rusqlite::Result<()> {
+    let mut documents = 0;
+    let mut words = 0;
+    if let Some(old) = old {
+        let len = crate::search::terms_len(old);
+        for (term, tf) in crate::search::term_counts(old) {
+            tx.prepare_cached("DELETE FROM event_terms WHERE term = ?1 AND tf = ?2 AND len = ?3 AND seq = ?4")?
+                .execute(params![term, tf, len, seq])?;
+        }
+        documents -= 1;
+        words -= i64::from(len);
+    }
+    if let Some(new) = new {
+        let len = crate::search::terms_len(new);
+        for (term, tf) in crate::search::term_counts(new) {
+            tx.prepare_cached("INSERT OR IGNORE INTO event_terms (term, tf, len, seq) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![term, tf, len, seq])?;
+        }
+        documents += 1;
+        words += i64::from(len);
+    }
+    tx.prepare_cached("UPDATE search_stats SET documents = documents + ?1, words = words + ?2")?
+        .execute([documents, words])?;
     Ok(())
 }
 
@@ -139,8 +192,17 @@ pub(super) fn insert(
         )
     });
     tx.prepare_cached(&INSERT)?.execute(&params[..])?;
-    index_beside(tx, tx.last_insert_rowid(), input)?;
+    let seq = tx.last_insert_rowid();
+    index_beside(tx, seq, input)?;
+    index_terms(tx, seq, None, Some(terms_of(&values)))?;
     Ok(id)
+}
+
+/// A row of a page: the sort key columns (for the next page's cursor), then the event.
+fn page_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<((i64, i64, i64), Event)> {
+    let key: (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    // Shift past the three key columns to read the event itself.
+    Ok((key, event_from_offset(r, 3)?))
 }
 
 pub(super) fn seq_of(c: &Connection, id: Uuid) -> Result<i64> {
@@ -348,6 +410,7 @@ impl EventStore for SqliteStore {
                 fact(tx, "event.deleted", id, None, now)?;
                 super::series::member_deleted(tx, id, now)?;
                 tx.execute("DELETE FROM events_fts WHERE rowid = ?1", [seq])?;
+                index_terms(tx, seq, stored_terms(tx, seq)?.as_deref(), None)?;
                 tx.execute("DELETE FROM events_geo WHERE seq = ?1", [seq])?;
                 tx.execute("DELETE FROM registrations WHERE event_id = ?1", [id.to_string()])?;
                 // An imported event the organization deleted stays out of later syncs.
@@ -362,7 +425,7 @@ impl EventStore for SqliteStore {
         let (counts, asked) = (self.counts.clone(), search.clone());
         let ev = self.db.read(move |c| Ok::<_, StoreError>(evidence(c, &asked, &counts)?)).await?;
         // An expensive plan waits for its turn, holding no reader while it waits.
-        let turn = match ev.is_expensive() {
+        let turn = match ev.is_expensive(&search) {
             true => Some(self.expensive.turn().await.ok_or_else(|| {
                 StoreError::Busy("too many searches for very common words are running; try again shortly".into())
             })?),
@@ -372,15 +435,25 @@ impl EventStore for SqliteStore {
             .read(move |c| {
                 // Held until the query is done, even if the request is given up meanwhile.
                 let _turn = turn;
-                let (sql, params) = search_sql(&search, now, &ev);
-                let mut stmt = c.prepare_cached(&sql)?;
-                let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
-                let rows = stmt.query_map(refs.as_slice(), |r| {
-                    let key: (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                    // Shift past the three key columns to read the event itself.
-                    Ok((key, event_from_offset(r, 3)?))
-                })?;
-                let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut page = match search.sort {
+                    Sort::Relevance => {
+                        let seqs = super::rank::page(c, &search, now, &ev)?;
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS} FROM events e WHERE e.seq = ?1"
+                        ))?;
+                        let mut page = Vec::with_capacity(seqs.len());
+                        for seq in seqs {
+                            page.push(stmt.query_row([seq], page_row)?);
+                        }
+                        page
+                    }
+                    _ => {
+                        let (sql, params) = search_sql(&search, now, &ev);
+                        let mut stmt = c.prepare_cached(&sql)?;
+                        let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
+                        stmt.query_map(refs.as_slice(), page_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+                    }
+                };
                 let limit = search.limit as usize;
                 let next = if page.len() > limit {
                     page.truncate(limit);

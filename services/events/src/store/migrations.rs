@@ -183,4 +183,23 @@ CREATE INDEX registrations_in_order ON registrations (event_id, position);
     kit::notify::TABLES,
     super::webhooks::TABLES,
     super::series::TABLES,
+    r#"
+-- Relevance postings: each event's stems with how often each occurs (tf) and the event's
+-- length in words (len), in key order. Within one stem and one tf, an event's BM25 share
+-- falls as len grows, so merging a stem's few tf runs, each walked by len, yields its
+-- events best first, and a ranked page reads about `limit ÷ selectivity` postings
+-- however common the stem. Kept by the store (stemming is Rust), from `events.terms`.
+CREATE TABLE event_terms (
+    term TEXT NOT NULL,
+    tf   INTEGER NOT NULL,
+    len  INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (term, tf, len, seq)
+) WITHOUT ROWID;
+-- The corpus statistics of BM25: events with stems, and their words in all.
+ALTER TABLE search_stats ADD COLUMN documents INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE search_stats ADD COLUMN words INTEGER NOT NULL DEFAULT 0;
+-- `terms` gains counts (` stem:count `): refilled by the store on open, with the postings.
+UPDATE events SET terms = NULL;
+"#,
 ];

@@ -13,12 +13,12 @@
 mod crud;
 mod migrations;
 mod plan;
+mod rank;
 mod series;
 mod sources;
 mod sql;
 mod webhooks;
 
-pub use plan::{RELEVANCE_WINDOW, ranked_over_window};
 pub use series::SeriesStore;
 pub use sources::{Outcome, SourceStore};
 pub use webhooks::{Attempt, AttemptOutcome, WebhookStore};
@@ -201,8 +201,8 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Fills `events.terms` for events stored before the column existed, in batches of
-    /// short write transactions; a database that has them all skips this in one lookup.
+    /// Fills `events.terms` and the relevance postings for events stored before they
+    /// existed (or before the stems had counts), in batches of short write transactions; a database that has them all skips this in one lookup.
     async fn backfill_terms(&self) -> Result<()> {
         const BATCH: i64 = 2000;
         let mut after = 0;
@@ -225,6 +225,7 @@ impl SqliteStore {
                         let terms = crate::search::terms(&input.title, &input.description, &input.tags);
                         tx.prepare_cached("UPDATE events SET terms = ?2 WHERE seq = ?1")?
                             .execute(params![seq, terms])?;
+                        crud::index_terms(tx, *seq, None, Some(&terms))?;
                     }
                     Ok::<_, StoreError>((rows.last().map(|(seq, _)| *seq), rows.len()))
                 })
@@ -272,7 +273,10 @@ impl SqliteStore {
         self.db
             .read(move |c| {
                 let ev = evidence(c, &search, &counts)?;
-                let (sql, params) = search_sql(&search, now, &ev);
+                let (sql, params) = match search.sort {
+                    crate::search::Sort::Relevance => rank::candidates(&search, now, &ev),
+                    _ => search_sql(&search, now, &ev),
+                };
                 let refs: Vec<&dyn ToSql> = params.iter().map(|b| b.as_ref()).collect();
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                 let plan =

@@ -27,45 +27,122 @@ pub(super) struct Evidence {
     /// Estimated events matching the text query, and the tags (`None`: not asked).
     pub(super) text: Option<f64>,
     pub(super) tags: Option<f64>,
+    /// The documents of each stem of the text query, as asked.
+    pub(super) terms: Vec<(String, i64)>,
     /// Venues in the radius's bounding box, counted up to just past where they stop driving.
     pub(super) geo: Option<i64>,
     /// The postings of each equality filter of a listed search, rarest first.
     pub(super) facets: Vec<(String, i64)>,
     pub(super) corpus: i64,
     pub(super) max_duration: i64,
+    /// BM25's corpus statistics: events with stems, and their words in all.
+    pub(super) documents: i64,
+    pub(super) words: i64,
 }
 
-/// Ranking a very common word by relevance scores only this many of its matches that
-/// pass the filters, the most recently created first: scoring every match costs time in
-/// proportion to the corpus, and a word in half the corpus barely ranks anything. Search
-/// engines do the same (Typesense stops early unless asked to be exhaustive).
-pub const RELEVANCE_WINDOW: i64 = 1000;
-
-/// Whether a text query's matches are ranked over [`RELEVANCE_WINDOW`] rather than all of
-/// them, with or without other filters: reading a match and its row costs about a
-/// microsecond, so the whole set is ranked up to a bound that grows with the square root
-/// of the corpus (10,000 matches at 100,000 events).
-pub fn ranked_over_window(matches: f64, corpus: i64) -> bool {
-    matches > (corpus.max(1) as f64 * 1000.0).sqrt().max(2000.0)
-}
-
-/// A text query estimated to match more than this many events reads at least that many
-/// postings and rows, and ranking or sorting them takes a core for tens of milliseconds
-/// at a hundred thousand events: such searches run a few at a time
+/// A plan estimated to read more than this many rows (index entries and events) takes a
+/// core for tens of milliseconds: such searches run a few at a time
 /// ([`ExpensiveSearches`]), so that a flood of them cannot take every reader and core
 /// from the cheap ones.
-pub const EXPENSIVE_MATCHES: f64 = 1000.0;
+pub const EXPENSIVE_ROWS: f64 = 20_000.0;
+
+/// Of the events a walk reads, the share assumed listed and upcoming when no filter's
+/// postings (which hold only listed events) say better.
+const LISTED_SHARE: f64 = 0.5;
 
 impl Evidence {
-    /// Whether the search this evidence is of is one of the expensive kind: a common text
-    /// with no rarer equality filter (one organization's events, say) to walk instead.
-    pub(super) fn is_expensive(&self) -> bool {
-        let narrowed = self.facets.first().is_some_and(|(_, postings)| (*postings as f64) <= EXPENSIVE_MATCHES);
-        self.text.is_some_and(|matches| matches > EXPENSIVE_MATCHES) && !narrowed
+    /// Events estimated to pass every filter and the text.
+    fn passing(&self) -> f64 {
+        let n = self.corpus.max(1) as f64;
+        let mut passing = match self.facets.is_empty() {
+            true => n * LISTED_SHARE,
+            false => combined(&self.facets.iter().map(|(_, c)| *c).collect::<Vec<_>>(), self.corpus),
+        };
+        for matches in [self.text, self.tags, self.geo.map(|g| g as f64)].into_iter().flatten() {
+            passing *= matches / n;
+        }
+        passing
+    }
+
+    /// Rows read by a walk of `walked` entries that stops once `wanted` of them pass.
+    fn walk(&self, walked: f64, wanted: f64) -> f64 {
+        (wanted * walked / self.passing().max(f64::MIN_POSITIVE)).min(walked)
+    }
+
+    /// The rarest stem of the text query and its documents.
+    pub(super) fn rarest_term(&self) -> Option<&(String, i64)> {
+        self.terms.iter().min_by_key(|(_, n)| *n)
+    }
+
+    /// Rows the search's plan is estimated to read.
+    pub(super) fn cost(&self, s: &Search) -> f64 {
+        let wanted = wanted(s) as f64;
+        let n = self.corpus.max(1) as f64;
+        if s.sort == Sort::Relevance {
+            return match ranking(s, self) {
+                Ranking::Matches => self.text.unwrap_or(0.0),
+                Ranking::Facet => self.facets.first().map_or(n, |(_, c)| *c as f64),
+                Ranking::Walk => self.walk_cost(wanted),
+            };
+        }
+        match source(s, self) {
+            Source::Text => self.text.unwrap_or(0.0),
+            Source::Geo => self.geo.unwrap_or(0) as f64,
+            Source::Tags => self.tags.unwrap_or(0.0),
+            Source::Facets => self.walk(self.facets.first().map_or(n, |(_, c)| *c as f64), wanted),
+            Source::Events => self.walk(n, wanted),
+        }
+    }
+
+    /// Postings (and their events) a relevance walk reads: its page, plus as much again
+    /// when other stems' shares must be bounded before the page is certain.
+    fn walk_cost(&self, wanted: f64) -> f64 {
+        let postings = self.rarest_term().map_or(0.0, |(_, n)| *n as f64);
+        let bounded = if self.terms.len() > 1 { 2.0 } else { 1.0 };
+        self.walk(postings, wanted * bounded)
+    }
+
+    /// Whether the search this evidence is of is one of the expensive kind.
+    pub(super) fn is_expensive(&self, s: &Search) -> bool {
+        self.cost(s) > EXPENSIVE_ROWS
     }
 }
 
-/// Admission of expensive searches: one per two cores (at least one) at a time, waiting
+/// Results a search must find: its page, the pages before it (relevance pages by
+/// offset), and one more to tell whether another page follows.
+pub(super) fn wanted(s: &Search) -> i64 {
+    let skipped = match s.after {
+        Some(crate::search::Cursor::Offset(n)) => i64::from(n),
+        _ => 0,
+    };
+    skipped + i64::from(s.limit) + 1
+}
+
+/// How a search by relevance finds its best matches (see `rank.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ranking {
+    /// Every text match that passes the filters is scored: few matches, fetched by key.
+    Matches,
+    /// Every event of the rarest filter's postings holding the words is scored.
+    Facet,
+    /// The rarest stem's relevance postings, best first, until the page is certain.
+    Walk,
+}
+
+pub(super) fn ranking(s: &Search, ev: &Evidence) -> Ranking {
+    let matches = ev.text.unwrap_or(0.0);
+    let facet = ev.facets.first().map_or(f64::INFINITY, |(_, c)| *c as f64);
+    let walk = ev.walk_cost(wanted(s) as f64);
+    if matches <= facet && matches <= walk {
+        Ranking::Matches
+    } else if facet <= walk {
+        Ranking::Facet
+    } else {
+        Ranking::Walk
+    }
+}
+
+/// Admission of expensive searches: one per two cores (at least two) at a time, waiting
 /// for a turn at most [`ExpensiveSearches::PATIENCE`].
 #[derive(Debug)]
 pub struct ExpensiveSearches(Arc<tokio::sync::Semaphore>);
@@ -73,7 +150,7 @@ pub struct ExpensiveSearches(Arc<tokio::sync::Semaphore>);
 impl Default for ExpensiveSearches {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self(Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1))))
+        Self(Arc::new(tokio::sync::Semaphore::new((cores / 2).max(2))))
     }
 }
 
@@ -162,21 +239,19 @@ fn facets_of(s: &Search) -> Vec<String> {
 }
 
 pub(super) fn evidence(c: &Connection, s: &Search, counts: &Counts) -> rusqlite::Result<Evidence> {
-    let max_duration =
-        c.prepare_cached("SELECT max_duration FROM search_stats")?.query_row([], |r| r.get(0)).optional()?;
+    let (max_duration, documents, words) = c
+        .prepare_cached("SELECT max_duration, documents, words FROM search_stats")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .unwrap_or((0, 0, 0));
     // The largest rowid is the corpus size closely enough, and costs one index seek.
     let corpus: i64 = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?.query_row([], |r| r.get(0))?;
     let limit = s.limit as i64 + 1;
-    let text = match &s.fts {
-        None => None,
-        Some(fts) => {
-            let mut n = Vec::new();
-            for term in fts.split(' ').map(|t| t.trim_matches('"')) {
-                n.push(counts.term(c, term)?);
-            }
-            Some(combined(&n, corpus))
-        }
-    };
+    let mut terms = Vec::new();
+    for term in s.fts.iter().flat_map(|fts| crate::search::query_stems(fts)) {
+        terms.push((term.to_owned(), counts.term(c, term)?));
+    }
+    let text = s.fts.is_some().then(|| combined(&terms.iter().map(|(_, n)| *n).collect::<Vec<_>>(), corpus));
     let tags = if s.tags.is_empty() {
         None
     } else {
@@ -203,14 +278,14 @@ pub(super) fn evidence(c: &Connection, s: &Search, counts: &Counts) -> rusqlite:
         }
     };
     let mut facets = Vec::new();
-    if s.statuses.is_none() && s.sort != Sort::Relevance {
+    if s.statuses.is_none() {
         for facet in facets_of(s) {
             let n = counts.facet(c, &facet)?;
             facets.push((facet, n));
         }
         facets.sort_by_key(|(_, n)| *n);
     }
-    Ok(Evidence { text, tags, geo, facets, corpus, max_duration: max_duration.unwrap_or(0) })
+    Ok(Evidence { text, tags, terms, geo, facets, corpus, max_duration, documents, words })
 }
 
 /// Where a search's rows come from, cheapest first by the evidence.
@@ -262,7 +337,17 @@ mod tests {
     }
 
     fn evidence() -> Evidence {
-        Evidence { text: None, tags: None, geo: None, facets: Vec::new(), corpus: CORPUS, max_duration: 0 }
+        Evidence {
+            text: None,
+            tags: None,
+            terms: Vec::new(),
+            geo: None,
+            facets: Vec::new(),
+            corpus: CORPUS,
+            max_duration: 0,
+            documents: CORPUS,
+            words: CORPUS * 10,
+        }
     }
 
     #[test]
@@ -285,13 +370,40 @@ mod tests {
     }
 
     #[test]
-    fn the_relevance_window_starts_past_the_square_root_bound() {
-        // sqrt(100,000 × 1,000) = 10,000 matches are all ranked; more are windowed.
-        assert!(!ranked_over_window(10_000.0, CORPUS));
-        assert!(ranked_over_window(10_001.0, CORPUS));
-        // A small corpus still ranks up to 2,000 matches whole.
-        assert!(!ranked_over_window(2_000.0, 10));
-        assert!(ranked_over_window(2_001.0, 10));
+    fn relevance_walks_a_common_words_postings_and_scores_a_rare_filters_events() {
+        let relevance = Search { sort: Sort::Relevance, ..search(20) };
+        let open =
+            |facets| Evidence { text: Some(50_000.0), terms: vec![("open".into(), 50_000)], facets, ..evidence() };
+        // Half the corpus holds the word: 21 of about 42 walked postings pass.
+        assert_eq!(ranking(&relevance, &open(vec![])), Ranking::Walk);
+        assert!(open(vec![]).cost(&relevance) < 100.0);
+        // A city of a tenth: about 10 times as many, still cheaper than its 10,000 events.
+        assert_eq!(ranking(&relevance, &open(vec![("city:moscow".into(), 10_000)])), Ranking::Walk);
+        // One organization's 300 events are scored whole rather than walked for.
+        assert_eq!(ranking(&relevance, &open(vec![("organization:x".into(), 300)])), Ranking::Facet);
+        // A rare word's matches are scored whole.
+        let rare = Evidence { text: Some(12.0), terms: vec![("4242".into(), 12)], ..evidence() };
+        assert_eq!(ranking(&relevance, &rare), Ranking::Matches);
+    }
+
+    #[test]
+    fn expensive_means_many_rows_read_not_a_common_word() {
+        let open = Evidence { text: Some(50_000.0), terms: vec![("open".into(), 50_000)], ..evidence() };
+        assert!(!open.is_expensive(&search(20)), "a page in start order is found within a few rows");
+        let relevance = Search { sort: Sort::Relevance, ..search(20) };
+        assert!(!open.is_expensive(&relevance), "and so is a page by relevance");
+        // By popularity at a million events, common words in a city, a category and a
+        // tag: about 70 events pass, and the popularity walk reads ~300,000 to find 21.
+        let rare_combination = Evidence {
+            text: Some(100_000.0),
+            terms: vec![("open".into(), 500_000), ("jazz".into(), 200_000)],
+            tags: Some(50_000.0),
+            facets: vec![("city:kazan".into(), 90_000), ("category:concert".into(), 160_000)],
+            corpus: 1_000_000,
+            ..evidence()
+        };
+        let popular = Search { sort: Sort::Popularity, ..search(20) };
+        assert!(rare_combination.is_expensive(&popular), "{}", rare_combination.cost(&popular));
     }
 
     #[test]

@@ -2,22 +2,62 @@
 //! checked where it is cheapest.
 
 use super::crud::COLUMNS;
-use super::plan::{Evidence, RELEVANCE_WINDOW, Source, ranked_over_window, source};
+use super::plan::{Evidence, Source, source};
 use crate::search::{Cursor, Search, Sort};
 use rusqlite::types::ToSql;
 
-/// The SQL and parameters of a search. Filters are ANDed; see [`source`] for where the
-/// rows come from. The text index serves relevance (bm25 computed only for rows that pass
-/// the other filters; for a very common word, over the newest [`RELEVANCE_WINDOW`] that
-/// pass) and rare words (their matches drive); any other text match
-/// is checked on the row, against its stems (`events.terms`).
+/// Where a search's rows come from and the conditions they must meet, before an order.
+struct Parts {
+    from: String,
+    /// The alias holding the sort key: the postings walked, or the event row itself.
+    k: &'static str,
+    conds: Vec<String>,
+    p: Vec<Box<dyn ToSql>>,
+}
+
+/// The SQL and parameters of a search in start or popularity order. Filters are ANDed;
+/// see [`source`] for where the rows come from. A rare text's matches drive (fetched by
+/// key from the text index); any other text match is checked on the row, against its
+/// stems (`events.terms`).
 pub(super) fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Box<dyn ToSql>>) {
+    let Parts { from, k, conds, p } = parts(s, now, ev, source(s, ev));
+    let order = match s.sort {
+        Sort::Popularity => "e.registered_count DESC, e.seq".into(),
+        Sort::Start | Sort::Relevance => format!("{k}.start_at, {k}.seq"),
+    };
+    let conds = conds.join(" AND ");
+    // The sort key columns come first (for the next page's cursor); one row more than
+    // asked tells whether there is a next page.
+    let sql = format!(
+        "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS}{from} WHERE {conds} ORDER BY {order} LIMIT {}",
+        s.limit + 1
+    );
+    (sql, p)
+}
+
+/// The events a ranking scores, as `(seq, terms)`, in no order: those `source` yields
+/// that pass every filter and hold every stem; with `among`, only the events of that
+/// JSON array of seqs (a batch of relevance postings), looked up by key.
+pub(super) fn candidates_sql(
+    s: &Search,
+    now: i64,
+    ev: &Evidence,
+    source: Source,
+    among: Option<String>,
+) -> (String, Vec<Box<dyn ToSql>>) {
+    let Parts { mut from, conds, mut p, .. } = parts(s, now, ev, source);
+    if let Some(seqs) = among {
+        // The batch first, each event by key: the listing indexes must not drive.
+        from = " FROM json_each(?) j CROSS JOIN events e ON e.seq = j.value".into();
+        p.insert(0, Box::new(seqs));
+    }
+    (format!("SELECT e.seq, e.terms{from} WHERE {}", conds.join(" AND ")), p)
+}
+
+fn parts(s: &Search, now: i64, ev: &Evidence, source: Source) -> Parts {
     let mut p: Vec<Box<dyn ToSql>> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
-    let relevance = s.sort == Sort::Relevance;
-    let source = if relevance { Source::Events } else { source(s, ev) };
-    // `k` holds the sort key: the postings walked, or the event row itself.
-    let (mut from, k) = match source {
+    let (from, k) = match source {
         Source::Facets => (String::from(" FROM event_facets k CROSS JOIN events e ON e.seq = k.seq"), "k"),
         // Walk by popularity and check each row: a page fills after `limit ÷ selectivity`
         // rows, where SQLite would rather read a filter's whole range and sort it.
@@ -26,15 +66,9 @@ pub(super) fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Bo
         }
         _ => (String::from(" FROM events e"), "e"),
     };
-    // Relevance over a window: the filtered, newest matches in a subquery, ranked outside.
-    let windowed = relevance && ev.text.is_some_and(|n| ranked_over_window(n, ev.corpus));
     let mut needles = Vec::new();
     if let Some(fts) = &s.fts {
-        if relevance {
-            from = " FROM events_fts JOIN events e ON e.seq = events_fts.rowid".into();
-            conds.push("events_fts MATCH ?".into());
-            p.push(Box::new(fts.clone()));
-        } else if source == Source::Text {
+        if source == Source::Text {
             conds.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
             p.push(Box::new(fts.clone()));
         } else {
@@ -143,30 +177,7 @@ pub(super) fn search_sql(s: &Search, now: i64, ev: &Evidence) -> (String, Vec<Bo
         conds.push("instr(e.terms, ?) > 0".into());
         p.push(Box::new(needle));
     }
-    let order = match s.sort {
-        Sort::Start => format!("{k}.start_at, {k}.seq"),
-        Sort::Popularity => "e.registered_count DESC, e.seq".into(),
-        Sort::Relevance => "bm25(events_fts), e.seq".into(),
-    };
-    let conds = conds.join(" AND ");
-    let offset = match s.after {
-        Some(Cursor::Offset(n)) => n,
-        _ => 0,
-    };
-    let page = format!("LIMIT {} OFFSET {offset}", s.limit + 1);
-    // The sort key columns come first (for the next page's cursor); one row more than
-    // asked tells whether there is a next page.
-    let sql = if windowed {
-        format!(
-            "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS} FROM \
-             (SELECT events_fts.rowid AS hit, bm25(events_fts) AS score{from} WHERE {conds} \
-              ORDER BY events_fts.rowid DESC LIMIT {RELEVANCE_WINDOW}) w \
-             JOIN events e ON e.seq = w.hit ORDER BY w.score, e.seq {page}"
-        )
-    } else {
-        format!("SELECT e.start_at, e.registered_count, e.seq, {COLUMNS}{from} WHERE {conds} ORDER BY {order} {page}")
-    };
-    (sql, p)
+    Parts { from, k, conds, p }
 }
 
 #[cfg(test)]
@@ -176,7 +187,17 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn evidence(text: Option<f64>, facets: Vec<(String, i64)>) -> Evidence {
-        Evidence { text, tags: None, geo: None, facets, corpus: 100_000, max_duration: 3_600 }
+        Evidence {
+            text,
+            tags: None,
+            terms: Vec::new(),
+            geo: None,
+            facets,
+            corpus: 100_000,
+            max_duration: 3_600,
+            documents: 100_000,
+            words: 1_000_000,
+        }
     }
 
     fn search() -> Search {
@@ -187,7 +208,7 @@ mod tests {
     fn a_listed_search_walks_listed_events_by_start_and_asks_one_row_more() {
         let (sql, params) = search_sql(&search(), NOW, &evidence(None, vec![]));
         assert!(sql.contains(" FROM events e WHERE e.status = 'published' AND e.visibility = 'public'"), "{sql}");
-        assert!(sql.ends_with("ORDER BY e.start_at, e.seq LIMIT 21 OFFSET 0"), "{sql}");
+        assert!(sql.ends_with("ORDER BY e.start_at, e.seq LIMIT 21"), "{sql}");
         // The window: ending from now, starting no earlier than the longest event allows.
         assert_eq!(params.len(), 2);
     }
@@ -216,14 +237,18 @@ mod tests {
     }
 
     #[test]
-    fn relevance_ranks_a_common_word_over_the_newest_window_only() {
-        let s = Search { fts: Some("open".into()), sort: Sort::Relevance, ..search() };
-        let (sql, _) = search_sql(&s, NOW, &evidence(Some(50.0), vec![]));
-        assert!(sql.contains("ORDER BY bm25(events_fts), e.seq"), "{sql}");
-        assert!(!sql.contains(&format!("LIMIT {RELEVANCE_WINDOW})")), "{sql}");
-        let (sql, _) = search_sql(&s, NOW, &evidence(Some(50_000.0), vec![]));
-        assert!(sql.contains(&format!("ORDER BY events_fts.rowid DESC LIMIT {RELEVANCE_WINDOW}) w")), "{sql}");
-        assert!(sql.contains("ORDER BY w.score, e.seq"), "{sql}");
+    fn a_ranking_batch_is_looked_up_by_key_with_every_filter_checked() {
+        let s = Search { fts: Some("\"open\"".into()), sort: Sort::Relevance, city: Some("kazan".into()), ..search() };
+        let (sql, params) = search_sql_among(&s);
+        assert!(sql.starts_with("SELECT e.seq, e.terms FROM json_each(?) j CROSS JOIN events e ON e.seq = j.value"));
+        assert!(sql.contains("e.city_key = ?") && sql.contains("instr(e.terms, ?) > 0"), "{sql}");
+        assert!(!sql.contains("ORDER BY") && !sql.contains("LIMIT"), "{sql}");
+        // The batch, the listing's window (2), the city, the word.
+        assert_eq!(params.len(), 5);
+    }
+
+    fn search_sql_among(s: &Search) -> (String, Vec<Box<dyn ToSql>>) {
+        candidates_sql(s, NOW, &evidence(Some(50_000.0), vec![]), Source::Events, Some("[1,2]".into()))
     }
 
     #[test]
