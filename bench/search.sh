@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Search benchmark (events service): requests per second and p50/p99 of search queries
 # through `veche up`, next to `GET /api/v1/events/{id}` on the same server as the baseline,
-# on a seeded corpus of 100,000 events and again at 1,000,000 (SIZES to change).
+# on a seeded corpus of 100,000 events and again at 1,000,000 (SIZES to change); then the
+# same corpus in PostgreSQL (bench/postgres.sh), the same queries through pgbench, printed
+# side by side (PEER=none to skip it).
 #
 #   bench/search.sh                      # DURATION=10 CONNECTIONS=4 SIZES="100000 1000000"
 #
 # Targets: p99 under 10 ms for selective queries, under 50 ms for a very common word
-# ("open" is in about half of all titles). A missed target prints MISSED; the script fails
-# only when something broke.
+# ("open" is in about half of all titles), and Veche ahead of PostgreSQL on every row. A
+# missed target prints MISSED; the script fails only when something broke.
+#
+# A seeded corpus is kept in ~/.cache/veche/bench-fixtures (FIXTURES to change), keyed by
+# the code that writes it and the week, so a second run copies it instead of seeding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -15,7 +20,11 @@ source bench/lib.sh
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-4}
 SIZES=${SIZES:-"100000 1000000"}
+PEER=${PEER:-postgres}
+FIXTURES=${FIXTURES:-$HOME/.cache/veche/bench-fixtures}
 target=$BENCH_TARGET_DIR/release
+source bench/postgres.sh
+[[ $PEER == none ]] || pg_ensure
 
 bench_ensure_wrk || bench_die "wrk is needed (Debian package wrk)"
 bench_log "building release binaries into $BENCH_TARGET_DIR"
@@ -28,8 +37,10 @@ iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 echo "machine: $(nproc) cores, $(uname -m); wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, one server per corpus"
 server_pid=""
 data=""
+peer=""
 cleanup() {
     [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    [[ -n $peer ]] && pg_stop "$peer" && rm -rf "$peer"
     [[ -n $data ]] && rm -rf "$data"
     return 0
 }
@@ -48,11 +59,29 @@ wait_for_quiet() {
     bench_die "the events outbox did not drain within ten minutes (lag $lag)"
 }
 
+# The key of a seeded corpus: what writes it, and the week (events start from the day of
+# seeding, and a corpus much older would hold fewer upcoming events).
+fixture_key=$( (cat services/events/src/fixtures.rs services/events/src/search.rs services/events/src/store/*.rs \
+    services/events/examples/seed.rs services/kit/src/db.rs Cargo.lock; date -u +%G-%V) | sha256sum | cut -c1-16)
+
+# Seeds SIZE events into DIR (made), or copies the corpus seeded before with the same key.
+seeded() {
+    local size=$1 dir=$2 fixture=$FIXTURES/search-$1-$fixture_key started
+    if [[ ! -f $fixture/sample ]]; then
+        rm -rf "$FIXTURES"/search-"$size"-*
+        mkdir -p "$fixture"
+        started=$(date +%s)
+        "$target/examples/seed" "$fixture" "$size" >"$fixture/sample.new" || bench_die "seeding $size events failed"
+        mv "$fixture/sample.new" "$fixture/sample"
+        bench_log "seeded $size events in $(($(date +%s) - started)) s ($(du -sh "$fixture" | cut -f1) on disk), kept in $fixture"
+    fi
+    cp -r "$fixture"/. "$dir"/
+    cat "$dir/sample"
+}
+
 for size in $SIZES; do
     data=$(mktemp -d)
-    seed_started=$(date +%s)
-    sample=$("$target/examples/seed" "$data" "$size" 2>/dev/null)
-    bench_log "seeded $size events in $(($(date +%s) - seed_started)) s ($(du -sh "$data" | cut -f1) on disk)"
+    sample=$(seeded "$size" "$data")
     port=$(bench_free_port)
     internal_port=$(bench_free_port)
     # The gateway's rate limits would measure themselves, not search: off.
@@ -103,6 +132,28 @@ for size in $SIZES; do
     done
     kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
     server_pid=""
+    if [[ $PEER != none ]]; then
+        peer=$(mktemp -d)
+        pg_port=$(bench_free_port)
+        pg_start "$peer" "$pg_port"
+        loading=$(date +%s)
+        pg_load "$pg_port" "$data/events.db" "$peer"
+        bench_log "loaded $size events into PostgreSQL with its indexes in $(($(date +%s) - loading)) s"
+        WEEK_FROM=$week_from WEEK_TO=$week_to SAMPLE=$sample
+        echo
+        echo "corpus: $size events, PostgreSQL $PG_VERSION (pgbench -c$CONNECTIONS -j2 -T$DURATION, the database alone) beside Veche (HTTP)"
+        printf '%-38s %10s %9s %9s %6s %10s  %s\n' "query" "PG tx/s" "p50 ms" "p99 ms" "rows" "Veche/s" "target: Veche ahead"
+        for result in "${results[@]}"; do
+            IFS='|' read -r name rps _ _ _ <<<"$result"
+            read -r tps p50 p99 rows < <(pg_bench "$pg_port" "$peer" "$(pg_query "$name")")
+            ratio=$(bench_ratio "$rps" "$tps")
+            printf '%-38s %10.0f %9.2f %9.2f %6s %10.0f  %sx %s\n' "$name" "$tps" "$p50" "$p99" "$rows" "$rps" \
+                "$ratio" "$(bench_verdict "$ratio" ">=" 1)"
+        done
+        pg_stop "$peer"
+        rm -rf "$peer"
+        peer=""
+    fi
     rm -rf "$data"
     data=""
 done

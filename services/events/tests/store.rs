@@ -198,6 +198,15 @@ async fn search_matches_brute_force_on_100k_events() {
         ("organization", SearchParams { organization_id: Some(orgs[7]), ..Default::default() }),
         ("text", SearchParams { q: Some("концерты".into()), ..Default::default() }),
         (
+            "text, category and city",
+            SearchParams {
+                q: Some("джаз".into()),
+                city: Some("kazan".into()),
+                category: Some("concert".into()),
+                ..Default::default()
+            },
+        ),
+        (
             "text with filters",
             SearchParams {
                 q: Some("running jazz".into()),
@@ -354,6 +363,7 @@ async fn filtered_search_follows_every_change_to_an_event() {
                 city: Some(city.into()),
                 tags: Some(tag.into()),
                 free: Some(true),
+                category: Some("concert".into()),
                 q: q.map(str::to_owned),
                 ..Default::default()
             };
@@ -394,6 +404,22 @@ async fn filtered_search_follows_every_change_to_an_event() {
         .await
         .unwrap();
     assert_eq!(postings, 0, "no postings outlive their listed events");
+    // The relevance postings and statistics follow the one event left (cancelled).
+    let (orphans, documents, words, own): (i64, i64, i64, i64) = store
+        .db()
+        .read(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM event_terms WHERE seq NOT IN (SELECT seq FROM events)), \
+                 documents, words, (SELECT sum(tf) FROM event_terms) FROM search_stats",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(kit::db::DbError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!((orphans, documents), (0, 1), "no relevance postings outlive their events");
+    assert_eq!(words, own, "the corpus's words are the remaining event's");
 }
 
 /// Events stored before `events.terms` existed get theirs when the store opens, so words
@@ -409,6 +435,8 @@ async fn terms_missing_from_older_events_are_filled_on_open() {
     let search = || SearchParams { q: Some("open".into()), city: Some("kazan".into()), ..Default::default() };
     let before = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
     assert!(!before.is_empty());
+    let ranked = || SearchParams { sort: Some("relevance".into()), city: None, ..search() };
+    let ranked_before = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..ranked() }, now).await;
     store
         .db()
         .write(|tx| tx.execute("UPDATE events SET terms = NULL", []).map_err(kit::db::DbError::from))
@@ -420,6 +448,8 @@ async fn terms_missing_from_older_events_are_filled_on_open() {
     let store = SqliteStore::open(&path).await.unwrap();
     let after = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..search() }, now).await;
     assert_eq!(after, before);
+    let ranked_after = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..ranked() }, now).await;
+    assert_eq!(ranked_after, ranked_before, "the same ranking from the refilled counts and statistics");
 }
 
 /// Two replicas sharing one database: one sync of a source at a time, and a replica that

@@ -156,17 +156,33 @@ pub(super) fn index_terms(
         words -= i64::from(len);
     }
     if let Some(new) = new {
-        let len = crate::search::terms_len(new);
-        for (term, tf) in crate::search::term_counts(new) {
-            tx.prepare_cached("INSERT OR IGNORE INTO event_terms (term, tf, len, seq) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![term, tf, len, seq])?;
-        }
+        post_terms(tx, seq, new)?;
         documents += 1;
-        words += i64::from(len);
+        words += i64::from(crate::search::terms_len(new));
     }
     tx.prepare_cached("UPDATE search_stats SET documents = documents + ?1, words = words + ?2")?
         .execute([documents, words])?;
     Ok(())
+}
+
+/// Writes the relevance postings of an event's stems (the statistics are the caller's).
+pub(super) fn post_terms(tx: &Transaction<'_>, seq: i64, terms: &str) -> rusqlite::Result<()> {
+    let len = crate::search::terms_len(terms);
+    for (term, tf) in crate::search::term_counts(terms) {
+        tx.prepare_cached("INSERT OR IGNORE INTO event_terms (term, tf, len, seq) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![term, tf, len, seq])?;
+    }
+    Ok(())
+}
+
+/// Counts BM25's corpus statistics afresh from the events and their postings.
+pub(super) fn recount_terms(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE search_stats SET documents = (SELECT count(*) FROM events WHERE terms IS NOT NULL), \
+         words = (SELECT COALESCE(sum(tf), 0) FROM event_terms)",
+        [],
+    )
+    .map(drop)
 }
 
 /// A new event: its whole row in one insert (each secondary index written once), then

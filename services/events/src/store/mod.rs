@@ -225,7 +225,7 @@ impl SqliteStore {
                         let terms = crate::search::terms(&input.title, &input.description, &input.tags);
                         tx.prepare_cached("UPDATE events SET terms = ?2 WHERE seq = ?1")?
                             .execute(params![seq, terms])?;
-                        crud::index_terms(tx, *seq, None, Some(&terms))?;
+                        crud::post_terms(tx, *seq, &terms)?;
                     }
                     Ok::<_, StoreError>((rows.last().map(|(seq, _)| *seq), rows.len()))
                 })
@@ -237,6 +237,7 @@ impl SqliteStore {
             }
         }
         if filled > 0 {
+            self.db.write(|tx| Ok::<_, StoreError>(crud::recount_terms(tx)?)).await?;
             tracing::info!(events = filled, "filled the search terms of events stored before they existed");
         }
         Ok(())

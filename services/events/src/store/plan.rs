@@ -229,8 +229,16 @@ impl Counts {
 /// The equality filters of a search as posting keys (see the `event_facets` table).
 fn facets_of(s: &Search) -> Vec<String> {
     let mut out = Vec::new();
-    out.extend(s.city.as_ref().map(|c| format!("city:{c}")));
-    out.extend(s.category.as_ref().map(|c| format!("category:{c}")));
+    match (&s.category, &s.city) {
+        // The pair's own postings (see the migrations) stand for both.
+        (Some(category), Some(city)) => {
+            out.push(format!("category+city:{}", serde_json::json!([category, city])));
+        }
+        (category, city) => {
+            out.extend(city.as_ref().map(|c| format!("city:{c}")));
+            out.extend(category.as_ref().map(|c| format!("category:{c}")));
+        }
+    }
     out.extend(s.format.map(|f| format!("format:{}", f.as_str())));
     out.extend(s.free.map(|f| format!("free:{}", i64::from(f))));
     out.extend(s.organization_id.map(|o| format!("organization:{o}")));
@@ -466,7 +474,9 @@ mod tests {
         };
         assert_eq!(
             facets_of(&s),
-            ["city:kazan", "category:music", "free:1", &format!("organization:{org}"), "tag:jazz", "tag:live"]
+            [r#"category+city:["music","kazan"]"#, "free:1", &format!("organization:{org}"), "tag:jazz", "tag:live"]
         );
+        let s = Search { category: None, ..s };
+        assert_eq!(facets_of(&s)[0], "city:kazan", "one of the pair alone is its own posting");
     }
 }
