@@ -61,7 +61,7 @@ wait_for_quiet() {
 
 # The key of a seeded corpus: what writes it, and the week (events start from the day of
 # seeding, and a corpus much older would hold fewer upcoming events).
-fixture_key=$( (cat services/events/src/fixtures.rs services/events/src/search.rs services/events/src/store/*.rs \
+fixture_key=$( (cat services/events/src/{fixtures,search}.rs services/events/src/store/{mod,crud,migrations}.rs \
     services/events/examples/seed.rs services/kit/src/db.rs Cargo.lock; date -u +%G-%V) | sha256sum | cut -c1-16)
 
 # Seeds SIZE events into DIR (made), or copies the corpus seeded before with the same key.

@@ -46,6 +46,10 @@ pub(super) struct Evidence {
 /// from the cheap ones.
 pub const EXPENSIVE_ROWS: f64 = 20_000.0;
 
+/// A ranking of more matches than this takes an expensive-search turn (see
+/// [`Evidence::is_expensive`]).
+pub const RANKED_IN_TURNS: f64 = 1000.0;
+
 /// Of the events a walk reads, the share assumed listed and upcoming when no filter's
 /// postings (which hold only listed events) say better.
 const LISTED_SHARE: f64 = 0.5;
@@ -102,9 +106,14 @@ impl Evidence {
         self.walk(postings, wanted * bounded)
     }
 
-    /// Whether the search this evidence is of is one of the expensive kind.
+    /// Whether the search this evidence is of is one of the expensive kind: a plan that
+    /// reads many rows, or a ranking of a common word with no rare filter to score instead.
+    /// The walk of a ranking reads few rows, but scores and sorts a page of matches each
+    /// time: a client hammering it within its rate limit arrives in waves that would take
+    /// every core at once (the fairness test of the reliability suite).
     pub(super) fn is_expensive(&self, s: &Search) -> bool {
-        self.cost(s) > EXPENSIVE_ROWS
+        let ranks_common_word = s.sort == Sort::Relevance && ranking(s, self) == Ranking::Walk;
+        self.cost(s) > EXPENSIVE_ROWS || (ranks_common_word && self.text.is_some_and(|n| n > RANKED_IN_TURNS))
     }
 }
 
@@ -142,7 +151,7 @@ pub(super) fn ranking(s: &Search, ev: &Evidence) -> Ranking {
     }
 }
 
-/// Admission of expensive searches: one per two cores (at least two) at a time, waiting
+/// Admission of expensive searches: one per two cores (at least one) at a time, waiting
 /// for a turn at most [`ExpensiveSearches::PATIENCE`].
 #[derive(Debug)]
 pub struct ExpensiveSearches(Arc<tokio::sync::Semaphore>);
@@ -150,7 +159,7 @@ pub struct ExpensiveSearches(Arc<tokio::sync::Semaphore>);
 impl Default for ExpensiveSearches {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self(Arc::new(tokio::sync::Semaphore::new((cores / 2).max(2))))
+        Self(Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1))))
     }
 }
 
@@ -399,7 +408,10 @@ mod tests {
         let open = Evidence { text: Some(50_000.0), terms: vec![("open".into(), 50_000)], ..evidence() };
         assert!(!open.is_expensive(&search(20)), "a page in start order is found within a few rows");
         let relevance = Search { sort: Sort::Relevance, ..search(20) };
-        assert!(!open.is_expensive(&relevance), "and so is a page by relevance");
+        assert!(open.cost(&relevance) < 100.0, "and so is a page by relevance...");
+        assert!(open.is_expensive(&relevance), "...but ranking a common word takes a turn");
+        let in_an_organization = Evidence { facets: vec![("organization:x".into(), 300)], ..open };
+        assert!(!in_an_organization.is_expensive(&relevance), "unless a rare filter's events are scored");
         // By popularity at a million events, common words in a city, a category and a
         // tag: about 70 events pass, and the popularity walk reads ~300,000 to find 21.
         let rare_combination = Evidence {
