@@ -135,8 +135,9 @@ impl Bm25 {
     /// weighs almost nothing, as in FTS5.
     pub fn idf(&self, df: i64) -> f64 {
         let df = df.max(0) as f64;
+        // NaN too when counts remembered for a while exceed a corpus that shrank meanwhile.
         let idf = ((self.documents - df + 0.5) / (df + 0.5)).ln();
-        if idf <= 0.0 { 1e-6 } else { idf }
+        if idf > 0.0 { idf } else { 1e-6 }
     }
 
     /// A stem's share of an event's score, without its weight: it grows with how often the
@@ -152,7 +153,14 @@ impl Bm25 {
 
 /// An FTS5 query matching every stem of `q` (quoted, so no user input is FTS syntax).
 pub fn fts_query(q: &str) -> Option<String> {
-    let terms: Vec<String> = stems(q).into_iter().take(16).map(|s| format!("\"{s}\"")).collect();
+    // Each stem once: a ranking weighs each stem of the query once (see `store/rank.rs`).
+    let mut distinct: Vec<String> = Vec::new();
+    for stem in stems(q) {
+        if distinct.len() < 16 && !distinct.contains(&stem) {
+            distinct.push(stem);
+        }
+    }
+    let terms: Vec<String> = distinct.into_iter().map(|s| format!("\"{s}\"")).collect();
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
@@ -406,6 +414,7 @@ mod tests {
         assert_eq!(fts_query("Running  концерты!").unwrap(), "\"run\" \"концерт\"");
         assert_eq!(fts_query("\"OR* NEAR(\""), Some("\"or\" \"near\"".into()));
         assert_eq!(fts_query("  !!! "), None);
+        assert_eq!(fts_query("Jazz jazz концерты концерт").unwrap(), "\"jazz\" \"концерт\"", "each stem once");
         assert_eq!(stems("Café Zürich"), ["cafe", "zurich"], "Latin letters lose their marks, as in the index");
         assert_eq!(stems("чай"), ["ча"], "stemmed first");
         assert_eq!(stems("йога"), ["йог"], "other scripts keep them");
@@ -425,6 +434,7 @@ mod tests {
         assert!(bm.saturation(1000, 1) < Bm25::MAX_SATURATION);
         assert!(bm.idf(3) > bm.idf(300));
         assert_eq!(bm.idf(900), 1e-6, "a stem in most documents");
+        assert_eq!(Bm25::new(1, 10).idf(3), 1e-6, "a count older than a corpus that shrank is no NaN");
         assert_eq!(Bm25::new(0, 0), Bm25 { documents: 1.0, average_len: 1.0 });
     }
 

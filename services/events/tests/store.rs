@@ -288,6 +288,7 @@ async fn search_matches_brute_force_on_100k_events() {
         ("common word in a city", SearchParams { city: Some("kazan".into()), ..week("open") }),
         ("common word in an organization", SearchParams { organization_id: Some(orgs[3]), ..week("open") }),
         ("two common words", week("open community")),
+        ("words repeated", week("open jazz Open джаз jazz")),
     ] {
         let search = params.clone().validate().unwrap();
         let expected: HashSet<Uuid> = brute_force(&corpus, &ids, &search, now).into_iter().collect();
@@ -450,6 +451,16 @@ async fn terms_missing_from_older_events_are_filled_on_open() {
     assert_eq!(after, before);
     let ranked_after = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..ranked() }, now).await;
     assert_eq!(ranked_after, ranked_before, "the same ranking from the refilled counts and statistics");
+    // A refill that ended before its recount (a crash between them) is recounted on open.
+    store
+        .db()
+        .write(|tx| tx.execute("UPDATE search_stats SET documents = 0, words = 0", []).map_err(kit::db::DbError::from))
+        .await
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let recounted = all_pages(&store, |cursor| SearchParams { cursor, limit: Some(100), ..ranked() }, now).await;
+    assert_eq!(recounted, ranked_before, "the statistics recounted on open");
 }
 
 /// Two replicas sharing one database: one sync of a source at a time, and a replica that

@@ -451,6 +451,11 @@ impl EventStore for SqliteStore {
             .read(move |c| {
                 // Held until the query is done, even if the request is given up meanwhile.
                 let _turn = turn;
+                // One snapshot for every statement of the search: a ranking reads postings,
+                // batches and rows in turns, and an event deleted or moved between them
+                // must not fail the search or show twice.
+                let snapshot = c.unchecked_transaction()?;
+                let c: &Connection = &snapshot;
                 let mut page = match search.sort {
                     Sort::Relevance => {
                         let seqs = super::rank::page(c, &search, now, &ev)?;

@@ -236,8 +236,22 @@ impl SqliteStore {
                 None => break,
             }
         }
-        if filled > 0 {
+        // Recounted after a refill, and when a refill ended before its recount did.
+        let uncounted: bool = self
+            .db
+            .read(|c| {
+                c.query_row(
+                    "SELECT documents = 0 AND EXISTS (SELECT 1 FROM events WHERE terms IS NOT NULL) FROM search_stats",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)
+            })
+            .await?;
+        if filled > 0 || uncounted {
             self.db.write(|tx| Ok::<_, StoreError>(crud::recount_terms(tx)?)).await?;
+        }
+        if filled > 0 {
             tracing::info!(events = filled, "filled the search terms of events stored before they existed");
         }
         Ok(())
