@@ -458,10 +458,13 @@ impl EventStore for SqliteStore {
                 let c: &Connection = &snapshot;
                 let mut page = match search.sort {
                     Sort::Relevance => {
+                        static BY_SEQ: LazyLock<String> = LazyLock::new(|| {
+                            format!(
+                                "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS} FROM events e WHERE e.seq = ?1"
+                            )
+                        });
                         let seqs = super::rank::page(c, &search, now, &ev)?;
-                        let mut stmt = c.prepare_cached(&format!(
-                            "SELECT e.start_at, e.registered_count, e.seq, {COLUMNS} FROM events e WHERE e.seq = ?1"
-                        ))?;
+                        let mut stmt = c.prepare_cached(&BY_SEQ)?;
                         let mut page = Vec::with_capacity(seqs.len());
                         for seq in seqs {
                             page.push(stmt.query_row([seq], page_row)?);

@@ -202,7 +202,8 @@ impl SqliteStore {
     }
 
     /// Fills `events.terms` and the relevance postings for events stored before they
-    /// existed (or before the stems had counts), in batches of short write transactions; a database that has them all skips this in one lookup.
+    /// existed (or before the stems had counts), in batches of short write transactions;
+    /// a database that has them all skips this in one lookup.
     async fn backfill_terms(&self) -> Result<()> {
         const BATCH: i64 = 2000;
         let mut after = 0;

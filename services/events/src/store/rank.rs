@@ -80,7 +80,11 @@ fn score_all(
     source: Source,
     query: &Query,
 ) -> rusqlite::Result<Vec<Scored>> {
-    let (sql, p) = candidates_sql(s, now, ev, source, None);
+    scored(c, candidates_sql(s, now, ev, source, None), query)
+}
+
+/// Runs a candidates query (see [`candidates_sql`]) and scores each event it yields.
+fn scored(c: &Connection, (sql, p): (String, Vec<Box<dyn ToSql>>), query: &Query) -> rusqlite::Result<Vec<Scored>> {
     let refs: Vec<&dyn ToSql> = p.iter().map(|b| b.as_ref()).collect();
     let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt.query_map(refs.as_slice(), |r| {
@@ -153,7 +157,6 @@ fn walk(c: &Connection, s: &Search, now: i64, ev: &Evidence, query: &Query) -> r
         runs.push(run);
         after_tf = tf;
     }
-    let (sql, p) = candidates_sql(s, now, ev, Source::Events, Some(String::new()));
     let mut found: Vec<Scored> = Vec::new();
     let mut batch_size = (ev.cost(s) * 1.5).clamp(64.0, MAX_BATCH as f64) as usize;
     loop {
@@ -170,16 +173,7 @@ fn walk(c: &Connection, s: &Search, now: i64, ev: &Evidence, query: &Query) -> r
             return Ok(found);
         }
         let seqs = serde_json::to_string(&batch).unwrap_or_default();
-        let mut stmt = c.prepare_cached(&sql)?;
-        let refs: Vec<&dyn ToSql> =
-            std::iter::once(&seqs as &dyn ToSql).chain(p.iter().skip(1).map(|b| b.as_ref())).collect();
-        let rows = stmt.query_map(refs.as_slice(), |r| {
-            let terms: String = r.get(1)?;
-            Ok(Scored { score: query.score(&terms), seq: r.get(0)? })
-        })?;
-        for row in rows {
-            found.push(row?);
-        }
+        found.extend(scored(c, candidates_sql(s, now, ev, Source::Events, Some(seqs)), query)?);
         found.sort_by(Scored::rank);
         found.truncate(wanted);
         let unread_bound = heap.peek().map_or(f64::NEG_INFINITY, |h| h.best.score + others);
