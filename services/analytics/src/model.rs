@@ -183,10 +183,34 @@ pub mod metric {
     pub const IMPORTED_EVENTS: &str = "imported_events";
     /// Syncs of an organization's sources that failed.
     pub const SOURCE_FAILURES: &str = "source_failures";
+
+    /// Every metric a rollup may count.
+    pub const ALL: [&str; 14] = [
+        VIEWS,
+        UNIQUE_VISITORS,
+        REGISTRATIONS,
+        CANCELLATIONS,
+        CHECK_INS,
+        MEMBERS_JOINED,
+        SIGN_UPS,
+        EVENTS_PUBLISHED,
+        ORGANIZATIONS_CREATED,
+        SEARCHES,
+        LINK_CLICKS,
+        NATIVE_EVENTS,
+        IMPORTED_EVENTS,
+        SOURCE_FAILURES,
+    ];
+
+    /// The metric named `name`, if it is one.
+    pub fn known(name: &str) -> Option<&'static str> {
+        ALL.into_iter().find(|m| *m == name)
+    }
 }
 
-/// What a report is about; also the key prefix of its rollup rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a report is about; also the key prefix of its rollup rows. Ordered as the keys
+/// are (a UUID's bytes sort as its text does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     Event(Uuid),
     Organization(Uuid),
@@ -352,46 +376,46 @@ impl FactBatch {
 
 impl Fact {
     /// The rollup counters this fact bumps by one: `(scope key, metric)`.
-    pub fn counters(&self) -> Vec<(String, &'static str)> {
+    pub fn counters(&self) -> Vec<(Scope, &'static str)> {
         use metric::*;
         let mut out = Vec::new();
         let event = self.event_id.map(Scope::Event);
         let organization = self.organization_id.map(Scope::Organization);
         let mut both = |metric: &'static str| {
             for scope in [event, organization].into_iter().flatten() {
-                out.push((scope.key(), metric));
+                out.push((scope, metric));
             }
         };
         match self.kind {
             FactKind::EventViewed => both(VIEWS),
             FactKind::RegistrationMade | FactKind::RegistrationWaitlisted => {
                 both(REGISTRATIONS);
-                out.push((Scope::Platform.key(), REGISTRATIONS));
+                out.push((Scope::Platform, REGISTRATIONS));
             }
             FactKind::RegistrationCancelled => both(CANCELLATIONS),
             FactKind::RegistrationCheckedIn => both(CHECK_INS),
             FactKind::MemberJoined => {
                 if let Some(o) = organization {
-                    out.push((o.key(), MEMBERS_JOINED));
+                    out.push((o, MEMBERS_JOINED));
                 }
             }
-            FactKind::UserSignedUp => out.push((Scope::Platform.key(), SIGN_UPS)),
+            FactKind::UserSignedUp => out.push((Scope::Platform, SIGN_UPS)),
             FactKind::EventPublished => {
-                out.push((Scope::Platform.key(), EVENTS_PUBLISHED));
+                out.push((Scope::Platform, EVENTS_PUBLISHED));
                 if let Some(o) = organization {
-                    out.push((o.key(), if self.imported { IMPORTED_EVENTS } else { NATIVE_EVENTS }));
+                    out.push((o, if self.imported { IMPORTED_EVENTS } else { NATIVE_EVENTS }));
                 }
             }
             FactKind::SourceFailed => {
                 if let Some(o) = organization {
-                    out.push((o.key(), SOURCE_FAILURES));
+                    out.push((o, SOURCE_FAILURES));
                 }
             }
-            FactKind::OrganizationCreated => out.push((Scope::Platform.key(), ORGANIZATIONS_CREATED)),
+            FactKind::OrganizationCreated => out.push((Scope::Platform, ORGANIZATIONS_CREATED)),
             // The events service counts views as it serves them (`event.viewed`); a
             // browser's page view adds its visitor, not a second view.
             FactKind::PageViewed => {}
-            FactKind::SearchPerformed => out.push((Scope::Platform.key(), SEARCHES)),
+            FactKind::SearchPerformed => out.push((Scope::Platform, SEARCHES)),
             FactKind::LinkClicked => both(LINK_CLICKS),
             FactKind::UserDeleted
             | FactKind::OrganizationDeleted
@@ -417,12 +441,8 @@ impl Fact {
     }
 
     /// The scopes whose unique visitors this fact may add to.
-    pub fn visitor_scopes(&self) -> Vec<String> {
-        [self.event_id.map(Scope::Event), self.organization_id.map(Scope::Organization)]
-            .into_iter()
-            .flatten()
-            .map(Scope::key)
-            .collect()
+    pub fn visitor_scopes(&self) -> impl Iterator<Item = Scope> + use<> {
+        [self.event_id.map(Scope::Event), self.organization_id.map(Scope::Organization)].into_iter().flatten()
     }
 }
 
@@ -740,7 +760,7 @@ mod tests {
         ]));
         let facts = good.validate(now).unwrap();
         assert_eq!(facts[0].visitor().as_deref(), Some("v:abc-123"));
-        assert_eq!(facts[0].counters(), vec![(format!("event:{e}"), metric::VIEWS)]);
+        assert_eq!(facts[0].counters(), vec![(Scope::Event(e), metric::VIEWS)]);
 
         let bad = batch(json!([
             {"id": Uuid::new_v4(), "kind": "user.signed_up", "occurred_at": "2026-11-25T12:00:00Z",
@@ -774,9 +794,9 @@ mod tests {
         assert_eq!(
             f.counters(),
             vec![
-                (format!("event:{e}"), metric::REGISTRATIONS),
-                (format!("organization:{o}"), metric::REGISTRATIONS),
-                ("platform".to_owned(), metric::REGISTRATIONS),
+                (Scope::Event(e), metric::REGISTRATIONS),
+                (Scope::Organization(o), metric::REGISTRATIONS),
+                (Scope::Platform, metric::REGISTRATIONS),
             ]
         );
         assert_eq!(f.visitor(), None);
@@ -784,11 +804,11 @@ mod tests {
         assert!(promoted.counters().is_empty(), "a promotion is not a second registration");
         // Published events count for the organization as its own or as imported.
         let published = Fact { kind: FactKind::EventPublished, user_id: None, ..f };
-        let org = format!("organization:{o}");
-        let platform = ("platform".to_owned(), metric::EVENTS_PUBLISHED);
-        assert_eq!(published.counters(), vec![platform.clone(), (org.clone(), metric::NATIVE_EVENTS)]);
+        let org = Scope::Organization(o);
+        let platform = (Scope::Platform, metric::EVENTS_PUBLISHED);
+        assert_eq!(published.counters(), vec![platform, (org, metric::NATIVE_EVENTS)]);
         let imported = Fact { imported: true, ..published.clone() };
-        assert_eq!(imported.counters(), vec![platform, (org.clone(), metric::IMPORTED_EVENTS)]);
+        assert_eq!(imported.counters(), vec![platform, (org, metric::IMPORTED_EVENTS)]);
         let failed = Fact { kind: FactKind::SourceFailed, event_id: None, ..published };
         assert_eq!(failed.counters(), vec![(org, metric::SOURCE_FAILURES)]);
         let parsed =

@@ -113,6 +113,15 @@ impl Union {
         }
     }
 
+    /// Raises registers as visitors set them ([`register_of`]).
+    pub fn raise(&mut self, registers: impl IntoIterator<Item = (u16, u8)>) {
+        for (index, rank) in registers {
+            if let Some(r) = self.0.get_mut(index as usize) {
+                *r = (*r).max(rank.min(MAX_RANK));
+            }
+        }
+    }
+
     /// The estimated number of distinct visitors.
     pub fn count(self) -> i64 {
         HyperLogLog::<P>::with_registers(self.0).count() as i64
