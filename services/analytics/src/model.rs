@@ -210,7 +210,7 @@ pub mod metric {
 
 /// What a report is about; also the key prefix of its rollup rows. Ordered as the keys
 /// are (a UUID's bytes sort as its text does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Scope {
     Event(Uuid),
     Organization(Uuid),

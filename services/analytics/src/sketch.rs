@@ -25,7 +25,16 @@ const MAX_RANK: u8 = (64 - P + 1) as u8;
 
 /// The register and rank a visitor sets, as `HyperLogLog::add_hash` computes them.
 pub fn register_of(visitor: &str) -> (u16, u8) {
-    let hash = xxhash_rust::xxh3::xxh3_64(visitor.as_bytes());
+    register_of_parts(&[visitor.as_bytes()])
+}
+
+/// [`register_of`] the parts joined, without joining them.
+pub fn register_of_parts(parts: &[&[u8]]) -> (u16, u8) {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let hash = hasher.digest();
     let index = (hash & (REGISTERS as u64 - 1)) as u16;
     let rank = (((hash >> P) | (1u64 << (64 - P))).trailing_zeros() + 1) as u8;
     (index, rank)
@@ -34,6 +43,8 @@ pub fn register_of(visitor: &str) -> (u16, u8) {
 /// A stored sketch with registers raised: `stored` (none for a new one) with `sets`
 /// applied, in its stored form.
 pub fn raise(stored: Option<&[u8]>, sets: impl IntoIterator<Item = (u16, u8)>) -> Vec<u8> {
+    // Registers from a damaged log entry (out of range) are left out rather than panic.
+    let sets = sets.into_iter().filter(|(index, _)| (*index as usize) < REGISTERS);
     match stored {
         Some([DENSE, registers @ ..]) if registers.len() == REGISTERS => {
             let mut registers = registers.to_vec();

@@ -37,6 +37,20 @@ impl DbError {
         }
     }
 
+    /// The same failure for another caller of the same transaction (the error itself is
+    /// not `Clone`): a full disk stays a full disk, SQLite's refusals keep their code,
+    /// anything else is ours.
+    pub fn echo(&self) -> DbError {
+        const ENOSPC: i32 = 28;
+        match self {
+            _ if self.is_disk_full() => Self::Io(std::io::Error::from_raw_os_error(ENOSPC)),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+                Self::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
+            }
+            _ => Self::Io(std::io::Error::other(self.to_string())),
+        }
+    }
+
     /// Whether the disk had no room for the change (it was rolled back).
     pub fn is_disk_full(&self) -> bool {
         const ENOSPC: i32 = 28;
@@ -190,6 +204,43 @@ impl Db {
         }
     }
 
+    /// Like [`Db::write`], then `settled` with what `f` returned once it is committed, or
+    /// with why it was not. `settled` runs on the writer's thread before the next write
+    /// begins, whether or not the caller still waits: what must follow a commit (memory
+    /// kept in step with the file) follows it even when the caller's request is dropped.
+    pub async fn write_settled<T, F, S>(&self, f: F, settled: S) -> Result<T, DbError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+        S: FnOnce(Result<&mut T, &DbError>) + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer
+            .run(move |conn| {
+                let outcome = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(DbError::from)
+                    .and_then(|tx| {
+                        // A panic in `f` (a bug) is settled as a failure too; its
+                        // transaction rolls back as `tx` drops.
+                        let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)))
+                            .unwrap_or(Err(DbError::Task))?;
+                        tx.commit()?;
+                        Ok(value)
+                    });
+                match outcome {
+                    Ok(mut value) => {
+                        settled(Ok(&mut value));
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        settled(Err(&e));
+                        Err(e)
+                    }
+                }
+            })
+            .await
+    }
+
     /// Runs `f` on a read-only connection.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -303,10 +354,51 @@ mod tests {
         assert_eq!(status(DbError::Io(std::io::Error::from_raw_os_error(28))), 507);
         assert_eq!(status(failure(ffi::SQLITE_BUSY)), 503);
         assert_eq!(status(failure(ffi::SQLITE_CORRUPT)), 500);
+        // Echoed to another waiter of the same transaction, each keeps its status.
+        for (e, code) in [(failure(ffi::SQLITE_FULL), 507), (failure(ffi::SQLITE_BUSY), 503), (DbError::Task, 500)] {
+            assert_eq!(status(e.echo()), code, "{e}");
+        }
     }
 
     const MIGRATIONS: Migrations =
         &["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);", "ALTER TABLE t ADD COLUMN w TEXT;"];
+
+    #[tokio::test]
+    async fn what_follows_a_commit_follows_it_even_when_the_caller_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("x.db"), MIGRATIONS).await.unwrap();
+        let (seen, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let insert =
+            |v: &'static str| move |tx: &rusqlite::Transaction| Ok(tx.execute("INSERT INTO t (v) VALUES (?1)", [v])?);
+        let report = |seen: tokio::sync::mpsc::UnboundedSender<_>| {
+            move |outcome: Result<&mut usize, &DbError>| {
+                seen.send(outcome.map(|n| *n).map_err(|e| e.to_string())).unwrap();
+            }
+        };
+        assert_eq!(db.write_settled(insert("a"), report(seen.clone())).await.unwrap(), 1);
+        assert_eq!(heard.recv().await.unwrap(), Ok(1));
+        // A caller that stops waiting (a dropped request) does not stop the write or what
+        // follows it.
+        let slow = |tx: &rusqlite::Transaction| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(tx.execute("INSERT INTO t (v) VALUES ('b')", [])?)
+        };
+        let dropped = tokio::time::timeout(Duration::from_millis(20), db.write_settled(slow, report(seen.clone())));
+        assert!(dropped.await.is_err(), "the caller gave up");
+        assert_eq!(heard.recv().await.unwrap(), Ok(1));
+        // A failed write is settled as one, and nothing of it stays.
+        let failing = db.write_settled(
+            |tx: &rusqlite::Transaction| {
+                tx.execute("INSERT INTO t (v) VALUES ('c')", [])?;
+                Ok(tx.execute("INSERT INTO nowhere (v) VALUES ('d')", [])?)
+            },
+            report(seen),
+        );
+        assert!(failing.await.is_err());
+        assert!(heard.recv().await.unwrap().unwrap_err().contains("nowhere"));
+        let count = |c: &Connection| c.query_row("SELECT group_concat(v) FROM t", [], |r| r.get::<_, String>(0));
+        assert_eq!(db.read(move |c| count(c).map_err(DbError::from)).await.unwrap(), "a,b");
+    }
 
     #[tokio::test]
     async fn migrations_apply_once_and_data_survives_reopen() {

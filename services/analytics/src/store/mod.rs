@@ -15,6 +15,7 @@
 //! apart from a redelivery, so it is answered `expired` and not counted.
 
 mod additions;
+mod queue;
 mod unfolded;
 
 use crate::model::{Counts, Fact, Ingested, Ranked, Scope, Window, metric};
@@ -22,9 +23,11 @@ use crate::sketch;
 use additions::{Additions, DAY, Key, ORGANIZATION_PREFIX};
 use async_trait::async_trait;
 use kit::db::{Db, DbError, Migrations};
+use queue::{Answers, Queue};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use unfolded::{Unfolded, unread};
 use uuid::Uuid;
 
@@ -172,11 +175,11 @@ INSERT INTO organization_days (metric, day, scope, value)
      WHERE scope >= 'organization:' AND scope < 'organization;' GROUP BY 1, 2, 3;
 "#,
     r#"
--- What stored facts add that is not folded into the rollups yet, one JSON entry per
--- batch (store::unfolded): read back after a restart.
+-- What stored facts add that is not folded into the rollups yet, one entry per write
+-- (store::unfolded): read back after a restart.
 CREATE TABLE unfolded (
     seq        INTEGER PRIMARY KEY,
-    additions  TEXT NOT NULL
+    additions  BLOB NOT NULL
 );
 -- The generation of the last fold: a report adds the unfolded parts above it.
 CREATE TABLE folds (
@@ -189,10 +192,8 @@ INSERT INTO folds (one, generation) VALUES (1, 0);
 
 pub struct SqliteStore {
     db: Db,
-    unfolded: Unfolded,
-    /// Held by a batch from its transaction until its additions are in memory, and by a
-    /// fold: the `unfolded` log and the memory then hold the same batches.
-    writing: tokio::sync::Mutex<()>,
+    unfolded: Arc<Unfolded>,
+    queue: Arc<Queue>,
 }
 
 impl SqliteStore {
@@ -201,7 +202,7 @@ impl SqliteStore {
         db.write(fold_visitor_rows).await?;
         // What a stop left unfolded is folded now, before anything reads.
         let folded = db.write(fold_logged).await?;
-        Ok(Self { db, unfolded: Unfolded::new(folded), writing: tokio::sync::Mutex::new(()) })
+        Ok(Self { db, unfolded: Arc::new(Unfolded::new(folded)), queue: Arc::default() })
     }
 
     /// The events an organization's facts named, as keys.
@@ -222,22 +223,78 @@ impl SqliteStore {
             .await
     }
 
-    /// Folds the unfolded additions into the rollups, in one transaction.
+    /// Folds the unfolded additions into the rollups, in one transaction. The fold
+    /// begins and ends on the writer's thread, between two writes, whatever becomes of
+    /// the caller: the log and the memory stay in step.
     pub async fn fold(&self) -> Result<()> {
-        let _writing = self.writing.lock().await;
-        let Some((generation, additions)) = self.unfolded.begin_fold() else { return Ok(()) };
-        let outcome = self
-            .db
-            .write(move |tx| {
-                additions.write(tx)?;
-                tx.execute("DELETE FROM unfolded", [])?;
-                tx.execute("UPDATE folds SET generation = ?1", [generation as i64])?;
-                Ok::<_, StoreError>(())
-            })
-            .await;
-        self.unfolded.end_fold(outcome.is_ok());
-        outcome
+        let (begin, end) = (self.unfolded.clone(), self.unfolded.clone());
+        self.db
+            .write_settled(
+                move |tx| {
+                    let Some((generation, additions)) = begin.begin_fold() else { return Ok(()) };
+                    additions.write(tx)?;
+                    tx.execute("DELETE FROM unfolded", [])?;
+                    tx.execute("UPDATE folds SET generation = ?1", [generation as i64])?;
+                    Ok(())
+                },
+                move |outcome| end.end_fold(outcome.is_ok()),
+            )
+            .await?;
+        Ok(())
     }
+}
+
+/// Stores batches in one transaction: each fact is inserted keyed by its id and counted
+/// only if new; what the new ones add is logged in `unfolded`. Returns each batch's
+/// outcome and what they add together.
+fn store_batches(tx: &rusqlite::Transaction, batches: Vec<Vec<Fact>>) -> Result<(Vec<Ingested>, Additions), DbError> {
+    let pruned_before: i64 = tx.query_row("SELECT pruned_before FROM retention", [], |r| r.get(0))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO facts (id, kind, occurred_at, event_id, organization_id, user_id, visitor_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut owner =
+        tx.prepare_cached("INSERT OR IGNORE INTO event_organizations (event_id, organization_id) VALUES (?1, ?2)")?;
+    let mut owners = BTreeSet::new();
+    let mut added = Additions::default();
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for mut facts in batches {
+        // In key order: one pass down the facts table instead of a jump per fact.
+        facts.sort_unstable_by_key(|f| (f.occurred_at, f.id));
+        let mut done = Ingested::default();
+        for f in facts {
+            if let (Some(event), Some(org)) = (f.event_id, f.organization_id) {
+                owners.insert((event, org));
+            }
+            if f.occurred_at < pruned_before {
+                done.expired += 1;
+                continue;
+            }
+            let new = insert.execute(params![
+                f.id.to_string(),
+                f.kind.as_str(),
+                f.occurred_at,
+                opt_text(&f.event_id),
+                opt_text(&f.organization_id),
+                opt_text(&f.user_id),
+                f.visitor_id,
+            ])? == 1;
+            if !new {
+                done.duplicates += 1;
+                continue;
+            }
+            done.accepted += 1;
+            added.count(&f);
+        }
+        outcomes.push(done);
+    }
+    for (event, org) in owners {
+        owner.execute(params![event.to_string(), org.to_string()])?;
+    }
+    if !added.is_empty() {
+        tx.execute("INSERT INTO unfolded (additions) VALUES (?1)", [added.to_log()])?;
+    }
+    Ok((outcomes, added))
 }
 
 /// The generation of the last fold, as a read snapshot sees it.
@@ -253,11 +310,15 @@ fn fold_logged(tx: &rusqlite::Transaction) -> Result<u64, DbError> {
         let mut rows = tx.prepare("SELECT seq, additions FROM unfolded ORDER BY seq")?;
         let mut rows = rows.query([])?;
         while let Some(row) = rows.next()? {
-            let (seq, text): (i64, String) = (row.get(0)?, row.get(1)?);
-            match Additions::from_log(&text) {
-                Some(added) => all.merge(added),
-                None => tracing::error!(seq, "an unfolded entry is unreadable: its facts are not counted"),
-            }
+            let (seq, entry): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+            // An entry this version cannot read (written by a newer one) stops the start
+            // rather than lose its counts.
+            let added = Additions::from_log(&entry).ok_or_else(|| {
+                DbError::Io(std::io::Error::other(format!(
+                    "the analytics store's unfolded entry {seq} is unreadable by this version"
+                )))
+            })?;
+            all.merge(added);
         }
     }
     let mut generation = folded(tx)?;
@@ -353,60 +414,35 @@ fn opt_text<T: ToString>(v: &Option<T>) -> Option<String> {
 
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
-    async fn ingest(&self, mut facts: Vec<Fact>) -> Result<Ingested> {
-        // In key order: one pass down the facts table instead of a jump per fact.
-        facts.sort_unstable_by_key(|f| (f.occurred_at, f.id));
-        let writing = self.writing.lock().await;
-        let (done, added) = self
+    async fn ingest(&self, facts: Vec<Fact>) -> Result<Ingested> {
+        let (ticket, outcome) = self.queue.push(facts);
+        let (queue, unfolded, answers) = (self.queue.clone(), self.unfolded.clone(), Answers::default());
+        let taken = answers.clone();
+        // The write that runs next takes every batch waiting then, this one among them
+        // unless an earlier write took it. Its additions join the memory, and each batch
+        // is answered, on the writer's thread right after the commit, even if this
+        // request is gone by then.
+        let written = self
             .db
-            .write(move |tx| {
-                let pruned_before: i64 = tx.query_row("SELECT pruned_before FROM retention", [], |r| r.get(0))?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO facts (id, kind, occurred_at, event_id, organization_id, user_id, visitor_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                let mut owner = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO event_organizations (event_id, organization_id) VALUES (?1, ?2)",
-                )?;
-                let mut owners = BTreeSet::new();
-                let mut added = Additions::default();
-                let mut done = Ingested::default();
-                for f in facts {
-                    if let (Some(event), Some(org)) = (f.event_id, f.organization_id) {
-                        owners.insert((event, org));
+            .write_settled(
+                move |tx| store_batches(tx, queue.take_all(&taken)),
+                move |outcome| match outcome {
+                    Ok((done, added)) => {
+                        unfolded.add(std::mem::take(added), done.iter().map(|d| d.accepted).sum());
+                        answers.answer(Ok(done));
                     }
-                    if f.occurred_at < pruned_before {
-                        done.expired += 1;
-                        continue;
-                    }
-                    let new = insert.execute(params![
-                        f.id.to_string(),
-                        f.kind.as_str(),
-                        f.occurred_at,
-                        opt_text(&f.event_id),
-                        opt_text(&f.organization_id),
-                        opt_text(&f.user_id),
-                        f.visitor_id,
-                    ])? == 1;
-                    if !new {
-                        done.duplicates += 1;
-                        continue;
-                    }
-                    done.accepted += 1;
-                    added.count(&f);
-                }
-                for (event, org) in owners {
-                    owner.execute(params![event.to_string(), org.to_string()])?;
-                }
-                if !added.is_empty() {
-                    tx.execute("INSERT INTO unfolded (additions) VALUES (?1)", [added.to_log()])?;
-                }
-                Ok::<_, StoreError>((done, added))
-            })
-            .await?;
-        let unfolded = self.unfolded.add(added, done.accepted);
-        drop(writing);
-        if unfolded >= FOLD_FACTS
+                    Err(e) => answers.answer(Err(e)),
+                },
+            )
+            .await;
+        // A write that never ran leaves the batch waiting: it is taken back.
+        if let Err(e) = written
+            && self.queue.withdraw(ticket)
+        {
+            return Err(e.into());
+        }
+        let done = outcome.await.map_err(|_| DbError::Task)??;
+        if self.unfolded.facts() >= FOLD_FACTS
             && let Err(e) = self.fold().await
         {
             // The batch is stored and counted; its additions stay unfolded until a fold
@@ -552,8 +588,10 @@ impl AnalyticsStore for SqliteStore {
 
     async fn prune(&self, before: i64) -> Result<u64> {
         // The retention job is also the fold's clock: what a quiet hour left unfolded is
-        // folded then.
-        self.fold().await?;
+        // folded then. Pruning does not wait for a fold that fails.
+        if let Err(e) = self.fold().await {
+            tracing::warn!(error = %e, "folding the rollups failed; will try again");
+        }
         self.db
             .write(move |tx| {
                 let deleted = tx.execute("DELETE FROM facts WHERE occurred_at < ?1", [before])?;
@@ -750,6 +788,38 @@ mod tests {
         // Folding again changes nothing a report sees.
         store.fold().await.unwrap();
         assert_eq!(store.counts(Scope::Event(e), window).await.unwrap().values, before.values);
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_share_commits_and_each_counts_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("analytics.db")).await.unwrap());
+        let e = Uuid::new_v4();
+        let batches: Vec<Vec<Fact>> = (0..40)
+            .map(|i| (0..25).map(|j| view(e, &format!("v{}", (i * 25 + j) % 97), "2026-11-24T10:15:00Z")).collect())
+            .collect();
+        // The first ten batches are delivered twice, racing each other.
+        let mut deliveries = tokio::task::JoinSet::new();
+        for (i, batch) in batches.iter().chain(&batches[..10]).enumerate() {
+            let (store, batch) = (store.clone(), batch.clone());
+            deliveries.spawn(async move { (i % 40, store.ingest(batch).await.unwrap()) });
+        }
+        let mut per_batch: BTreeMap<usize, Vec<Ingested>> = BTreeMap::new();
+        while let Some(done) = deliveries.join_next().await {
+            let (i, done) = done.unwrap();
+            per_batch.entry(i).or_default().push(done);
+        }
+        for (i, outcomes) in per_batch {
+            let accepted: u64 = outcomes.iter().map(|d| d.accepted).sum();
+            let duplicates: u64 = outcomes.iter().map(|d| d.duplicates).sum();
+            assert_eq!((accepted, duplicates), (25, if i < 10 { 25 } else { 0 }), "batch {i}: {outcomes:?}");
+            assert!(outcomes.iter().all(|d| d.accepted == 0 || d.duplicates == 0), "a batch is one side of a race");
+        }
+        assert!(logged(&store).await < 50, "commits were shared");
+        let window = Window { size: BucketSize::Day, start: t("2026-11-24T00:00:00Z"), end: t("2026-11-25T00:00:00Z") };
+        let r = assemble(window, Scope::Event(e).metrics(), &store.counts(Scope::Event(e), window).await.unwrap());
+        assert_eq!((r.totals[metric::VIEWS], r.totals[metric::UNIQUE_VISITORS]), (1000, 97));
+        assert_eq!(store.fact_count().await.unwrap(), 1000);
     }
 
     #[tokio::test]

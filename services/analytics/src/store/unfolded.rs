@@ -50,6 +50,11 @@ impl Unfolded {
         inner.facts
     }
 
+    /// New facts not yet folded.
+    pub fn facts(&self) -> u64 {
+        self.lock().facts
+    }
+
     /// Hands the unfolded additions to a fold, with the generation to commit them as;
     /// `None` when there is nothing to fold.
     pub fn begin_fold(&self) -> Option<(u64, Arc<Additions>)> {
