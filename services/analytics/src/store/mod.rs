@@ -7,8 +7,8 @@
 //! exactly once however often it arrives, and a batch is counted whole or not at all.
 //!
 //! What the new facts add to the rollups and sketches ([`additions`]) is logged in the
-//! same transaction and kept in memory ([`unfolded`]); it is folded into the rollups a few
-//! hundred thousand facts at a time, and reports add what is not folded yet.
+//! same transaction and kept in memory ([`unfolded`]); it is folded into the rollups up to
+//! a million facts at a time, and reports add what is not folded yet.
 //!
 //! Raw facts are pruned after a retention period; rollups and the visitor table stay.
 //! Once facts before some time are pruned, a fact from before then can no longer be told
@@ -31,9 +31,13 @@ use std::sync::Arc;
 use unfolded::{Unfolded, unread};
 use uuid::Uuid;
 
-/// Unfolded facts that start a fold: a few seconds of a busy platform's traffic, a few
-/// megabytes of memory.
-const FOLD_FACTS: u64 = 250_000;
+/// Unfolded facts that start a fold: about ten seconds of a busy platform's traffic,
+/// tens of megabytes of memory at most (the additions are summed per key, and a sketch's
+/// registers kept once each).
+const FOLD_FACTS: u64 = 1_000_000;
+
+/// How long ingest stays quiet before what it left unfolded is folded.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -202,7 +206,9 @@ impl SqliteStore {
         db.write(fold_visitor_rows).await?;
         // What a stop left unfolded is folded now, before anything reads.
         let folded = db.write(fold_logged).await?;
-        Ok(Self { db, unfolded: Arc::new(Unfolded::new(folded)), queue: Arc::default() })
+        let unfolded = Arc::new(Unfolded::new(folded));
+        tokio::spawn(fold_when_quiet(db.clone(), Arc::downgrade(&unfolded)));
+        Ok(Self { db, unfolded, queue: Arc::default() })
     }
 
     /// The events an organization's facts named, as keys.
@@ -223,24 +229,45 @@ impl SqliteStore {
             .await
     }
 
-    /// Folds the unfolded additions into the rollups, in one transaction. The fold
-    /// begins and ends on the writer's thread, between two writes, whatever becomes of
-    /// the caller: the log and the memory stay in step.
+    /// Folds the unfolded additions into the rollups, in one transaction.
     pub async fn fold(&self) -> Result<()> {
-        let (begin, end) = (self.unfolded.clone(), self.unfolded.clone());
-        self.db
-            .write_settled(
-                move |tx| {
-                    let Some((generation, additions)) = begin.begin_fold() else { return Ok(()) };
-                    additions.write(tx)?;
-                    tx.execute("DELETE FROM unfolded", [])?;
-                    tx.execute("UPDATE folds SET generation = ?1", [generation as i64])?;
-                    Ok(())
-                },
-                move |outcome| end.end_fold(outcome.is_ok()),
-            )
-            .await?;
-        Ok(())
+        fold(&self.db, &self.unfolded).await
+    }
+}
+
+/// Folds what `unfolded` holds into the rollups, in one transaction. The fold begins and
+/// ends on the writer's thread, between two writes, whatever becomes of the caller: the
+/// log and the memory stay in step.
+async fn fold(db: &Db, unfolded: &Arc<Unfolded>) -> Result<()> {
+    let (begin, end) = (unfolded.clone(), unfolded.clone());
+    db.write_settled(
+        move |tx| {
+            let Some((generation, additions)) = begin.begin_fold() else { return Ok(()) };
+            additions.write(tx)?;
+            tx.execute("DELETE FROM unfolded", [])?;
+            tx.execute("UPDATE folds SET generation = ?1", [generation as i64])?;
+            Ok(())
+        },
+        move |outcome| end.end_fold(outcome.is_ok()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Folds what is unfolded once ingest has been quiet for [`QUIET`]: reports then read
+/// the rollups alone, and a restart has little to fold. Ends with the store.
+async fn fold_when_quiet(db: Db, unfolded: std::sync::Weak<Unfolded>) {
+    let mut tick = tokio::time::interval(QUIET / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(unfolded) = unfolded.upgrade() else { return };
+        if unfolded.facts() > 0
+            && unfolded.quiet_for() >= QUIET
+            && let Err(e) = fold(&db, &unfolded).await
+        {
+            tracing::warn!(error = %e, "folding the rollups failed; will try again");
+        }
     }
 }
 
@@ -788,6 +815,27 @@ mod tests {
         // Folding again changes nothing a report sees.
         store.fold().await.unwrap();
         assert_eq!(store.counts(Scope::Event(e), window).await.unwrap().values, before.values);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_quiet_ingest_left_unfolded_is_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("analytics.db")).await.unwrap();
+        let e = Uuid::new_v4();
+        store.ingest(vec![view(e, "v1", "2026-11-24T10:15:00Z")]).await.unwrap();
+        assert_eq!(logged(&store).await, 1);
+        tokio::time::sleep(QUIET * 2).await;
+        for _ in 0..100 {
+            if logged(&store).await == 0 {
+                break;
+            }
+            tokio::time::sleep(QUIET / 10).await;
+        }
+        assert_eq!(logged(&store).await, 0, "folded after a quiet spell");
+        assert_eq!(store.unfolded.facts(), 0);
+        let window = Window { size: BucketSize::Day, start: t("2026-11-24T00:00:00Z"), end: t("2026-11-25T00:00:00Z") };
+        let r = assemble(window, Scope::Event(e).metrics(), &store.counts(Scope::Event(e), window).await.unwrap());
+        assert_eq!(r.totals[metric::VIEWS], 1, "counted once, from the rollups");
     }
 
     #[tokio::test]

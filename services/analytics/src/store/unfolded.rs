@@ -3,8 +3,8 @@
 //!
 //! Folding a batch's additions into the rollups as it arrives rewrote a page per key it
 //! touched: a relay batch of 500 facts over as many events rewrote about a thousand
-//! pages, and ingest ran at thousands of facts a second. Folded a few hundred thousand
-//! facts at a time, each key's page is rewritten once for all of them.
+//! pages, and ingest ran at thousands of facts a second. Folded up to a million facts at
+//! a time, each key's page is rewritten once for all of them.
 //!
 //! Reports add the unfolded part to what they read. A fold commits under a new
 //! generation number, stored beside the rollups: a report adds a part only when its
@@ -13,6 +13,9 @@
 
 use super::additions::Additions;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+// Tokio's clock, which tests may pause and advance.
+use tokio::time::Instant;
 
 /// The additions not yet folded, each tagged with the generation it will be folded as.
 #[derive(Debug)]
@@ -27,6 +30,8 @@ struct Inner {
     active: Additions,
     /// New facts in `active`.
     facts: u64,
+    /// When the last batch was added.
+    added_at: Instant,
     /// The part being folded, while its transaction runs.
     folding: Option<(u64, Arc<Additions>, u64)>,
 }
@@ -34,7 +39,9 @@ struct Inner {
 impl Unfolded {
     /// Nothing unfolded, after the fold of generation `folded`.
     pub fn new(folded: u64) -> Self {
-        Self { inner: Mutex::new(Inner { next: folded + 1, active: Additions::default(), facts: 0, folding: None }) }
+        let inner =
+            Inner { next: folded + 1, active: Additions::default(), facts: 0, added_at: Instant::now(), folding: None };
+        Self { inner: Mutex::new(inner) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -47,7 +54,13 @@ impl Unfolded {
         let mut inner = self.lock();
         inner.active.merge(added);
         inner.facts += facts;
+        inner.added_at = Instant::now();
         inner.facts
+    }
+
+    /// How long since the last batch was added.
+    pub fn quiet_for(&self) -> Duration {
+        self.lock().added_at.elapsed()
     }
 
     /// New facts not yet folded.
