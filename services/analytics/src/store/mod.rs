@@ -27,7 +27,7 @@ use queue::{Answers, Queue};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use unfolded::{Unfolded, unread};
 use uuid::Uuid;
 
@@ -198,6 +198,16 @@ pub struct SqliteStore {
     db: Db,
     unfolded: Arc<Unfolded>,
     queue: Arc<Queue>,
+    top_organizations: Arc<Mutex<Option<TopOrganizations>>>,
+}
+
+/// The platform's registrations per organization over a window, as the rollups of one
+/// fold generation hold them: they change only when a fold commits, so every platform
+/// report of the same hours until then reads them once.
+struct TopOrganizations {
+    hours: (i64, i64),
+    generation: u64,
+    sums: Arc<HashMap<String, i64>>,
 }
 
 impl SqliteStore {
@@ -208,7 +218,7 @@ impl SqliteStore {
         let folded = db.write(fold_logged).await?;
         let unfolded = Arc::new(Unfolded::new(folded));
         tokio::spawn(fold_when_quiet(db.clone(), Arc::downgrade(&unfolded)));
-        Ok(Self { db, unfolded, queue: Arc::default() })
+        Ok(Self { db, unfolded, queue: Arc::default(), top_organizations: Arc::default() })
     }
 
     /// The events an organization's facts named, as keys.
@@ -419,6 +429,27 @@ fn top_organizations(c: &rusqlite::Connection, window: Window) -> rusqlite::Resu
     Ok(sums)
 }
 
+/// [`top_organizations`] of the hours `window` covers, from `cache` when the snapshot
+/// `c` reads the same fold generation as the cached sums.
+fn top_organizations_cached(
+    c: &rusqlite::Connection,
+    cache: &Mutex<Option<TopOrganizations>>,
+    window: Window,
+) -> rusqlite::Result<HashMap<String, i64>> {
+    // Rollups are hourly: a window counts the hours that start within it, the same as
+    // one from the first of them to the end of the hour it ends in.
+    let ceil_hour = |t: i64| t + (3600 - t.rem_euclid(3600)) % 3600;
+    let hours = (ceil_hour(window.start), ceil_hour(window.end));
+    let generation = folded(c)?;
+    let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(cached) = lock().as_ref().filter(|t| t.hours == hours && t.generation == generation) {
+        return Ok((*cached.sums).clone());
+    }
+    let sums = top_organizations(c, Window { start: hours.0, end: hours.1, ..window })?;
+    *lock() = Some(TopOrganizations { hours, generation, sums: Arc::new(sums.clone()) });
+    Ok(sums)
+}
+
 /// Calls `f` with the hour and stored sketch of every hour of `scope` in `window`.
 fn for_each_sketch(
     c: &rusqlite::Connection,
@@ -492,6 +523,7 @@ impl AnalyticsStore for SqliteStore {
     }
 
     async fn top(&self, organization: Option<Uuid>, window: Window, n: i64) -> Result<Vec<Ranked>> {
+        let cache = self.top_organizations.clone();
         let (prefix, pending) = match organization {
             Some(org) => {
                 // Its events, known before the snapshot below: an event new since then
@@ -520,7 +552,7 @@ impl AnalyticsStore for SqliteStore {
                         })?;
                         rows.collect::<rusqlite::Result<_>>()?
                     }
-                    None => top_organizations(&c, window)?,
+                    None => top_organizations_cached(&c, &cache, window)?,
                 };
                 for part in unread(pending, folded(&c)?) {
                     for (scope, n) in part {
@@ -752,28 +784,52 @@ mod tests {
                 store.fold().await.unwrap();
             }
         }
+        // Rollups are hourly: a window counts the facts of the hours that start within it.
+        let expected = |facts: &[Fact], window: Window| {
+            let mut expected: Vec<(Uuid, i64)> = orgs
+                .iter()
+                .map(|o| {
+                    let hours = facts
+                        .iter()
+                        .filter(|f| f.organization_id == Some(*o))
+                        .filter(|f| (window.start..window.end).contains(&crate::model::hour_of(f.occurred_at)));
+                    (*o, hours.count() as i64)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.to_string().cmp(&b.0.to_string())));
+            expected
+        };
+        let top = |window| {
+            let store = &store;
+            async move {
+                let ranked = store.top(None, window, 10).await.unwrap();
+                ranked.into_iter().map(|r| (r.id, r.registrations)).collect::<Vec<_>>()
+            }
+        };
         let hours = [0, 1, 5, 23, 24, 25, 47, 48, 60, 95, 96];
         for &from in &hours {
             for &to in hours.iter().filter(|&&h| h > from) {
-                let window = Window { size: BucketSize::Hour, start: day0 + from * 3600, end: day0 + to * 3600 };
-                let mut expected: Vec<(Uuid, i64)> = orgs
-                    .iter()
-                    .map(|o| {
-                        let n = facts
-                            .iter()
-                            .filter(|f| f.organization_id == Some(*o))
-                            .filter(|f| f.occurred_at >= window.start && f.occurred_at < window.end)
-                            .count() as i64;
-                        (*o, n)
-                    })
-                    .filter(|(_, n)| *n > 0)
-                    .collect();
-                expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.to_string().cmp(&b.0.to_string())));
-                let got: Vec<(Uuid, i64)> =
-                    store.top(None, window, 10).await.unwrap().into_iter().map(|r| (r.id, r.registrations)).collect();
-                assert_eq!(got, expected, "hours {from}..{to}");
+                // On the hour, and a second or a half hour off it at either end.
+                for (early, late) in [(0, 0), (1, -1), (-1800, 1800)] {
+                    let window = Window {
+                        size: BucketSize::Hour,
+                        start: day0 + from * 3600 + early,
+                        end: day0 + to * 3600 + late,
+                    };
+                    assert_eq!(top(window).await, expected(&facts, window), "hours {from}..{to}, {early}/{late} s");
+                }
             }
         }
+        // Registrations folded since a report was read count in the next one.
+        let window = Window { size: BucketSize::Hour, start: day0 + 3600, end: day0 + 60 * 3600 };
+        let before = top(window).await;
+        let late = Fact { id: Uuid::new_v4(), occurred_at: day0 + 2 * 3600, ..facts[0].clone() };
+        store.ingest(vec![late.clone()]).await.unwrap();
+        store.fold().await.unwrap();
+        facts.push(late);
+        assert_eq!(top(window).await, expected(&facts, window));
+        assert_ne!(top(window).await, before);
     }
 
     async fn logged(store: &SqliteStore) -> i64 {
