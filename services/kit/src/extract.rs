@@ -57,8 +57,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if is_object && let Ok(parsed) = serde_json::from_slice(bytes) {
         return Ok(parsed);
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let parsed = serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         // serde reads a struct from an array by position and may stop early, so a
@@ -75,7 +75,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::field(field, strip_position(&inner.to_string()))
         }
     })?;
-    if is_object { Ok(parsed) } else { Err(not_an_object()) }
+    if !is_object {
+        return Err(not_an_object());
+    }
+    // A document must end where its object does: `{...} x` and `{...}{...}` are refused.
+    de.end().map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(parsed)
 }
 
 fn not_an_object() -> ApiError {
@@ -177,6 +182,11 @@ mod tests {
     #[test]
     fn malformed_json_is_a_bad_request() {
         assert!(matches!(parse_json::<Body>(b"{\"name\":"), Err(ApiError::BadRequest(_))));
+        for trailing in [&br#"{"name":"a","tags":[]} x"#[..], br#"{"name":"a","tags":[]}{"name":"b","tags":[]}"#] {
+            let refused = parse_json::<Body>(trailing);
+            assert!(matches!(refused, Err(ApiError::BadRequest(_))), "{:?}", String::from_utf8_lossy(trailing));
+        }
+        assert!(parse_json::<Body>(b" {\"name\":\"a\",\"tags\":[]} \n").is_ok(), "white space around is fine");
     }
 
     #[test]

@@ -201,6 +201,26 @@ pub struct SqliteStore {
     top_organizations: Arc<Mutex<Option<TopOrganizations>>>,
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The quiet fold's task may hold the database a moment longer; it folds nothing
+        // from now on (begin_fold runs on the writer's thread, so this is race-free).
+        self.unfolded.close();
+    }
+}
+
+/// Takes a queued batch back when dropped, unless a write took it already.
+struct Unclaimed<'a> {
+    queue: &'a Queue,
+    ticket: u64,
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        self.queue.withdraw(self.ticket);
+    }
+}
+
 /// The platform's registrations per organization over a window, as the rollups of one
 /// fold generation hold them: they change only when a fold commits, so every platform
 /// report of the same hours until then reads them once.
@@ -474,6 +494,9 @@ fn opt_text<T: ToString>(v: &Option<T>) -> Option<String> {
 impl AnalyticsStore for SqliteStore {
     async fn ingest(&self, facts: Vec<Fact>) -> Result<Ingested> {
         let (ticket, outcome) = self.queue.push(facts);
+        // A request dropped before any write took its batch takes it back: a client that
+        // retries does not leave copies waiting behind a long fold.
+        let unclaimed = Unclaimed { queue: &self.queue, ticket };
         let (queue, unfolded, answers) = (self.queue.clone(), self.unfolded.clone(), Answers::default());
         let taken = answers.clone();
         // The write that runs next takes every batch waiting then, this one among them
@@ -499,6 +522,7 @@ impl AnalyticsStore for SqliteStore {
         {
             return Err(e.into());
         }
+        std::mem::forget(unclaimed);
         let done = outcome.await.map_err(|_| DbError::Task)??;
         if self.unfolded.facts() >= FOLD_FACTS
             && let Err(e) = self.fold().await

@@ -34,13 +34,22 @@ struct Inner {
     added_at: Instant,
     /// The part being folded, while its transaction runs.
     folding: Option<(u64, Arc<Additions>, u64)>,
+    /// The store is gone: a fold still under way elsewhere (the quiet fold's task) must
+    /// not write what a reopened store folds from the log itself.
+    closed: bool,
 }
 
 impl Unfolded {
     /// Nothing unfolded, after the fold of generation `folded`.
     pub fn new(folded: u64) -> Self {
-        let inner =
-            Inner { next: folded + 1, active: Additions::default(), facts: 0, added_at: Instant::now(), folding: None };
+        let inner = Inner {
+            next: folded + 1,
+            active: Additions::default(),
+            facts: 0,
+            added_at: Instant::now(),
+            folding: None,
+            closed: false,
+        };
         Self { inner: Mutex::new(inner) }
     }
 
@@ -72,7 +81,7 @@ impl Unfolded {
     /// `None` when there is nothing to fold.
     pub fn begin_fold(&self) -> Option<(u64, Arc<Additions>)> {
         let mut inner = self.lock();
-        if inner.active.is_empty() || inner.folding.is_some() {
+        if inner.active.is_empty() || inner.folding.is_some() || inner.closed {
             return None;
         }
         let generation = inner.next;
@@ -80,6 +89,11 @@ impl Unfolded {
         inner.folding = Some((generation, additions.clone(), std::mem::take(&mut inner.facts)));
         inner.next += 1;
         Some((generation, additions))
+    }
+
+    /// No fold begins any more: the store is closed.
+    pub fn close(&self) {
+        self.lock().closed = true;
     }
 
     /// Ends the fold begun last: committed, or (its transaction failed) its additions
@@ -144,6 +158,15 @@ mod tests {
         u.end_fold(true);
         assert_eq!(seen(&u, 5), 1);
         assert_eq!(u.begin_fold().map(|(g, a)| (g, a.bumps.len())), Some((6, 1)));
+    }
+
+    #[test]
+    fn a_closed_store_folds_nothing() {
+        let u = Unfolded::new(0);
+        u.add(one(1), 1);
+        u.close();
+        assert!(u.begin_fold().is_none());
+        assert_eq!(seen(&u, 0), 1, "still read from memory");
     }
 
     #[test]
