@@ -379,12 +379,15 @@ mod tests {
         assert_eq!(heard.recv().await.unwrap(), Ok(1));
         // A caller that stops waiting (a dropped request) does not stop the write or what
         // follows it.
-        let slow = |tx: &rusqlite::Transaction| {
-            std::thread::sleep(Duration::from_millis(200));
+        // The write waits until the caller has given up: no race on how long it takes.
+        let (go, given_up) = std::sync::mpsc::channel::<()>();
+        let slow = move |tx: &rusqlite::Transaction| {
+            given_up.recv().ok();
             Ok(tx.execute("INSERT INTO t (v) VALUES ('b')", [])?)
         };
         let dropped = tokio::time::timeout(Duration::from_millis(20), db.write_settled(slow, report(seen.clone())));
         assert!(dropped.await.is_err(), "the caller gave up");
+        go.send(()).unwrap();
         assert_eq!(heard.recv().await.unwrap(), Ok(1));
         // A failed write is settled as one, and nothing of it stays.
         let failing = db.write_settled(
